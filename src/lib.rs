@@ -1,0 +1,17 @@
+//! git-teleos: close nearly-finished Markdown stories with coding-agent CLIs.
+//!
+//! Layers (dependencies point downwards only):
+//! `cli` → `batch` → {`stories`, `agent`, `git`, `manifest`, `report`}.
+//! Nothing below `cli` knows about flags or terminals.
+
+pub mod agent;
+pub mod batch;
+pub mod cli;
+pub mod error;
+pub mod git;
+pub mod manifest;
+pub mod report;
+pub mod settings;
+pub mod stories;
+
+pub use error::{Error, ExitCode};

@@ -1,0 +1,1 @@
+//! The session manifest `.claude/worktrees/manifest.json`: schema, exclusive lock, atomic write.
