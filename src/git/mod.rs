@@ -1,2 +1,49 @@
 //! Repository work through gix: discovery, worktrees, branches, in-memory merges, rescue refs.
 //! Knows nothing about agents or stories.
+//!
+//! # Threads
+//!
+//! [`gix::Repository`] is `Send` but not `Sync`: every function here takes `&Repository`, and a
+//! caller that works on several threads opens one handle per thread — keep a
+//! [`gix::ThreadSafeRepository`] (`repo.clone().into_sync()`) and call `.to_thread_local()` in each
+//! thread. Handles are cheap to make that way; object caches are per handle.
+//!
+//! # Safety rules kept by this module
+//!
+//! - Nothing here discards uncommitted work: removing or resetting a worktree refuses when it is
+//!   dirty, and deleting a branch refuses when its commits are reachable from no other ref.
+//! - Every branch move is a compare-and-swap against the value read before the work started.
+
+mod checkout;
+mod history;
+mod identity;
+mod merge;
+mod refs;
+mod repo;
+mod snapshot;
+mod status;
+mod worktree;
+
+pub use checkout::{land_fast_forward_checkout, reset_worktree_to, LandOutcome};
+pub use history::{commit_exists, commits_between, files_changed, is_ancestor};
+pub use merge::{merge_commits_in_memory, merge_into_branch, MergeOutcome};
+pub use refs::{
+    create_branch, delete_branch_guarded, resolve_ref, set_ref, update_ref_cas, CasOutcome,
+};
+pub use repo::{common_dir, current_branch, discover, head_commit_id, work_tree_root};
+pub use snapshot::snapshot_uncommitted;
+pub use status::{dirty_paths, is_clean, DIRTY_PATHS_LIMIT};
+pub use worktree::{
+    add_worktree, list_worktrees, lock_worktree, prune_worktrees, remove_worktree, unlock_worktree,
+    WorktreeInfo,
+};
+
+pub use gix::{ObjectId, Repository};
+
+use crate::error::Error;
+
+/// Turn a gix error (or any displayable error) into ours, keeping gix's whole cause chain:
+/// gix 0.90 errors print only their top frame with `{}`, the chain with `{:#}`.
+pub(crate) fn gix_err(e: impl std::fmt::Display) -> Error {
+    Error::git(format!("{e:#}"))
+}

@@ -1,0 +1,246 @@
+//! Moving a checked-out branch together with its index and files, rewriting only what changed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use gix::bstr::BStr;
+use gix::index::entry::Flags;
+use gix::{ObjectId, Repository};
+
+use super::gix_err;
+use super::history::{commit_tree_id, files_changed, is_ancestor};
+use super::refs::{resolve_ref, update_ref_cas, CasOutcome};
+use super::repo::{current_branch, head_commit_id, work_tree_root};
+use super::status::{changes, dirty_paths, DIRTY_PATHS_LIMIT};
+use super::worktree::normalize;
+use crate::error::{Error, Result};
+
+/// What landing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LandOutcome {
+    /// The branch already contains the commit: nothing changed.
+    UpToDate,
+    /// The branch was checked out here: it moved, and index and files now match it.
+    CheckedOut {
+        /// Files written or removed.
+        files_updated: usize,
+    },
+    /// The branch is not checked out in any worktree: only the ref moved.
+    RefUpdated,
+    /// Local changes are in the way (tracked changes, or untracked files where the update
+    /// would write); nothing was touched.
+    Dirty(Vec<String>),
+    /// The commit does not descend from the branch: merge first; nothing was touched.
+    NotFastForward,
+    /// The branch is checked out in another worktree (that path); nothing was touched.
+    CheckedOutElsewhere(PathBuf),
+    /// The branch moved while landing; nothing was touched.
+    Moved,
+}
+
+/// Fast-forward branch `branch_full` to `new` for the user. If it is checked out in the
+/// worktree `repo_at_user_worktree` was opened in, that worktree's index and changed files are
+/// updated too — but only when no tracked file has local changes and no untracked file sits
+/// where the update writes (what `git merge --ff-only` accepts); otherwise nothing is touched.
+pub fn land_fast_forward_checkout(
+    repo_at_user_worktree: &Repository,
+    branch_full: &str,
+    new: ObjectId,
+) -> Result<LandOutcome> {
+    let repo = repo_at_user_worktree;
+    let old = resolve_ref(repo, branch_full)?
+        .ok_or_else(|| Error::git(format!("branch {branch_full} not found")))?;
+    if is_ancestor(repo, new, old)? {
+        return Ok(LandOutcome::UpToDate);
+    }
+    if !is_ancestor(repo, old, new)? {
+        return Ok(LandOutcome::NotFastForward);
+    }
+    let log = format!("merge {new}: Fast-forward");
+    if current_branch(repo)?.as_deref() != Some(branch_full) {
+        if let Some(elsewhere) = checked_out_in(repo, branch_full)? {
+            return Ok(LandOutcome::CheckedOutElsewhere(elsewhere));
+        }
+        return Ok(
+            match update_ref_cas(repo, branch_full, new, Some(old), &log)? {
+                CasOutcome::Updated => LandOutcome::RefUpdated,
+                CasOutcome::Conflict => LandOutcome::Moved,
+            },
+        );
+    }
+
+    let incoming = files_changed(repo, old, new)?;
+    let in_the_way: Vec<String> = changes(repo, None)?
+        .into_iter()
+        .filter(|c| !c.untracked || incoming.iter().any(|p| overlaps(p, &c.path)))
+        .map(|c| c.path)
+        .take(DIRTY_PATHS_LIMIT)
+        .collect();
+    if !in_the_way.is_empty() {
+        return Ok(LandOutcome::Dirty(in_the_way));
+    }
+    if update_ref_cas(repo, branch_full, new, Some(old), &log)? == CasOutcome::Conflict {
+        return Ok(LandOutcome::Moved);
+    }
+    let files_updated = update_index_and_files(repo, commit_tree_id(repo, new)?)?;
+    Ok(LandOutcome::CheckedOut { files_updated })
+}
+
+/// Move the branch checked out in `worktree_repo` (opened at that worktree) to `commit`, and
+/// make its index and files match so `git status` is clean. Only changed files are rewritten.
+/// Refuses a worktree with any staged, unstaged or untracked change, and a detached `HEAD`.
+pub fn reset_worktree_to(worktree_repo: &Repository, commit: ObjectId) -> Result<()> {
+    let repo = worktree_repo;
+    let root = work_tree_root(repo).ok_or_else(|| Error::git("no worktree to reset"))?;
+    let branch = current_branch(repo)?
+        .ok_or_else(|| Error::git(format!("{}: HEAD is detached", root.display())))?;
+    let dirty = dirty_paths(repo)?;
+    if !dirty.is_empty() {
+        return Err(Error::git(format!(
+            "refusing to reset {}: it has uncommitted changes ({})",
+            root.display(),
+            dirty.join(", ")
+        )));
+    }
+    let old = head_commit_id(repo)?;
+    if old == Some(commit) {
+        return Ok(());
+    }
+    let target_tree = commit_tree_id(repo, commit)?;
+    let log = format!("reset: moving to {commit}");
+    if update_ref_cas(repo, &branch, commit, old, &log)? == CasOutcome::Conflict {
+        return Err(Error::git(format!(
+            "{branch} moved while resetting {}",
+            root.display()
+        )));
+    }
+    update_index_and_files(repo, target_tree)?;
+    Ok(())
+}
+
+/// Where (if anywhere) `branch_full` is the checked-out branch of a worktree.
+fn checked_out_in(repo: &Repository, branch_full: &str) -> Result<Option<PathBuf>> {
+    for worktree in repo.worktrees_including_main().map_err(gix_err)? {
+        let worktree = worktree.map_err(gix_err)?;
+        let head = worktree.head_name().ok().flatten();
+        if head.is_some_and(|name| name.as_bstr() == branch_full) {
+            return Ok(Some(
+                worktree
+                    .workdir()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
+            ));
+        }
+    }
+    Ok(None)
+}
+
+/// `a` and `b` are the same path or one contains the other.
+fn overlaps(a: &str, b: &str) -> bool {
+    let inside = |outer: &str, inner: &str| {
+        inner.len() > outer.len()
+            && inner.starts_with(outer)
+            && inner.as_bytes()[outer.len()] == b'/'
+    };
+    a == b || inside(a, b) || inside(b, a)
+}
+
+/// Make the index and files of `repo`'s worktree match `target_tree`, assuming they matched
+/// the current index before (the caller checked the worktree is clean). Entries whose id and
+/// mode are unchanged keep their file and stat data; the others are written by gix's checkout;
+/// paths no longer in the tree are deleted. Returns the number of files written or removed.
+fn update_index_and_files(repo: &Repository, target_tree: ObjectId) -> Result<usize> {
+    let root = work_tree_root(repo).ok_or_else(|| Error::git("no worktree to update"))?;
+    let current = repo.index_or_load_from_head_or_empty().map_err(gix_err)?;
+    let mut target = repo.index_from_tree(&target_tree).map_err(gix_err)?;
+
+    let mut before: HashMap<&BStr, &gix::index::Entry> = current
+        .entries()
+        .iter()
+        .filter(|e| e.stage_raw() == 0)
+        .map(|e| (e.path(&current), e))
+        .collect();
+    let mut unchanged = Vec::new();
+    for (index, (entry, path)) in target.entries_mut_with_paths().enumerate() {
+        if let Some(old) = before.remove(path) {
+            if old.id == entry.id && old.mode == entry.mode {
+                entry.stat = old.stat;
+                // Checkout skips SKIP_WORKTREE entries: the file on disk is already right.
+                entry.flags.insert(Flags::SKIP_WORKTREE);
+                unchanged.push(index);
+            }
+        }
+    }
+    let removed: Vec<String> = before.keys().map(|p| p.to_string()).collect();
+    drop(before);
+    for path in &removed {
+        remove_file_and_empty_parents(&root, path)?;
+    }
+
+    let mut options = repo
+        .checkout_options(gix::worktree::stack::state::attributes::Source::IdMapping)
+        .map_err(gix_err)?;
+    options.destination_is_initially_empty = false;
+    options.overwrite_existing = true;
+    let objects = repo
+        .objects
+        .clone()
+        .into_arc()
+        .map_err(|e| Error::io("opening the object database for checkout", e))?;
+    let outcome = gix::worktree::state::checkout(
+        &mut target,
+        &root,
+        objects,
+        &gix::progress::Discard,
+        &gix::progress::Discard,
+        &AtomicBool::new(false),
+        options,
+    )
+    .map_err(gix_err)?;
+    if !outcome.collisions.is_empty() || !outcome.errors.is_empty() {
+        let paths: Vec<String> = outcome
+            .collisions
+            .iter()
+            .map(|c| c.path.to_string())
+            .chain(
+                outcome
+                    .errors
+                    .iter()
+                    .map(|e| format!("{}: {:#}", e.path, e.error)),
+            )
+            .collect();
+        return Err(Error::git(format!(
+            "checkout in {} failed for: {}",
+            root.display(),
+            paths.join(", ")
+        )));
+    }
+    let entries = target.entries_mut();
+    for index in &unchanged {
+        entries[*index].flags.remove(Flags::SKIP_WORKTREE);
+    }
+    target
+        .write(gix::index::write::Options::default())
+        .map_err(gix_err)?;
+    Ok(target.entries().len() - unchanged.len() + removed.len())
+}
+
+fn remove_file_and_empty_parents(root: &Path, rela_path: &str) -> Result<()> {
+    let path = root.join(rela_path);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
+    }
+    let root = normalize(root);
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        // Stop at the worktree root; a non-empty folder ends the walk (remove_dir fails).
+        if normalize(d) == root || std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! Questions about commits: ranges, ancestry, short hashes, changed files.
+
+use gix::{ObjectId, Repository};
+
+use super::gix_err;
+use crate::error::{Error, Result};
+
+/// Commits reachable from `tip` but not from `base`, newest first (`git rev-list base..tip`).
+pub fn commits_between(repo: &Repository, base: ObjectId, tip: ObjectId) -> Result<Vec<ObjectId>> {
+    use gix::revision::walk::Sorting;
+    use gix::traverse::commit::simple::CommitTimeOrder;
+    let walk = repo
+        .rev_walk([tip])
+        .with_hidden([base])
+        .sorting(Sorting::ByCommitTime(CommitTimeOrder::NewestFirst))
+        .all()
+        .map_err(gix_err)?;
+    walk.map(|info| info.map(|info| info.id).map_err(gix_err))
+        .collect()
+}
+
+/// The commit a (possibly abbreviated) hex hash names, or `None` when nothing or something else
+/// (a tree, a blob, several objects) matches. Fewer than 4 or non-hex characters match nothing.
+pub fn commit_exists(repo: &Repository, hex_prefix: &str) -> Result<Option<ObjectId>> {
+    let hex = hex_prefix.trim();
+    let max_len = repo.object_hash().len_in_hex();
+    if hex.len() < 4 || hex.len() > max_len || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let id = if hex.len() == max_len {
+        ObjectId::from_hex(hex.as_bytes()).map_err(gix_err)?
+    } else {
+        let prefix = gix::hash::Prefix::from_hex(hex).map_err(gix_err)?;
+        match repo.objects.lookup_prefix(prefix, None).map_err(gix_err)? {
+            Some(Ok(id)) => id,
+            // Ambiguous (Err) or unknown: the caller cannot use it as "the" commit.
+            Some(Err(())) | None => return Ok(None),
+        }
+    };
+    match repo.try_find_header(id).map_err(gix_err)? {
+        Some(header) if header.kind() == gix::objs::Kind::Commit => Ok(Some(id)),
+        _ => Ok(None),
+    }
+}
+
+/// `true` when `a` is `b` or one of its ancestors (`git merge-base --is-ancestor a b`).
+pub fn is_ancestor(repo: &Repository, a: ObjectId, b: ObjectId) -> Result<bool> {
+    if a == b {
+        return Ok(true);
+    }
+    let base = repo.merge_base(a, b).map_err(gix_err)?;
+    Ok(base.is_some_and(|base| base.detach() == a))
+}
+
+/// Paths of files that differ between the trees of `base` and `tip`, sorted, without rename
+/// detection (a rename shows as both paths).
+pub fn files_changed(repo: &Repository, base: ObjectId, tip: ObjectId) -> Result<Vec<String>> {
+    let old = commit_tree(repo, base)?;
+    let new = commit_tree(repo, tip)?;
+    let changes = repo
+        .diff_tree_to_tree(Some(&old), Some(&new), gix::diff::Options::default())
+        .map_err(gix_err)?;
+    let mut paths: Vec<String> = changes
+        .iter()
+        .filter(|change| !change.entry_mode().is_tree())
+        .map(|change| change.location().to_string())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    Ok(paths)
+}
+
+pub(crate) fn commit_tree(repo: &Repository, commit: ObjectId) -> Result<gix::Tree<'_>> {
+    let commit = repo
+        .find_commit(commit)
+        .map_err(|e| Error::git(format!("{commit} is not a commit: {e:#}")))?;
+    commit.tree().map_err(gix_err)
+}
+
+pub(crate) fn commit_tree_id(repo: &Repository, commit: ObjectId) -> Result<ObjectId> {
+    let commit = repo
+        .find_commit(commit)
+        .map_err(|e| Error::git(format!("{commit} is not a commit: {e:#}")))?;
+    Ok(commit.tree_id().map_err(gix_err)?.detach())
+}

@@ -1,0 +1,53 @@
+//! Finding the repository and reading where it lives and what is checked out.
+
+use std::path::{Path, PathBuf};
+
+use gix::{ObjectId, Repository};
+
+use super::gix_err;
+use crate::error::{Error, Result};
+
+/// Open the repository containing `start`, from any subfolder and from linked worktrees.
+pub fn discover(start: &Path) -> Result<Repository> {
+    match gix::discover(start) {
+        Ok(repo) => Ok(repo),
+        // gix classifies "no repository up to the root or ceiling" as not-found.
+        Err(e) if e.is_not_found() => Err(Error::NotARepository {
+            path: start.to_path_buf(),
+        }),
+        Err(e) => Err(gix_err(e)),
+    }
+}
+
+/// The absolute top folder of the worktree this handle was opened in; `None` when bare.
+pub fn work_tree_root(repo: &Repository) -> Option<PathBuf> {
+    repo.workdir().map(|dir| absolute(repo, dir))
+}
+
+/// The absolute common git folder (`.git` of the main worktree, shared by linked worktrees).
+pub fn common_dir(repo: &Repository) -> PathBuf {
+    absolute(repo, repo.common_dir())
+}
+
+/// The commit `HEAD` points at, or `None` on an unborn branch.
+pub fn head_commit_id(repo: &Repository) -> Result<Option<ObjectId>> {
+    let head = repo.head().map_err(gix_err)?;
+    Ok(head.id().map(|id| id.detach()))
+}
+
+/// The full name (`refs/heads/…`) of the checked-out branch, or `None` when `HEAD` is detached.
+pub fn current_branch(repo: &Repository) -> Result<Option<String>> {
+    Ok(repo
+        .head_name()
+        .map_err(gix_err)?
+        .map(|name| name.as_bstr().to_string()))
+}
+
+/// gix keeps paths as given when opened; anchor relative ones to the directory it captured then.
+pub(crate) fn absolute(repo: &Repository, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        repo.current_dir().join(path)
+    }
+}

@@ -1,0 +1,70 @@
+//! "Is this worktree clean?" including untracked files, which gix's `is_dirty()` ignores.
+
+use gix::Repository;
+
+use super::gix_err;
+use crate::error::Result;
+
+/// How many paths [`dirty_paths`] reports at most (for messages, not for processing).
+pub const DIRTY_PATHS_LIMIT: usize = 20;
+
+/// `true` when the worktree has no staged, unstaged or untracked (non-ignored) change.
+pub fn is_clean(repo: &Repository) -> Result<bool> {
+    Ok(changed_paths(repo, Some(1))?.is_empty())
+}
+
+/// Up to [`DIRTY_PATHS_LIMIT`] paths with staged, unstaged or untracked changes, for messages.
+pub fn dirty_paths(repo: &Repository) -> Result<Vec<String>> {
+    changed_paths(repo, Some(DIRTY_PATHS_LIMIT))
+}
+
+/// One change found by the status walk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Change {
+    pub path: String,
+    /// The path is not in the index (an untracked file or nested repository).
+    pub untracked: bool,
+}
+
+/// Paths changed between HEAD, index and worktree, untracked files listed one by one;
+/// stops after `limit` paths. Each path appears once.
+pub(crate) fn changed_paths(repo: &Repository, limit: Option<usize>) -> Result<Vec<String>> {
+    Ok(changes(repo, limit)?.into_iter().map(|c| c.path).collect())
+}
+
+pub(crate) fn changes(repo: &Repository, limit: Option<usize>) -> Result<Vec<Change>> {
+    use gix::status::index_worktree::Item as WtItem;
+    use gix::status::Item;
+
+    // Force the directory walk back on: `status.showUntrackedFiles=no` must not hide work.
+    let dirwalk = repo.dirwalk_options().map_err(gix_err)?;
+    let iter = repo
+        .status(gix::progress::Discard)
+        .map_err(gix_err)?
+        .index_worktree_options_mut(|opts| opts.dirwalk_options = Some(dirwalk))
+        .untracked_files(gix::status::UntrackedFiles::Files)
+        .index_worktree_rewrites(None)
+        .tree_index_track_renames(gix::status::tree_index::TrackRenames::Disabled)
+        .index_worktree_submodules(gix::status::Submodule::AsConfigured { check_dirty: true })
+        .into_iter(None)
+        .map_err(gix_err)?;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for item in iter {
+        let item = item.map_err(gix_err)?;
+        let untracked = match &item {
+            // Stat-only refreshes and ignored entries are not changes.
+            Item::IndexWorktree(wt) if wt.summary().is_none() => continue,
+            Item::IndexWorktree(WtItem::DirectoryContents { .. }) => true,
+            _ => false,
+        };
+        let path = item.location().to_string();
+        if seen.insert(path.clone()) {
+            out.push(Change { path, untracked });
+            if limit.is_some_and(|limit| out.len() >= limit) {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}

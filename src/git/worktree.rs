@@ -1,0 +1,224 @@
+//! Linked worktrees made and managed with gix, in the layout git itself uses
+//! (`<common>/worktrees/<id>/{gitdir,HEAD,commondir,locked}` and a `.git` file in the checkout).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use gix::bstr::ByteSlice;
+use gix::{ObjectId, Repository};
+
+use super::gix_err;
+use super::refs::{create_branch, delete_if_at};
+use super::repo::common_dir;
+use super::status::dirty_paths;
+use crate::error::{Error, Result};
+
+/// A linked worktree as `git worktree list --porcelain` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorktreeInfo {
+    /// The checkout folder (absolute; may no longer exist).
+    pub path: PathBuf,
+    /// The admin folder name under `<common>/worktrees/`.
+    pub id: String,
+    /// Full name of the checked-out branch; `None` when detached or unreadable.
+    pub branch: Option<String>,
+    /// The commit checked out, if it can be read.
+    pub head: Option<ObjectId>,
+    /// The lock reason (possibly empty) when locked.
+    pub locked: Option<String>,
+    /// Its checkout is gone and it is not locked: `git worktree prune` would remove it.
+    pub prunable: bool,
+}
+
+/// Create branch `branch` (short name) at `start` and a linked worktree at `path` checked out
+/// on it. If the worktree cannot be made, the new branch is deleted again.
+pub fn add_worktree(repo: &Repository, path: &Path, branch: &str, start: ObjectId) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+    }
+    create_branch(repo, branch, start)?;
+    let full = format!("refs/heads/{branch}");
+    let name = gix::refs::FullName::try_from(full.as_str()).map_err(gix_err)?;
+    let added = repo.add_worktree(
+        path,
+        gix::worktree::add::Head::Attached(name),
+        gix::progress::Discard,
+        &AtomicBool::new(false),
+    );
+    if let Err(e) = added {
+        // gix rolled back its files; undo our branch too, but only if it is still where we put it.
+        let _ = delete_if_at(repo, &full, start);
+        return Err(Error::git(format!(
+            "could not add worktree at {}: {e:#}",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Mark the worktree at `worktree_path` locked, as `git worktree lock --reason <reason>`.
+pub fn lock_worktree(repo: &Repository, worktree_path: &Path, reason: &str) -> Result<()> {
+    with_proxy(repo, worktree_path, |proxy| {
+        proxy
+            .set_lock(Some(reason.as_bytes().as_bstr()))
+            .map_err(gix_err)
+    })
+}
+
+/// Remove the lock of the worktree at `worktree_path` (no error if it was not locked).
+pub fn unlock_worktree(repo: &Repository, worktree_path: &Path) -> Result<()> {
+    with_proxy(repo, worktree_path, |proxy| {
+        proxy.set_lock(None).map_err(gix_err)
+    })
+}
+
+/// The linked worktrees of the repository (not the main one), sorted by id.
+pub fn list_worktrees(repo: &Repository) -> Result<Vec<WorktreeInfo>> {
+    let mut out = Vec::new();
+    for proxy in repo.worktrees().map_err(gix_err)? {
+        let id = proxy.id().map_err(gix_err)?.to_string();
+        let path = proxy.base().map_err(gix_err)?;
+        let locked = proxy.lock_reason().map(|r| r.to_string());
+        let prunable = proxy.is_prunable();
+        let (branch, head) = match proxy.into_repo_with_possibly_inaccessible_worktree() {
+            Ok(wt) => {
+                let branch = wt
+                    .head_name()
+                    .ok()
+                    .flatten()
+                    .map(|n| n.as_bstr().to_string());
+                let head = wt.head_id().ok().map(|id| id.detach());
+                (branch, head)
+            }
+            Err(_) => (None, None),
+        };
+        out.push(WorktreeInfo {
+            path,
+            id,
+            branch,
+            head,
+            locked,
+            prunable,
+        });
+    }
+    Ok(out)
+}
+
+/// Remove the linked worktree at `path` and its admin folder, keeping its branch. Refuses a
+/// worktree with staged, unstaged or untracked changes (never discards work), and a locked one
+/// unless `force_lock`.
+pub fn remove_worktree(repo: &Repository, path: &Path, force_lock: bool) -> Result<()> {
+    let proxy = find_proxy(repo, path)?;
+    if proxy.is_locked() && !force_lock {
+        let reason = proxy
+            .lock_reason()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        return Err(Error::git(format!(
+            "refusing to remove locked worktree {} (reason: {reason})",
+            path.display()
+        )));
+    }
+    let base = proxy.base().map_err(gix_err)?;
+    if base.exists() {
+        // Our own check counts untracked files; gix's OverrideLock would discard changes.
+        let wt = proxy.clone().into_repo().map_err(gix_err)?;
+        let dirty = dirty_paths(&wt)?;
+        if !dirty.is_empty() {
+            return Err(Error::git(format!(
+                "refusing to remove worktree {}: it has uncommitted changes ({})",
+                path.display(),
+                dirty.join(", ")
+            )));
+        }
+    }
+    let force = if force_lock {
+        gix::worktree::remove::Force::OverrideLock
+    } else {
+        gix::worktree::remove::Force::Never
+    };
+    proxy.remove(force, gix::progress::Discard).map_err(gix_err)
+}
+
+/// Remove admin folders `<common>/worktrees/<id>` whose checkout is gone, as
+/// `git worktree prune` does; locked ones are kept. Returns the pruned ids.
+pub fn prune_worktrees(repo: &Repository) -> Result<Vec<String>> {
+    let admin_root = common_dir(repo).join("worktrees");
+    let entries = match std::fs::read_dir(&admin_root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("reading {}", admin_root.display()), e)),
+    };
+    let mut pruned = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("reading {}", admin_root.display()), e))?;
+        let admin = entry.path();
+        if !admin.is_dir() || admin.join("locked").symlink_metadata().is_ok() {
+            continue;
+        }
+        if checkout_is_gone(&admin) {
+            std::fs::remove_dir_all(&admin)
+                .map_err(|e| Error::io(format!("removing {}", admin.display()), e))?;
+            pruned.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    pruned.sort();
+    // git removes the folder when its last worktree is pruned.
+    let _ = std::fs::remove_dir(&admin_root);
+    Ok(pruned)
+}
+
+/// git's rule: no readable `gitdir` file, or the `.git` file it names does not exist.
+fn checkout_is_gone(admin: &Path) -> bool {
+    let Ok(content) = std::fs::read_to_string(admin.join("gitdir")) else {
+        return true;
+    };
+    let target = PathBuf::from(content.trim_end_matches(['\n', '\r']));
+    if target.as_os_str().is_empty() {
+        return true;
+    }
+    // Relative links (worktree.useRelativePaths) are relative to the admin folder.
+    let target = if target.is_absolute() {
+        target
+    } else {
+        admin.join(target)
+    };
+    target.symlink_metadata().is_err()
+}
+
+fn with_proxy(
+    repo: &Repository,
+    path: &Path,
+    f: impl FnOnce(&gix::worktree::Proxy<'_>) -> Result<()>,
+) -> Result<()> {
+    let proxy = find_proxy(repo, path)?;
+    f(&proxy)
+}
+
+/// The registered linked worktree whose checkout is `path` (compared after resolving symlinks).
+fn find_proxy<'r>(repo: &'r Repository, path: &Path) -> Result<gix::worktree::Proxy<'r>> {
+    let wanted = normalize(path);
+    for proxy in repo.worktrees().map_err(gix_err)? {
+        let Ok(base) = proxy.base() else { continue };
+        if normalize(&base) == wanted {
+            return Ok(proxy);
+        }
+    }
+    Err(Error::git(format!(
+        "{} is not a linked worktree of this repository",
+        path.display()
+    )))
+}
+
+/// Canonical form of a path that may no longer exist: canonicalize the longest existing prefix.
+pub(crate) fn normalize(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    if let Ok(canonical) = absolute.canonicalize() {
+        return canonical;
+    }
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(parent), Some(name)) => normalize(parent).join(name),
+        _ => absolute,
+    }
+}
