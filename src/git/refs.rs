@@ -97,6 +97,17 @@ fn update(
     expected: PreviousValue,
     log_message: &str,
 ) -> Result<CasOutcome> {
+    // gix lets `MustNotExist` pass when the ref exists with the new value already; git and our
+    // callers (create = "I made it") need a real "must not exist", so look first. A creation
+    // racing this check with the very same value is the only case that slips through.
+    if expected == PreviousValue::MustNotExist
+        && repo
+            .try_find_reference(name.as_ref())
+            .map_err(gix_err)?
+            .is_some()
+    {
+        return Ok(CasOutcome::Conflict);
+    }
     let edit = RefEdit {
         change: Change::Update {
             log: LogChange {
