@@ -1,0 +1,629 @@
+//! The `git` module against real repositories made and checked with the real git CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use git_teleos::git::{self, CasOutcome, LandOutcome, MergeOutcome, ObjectId};
+use tempfile::TempDir;
+
+/// Run git hermetically in `dir`; panics with its output on failure.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = git_raw(dir, args);
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn git_raw(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Test Author")
+        .env("GIT_AUTHOR_EMAIL", "author@example.com")
+        .env("GIT_AUTHOR_DATE", "2024-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_NAME", "Test Committer")
+        .env("GIT_COMMITTER_EMAIL", "committer@example.com")
+        .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
+        .env("LC_ALL", "C")
+        .output()
+        .expect("git runs")
+}
+
+fn write(dir: &Path, rela: &str, content: &str) {
+    let path = dir.join(rela);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+fn read(dir: &Path, rela: &str) -> String {
+    std::fs::read_to_string(dir.join(rela)).unwrap()
+}
+
+fn commit_all(dir: &Path, message: &str) -> ObjectId {
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", message]);
+    rev(dir, "HEAD")
+}
+
+fn rev(dir: &Path, spec: &str) -> ObjectId {
+    ObjectId::from_hex(git(dir, &["rev-parse", spec]).trim().as_bytes()).unwrap()
+}
+
+/// A repository on `main` with one commit (a.txt, dir/b.txt) and `.gitignore` ignoring `*.log`.
+fn repo() -> (TempDir, PathBuf) {
+    let tmp = TempDir::new().unwrap();
+    let root = tmp.path().canonicalize().unwrap().join("repo");
+    std::fs::create_dir(&root).unwrap();
+    git(&root, &["init", "-q", "-b", "main"]);
+    git(&root, &["config", "user.name", "Repo User"]);
+    git(&root, &["config", "user.email", "repo@example.com"]);
+    write(&root, "a.txt", "one\ntwo\nthree\n");
+    write(&root, "dir/b.txt", "bee\n");
+    write(&root, ".gitignore", "*.log\n");
+    commit_all(&root, "initial");
+    (tmp, root)
+}
+
+fn open(dir: &Path) -> gix::Repository {
+    git::discover(dir).unwrap()
+}
+
+fn status(dir: &Path) -> String {
+    git(dir, &["status", "--porcelain", "--untracked-files=all"])
+}
+
+#[test]
+fn discover_from_subfolder_and_not_a_repo() {
+    let (tmp, root) = repo();
+    let repo = open(&root.join("dir"));
+    assert_eq!(git::work_tree_root(&repo).unwrap(), root);
+    assert_eq!(git::common_dir(&repo), root.join(".git"));
+    assert_eq!(
+        git::current_branch(&repo).unwrap().as_deref(),
+        Some("refs/heads/main")
+    );
+    assert_eq!(
+        git::head_commit_id(&repo).unwrap(),
+        Some(rev(&root, "HEAD"))
+    );
+
+    let outside = tmp.path().join("plain");
+    std::fs::create_dir(&outside).unwrap();
+    match git::discover(&outside) {
+        Err(git_teleos::Error::NotARepository { .. }) => {}
+        other => panic!("expected NotARepository, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn clean_means_no_staged_unstaged_or_untracked_change() {
+    let (_tmp, root) = repo();
+    let repo = open(&root);
+    assert!(git::is_clean(&repo).unwrap());
+
+    write(&root, "debug.log", "ignored\n");
+    assert!(git::is_clean(&repo).unwrap(), "ignored files do not count");
+
+    write(&root, "new/untracked.txt", "x\n");
+    assert!(!git::is_clean(&repo).unwrap(), "untracked files count");
+    assert_eq!(
+        git::dirty_paths(&repo).unwrap(),
+        vec!["new/untracked.txt".to_string()]
+    );
+    std::fs::remove_dir_all(root.join("new")).unwrap();
+
+    write(&root, "a.txt", "changed\n");
+    assert!(!git::is_clean(&repo).unwrap());
+    git(&root, &["add", "a.txt"]);
+    assert!(!git::is_clean(&repo).unwrap(), "staged changes count");
+    assert_eq!(git::dirty_paths(&repo).unwrap(), vec!["a.txt".to_string()]);
+}
+
+#[test]
+fn commit_questions() {
+    let (_tmp, root) = repo();
+    let base = rev(&root, "HEAD");
+    write(&root, "a.txt", "one\n");
+    let c1 = commit_all(&root, "c1");
+    write(&root, "dir/c.txt", "sea\n");
+    std::fs::remove_file(root.join("dir/b.txt")).unwrap();
+    let c2 = commit_all(&root, "c2");
+    let repo = open(&root);
+
+    assert_eq!(git::commits_between(&repo, base, c2).unwrap(), vec![c2, c1]);
+    assert!(git::commits_between(&repo, c2, base).unwrap().is_empty());
+    assert!(git::is_ancestor(&repo, base, c2).unwrap());
+    assert!(!git::is_ancestor(&repo, c2, base).unwrap());
+    assert_eq!(
+        git::files_changed(&repo, base, c2).unwrap(),
+        vec!["a.txt", "dir/b.txt", "dir/c.txt"]
+    );
+    let short = c1.to_hex_with_len(7).to_string();
+    assert_eq!(git::commit_exists(&repo, &short).unwrap(), Some(c1));
+    assert_eq!(
+        git::commit_exists(&repo, &c2.to_string()).unwrap(),
+        Some(c2)
+    );
+    assert_eq!(git::commit_exists(&repo, "deadbeefdead").unwrap(), None);
+    assert_eq!(
+        git::commit_exists(&repo, "main").unwrap(),
+        None,
+        "only hashes"
+    );
+    let tree = git(&root, &["rev-parse", "HEAD^{tree}"]);
+    assert_eq!(
+        git::commit_exists(&repo, tree.trim()).unwrap(),
+        None,
+        "a tree is no commit"
+    );
+}
+
+#[test]
+fn worktrees_made_by_gix_are_accepted_by_git() {
+    let (tmp, root) = repo();
+    let repo = open(&root);
+    let head = rev(&root, "HEAD");
+    let wt1 = root.join(".claude/worktrees/teleos-abc123-1");
+    let wt2 = tmp.path().canonicalize().unwrap().join("wt2");
+    git::add_worktree(&repo, &wt1, "worktree/teleos-abc123-1", head).unwrap();
+    git::add_worktree(&repo, &wt2, "worktree/teleos-abc123-2", head).unwrap();
+
+    let listed = git(&root, &["worktree", "list", "--porcelain"]);
+    assert!(
+        listed.contains(&format!("worktree {}\n", wt1.display())),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("branch refs/heads/worktree/teleos-abc123-1\n"),
+        "{listed}"
+    );
+    assert_eq!(status(&wt1), "");
+    assert_eq!(read(&wt1, "dir/b.txt"), "bee\n");
+
+    // The same branch cannot be added twice, and a failed add leaves no branch behind.
+    let wt3 = tmp.path().join("wt3");
+    assert!(git::add_worktree(&repo, &wt3, "worktree/teleos-abc123-1", head).is_err());
+
+    assert_eq!(
+        rev(&root, "worktree/teleos-abc123-1"),
+        head,
+        "the existing branch survives"
+    );
+    git::lock_worktree(&repo, &wt1, "git-teleos session abc123").unwrap();
+    let listed = git(&root, &["worktree", "list", "--porcelain"]);
+    assert!(
+        listed.contains("locked git-teleos session abc123\n"),
+        "{listed}"
+    );
+    let infos = git::list_worktrees(&repo).unwrap();
+    let info = infos.iter().find(|i| i.path == wt1).unwrap();
+    assert_eq!(info.locked.as_deref(), Some("git-teleos session abc123"));
+    assert_eq!(
+        info.branch.as_deref(),
+        Some("refs/heads/worktree/teleos-abc123-1")
+    );
+    assert_eq!(info.head, Some(head));
+    assert!(!info.prunable);
+
+    // git respects our lock; we respect git's.
+    assert!(
+        !git_raw(&root, &["worktree", "remove", wt1.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert!(git::remove_worktree(&repo, &wt1, false).is_err());
+    git::unlock_worktree(&repo, &wt1).unwrap();
+    git(
+        &root,
+        &[
+            "worktree",
+            "lock",
+            "--reason",
+            "by git",
+            wt1.to_str().unwrap(),
+        ],
+    );
+    let infos = git::list_worktrees(&repo).unwrap();
+    assert_eq!(
+        infos
+            .iter()
+            .find(|i| i.path == wt1)
+            .unwrap()
+            .locked
+            .as_deref(),
+        Some("by git")
+    );
+    git::unlock_worktree(&repo, &wt1).unwrap();
+    assert!(!git(&root, &["worktree", "list", "--porcelain"]).contains("locked"));
+
+    // Dirty worktrees are never removed, even with force_lock.
+    write(&wt1, "agent-notes.md", "uncommitted\n");
+    assert!(git::remove_worktree(&repo, &wt1, true).is_err());
+    assert!(wt1.join("agent-notes.md").exists());
+    std::fs::remove_file(wt1.join("agent-notes.md")).unwrap();
+
+    git::remove_worktree(&repo, &wt1, false).unwrap();
+    assert!(!wt1.exists());
+    assert!(!git(&root, &["worktree", "list"]).contains("teleos-abc123-1"));
+    git(
+        &root,
+        &[
+            "rev-parse",
+            "--verify",
+            "refs/heads/worktree/teleos-abc123-1",
+        ],
+    );
+
+    // git removes a worktree gix made.
+    git(&root, &["worktree", "remove", wt2.to_str().unwrap()]);
+    git(&root, &["fsck", "--no-progress"]);
+}
+
+#[test]
+fn prune_drops_admin_folders_of_vanished_worktrees_but_not_locked_ones() {
+    let (tmp, root) = repo();
+    let repo = open(&root);
+    let head = rev(&root, "HEAD");
+    let base = tmp.path().canonicalize().unwrap();
+    for n in 1..=3 {
+        git::add_worktree(&repo, &base.join(format!("w{n}")), &format!("wt-{n}"), head).unwrap();
+    }
+    git::lock_worktree(&repo, &base.join("w2"), "keep").unwrap();
+    for n in 1..=3 {
+        std::fs::remove_dir_all(base.join(format!("w{n}"))).unwrap();
+    }
+    let infos = git::list_worktrees(&repo).unwrap();
+    assert_eq!(infos.iter().filter(|i| i.prunable).count(), 2);
+
+    let pruned = git::prune_worktrees(&repo).unwrap();
+    assert_eq!(pruned, vec!["w1".to_string(), "w3".to_string()]);
+    let listed = git(&root, &["worktree", "list", "--porcelain"]);
+    assert!(
+        listed.contains("w2") && !listed.contains("w1") && !listed.contains("w3"),
+        "{listed}"
+    );
+
+    // git prune agrees after the lock is gone.
+    git::unlock_worktree(&repo, &base.join("w2")).unwrap();
+    git(&root, &["worktree", "prune"]);
+    assert!(git::list_worktrees(&repo).unwrap().is_empty());
+}
+
+/// `main` plus branches `left` and `right` from the initial commit.
+fn forked(left: &[(&str, &str)], right: &[(&str, &str)]) -> (TempDir, PathBuf, ObjectId, ObjectId) {
+    let (tmp, root) = repo();
+    let mut tips = Vec::new();
+    for (branch, files) in [("left", left), ("right", right)] {
+        git(&root, &["checkout", "-q", "-b", branch, "main"]);
+        for (path, content) in files {
+            write(&root, path, content);
+        }
+        tips.push(commit_all(&root, branch));
+    }
+    git(&root, &["checkout", "-q", "main"]);
+    (tmp, root, tips[0], tips[1])
+}
+
+#[test]
+fn merge_in_memory_makes_a_two_parent_commit() {
+    let (_tmp, root, left, right) = forked(
+        &[("a.txt", "ONE\ntwo\nthree\n")],
+        &[("a.txt", "one\ntwo\nTHREE\n"), ("r.txt", "r\n")],
+    );
+    let repo = open(&root);
+    git::create_branch(&repo, "integration-abc123", left).unwrap();
+    let before = status(&root);
+    let out = git::merge_into_branch(&repo, "refs/heads/integration-abc123", right, "Merge right")
+        .unwrap();
+    let MergeOutcome::Merged(id) = out else {
+        panic!("expected a merge, got {out:?}")
+    };
+    assert_eq!(rev(&root, "integration-abc123"), id);
+    let parents = git(
+        &root,
+        &["rev-list", "--parents", "-n1", "integration-abc123"],
+    );
+    assert_eq!(parents.trim(), format!("{id} {left} {right}"));
+    assert_eq!(
+        git(&root, &["show", "integration-abc123:a.txt"]),
+        "ONE\ntwo\nTHREE\n"
+    );
+    assert_eq!(git(&root, &["show", "integration-abc123:r.txt"]), "r\n");
+    assert_eq!(
+        git(&root, &["log", "-1", "--format=%s", "integration-abc123"]),
+        "Merge right\n"
+    );
+    git(&root, &["fsck", "--no-progress", "--strict"]);
+    assert_eq!(status(&root), before, "the user's checkout is untouched");
+    assert_eq!(
+        git::current_branch(&repo).unwrap().as_deref(),
+        Some("refs/heads/main")
+    );
+
+    // Merging again is a no-op.
+    let again = git::merge_into_branch(&repo, "refs/heads/integration-abc123", right, "x").unwrap();
+    assert_eq!(again, MergeOutcome::UpToDate);
+}
+
+#[test]
+fn conflicting_merge_leaves_the_branch_and_object_store_alone() {
+    let (_tmp, root, left, right) = forked(
+        &[("a.txt", "one\nLEFT\nthree\n")],
+        &[("a.txt", "one\nRIGHT\nthree\n"), ("z.txt", "z\n")],
+    );
+    let repo = open(&root);
+    git::create_branch(&repo, "integration-abc123", left).unwrap();
+    let objects_before = git(&root, &["count-objects", "-v"]);
+    let out = git::merge_into_branch(&repo, "refs/heads/integration-abc123", right, "m").unwrap();
+    assert_eq!(
+        out,
+        MergeOutcome::Conflict {
+            paths: vec!["a.txt".into()]
+        }
+    );
+    assert_eq!(rev(&root, "integration-abc123"), left);
+    assert_eq!(
+        git(&root, &["count-objects", "-v"]),
+        objects_before,
+        "nothing written"
+    );
+    git(&root, &["fsck", "--no-progress"]);
+}
+
+#[test]
+fn merge_fast_forwards_when_possible() {
+    let (_tmp, root) = repo();
+    let base = rev(&root, "HEAD");
+    git(&root, &["checkout", "-q", "-b", "story"]);
+    write(&root, "s.txt", "story\n");
+    let story = commit_all(&root, "story");
+    git(&root, &["checkout", "-q", "main"]);
+    let repo = open(&root);
+    git::create_branch(&repo, "integration-abc123", base).unwrap();
+    assert!(
+        git::create_branch(&repo, "integration-abc123", base).is_err(),
+        "exists"
+    );
+    let out = git::merge_into_branch(&repo, "refs/heads/integration-abc123", story, "m").unwrap();
+    assert_eq!(out, MergeOutcome::FastForward(story));
+    assert_eq!(rev(&root, "integration-abc123"), story);
+}
+
+#[test]
+fn compare_and_swap_detects_a_moved_ref() {
+    let (_tmp, root) = repo();
+    let base = rev(&root, "HEAD");
+    write(&root, "n.txt", "n\n");
+    let next = commit_all(&root, "next");
+    let repo = open(&root);
+    let name = "refs/heads/cas";
+    assert_eq!(
+        git::update_ref_cas(&repo, name, base, None, "create").unwrap(),
+        CasOutcome::Updated
+    );
+    assert_eq!(
+        git::update_ref_cas(&repo, name, next, None, "again").unwrap(),
+        CasOutcome::Conflict
+    );
+    // gix alone would accept "must not exist" when the value is the same; we do not.
+    assert_eq!(
+        git::update_ref_cas(&repo, name, base, None, "same").unwrap(),
+        CasOutcome::Conflict
+    );
+    assert_eq!(
+        git::update_ref_cas(&repo, name, next, Some(next), "wrong old").unwrap(),
+        CasOutcome::Conflict
+    );
+    assert_eq!(rev(&root, "cas"), base);
+    assert_eq!(
+        git::update_ref_cas(&repo, name, next, Some(base), "ok").unwrap(),
+        CasOutcome::Updated
+    );
+    assert_eq!(rev(&root, "cas"), next);
+
+    // A lock held by someone else is waited on briefly, then reported (not taken as a conflict).
+    std::fs::write(root.join(".git/refs/heads/cas.lock"), "").unwrap();
+    assert!(git::update_ref_cas(&repo, name, base, Some(next), "locked").is_err());
+    std::fs::remove_file(root.join(".git/refs/heads/cas.lock")).unwrap();
+
+    git::set_ref(&repo, "refs/teleos/rescue/abc123/x", base).unwrap();
+    git::set_ref(&repo, "refs/teleos/rescue/abc123/x", next).unwrap();
+    assert_eq!(rev(&root, "refs/teleos/rescue/abc123/x"), next);
+    assert!(git::set_ref(&repo, "HEAD", next).is_err());
+}
+
+#[test]
+fn snapshot_keeps_modified_deleted_and_untracked_files_without_touching_anything() {
+    let (_tmp, root) = repo();
+    let repo = open(&root);
+    assert_eq!(git::snapshot_uncommitted(&repo, "nothing").unwrap(), None);
+
+    write(&root, "a.txt", "modified\n");
+    std::fs::remove_file(root.join("dir/b.txt")).unwrap();
+    write(&root, "new/untracked.txt", "untracked\n");
+    write(&root, "staged.txt", "staged\n");
+    git(&root, &["add", "staged.txt"]);
+    write(&root, "build.log", "ignored\n");
+    let status_before = status(&root);
+    let index_before = std::fs::read(root.join(".git/index")).unwrap();
+
+    let id = git::snapshot_uncommitted(&repo, "teleos: uncommitted work")
+        .unwrap()
+        .unwrap();
+    let id = id.to_string();
+    assert_eq!(status(&root), status_before);
+    assert_eq!(
+        std::fs::read(root.join(".git/index")).unwrap(),
+        index_before
+    );
+    assert_eq!(
+        git(&root, &["rev-parse", &format!("{id}^")]).trim(),
+        rev(&root, "HEAD").to_string()
+    );
+    let files = git(&root, &["ls-tree", "-r", "--name-only", &id]);
+    assert_eq!(files, ".gitignore\na.txt\nnew/untracked.txt\nstaged.txt\n");
+    assert_eq!(git(&root, &["show", &format!("{id}:a.txt")]), "modified\n");
+    assert_eq!(
+        git(&root, &["log", "-1", "--format=%s", &id]),
+        "teleos: uncommitted work\n"
+    );
+    git(&root, &["fsck", "--no-progress"]);
+}
+
+#[test]
+fn delete_branch_is_guarded() {
+    let (tmp, root) = repo();
+    let repo = open(&root);
+    let head = rev(&root, "HEAD");
+    let ours = |name: &str| name.starts_with("worktree/teleos-abc123-") || name == "main";
+    let wt = tmp.path().canonicalize().unwrap().join("wt");
+    git::add_worktree(&repo, &wt, "worktree/teleos-abc123-1", head).unwrap();
+
+    // Checked out here or in a linked worktree: refused even when the predicate allows it.
+    assert!(git::delete_branch_guarded(&repo, "main", ours).is_err());
+    assert!(git::delete_branch_guarded(&repo, "worktree/teleos-abc123-1", ours).is_err());
+    git(&root, &["branch", "other"]);
+    assert!(
+        git::delete_branch_guarded(&repo, "other", ours).is_err(),
+        "not ours"
+    );
+    git(&root, &["rev-parse", "--verify", "refs/heads/other"]);
+
+    // Unsaved commits block deletion until they are kept on another ref.
+    write(&wt, "work.txt", "work\n");
+    let work = commit_all(&wt, "agent work");
+    git(&wt, &["checkout", "-q", "--detach"]);
+    assert!(git::delete_branch_guarded(&repo, "worktree/teleos-abc123-1", ours).is_err());
+    git::set_ref(&repo, "refs/teleos/rescue/abc123/1", work).unwrap();
+    git::delete_branch_guarded(&repo, "worktree/teleos-abc123-1", ours).unwrap();
+    assert!(!git_raw(
+        &root,
+        &[
+            "rev-parse",
+            "--verify",
+            "refs/heads/worktree/teleos-abc123-1"
+        ]
+    )
+    .status
+    .success());
+}
+
+#[test]
+fn reset_worktree_rewrites_changed_files_and_leaves_status_clean() {
+    let (tmp, root) = repo();
+    let repo = open(&root);
+    let start = rev(&root, "HEAD");
+    // The target: one file modified, one deleted (its folder vanishes), new nested files, exec bit.
+    git(&root, &["checkout", "-q", "-b", "target"]);
+    write(&root, "a.txt", "one\nTWO\nthree\n");
+    std::fs::remove_file(root.join("dir/b.txt")).unwrap();
+    write(&root, "deep/er/c.txt", "sea\n");
+    write(&root, "run.sh", "#!/bin/sh\n");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.join("run.sh"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
+    let target = commit_all(&root, "target");
+    git(&root, &["checkout", "-q", "main"]);
+
+    let wt = tmp.path().canonicalize().unwrap().join("wt");
+    git::add_worktree(&repo, &wt, "worktree/teleos-abc123-1", start).unwrap();
+    let wt_repo = open(&wt);
+    let untouched_before = std::fs::metadata(wt.join(".gitignore"))
+        .unwrap()
+        .modified()
+        .unwrap();
+
+    write(&wt, "stray.txt", "dirty\n");
+    assert!(
+        git::reset_worktree_to(&wt_repo, target).is_err(),
+        "dirty worktree refused"
+    );
+    std::fs::remove_file(wt.join("stray.txt")).unwrap();
+
+    git::reset_worktree_to(&wt_repo, target).unwrap();
+    assert_eq!(rev(&wt, "HEAD"), target);
+    assert_eq!(status(&wt), "");
+    assert_eq!(git(&wt, &["diff", "--stat", "HEAD"]), "");
+    assert_eq!(read(&wt, "a.txt"), "one\nTWO\nthree\n");
+    assert_eq!(read(&wt, "deep/er/c.txt"), "sea\n");
+    assert!(!wt.join("dir").exists(), "emptied folder removed");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(wt.join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_ne!(mode & 0o111, 0);
+    }
+    let untouched_after = std::fs::metadata(wt.join(".gitignore"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        untouched_before, untouched_after,
+        "unchanged files are not rewritten"
+    );
+
+    // And back again.
+    git::reset_worktree_to(&wt_repo, start).unwrap();
+    assert_eq!(status(&wt), "");
+    assert_eq!(read(&wt, "dir/b.txt"), "bee\n");
+    assert!(!wt.join("deep").exists());
+    git(&root, &["fsck", "--no-progress"]);
+}
+
+#[test]
+fn land_updates_a_clean_checkout_and_refuses_a_dirty_one() {
+    let (_tmp, root) = repo();
+    let start = rev(&root, "HEAD");
+    git(&root, &["checkout", "-q", "-b", "integration-abc123"]);
+    write(&root, "a.txt", "landed\n");
+    write(&root, "new/file.txt", "new\n");
+    let tip = commit_all(&root, "integrated work");
+    git(&root, &["checkout", "-q", "main"]);
+    let repo = open(&root);
+
+    // A tracked change blocks landing; nothing moves.
+    write(&root, "dir/b.txt", "user edit\n");
+    let out = git::land_fast_forward_checkout(&repo, "refs/heads/main", tip).unwrap();
+    assert_eq!(out, LandOutcome::Dirty(vec!["dir/b.txt".into()]));
+    assert_eq!(rev(&root, "main"), start);
+    git(&root, &["checkout", "dir/b.txt"]);
+
+    // So does an untracked file where the update writes.
+    write(&root, "new/file.txt", "user's own\n");
+    let out = git::land_fast_forward_checkout(&repo, "refs/heads/main", tip).unwrap();
+    assert_eq!(out, LandOutcome::Dirty(vec!["new/file.txt".into()]));
+    std::fs::remove_dir_all(root.join("new")).unwrap();
+
+    // An unrelated untracked file is kept and does not block.
+    write(&root, "notes.txt", "mine\n");
+    let out = git::land_fast_forward_checkout(&repo, "refs/heads/main", tip).unwrap();
+    assert!(matches!(out, LandOutcome::CheckedOut { .. }), "{out:?}");
+    assert_eq!(rev(&root, "main"), tip);
+    assert_eq!(status(&root), "?? notes.txt\n");
+    assert_eq!(read(&root, "a.txt"), "landed\n");
+    assert_eq!(read(&root, "notes.txt"), "mine\n");
+
+    let out = git::land_fast_forward_checkout(&repo, "refs/heads/main", tip).unwrap();
+    assert_eq!(out, LandOutcome::UpToDate);
+
+    // A branch checked out nowhere just moves.
+    git(&root, &["branch", "elsewhere", &start.to_string()]);
+    let out = git::land_fast_forward_checkout(&repo, "refs/heads/elsewhere", tip).unwrap();
+    assert_eq!(out, LandOutcome::RefUpdated);
+    assert_eq!(rev(&root, "elsewhere"), tip);
+}
