@@ -627,3 +627,41 @@ fn land_updates_a_clean_checkout_and_refuses_a_dirty_one() {
     assert_eq!(out, LandOutcome::RefUpdated);
     assert_eq!(rev(&root, "elsewhere"), tip);
 }
+
+#[test]
+fn concurrent_merges_into_one_branch_all_land() {
+    let (_tmp, root) = repo();
+    let base = rev(&root, "HEAD");
+    let mut tips = Vec::new();
+    for n in 0..4 {
+        git(
+            &root,
+            &["checkout", "-q", "-b", &format!("story-{n}"), "main"],
+        );
+        write(&root, &format!("story-{n}.txt"), "done\n");
+        tips.push(commit_all(&root, &format!("story {n}")));
+    }
+    git(&root, &["checkout", "-q", "main"]);
+    let shared = open(&root).into_sync();
+    git::create_branch(&shared.to_thread_local(), "integration-abc123", base).unwrap();
+    std::thread::scope(|scope| {
+        for tip in &tips {
+            let shared = &shared;
+            scope.spawn(move || {
+                // One handle per thread: gix::Repository is not Sync.
+                let repo = shared.to_thread_local();
+                let out = git::merge_into_branch(&repo, "refs/heads/integration-abc123", *tip, "m")
+                    .unwrap();
+                assert!(matches!(
+                    out,
+                    MergeOutcome::Merged(_) | MergeOutcome::FastForward(_)
+                ));
+            });
+        }
+    });
+    let files = git(&root, &["ls-tree", "--name-only", "integration-abc123"]);
+    for n in 0..4 {
+        assert!(files.contains(&format!("story-{n}.txt")), "{files}");
+    }
+    git(&root, &["fsck", "--no-progress"]);
+}
