@@ -9,6 +9,9 @@ use crate::error::Result;
 pub const DIRTY_PATHS_LIMIT: usize = 20;
 
 /// `true` when the worktree has no staged, unstaged or untracked (non-ignored) change.
+///
+/// Linked worktrees placed inside this one (e.g. `.claude/worktrees/…`) count as untracked
+/// unless ignored; landing only objects to untracked paths it would overwrite.
 pub fn is_clean(repo: &Repository) -> Result<bool> {
     Ok(changed_paths(repo, Some(1))?.is_empty())
 }
