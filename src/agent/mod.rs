@@ -1,2 +1,14 @@
 //! The coding-agent CLI: presets, the prompt, running it as a child process, reading its result.
 //! Knows nothing about git refs.
+
+mod envelope;
+pub mod error;
+pub mod preset;
+pub mod run;
+
+pub use error::AgentError;
+pub use preset::{
+    build_invocation, login_status, preflight, AgentConfig, AgentKind, Invocation, LoginStatus,
+};
+
+pub use run::{run_agent, RunOutcome, RunRequest};
