@@ -4,11 +4,14 @@
 mod envelope;
 pub mod error;
 pub mod preset;
+pub mod result;
 pub mod run;
 
 pub use error::AgentError;
 pub use preset::{
     build_invocation, login_status, preflight, AgentConfig, AgentKind, Invocation, LoginStatus,
 };
-
+pub use result::{
+    extract_result, BlockerQuestion, ExtractError, ReviewSummary, WorkerResult, WorkerStatus,
+};
 pub use run::{run_agent, RunOutcome, RunRequest};
