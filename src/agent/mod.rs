@@ -4,6 +4,7 @@
 mod envelope;
 pub mod error;
 pub mod preset;
+pub mod prompt;
 pub mod result;
 pub mod run;
 
@@ -11,6 +12,7 @@ pub use error::AgentError;
 pub use preset::{
     build_invocation, login_status, preflight, AgentConfig, AgentKind, Invocation, LoginStatus,
 };
+pub use prompt::{build_prompt, PromptInput, DEFAULT_INSTRUCTIONS};
 pub use result::{
     extract_result, BlockerQuestion, ExtractError, ReviewSummary, WorkerResult, WorkerStatus,
 };

@@ -274,7 +274,7 @@ fn last_fenced_object(text: &str) -> Option<Value> {
 
 /// Work limits for the brace scan, so a huge answer full of braces costs bounded time.
 const MAX_BRACE_STARTS: usize = 2_000;
-const MAX_SCAN_BYTES: usize = 64 << 20;
+const MAX_SCAN_BYTES: usize = 16 << 20;
 
 /// The outermost object among the last balanced `{…}` spans that parse: candidate starts are
 /// tried from the end; a parsed span that encloses the best so far replaces it.
