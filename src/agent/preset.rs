@@ -377,3 +377,288 @@ pub(crate) fn codex_login(exit_code: Option<i32>, stdout: &str, stderr: &str) ->
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(cfg: &AgentConfig, as_root: bool) -> (String, Vec<String>, Vec<(String, String)>) {
+        let line = command_line(
+            cfg,
+            Path::new("/work/tree"),
+            Path::new("/logs/s.log.final.txt"),
+            as_root,
+        )
+        .expect("command line");
+        (
+            line.program.to_string_lossy().into_owned(),
+            line.args,
+            line.env,
+        )
+    }
+
+    fn words(s: &str) -> Vec<String> {
+        s.split(' ').map(str::to_string).collect()
+    }
+
+    fn cfg(kind: AgentKind) -> AgentConfig {
+        AgentConfig {
+            kind,
+            model: Some("m1".into()),
+            max_turns: Some(30),
+            extra_args: vec!["--x".into()],
+            ..AgentConfig::default()
+        }
+    }
+
+    #[test]
+    fn claude_argv_and_root_sandbox_env() {
+        let (program, args, env) = argv(&AgentConfig::default(), false);
+        assert_eq!(program, "claude");
+        assert_eq!(
+            args,
+            words("-p --output-format json --dangerously-skip-permissions")
+        );
+        assert!(env.is_empty());
+        let (_, args, env) = argv(&cfg(AgentKind::Claude), true);
+        assert_eq!(
+            args,
+            words("-p --output-format json --dangerously-skip-permissions --model m1 --max-turns 30 --x")
+        );
+        assert_eq!(env, vec![("IS_SANDBOX".to_string(), "1".to_string())]);
+    }
+
+    #[test]
+    fn codex_argv_keeps_stdin_dash_last() {
+        let (program, args, env) = argv(&cfg(AgentKind::Codex), true);
+        assert_eq!(program, "codex");
+        assert_eq!(
+            args,
+            words(
+                "exec --json --dangerously-bypass-approvals-and-sandbox --skip-git-repo-check \
+                 -C /work/tree -o /logs/s.log.final.txt --model m1 --x -"
+            )
+        );
+        assert!(env.is_empty());
+        let line = command_line(
+            &AgentConfig::default(),
+            Path::new("/d"),
+            Path::new("/o"),
+            false,
+        )
+        .expect("claude");
+        assert_eq!(line.output_file, None);
+        let line = command_line(
+            &cfg(AgentKind::Codex),
+            Path::new("/d"),
+            Path::new("/o"),
+            false,
+        )
+        .expect("codex");
+        assert_eq!(line.output_file, Some(PathBuf::from("/o")));
+    }
+
+    #[test]
+    fn gemini_and_opencode_argv() {
+        let (program, args, _) = argv(
+            &AgentConfig {
+                kind: AgentKind::Gemini,
+                ..AgentConfig::default()
+            },
+            false,
+        );
+        assert_eq!(program, "gemini");
+        assert_eq!(
+            args,
+            [
+                "-p",
+                "",
+                "-o",
+                "json",
+                "--approval-mode",
+                "yolo",
+                "--skip-trust"
+            ]
+        );
+        let (_, args, _) = argv(&cfg(AgentKind::Gemini), false);
+        assert!(args.ends_with(&words("--skip-trust --model m1 --x")));
+
+        let (program, args, _) = argv(
+            &AgentConfig {
+                kind: AgentKind::Opencode,
+                ..AgentConfig::default()
+            },
+            false,
+        );
+        assert_eq!(program, "opencode");
+        assert_eq!(args, words("run --format json --auto --dir /work/tree"));
+        let (_, args, _) = argv(&cfg(AgentKind::Opencode), false);
+        assert_eq!(
+            args,
+            words("run --format json --auto --dir /work/tree --model m1 --x")
+        );
+    }
+
+    #[test]
+    fn custom_command_is_split_like_a_shell_without_one() {
+        let c = AgentConfig {
+            kind: AgentKind::Custom,
+            custom_command: Some(r#"my-agent --flag "two words" 'single $HOME' a\ b"#.into()),
+            extra_args: vec!["--extra".into()],
+            program: Some(PathBuf::from("ignored-for-custom")),
+            ..AgentConfig::default()
+        };
+        let (program, args, _) = argv(&c, true);
+        assert_eq!(program, "my-agent");
+        assert_eq!(
+            args,
+            ["--flag", "two words", "single $HOME", "a b", "--extra"]
+        );
+
+        for bad in [None, Some(""), Some("   "), Some("agent 'unclosed")] {
+            let c = AgentConfig {
+                kind: AgentKind::Custom,
+                custom_command: bad.map(String::from),
+                ..AgentConfig::default()
+            };
+            let err =
+                command_line(&c, Path::new("/d"), Path::new("/o"), false).expect_err("bad command");
+            assert!(matches!(err, AgentError::BadCommand { .. }), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn program_override_replaces_the_preset_binary() {
+        let c = AgentConfig {
+            program: Some(PathBuf::from("/opt/claude-2/bin/claude")),
+            ..AgentConfig::default()
+        };
+        assert_eq!(argv(&c, false).0, "/opt/claude-2/bin/claude");
+    }
+
+    #[test]
+    fn kind_names_round_trip() {
+        for kind in AgentKind::ALL {
+            assert_eq!(kind.to_string().parse::<AgentKind>().expect("parse"), kind);
+        }
+        assert_eq!(
+            " Claude ".parse::<AgentKind>().expect("parse"),
+            AgentKind::Claude
+        );
+        let err = "copilot".parse::<AgentKind>().expect_err("unknown");
+        assert_eq!(err.to_string(), "unknown agent 'copilot'");
+        assert_eq!(AgentKind::default(), AgentKind::Claude);
+    }
+
+    #[test]
+    fn missing_cli_names_the_preset_and_how_to_choose_another() {
+        let err = resolve_program(
+            AgentKind::Gemini,
+            Path::new("gemini-not-installed-xyz"),
+            Path::new("/"),
+        )
+        .expect_err("not found");
+        assert!(err.to_string().contains("'gemini' agent preset"));
+        let hints = err.hints().join("\n");
+        assert!(
+            hints.contains("--agent")
+                && hints.contains("git config teleos.agent")
+                && hints.contains("teleos.agentCommand")
+        );
+        let e: crate::Error = err.into();
+        assert_eq!(e.exit_code(), crate::ExitCode::USAGE);
+        assert!(!e.hints().is_empty());
+    }
+
+    #[test]
+    fn relative_program_paths_resolve_against_the_checkout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("bin")).expect("mkdir");
+        let exe = dir.path().join("bin/agent");
+        std::fs::write(&exe, "#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let found = resolve_program(AgentKind::Custom, Path::new("./bin/agent"), dir.path())
+            .expect("found");
+        assert_eq!(found.canonicalize().ok(), exe.canonicalize().ok());
+    }
+
+    #[test]
+    fn login_checks() {
+        assert_eq!(
+            claude_login(Some(0), r#"{"loggedIn":true,"authMethod":"claude.ai"}"#),
+            LoginStatus::LoggedIn
+        );
+        assert_eq!(
+            claude_login(Some(1), r#"{"loggedIn":false}"#),
+            LoginStatus::NotLoggedIn(String::new())
+        );
+        assert!(matches!(
+            claude_login(Some(1), "error: unknown command 'auth'"),
+            LoginStatus::Unknown(_)
+        ));
+        assert_eq!(
+            codex_login(Some(0), "Logged in using ChatGPT", ""),
+            LoginStatus::LoggedIn
+        );
+        assert_eq!(
+            codex_login(Some(1), "", "Not logged in"),
+            LoginStatus::NotLoggedIn(String::new())
+        );
+        assert!(matches!(
+            codex_login(Some(2), "", "error: unrecognized subcommand"),
+            LoginStatus::Unknown(_)
+        ));
+    }
+
+    #[test]
+    fn preflight_with_stand_in_clis() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = |name: &str, body: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}")).expect("write");
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .expect("chmod");
+            p
+        };
+        let out = fake("claude-out", "echo '{\"loggedIn\":false}'\nexit 1\n");
+        let ok = fake("claude-ok", "echo '{\"loggedIn\":true}'\n");
+        // Fresh executables can be busy for a moment while other tests fork (ETXTBSY).
+        let check = |program: &Path| {
+            let c = AgentConfig {
+                program: Some(program.to_path_buf()),
+                ..AgentConfig::default()
+            };
+            for _ in 0..20 {
+                match preflight(&c) {
+                    Err(AgentError::Spawn { source, .. })
+                        if source.raw_os_error() == Some(libc::ETXTBSY) =>
+                    {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    other => return other,
+                }
+            }
+            preflight(&c)
+        };
+        let err = check(&out).expect_err("not logged in");
+        assert!(matches!(
+            err,
+            AgentError::NotLoggedIn {
+                kind: AgentKind::Claude,
+                ..
+            }
+        ));
+        assert!(err
+            .hints()
+            .iter()
+            .any(|h| h == "run 'claude' once and log in"));
+        check(&ok).expect("logged in");
+        let gemini = AgentConfig {
+            kind: AgentKind::Gemini,
+            program: Some(ok),
+            ..AgentConfig::default()
+        };
+        assert!(matches!(login_status(&gemini), Ok(LoginStatus::Unknown(_))));
+    }
+}
