@@ -1,2 +1,19 @@
 //! The coding-agent CLI: presets, the prompt, running it as a child process, reading its result.
 //! Knows nothing about git refs.
+
+mod envelope;
+pub mod error;
+pub mod preset;
+pub mod prompt;
+pub mod result;
+pub mod run;
+
+pub use error::AgentError;
+pub use preset::{
+    build_invocation, login_status, preflight, AgentConfig, AgentKind, Invocation, LoginStatus,
+};
+pub use prompt::{build_prompt, PromptInput, DEFAULT_INSTRUCTIONS};
+pub use result::{
+    extract_result, BlockerQuestion, ExtractError, ReviewSummary, WorkerResult, WorkerStatus,
+};
+pub use run::{run_agent, RunOutcome, RunRequest};

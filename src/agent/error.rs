@@ -1,0 +1,92 @@
+//! What can go wrong before or around an agent run (not a story failure: those are outcomes).
+
+use super::preset::AgentKind;
+
+/// A setup or I/O problem with the agent itself. A story the agent failed is not an error:
+/// it is reported in [`super::RunOutcome`].
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("unknown agent '{name}'")]
+    UnknownAgent { name: String },
+    #[error("the '{kind}' agent preset runs '{program}', which was not found on PATH")]
+    NotFound { kind: AgentKind, program: String },
+    #[error("the '{kind}' agent is not logged in{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
+    NotLoggedIn { kind: AgentKind, detail: String },
+    #[error("bad agent command {command:?}: {reason}")]
+    BadCommand { command: String, reason: String },
+    #[error("could not start agent '{program}': {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+const CHOOSE_AGENT_HINT: &str =
+    "choose another agent with --agent <claude|codex|gemini|opencode|custom> \
+     or: git config teleos.agent <name>";
+const CUSTOM_COMMAND_HINT: &str =
+    "or run any command with: git config teleos.agentCommand '<program> <args>' \
+     (with --agent custom); the prompt arrives on its stdin";
+
+impl AgentError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        AgentError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Hints printed after the message, one `hint:` line each.
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            AgentError::UnknownAgent { .. } => vec![
+                "known agents: claude, codex, gemini, opencode, custom".into(),
+                CUSTOM_COMMAND_HINT.into(),
+            ],
+            AgentError::NotFound {
+                kind: AgentKind::Custom,
+                ..
+            } => vec![
+                "check the first word of teleos.agentCommand / --agent-command".into(),
+                CHOOSE_AGENT_HINT.into(),
+            ],
+            AgentError::NotFound { kind, .. } => vec![
+                format!("install the '{kind}' CLI, or {CHOOSE_AGENT_HINT}"),
+                CUSTOM_COMMAND_HINT.into(),
+            ],
+            AgentError::NotLoggedIn { kind, .. } => {
+                let login = match kind {
+                    AgentKind::Claude => "run 'claude' once and log in".to_string(),
+                    AgentKind::Codex => "run 'codex login'".to_string(),
+                    other => format!("run '{other}' once and log in"),
+                };
+                vec![login, CHOOSE_AGENT_HINT.into()]
+            }
+            AgentError::BadCommand { .. } => vec![
+                "teleos.agentCommand is split into words like a shell would (quotes, backslashes) \
+                 but never run through a shell"
+                    .into(),
+            ],
+            AgentError::Spawn { .. } | AgentError::Io { .. } => Vec::new(),
+        }
+    }
+}
+
+impl From<AgentError> for crate::Error {
+    fn from(e: AgentError) -> Self {
+        match e {
+            AgentError::Io { context, source } => crate::Error::Io { context, source },
+            other => crate::Error::Setup {
+                message: other.to_string(),
+                hints: other.hints(),
+            },
+        }
+    }
+}

@@ -1,0 +1,1084 @@
+//! Running the agent CLI as a child process: prompt on stdin, output captured to a log, a
+//! timeout that kills its whole process group, and retries when a rate limit turns it away.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::envelope::{interpret, mentions_rate_limit};
+use super::error::AgentError;
+use super::preset::{build_invocation, AgentConfig, Invocation};
+
+/// One run of the agent on one story.
+pub struct RunRequest<'a> {
+    /// The checkout the agent works in.
+    pub cwd: &'a Path,
+    /// Written to the agent's stdin, never put on a command line.
+    pub prompt: &'a str,
+    /// stdout and stderr are appended here (parent folders are created).
+    pub log_path: &'a Path,
+    pub config: &'a AgentConfig,
+    /// Set by the caller (e.g. on Ctrl-C) to stop the agent.
+    pub cancel: &'a AtomicBool,
+}
+
+/// How the run ended. Story-level failures are described here, not returned as errors.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunOutcome {
+    pub exit_code: Option<i32>,
+    /// The signal that ended the agent, when one did.
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub stalled: bool,
+    pub cancelled: bool,
+    /// The agent's final answer, read from its output protocol.
+    pub final_text: Option<String>,
+    /// A failure the CLI's output reported (e.g. "is_error: Not logged in").
+    pub failure: Option<String>,
+    /// The last attempt was turned away by a rate or usage limit (retries exhausted).
+    pub rate_limited: bool,
+    /// Cost reported by the CLI, summed over attempts.
+    pub cost_usd: Option<f64>,
+    /// Wall-clock time over all attempts, back-off included.
+    pub duration: Duration,
+    /// How many times the agent was started.
+    pub attempts: u32,
+    /// The end of stderr, for error messages (the whole of it is in the log).
+    pub stderr_tail: String,
+}
+
+impl RunOutcome {
+    /// The agent finished by itself, exited 0 and its output reported no failure.
+    pub fn succeeded(&self) -> bool {
+        self.error_reason().is_none()
+    }
+
+    /// Why the run counts as failed, in a few words, or `None` when it did not fail.
+    pub fn error_reason(&self) -> Option<String> {
+        let reason = if self.cancelled {
+            "cancelled".to_string()
+        } else if self.timed_out {
+            format!("timed out after {:.1}s", self.duration.as_secs_f64())
+        } else if self.stalled {
+            "stalled: no output for too long".to_string()
+        } else if self.rate_limited {
+            format!(
+                "rate or usage limit, still refused after {} attempts{}",
+                self.attempts,
+                self.failure
+                    .as_deref()
+                    .map(|f| format!(": {f}"))
+                    .unwrap_or_default()
+            )
+        } else if let Some(sig) = self.signal {
+            format!("killed by signal {sig}")
+        } else if let Some(f) = &self.failure {
+            match self.exit_code {
+                Some(0) | None => f.clone(),
+                Some(code) => format!("exit code {code}: {f}"),
+            }
+        } else if self.exit_code != Some(0) {
+            let last = self
+                .stderr_tail
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty());
+            match last {
+                Some(line) => format!(
+                    "exit code {}: {}",
+                    self.exit_code.unwrap_or(-1),
+                    line.trim()
+                ),
+                None => format!("exit code {}", self.exit_code.unwrap_or(-1)),
+            }
+        } else {
+            return None;
+        };
+        Some(reason)
+    }
+}
+
+/// Caps on what a run keeps; the child's pipes are drained past them so it never blocks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub log_bytes: u64,
+    /// stdout kept in memory (its tail: the result is at the end).
+    pub stdout_bytes: usize,
+    pub stderr_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            log_bytes: 64 << 20,
+            stdout_bytes: 16 << 20,
+            stderr_bytes: 64 << 10,
+        }
+    }
+}
+
+const POLL: Duration = Duration::from_millis(50);
+
+/// Variables git sets (for hooks, or `git teleos` as an extension) that pin a repository: the
+/// agent must find the checkout it runs in, not ours.
+const PINNING_GIT_VARS: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+    "GIT_QUARANTINE_PATH",
+    "GIT_SHALLOW_FILE",
+    "GIT_INTERNAL_SUPER_PREFIX",
+];
+
+/// Run the agent on one story, retrying while a rate or usage limit turns it away.
+pub fn run_agent(req: &RunRequest) -> Result<RunOutcome, AgentError> {
+    run_agent_with(req, Limits::default())
+}
+
+pub(crate) fn run_agent_with(req: &RunRequest, limits: Limits) -> Result<RunOutcome, AgentError> {
+    let cfg = req.config;
+    // Beside the log, not in the checkout: the agent's commit must not pick it up.
+    let output_file = sidecar(req.log_path, "final.txt");
+    let inv = build_invocation(cfg, req.cwd, &output_file)?;
+    if let Some(parent) = req.log_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| {
+            AgentError::io(format!("cannot create log folder {}", parent.display()), e)
+        })?;
+    }
+    let started = Instant::now();
+    let mut cost: Option<f64> = None;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut outcome = run_once(&inv, req, attempts, limits)?;
+        if let Some(c) = outcome.cost_usd {
+            cost = Some(cost.unwrap_or(0.0) + c);
+        }
+        outcome.attempts = attempts;
+        outcome.cost_usd = cost;
+        if outcome.rate_limited && attempts <= cfg.rate_limit_retries && !outcome.cancelled {
+            let wait = backoff(cfg.rate_limit_backoff, attempts);
+            append_note(
+                req.log_path,
+                &format!("rate or usage limit; attempt {} in {wait:?}", attempts + 1),
+            );
+            if sleep_unless_cancelled(wait, req.cancel) {
+                continue;
+            }
+            outcome.cancelled = true;
+        }
+        outcome.duration = started.elapsed();
+        return Ok(outcome);
+    }
+}
+
+/// `base`, doubled for each retry after the first.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+}
+
+/// Returns false when cancelled before `wait` elapsed.
+fn sleep_unless_cancelled(wait: Duration, cancel: &AtomicBool) -> bool {
+    let until = Instant::now() + wait;
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return true;
+        }
+        thread::sleep(POLL.min(until - now));
+    }
+}
+
+fn sidecar(log_path: &Path, suffix: &str) -> PathBuf {
+    let mut name = log_path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "agent".into());
+    name.push(".");
+    name.push(suffix);
+    log_path.with_file_name(name)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum StopReason {
+    Timeout,
+    Stall,
+    Cancel,
+}
+
+fn run_once(
+    inv: &Invocation,
+    req: &RunRequest,
+    attempt: u32,
+    limits: Limits,
+) -> Result<RunOutcome, AgentError> {
+    let cfg = req.config;
+    if let Some(f) = &inv.output_file {
+        // A previous attempt's answer must not pass for this one's.
+        let _ = fs::remove_file(f);
+    }
+    let log = Arc::new(Mutex::new(LogSink::open(req.log_path, limits.log_bytes)?));
+    lock(&log).header(inv, req.cwd, attempt, req.prompt.len());
+
+    let mut cmd = Command::new(&inv.program);
+    cmd.args(&inv.args)
+        .current_dir(req.cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group, so one signal reaches everything it started.
+        .process_group(0);
+    for var in PINNING_GIT_VARS {
+        cmd.env_remove(var);
+    }
+    for (k, v) in &inv.env {
+        cmd.env(k, v);
+    }
+    die_with_parent(&mut cmd);
+
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| AgentError::Spawn {
+        program: inv.program.to_string_lossy().into_owned(),
+        source: e,
+    })?;
+    let pgid = child.id() as libc::pid_t;
+
+    if let Some(mut stdin) = child.stdin.take() {
+        let prompt = req.prompt.to_owned();
+        // A thread, so a child that reads slowly (or never) cannot deadlock us; dropping the
+        // pipe at the end is the EOF the agent waits for. EPIPE from an agent that quit is fine.
+        thread::spawn(move || {
+            let _ = stdin.write_all(prompt.as_bytes());
+        });
+    }
+    let last_output_ms = Arc::new(AtomicU64::new(0));
+    let (done_tx, done_rx) = mpsc::channel();
+    let out_tail = Arc::new(Mutex::new(Tail::new(limits.stdout_bytes)));
+    let err_tail = Arc::new(Mutex::new(Tail::new(limits.stderr_bytes)));
+    let readers = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ];
+    let mut reader_count = 0;
+    for (src, tail) in readers
+        .into_iter()
+        .zip([out_tail.clone(), err_tail.clone()])
+    {
+        if let Some(src) = src {
+            reader_count += 1;
+            let pipe = Pipe {
+                tail,
+                log: log.clone(),
+                last_output_ms: last_output_ms.clone(),
+                start,
+                done: done_tx.clone(),
+            };
+            thread::spawn(move || pipe.drain(src));
+        }
+    }
+    drop(done_tx);
+
+    let (status, stop) = watch(&mut child, pgid, req, start, &last_output_ms)?;
+    // The agent's own exit does not end what it left running in its group (dev servers, sleeps).
+    stop_group(pgid, cfg.kill_grace);
+    if !wait_readers(
+        &done_rx,
+        reader_count,
+        cfg.kill_grace.max(Duration::from_secs(1)),
+    ) {
+        lock(&log)
+            .note("output pipes still open (a process left the agent's group); stopped reading");
+    }
+
+    let exit_code = status.code();
+    let signal = status.signal();
+    let stdout = lock(&out_tail).text();
+    let stderr = lock(&err_tail).text();
+    let file_text = inv
+        .output_file
+        .as_ref()
+        .and_then(|f| fs::read_to_string(f).ok());
+    let envelope = interpret(inv.kind, exit_code, &stdout, &stderr, file_text.as_deref());
+    let killed_by_us = stop.is_some();
+    let failed = exit_code != Some(0) || envelope.failure.is_some();
+    let rate_limited = !killed_by_us && failed && {
+        let mut haystack = envelope.failure.clone().unwrap_or_default();
+        haystack.push('\n');
+        haystack.push_str(tail_str(&stderr, 8 << 10));
+        haystack.push('\n');
+        haystack.push_str(tail_str(&stdout, 8 << 10));
+        mentions_rate_limit(&haystack)
+    };
+    let outcome = RunOutcome {
+        exit_code,
+        signal,
+        timed_out: stop == Some(StopReason::Timeout),
+        stalled: stop == Some(StopReason::Stall),
+        cancelled: stop == Some(StopReason::Cancel),
+        final_text: envelope.final_text,
+        failure: envelope.failure,
+        rate_limited,
+        cost_usd: envelope.cost_usd,
+        duration: start.elapsed(),
+        attempts: attempt,
+        stderr_tail: tail_str(&stderr, 2048).to_string(),
+    };
+    lock(&log).footer(&outcome, stop);
+    Ok(outcome)
+}
+
+/// Poll the child until it exits; on timeout, stall or cancel, SIGTERM its group, then SIGKILL
+/// after the grace period.
+fn watch(
+    child: &mut Child,
+    pgid: libc::pid_t,
+    req: &RunRequest,
+    start: Instant,
+    last_output_ms: &AtomicU64,
+) -> Result<(ExitStatus, Option<StopReason>), AgentError> {
+    let cfg = req.config;
+    let mut stop: Option<(StopReason, Instant)> = None;
+    let mut killed = false;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok((status, stop.map(|(r, _)| r))),
+            Ok(None) => {}
+            Err(e) => {
+                signal_group(pgid, libc::SIGKILL);
+                let _ = child.wait();
+                return Err(AgentError::io("cannot wait for the agent", e));
+            }
+        }
+        let now = Instant::now();
+        match stop {
+            None => {
+                let elapsed = now.duration_since(start);
+                let quiet = elapsed.saturating_sub(Duration::from_millis(
+                    last_output_ms.load(Ordering::Relaxed),
+                ));
+                let reason = if req.cancel.load(Ordering::Relaxed) {
+                    Some(StopReason::Cancel)
+                } else if elapsed >= cfg.timeout {
+                    Some(StopReason::Timeout)
+                } else if cfg.stall_timeout.is_some_and(|s| quiet >= s) {
+                    Some(StopReason::Stall)
+                } else {
+                    None
+                };
+                if let Some(r) = reason {
+                    signal_group(pgid, libc::SIGTERM);
+                    stop = Some((r, now));
+                }
+            }
+            Some((_, since)) if !killed && now.duration_since(since) >= cfg.kill_grace => {
+                signal_group(pgid, libc::SIGKILL);
+                killed = true;
+            }
+            Some(_) => {}
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// Signal a whole process group; false when no process is left in it.
+fn signal_group(pgid: libc::pid_t, sig: libc::c_int) -> bool {
+    // SAFETY: kill has no memory-safety preconditions; a negative pid addresses the group.
+    unsafe { libc::kill(-pgid, sig) == 0 }
+}
+
+/// End whatever is left in the group: SIGTERM, then SIGKILL after `grace`.
+fn stop_group(pgid: libc::pid_t, grace: Duration) {
+    if !signal_group(pgid, libc::SIGTERM) {
+        return;
+    }
+    let until = Instant::now() + grace;
+    while Instant::now() < until {
+        if !signal_group(pgid, 0) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    signal_group(pgid, libc::SIGKILL);
+}
+
+/// Wait for the reader threads to reach EOF, up to `limit`.
+fn wait_readers(done: &Receiver<()>, mut count: usize, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    while count > 0 {
+        let left = until.saturating_duration_since(Instant::now());
+        if done.recv_timeout(left).is_err() {
+            return false;
+        }
+        count -= 1;
+    }
+    true
+}
+
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: getpid is async-signal-safe; it is called here, before fork.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: only async-signal-safe calls (prctl, getppid) run between fork and exec.
+    // The death signal follows the spawning thread, which blocks in run_once until the
+    // agent exits, so it fires only when the orchestrator itself dies.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() != parent {
+                return Err(io::Error::other(
+                    "git-teleos exited while starting the agent",
+                ));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut Command) {}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking reader thread leaves data that is still usable.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The last `max` bytes of `s`, cut on a character boundary.
+fn tail_str(s: &str, max: usize) -> &str {
+    let mut from = s.len().saturating_sub(max);
+    while !s.is_char_boundary(from) {
+        from += 1;
+    }
+    &s[from..]
+}
+
+/// One output pipe's reader: everything to the log, the tail to memory.
+struct Pipe {
+    tail: Arc<Mutex<Tail>>,
+    log: Arc<Mutex<LogSink>>,
+    last_output_ms: Arc<AtomicU64>,
+    start: Instant,
+    done: Sender<()>,
+}
+
+impl Pipe {
+    fn drain(self, mut src: Box<dyn Read + Send>) {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match src.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.last_output_ms
+                        .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    lock(&self.log).write(&buf[..n]);
+                    lock(&self.tail).push(&buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = self.done.send(());
+    }
+}
+
+/// The last `cap` bytes of a stream.
+struct Tail {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl Tail {
+    fn new(cap: usize) -> Self {
+        Tail {
+            buf: Vec::new(),
+            cap,
+        }
+    }
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        // Trim in batches so a long stream costs linear time, not a shift per chunk.
+        if self.buf.len() > self.cap.saturating_mul(2).max(self.cap + (1 << 20)) {
+            let excess = self.buf.len() - self.cap;
+            self.buf.drain(..excess);
+        }
+    }
+    fn text(&self) -> String {
+        let from = self.buf.len().saturating_sub(self.cap);
+        String::from_utf8_lossy(&self.buf[from..]).into_owned()
+    }
+}
+
+/// The per-story log file, capped in size.
+struct LogSink {
+    file: Option<File>,
+    written: u64,
+    cap: u64,
+    truncated: bool,
+}
+
+impl LogSink {
+    fn open(path: &Path, cap: u64) -> Result<Self, AgentError> {
+        // Append: an earlier run's log of the same story is evidence worth keeping.
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| AgentError::io(format!("cannot open agent log {}", path.display()), e))?;
+        Ok(LogSink {
+            file: Some(file),
+            written: 0,
+            cap,
+            truncated: false,
+        })
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        if let Some(f) = &mut self.file {
+            if f.write_all(bytes).is_err() {
+                // A full disk must not stop the run; stop logging instead.
+                self.file = None;
+            }
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if self.truncated {
+            return;
+        }
+        let room = self.cap.saturating_sub(self.written);
+        if bytes.len() as u64 <= room {
+            self.raw(bytes);
+            self.written += bytes.len() as u64;
+        } else {
+            self.raw(&bytes[..room as usize]);
+            self.written = self.cap;
+            self.truncated = true;
+            self.note(&format!(
+                "log truncated at {} bytes; the agent's output was still read to the end",
+                self.cap
+            ));
+        }
+    }
+
+    fn note(&mut self, msg: &str) {
+        self.raw(format!("\n[git-teleos] {msg}\n").as_bytes());
+    }
+
+    fn header(&mut self, inv: &Invocation, cwd: &Path, attempt: u32, prompt_len: usize) {
+        let env: Vec<String> = inv.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let text = format!(
+            "=== git-teleos agent run, attempt {attempt} ===\nstarted: {}\ncwd: {}\nargv: {}\n{}prompt: {prompt_len} bytes on stdin\n--- stdout and stderr ---\n",
+            utc_now(),
+            cwd.display(),
+            inv.display(),
+            if env.is_empty() { String::new() } else { format!("env: {}\n", env.join(" ")) },
+        );
+        self.raw(text.as_bytes());
+    }
+
+    fn footer(&mut self, outcome: &RunOutcome, stop: Option<StopReason>) {
+        let how = match (outcome.exit_code, outcome.signal) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(s)) => format!("signal {s}"),
+            _ => "unknown status".into(),
+        };
+        let stopped = match stop {
+            Some(StopReason::Timeout) => ", stopped: timeout",
+            Some(StopReason::Stall) => ", stopped: no output (stall timeout)",
+            Some(StopReason::Cancel) => ", stopped: cancelled",
+            None => "",
+        };
+        let failure = outcome
+            .failure
+            .as_deref()
+            .map(|f| format!(", failure: {f}"))
+            .unwrap_or_default();
+        self.raw(
+            format!(
+                "\n=== end: {how} after {:.1}s{stopped}{failure} ===\n",
+                outcome.duration.as_secs_f64()
+            )
+            .as_bytes(),
+        );
+    }
+}
+
+fn append_note(path: &Path, msg: &str) {
+    if let Ok(mut f) = OpenOptions::new().append(true).open(path) {
+        let _ = writeln!(f, "[git-teleos] {msg}");
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` without a date crate.
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Output of a short command (a login check).
+pub(crate) struct Captured {
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run a short command with no input; `None` when it did not finish within `timeout`.
+pub(crate) fn run_captured(
+    program: &Path,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<Option<Captured>, AgentError> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    for var in PINNING_GIT_VARS {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd.spawn().map_err(|e| AgentError::Spawn {
+        program: program.to_string_lossy().into_owned(),
+        source: e,
+    })?;
+    let pgid = child.id() as libc::pid_t;
+    let read_all = |src: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut s = Vec::new();
+            if let Some(src) = src {
+                let _ = src.take(1 << 20).read_to_end(&mut s);
+            }
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let out = read_all(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = read_all(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let until = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < until => thread::sleep(POLL),
+            Ok(None) | Err(_) => break None,
+        }
+    };
+    if status.is_none() {
+        signal_group(pgid, libc::SIGKILL);
+        let _ = child.wait();
+    }
+    stop_group(pgid, Duration::from_millis(200));
+    let Some(status) = status else {
+        return Ok(None);
+    };
+    Ok(Some(Captured {
+        exit_code: status.code(),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::preset::{running_as_root, AgentKind};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, format!("#!/bin/sh\n{body}")).expect("write script");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+
+    fn q(p: &Path) -> String {
+        shlex::try_quote(&p.to_string_lossy())
+            .expect("quotable")
+            .into_owned()
+    }
+
+    /// A custom command run through `/bin/sh script` (no exec of a freshly written file,
+    /// which can fail with ETXTBSY while other tests fork).
+    fn custom(dir: &Path, body: &str) -> AgentConfig {
+        let s = script(dir, "agent.sh", body);
+        AgentConfig {
+            kind: AgentKind::Custom,
+            custom_command: Some(format!("/bin/sh {} {}", q(&s), q(dir))),
+            timeout: Duration::from_secs(10),
+            kill_grace: Duration::from_millis(300),
+            rate_limit_backoff: Duration::from_millis(10),
+            ..AgentConfig::default()
+        }
+    }
+
+    fn run_with(
+        dir: &Path,
+        cfg: &AgentConfig,
+        prompt: &str,
+        cancel: &AtomicBool,
+        limits: Limits,
+    ) -> RunOutcome {
+        let log = dir.join("logs").join("story.log");
+        let req = RunRequest {
+            cwd: dir,
+            prompt,
+            log_path: &log,
+            config: cfg,
+            cancel,
+        };
+        // Executing a script written a moment ago can hit ETXTBSY if another test forked
+        // while its file was open for writing; that is the test's race, not the runner's.
+        for _ in 0..20 {
+            match run_agent_with(&req, limits) {
+                Err(AgentError::Spawn { source, .. })
+                    if source.raw_os_error() == Some(libc::ETXTBSY) =>
+                {
+                    thread::sleep(Duration::from_millis(50))
+                }
+                other => return other.expect("run_agent"),
+            }
+        }
+        panic!("script stayed busy")
+    }
+
+    fn run(dir: &Path, cfg: &AgentConfig, prompt: &str) -> RunOutcome {
+        run_with(dir, cfg, prompt, &AtomicBool::new(false), Limits::default())
+    }
+
+    fn alive(pid: i32) -> bool {
+        // SAFETY: signal 0 only checks for existence.
+        if unsafe { libc::kill(pid, 0) } != 0 {
+            return false;
+        }
+        // A zombie waiting for a reaper (containers may lack one) is dead for our purpose.
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(false)
+    }
+
+    #[test]
+    fn prompt_arrives_on_stdin_and_output_is_logged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = custom(dir.path(), "cat\necho to-stderr >&2\n");
+        let prompt = "close story 1-2 \"quoted\" $HOME `not run`\n";
+        let out = run(dir.path(), &cfg, prompt);
+        assert_eq!(out.final_text.as_deref(), Some(prompt));
+        assert!(out.succeeded(), "{out:?}");
+        assert_eq!(
+            (out.exit_code, out.attempts, out.signal),
+            (Some(0), 1, None)
+        );
+        let log = fs::read_to_string(dir.path().join("logs/story.log")).expect("log");
+        assert!(log.contains("argv: /bin/sh "), "{log}");
+        assert!(log.contains(&format!("cwd: {}", dir.path().display())));
+        assert!(log.contains("started: 20"));
+        assert!(log.contains(prompt) && log.contains("to-stderr"));
+        assert!(log.contains("=== end: exit code 0"));
+    }
+
+    #[test]
+    fn non_zero_exit_is_reported_not_retried() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = custom(
+            dir.path(),
+            "cat >/dev/null\necho partial answer\necho boom >&2\nexit 3\n",
+        );
+        let out = run(dir.path(), &cfg, "p");
+        assert_eq!(out.exit_code, Some(3));
+        assert!(!out.rate_limited && out.attempts == 1);
+        assert_eq!(out.error_reason().as_deref(), Some("exit code 3: boom"));
+        assert_eq!(out.final_text.as_deref(), Some("partial answer\n"));
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = custom(
+            dir.path(),
+            "sleep 100 &\necho $! > \"$1/child.pid\"\necho started\nwait\n",
+        );
+        cfg.timeout = Duration::from_millis(700);
+        let t = Instant::now();
+        let out = run(dir.path(), &cfg, "");
+        assert!(out.timed_out && !out.stalled && !out.cancelled, "{out:?}");
+        assert!(t.elapsed() < Duration::from_secs(4));
+        assert!(out
+            .error_reason()
+            .is_some_and(|r| r.starts_with("timed out after")));
+        let pid: i32 = fs::read_to_string(dir.path().join("child.pid"))
+            .expect("pid")
+            .trim()
+            .parse()
+            .expect("pid");
+        let until = Instant::now() + Duration::from_secs(2);
+        while alive(pid) && Instant::now() < until {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(pid), "the agent's background child survived");
+    }
+
+    #[test]
+    fn sigterm_ignored_means_sigkill_after_grace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = custom(
+            dir.path(),
+            "trap '' TERM\necho ready\nwhile :; do sleep 1; done\n",
+        );
+        cfg.timeout = Duration::from_millis(400);
+        cfg.kill_grace = Duration::from_millis(400);
+        let t = Instant::now();
+        let out = run(dir.path(), &cfg, "");
+        assert!(out.timed_out);
+        assert_eq!(out.signal, Some(libc::SIGKILL));
+        assert!(t.elapsed() >= Duration::from_millis(800) && t.elapsed() < Duration::from_secs(4));
+    }
+
+    #[test]
+    fn stall_timeout_when_silent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = custom(dir.path(), "echo hello\nsleep 30\n");
+        cfg.stall_timeout = Some(Duration::from_millis(500));
+        let t = Instant::now();
+        let out = run(dir.path(), &cfg, "");
+        assert!(out.stalled && !out.timed_out, "{out:?}");
+        assert!(t.elapsed() < Duration::from_secs(3));
+        assert_eq!(out.final_text.as_deref(), Some("hello\n"));
+    }
+
+    #[test]
+    fn cancel_flag_stops_the_agent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = custom(dir.path(), "sleep 30\n");
+        let cancel = AtomicBool::new(false);
+        let t = Instant::now();
+        let out = thread::scope(|s| {
+            s.spawn(|| {
+                thread::sleep(Duration::from_millis(200));
+                cancel.store(true, Ordering::Relaxed);
+            });
+            run_with(dir.path(), &cfg, "", &cancel, Limits::default())
+        });
+        assert!(
+            out.cancelled && t.elapsed() < Duration::from_secs(3),
+            "{out:?}"
+        );
+    }
+
+    const RATE_LIMITED_TWICE: &str = "cat >/dev/null\nn=$(cat \"$1/count\" 2>/dev/null || echo 0)\nn=$((n+1))\necho $n > \"$1/count\"\nif [ $n -lt $LIMITED_RUNS ]; then echo 'API Error: 429 rate limit exceeded' >&2; exit 1; fi\necho answer $n\n";
+
+    #[test]
+    fn rate_limited_then_success() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = custom(
+            dir.path(),
+            &RATE_LIMITED_TWICE.replace("$LIMITED_RUNS", "3"),
+        );
+        let out = run(dir.path(), &cfg, "p");
+        assert!(out.succeeded(), "{out:?}");
+        assert_eq!(out.attempts, 3);
+        assert_eq!(out.final_text.as_deref(), Some("answer 3\n"));
+        let log = fs::read_to_string(dir.path().join("logs/story.log")).expect("log");
+        assert!(log.contains("attempt 3 ==="));
+    }
+
+    #[test]
+    fn rate_limit_retries_exhausted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = custom(
+            dir.path(),
+            &RATE_LIMITED_TWICE.replace("$LIMITED_RUNS", "99"),
+        );
+        cfg.rate_limit_retries = 2;
+        let out = run(dir.path(), &cfg, "p");
+        assert!(out.rate_limited && !out.succeeded());
+        assert_eq!(out.attempts, 3);
+        assert!(out
+            .error_reason()
+            .is_some_and(|r| r.contains("rate or usage limit")));
+    }
+
+    #[test]
+    fn backoff_doubles() {
+        let base = Duration::from_millis(10);
+        assert_eq!(
+            [1, 2, 3].map(|a| backoff(base, a)),
+            [10, 20, 40].map(Duration::from_millis)
+        );
+        assert!(backoff(Duration::from_secs(60), 40) > Duration::ZERO);
+    }
+
+    #[test]
+    fn output_past_the_caps_is_drained_and_the_tail_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = custom(
+            dir.path(),
+            "head -c 300000 /dev/zero | tr '\\0' a\necho END\n",
+        );
+        let limits = Limits {
+            log_bytes: 10_000,
+            stdout_bytes: 1_000,
+            stderr_bytes: 100,
+        };
+        let out = run_with(dir.path(), &cfg, "", &AtomicBool::new(false), limits);
+        assert!(out.succeeded(), "{out:?}");
+        let text = out.final_text.unwrap_or_default();
+        assert_eq!(text.len(), 1_000);
+        assert!(text.ends_with("aaaEND\n"));
+        let log = fs::read_to_string(dir.path().join("logs/story.log")).expect("log");
+        assert!(log.len() < 11_000 && log.contains("log truncated at 10000 bytes"));
+    }
+
+    #[test]
+    fn claude_stand_in_speaks_the_envelope() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = script(
+            dir.path(),
+            "claude",
+            "cat >/dev/null\nprintf '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"%s\",\"total_cost_usd\":0.25}' \"${IS_SANDBOX:-unset} $*\"\n",
+        );
+        let cfg = AgentConfig {
+            program: Some(fake),
+            model: Some("opus".into()),
+            rate_limit_backoff: Duration::from_millis(10),
+            ..AgentConfig::default()
+        };
+        let out = run(dir.path(), &cfg, "p");
+        let sandbox = if running_as_root() { "1" } else { "unset" };
+        let expected = format!(
+            "{sandbox} -p --output-format json --dangerously-skip-permissions --model opus"
+        );
+        assert_eq!(out.final_text.as_deref(), Some(expected.as_str()));
+        assert_eq!(out.cost_usd, Some(0.25));
+        assert!(out.succeeded());
+    }
+
+    #[test]
+    fn claude_not_logged_in_envelope_fails() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = script(
+            dir.path(),
+            "claude",
+            "echo '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":true,\"result\":\"Not logged in · Please run /login\"}'\nexit 1\n",
+        );
+        let cfg = AgentConfig {
+            program: Some(fake),
+            ..AgentConfig::default()
+        };
+        let out = run(dir.path(), &cfg, "p");
+        assert_eq!(
+            out.failure.as_deref(),
+            Some("is_error: Not logged in · Please run /login")
+        );
+        assert!(!out.rate_limited && out.attempts == 1);
+        assert_eq!(
+            out.error_reason().as_deref(),
+            Some("exit code 1: is_error: Not logged in · Please run /login")
+        );
+    }
+
+    #[test]
+    fn codex_stand_in_writes_the_output_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = script(
+            dir.path(),
+            "codex",
+            "prompt=$(cat)\nwhile [ $# -gt 0 ]; do [ \"$1\" = -o ] && out=$2; shift; done\necho '{\"type\":\"turn.completed\"}'\nprintf 'final: %s' \"$prompt\" > \"$out\"\n",
+        );
+        let cfg = AgentConfig {
+            kind: AgentKind::Codex,
+            program: Some(fake),
+            ..AgentConfig::default()
+        };
+        let out = run(dir.path(), &cfg, "the prompt");
+        assert_eq!(out.final_text.as_deref(), Some("final: the prompt"));
+        assert!(dir.path().join("logs/story.log.final.txt").exists());
+    }
+
+    #[test]
+    fn missing_program_is_a_setup_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = AgentConfig {
+            program: Some(PathBuf::from("no-such-agent-xyz")),
+            ..AgentConfig::default()
+        };
+        let log = dir.path().join("story.log");
+        let cancel = AtomicBool::new(false);
+        let req = RunRequest {
+            cwd: dir.path(),
+            prompt: "",
+            log_path: &log,
+            config: &cfg,
+            cancel: &cancel,
+        };
+        let err = run_agent(&req).expect_err("must fail");
+        assert!(matches!(
+            err,
+            AgentError::NotFound {
+                kind: AgentKind::Claude,
+                ..
+            }
+        ));
+        assert!(err.hints().iter().any(|h| h.contains("--agent")));
+    }
+
+    #[test]
+    fn utc_timestamp_shape() {
+        let ts = utc_now();
+        assert_eq!(ts.len(), 20, "{ts}");
+        assert!(ts.starts_with("20") && ts.ends_with('Z'));
+    }
+}
