@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 
 // pub use scan::{find_artifacts_dir, scan, ScanOptions};
-// pub use tasks::{parse_story, ParseOptions, ParsedStory, Task};
+pub use tasks::{parse_story, ParseOptions, ParsedStory, Task};
 
 /// Where a story stands, from its unchecked (`u`) and total (`t`) top-level tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
