@@ -9,7 +9,7 @@ pub mod tasks;
 use serde::Serialize;
 use std::path::PathBuf;
 
-// pub use scan::{find_artifacts_dir, scan, ScanOptions};
+pub use scan::{find_artifacts_dir, scan, ScanOptions};
 pub use tasks::{parse_story, ParseOptions, ParsedStory, Task};
 
 /// Where a story stands, from its unchecked (`u`) and total (`t`) top-level tasks.
