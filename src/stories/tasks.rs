@@ -165,13 +165,31 @@ struct ItemFrame {
     lines: Vec<(usize, String)>,
 }
 
-struct State {
+/// A heading above the current position, with what it means worked out once.
+struct Heading {
+    level: HeadingLevel,
+    /// Shown as a task's section; capped so a giant heading is not copied into every task.
+    text: String,
+    names_tasks: bool,
+    names_dependencies: bool,
+    names_status: bool,
+}
+
+/// Longest section name kept per task, in bytes.
+const SECTION_NAME_MAX: usize = 256;
+
+struct State<'a> {
+    src: &'a str,
     human_patterns: Vec<String>,
     task_sections: Option<Vec<String>>,
     lines: LineIndex,
     items: Vec<ItemFrame>,
-    headings: Vec<(HeadingLevel, String)>,
+    headings: Vec<Heading>,
     headings_seen: usize,
+    /// Bullet indentation of the last top-level item, while lists follow each other directly:
+    /// a list indented deeper than it (`1. [ ] task` then `  - [ ] sub`, which CommonMark
+    /// makes a separate list because 2 < 3) holds subtasks all the same.
+    prev_top_indent: Option<usize>,
     first_heading_is_title: bool,
     in_heading: bool,
     in_code: bool,
@@ -183,9 +201,10 @@ struct State {
     out: ParsedStory,
 }
 
-impl State {
-    fn new(text: &str, opts: &ParseOptions) -> Self {
+impl<'a> State<'a> {
+    fn new(text: &'a str, opts: &ParseOptions) -> Self {
         State {
+            src: text,
             human_patterns: opts
                 .human_patterns
                 .iter()
@@ -199,6 +218,7 @@ impl State {
             items: Vec::new(),
             headings: Vec::new(),
             headings_seen: 0,
+            prev_top_indent: None,
             first_heading_is_title: false,
             in_heading: false,
             in_code: false,
@@ -251,6 +271,9 @@ impl State {
             return;
         }
         self.flush_prose();
+        if self.items.is_empty() && !matches!(tag, Tag::List(_) | Tag::Item) {
+            self.prev_top_indent = None;
+        }
         match tag {
             Tag::Heading { .. } => self.in_heading = true,
             Tag::CodeBlock(_) => self.in_code = true,
@@ -258,12 +281,20 @@ impl State {
             Tag::Item => {
                 let line = self.lines.line_of(offset);
                 let counted = self.in_task_section();
+                let mut nested = !self.items.is_empty();
+                if !nested {
+                    let indent = indent_at(self.src, offset);
+                    match self.prev_top_indent {
+                        Some(prev) if indent > prev => nested = true,
+                        _ => self.prev_top_indent = Some(indent),
+                    }
+                }
                 self.items.push(ItemFrame {
                     line,
                     marker: None,
-                    nested: !self.items.is_empty(),
+                    nested,
                     counted,
-                    section: self.headings.last().map(|(_, h)| h.clone()),
+                    section: self.headings.last().map(|h| h.text.clone()),
                     lines: vec![(line, String::new())],
                 });
             }
@@ -314,39 +345,38 @@ impl State {
             self.first_heading_is_title = level == HeadingLevel::H1;
         }
         self.headings_seen += 1;
-        while self.headings.last().is_some_and(|(l, _)| *l >= level) {
+        while self.headings.last().is_some_and(|h| h.level >= level) {
             self.headings.pop();
         }
-        self.status_heading_pending = heading_words(&text) == "status";
+        let words = heading_words(&text);
+        self.status_heading_pending = words == "status";
         let lower = text.to_lowercase();
-        let is_dependency_heading = DEPENDENCY_HEADINGS.iter().any(|d| lower.contains(d));
-        self.headings.push((level, text));
-        if is_dependency_heading {
+        let names_dependencies = DEPENDENCY_HEADINGS.iter().any(|d| lower.contains(d));
+        if names_dependencies {
             // `### Depends on Story 6.5` names its reference in the heading itself.
-            let heading = self
-                .headings
-                .last()
-                .map(|(_, h)| h.clone())
-                .unwrap_or_default();
-            extract_refs(&heading, false, &mut self.out.dependency_refs);
+            extract_refs(&text, false, &mut self.out.dependency_refs);
         }
+        self.headings.push(Heading {
+            level,
+            names_tasks: self
+                .task_sections
+                .as_ref()
+                .is_some_and(|n| n.contains(&words)),
+            names_dependencies,
+            names_status: STATUS_HEADINGS.iter().any(|s| lower.contains(s)),
+            text: truncate_at_char(text, SECTION_NAME_MAX),
+        });
     }
 
     fn in_task_section(&self) -> bool {
         match &self.task_sections {
             None => true,
-            Some(names) => self
-                .headings
-                .iter()
-                .any(|(_, h)| names.contains(&heading_words(h))),
+            Some(_) => self.headings.iter().any(|h| h.names_tasks),
         }
     }
 
     fn in_dependency_section(&self) -> bool {
-        self.headings.iter().any(|(_, h)| {
-            let lower = h.to_lowercase();
-            DEPENDENCY_HEADINGS.iter().any(|d| lower.contains(d))
-        })
+        self.headings.iter().any(|h| h.names_dependencies)
     }
 
     /// Where a bare `Status:` line is believed: before the first heading after the title, or in
@@ -354,11 +384,7 @@ impl State {
     fn status_line_allowed(&self) -> bool {
         let preamble =
             self.headings_seen == 0 || (self.headings_seen == 1 && self.first_heading_is_title);
-        preamble
-            || self.headings.iter().any(|(_, h)| {
-                let lower = h.to_lowercase();
-                STATUS_HEADINGS.iter().any(|s| lower.contains(s))
-            })
+        preamble || self.headings.iter().any(|h| h.names_status)
     }
 
     /// Look at one line of prose (outside code) for a status or dependency references.
@@ -538,6 +564,27 @@ fn heading_words(text: &str) -> String {
     words
         .trim_start_matches(|c: char| c.is_ascii_digit())
         .to_string()
+}
+
+/// Width of the whitespace at `offset` (tabs count 4): where an item's bullet sits.
+fn indent_at(src: &str, offset: usize) -> usize {
+    let rest = src.get(offset..).unwrap_or("");
+    rest.bytes()
+        .take_while(|b| *b == b' ' || *b == b'\t')
+        .map(|b| if b == b'\t' { 4 } else { 1 })
+        .sum()
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn truncate_at_char(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 /// How many leading bytes of a line are examined for a label: labels are short, and looking at
@@ -744,6 +791,17 @@ mod tests {
         // And 8 spaces under a 4-space subtask nests properly.
         let p = parse("- [ ] a\n    - [ ] b\n        - [x] c\n");
         assert_eq!(counts(&p), (1, 0, 1, 2, 1));
+    }
+
+    #[test]
+    fn deeper_list_after_ordered_item_holds_subtasks() {
+        // CommonMark makes `  - [ ]` under `1. [ ]` a separate list (2 < 3 columns); it is
+        // still a subtask.
+        let p = parse("1. [ ] Task\n  - [ ] sub\n  - [x] sub2\n2. [x] next\n");
+        assert_eq!(counts(&p), (2, 1, 1, 2, 1));
+        // Lists at the same indentation, or separated by prose, stay top-level.
+        let p = parse("1. [ ] a\n- [ ] b\n\ntext\n\n  - [ ] c\n");
+        assert_eq!(counts(&p), (3, 0, 3, 0, 0));
     }
 
     #[test]
@@ -1030,6 +1088,14 @@ Mentions 9-9 outside any dependency section.
         assert!(parse(&status_line).status.is_some());
         let deps = "## Dependencies\n\n".to_string() + &"1-1 ".repeat(200_000);
         assert_eq!(parse(&deps).dependency_refs, ["1-1"]);
+        // A giant heading over many tasks is not copied into each of them.
+        let heading = "## Tasks ".to_string() + &"é".repeat(1_000_000) + "\n";
+        let p = parse(&(heading + &"- [ ] t\n".repeat(100_000)));
+        assert_eq!(p.total, 100_000);
+        assert!(p.tasks[0]
+            .section
+            .as_ref()
+            .is_some_and(|s| s.len() <= SECTION_NAME_MAX));
         assert!(start.elapsed().as_secs() < 60, "took {:?}", start.elapsed());
     }
 
