@@ -9,8 +9,8 @@ pub mod tasks;
 use serde::Serialize;
 use std::path::PathBuf;
 
-// pub use scan::{find_artifacts_dir, scan, ScanOptions};
-// pub use tasks::{parse_story, ParseOptions, ParsedStory, Task};
+pub use scan::{find_artifacts_dir, scan, ScanOptions};
+pub use tasks::{parse_story, ParseOptions, ParsedStory, Task};
 
 /// Where a story stands, from its unchecked (`u`) and total (`t`) top-level tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -27,17 +27,28 @@ pub enum Category {
 }
 
 impl Category {
-    /// Exact rational comparison: `u/t <= threshold` without the float error that would put a
-    /// story at exactly 30 % on the wrong side.
+    /// `u/t <= threshold`, without float error putting a story at exactly 30 % on the wrong
+    /// side: the threshold is read as the decimal it was written as (to nine places) and
+    /// compared in integers, so 3/10 at 0.30 is CLOSEABLE although `0.30_f64` is a hair below
+    /// 0.3. Thresholds with more decimals (1/3) are also compared as correctly-rounded doubles,
+    /// which equal each other exactly when the ratio equals the threshold. NaN or negative
+    /// thresholds admit nothing; infinite ones admit everything.
     pub fn of(unchecked: usize, total: usize, threshold: f64) -> Category {
+        const SCALE: u128 = 1_000_000_000;
         if total == 0 {
             Category::Skipped
         } else if unchecked == 0 {
             Category::Clean
-        } else if (unchecked as f64) <= threshold * total as f64 + 1e-9 {
-            Category::Closeable
         } else {
-            Category::NeedsPipeline
+            // `as` saturates: NaN and negatives become 0, infinity becomes u128::MAX.
+            let limit = (threshold * SCALE as f64).round() as u128;
+            let as_decimal = unchecked as u128 * SCALE <= limit.saturating_mul(total as u128);
+            let as_double = unchecked as f64 / total as f64 <= threshold;
+            if as_decimal || as_double {
+                Category::Closeable
+            } else {
+                Category::NeedsPipeline
+            }
         }
     }
 }
@@ -85,4 +96,30 @@ pub struct ScanResult {
     pub cycles: Vec<Vec<String>>,
     /// Human-readable notes: status disagreements, unresolved dependency references, …
     pub warnings: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Category;
+
+    #[test]
+    fn category_boundaries() {
+        assert_eq!(Category::of(0, 0, 0.30), Category::Skipped);
+        assert_eq!(Category::of(0, 5, 0.30), Category::Clean);
+        assert_eq!(Category::of(3, 10, 0.30), Category::Closeable);
+        assert_eq!(Category::of(30, 100, 0.30), Category::Closeable);
+        assert_eq!(Category::of(4, 13, 0.30), Category::NeedsPipeline);
+        assert_eq!(Category::of(31, 100, 0.30), Category::NeedsPipeline);
+        assert_eq!(Category::of(1, 3, 1.0 / 3.0), Category::Closeable);
+        assert_eq!(Category::of(1, 10, 0.1), Category::Closeable);
+        assert_eq!(Category::of(7, 10, 0.7), Category::Closeable);
+        assert_eq!(Category::of(1, 10, 0.0), Category::NeedsPipeline);
+        assert_eq!(Category::of(1, 10, f64::NAN), Category::NeedsPipeline);
+        assert_eq!(Category::of(1, 10, -1.0), Category::NeedsPipeline);
+        assert_eq!(Category::of(10, 10, f64::INFINITY), Category::Closeable);
+        assert_eq!(
+            Category::of(usize::MAX, usize::MAX, 1.0),
+            Category::Closeable
+        );
+    }
 }
