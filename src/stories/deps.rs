@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A key or reference in comparable form: lowercase, dots as dashes, no `story-` prefix.
+/// A key or reference in comparable form: lowercase, dots and underscores as dashes, no
+/// `story-` prefix.
 /// `Story-14.20-Slug` → `14-20-slug`.
 pub fn normalize_key(key: &str) -> String {
     let lower = key.trim().to_lowercase().replace(['.', '_'], "-");
@@ -247,10 +248,8 @@ mod tests {
     #[test]
     fn normalizes() {
         assert_eq!(normalize_key("Story-14.20-Slug"), "14-20-slug");
-        assert_eq!(
-            normalize_key("story.6.5"),
-            "story-6-5".strip_prefix("story-").unwrap()
-        );
+        assert_eq!(normalize_key("story.6.5"), "6-5");
+        assert_eq!(normalize_key("Story_6_5"), "6-5");
         assert_eq!(normalize_key("story"), "story");
         assert_eq!(normalize_key("1-2-user-login"), "1-2-user-login");
     }

@@ -208,12 +208,14 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanResult, Error> {
     result.cycles = graph.cycles;
 
     let statuses = match find_sprint_status(&dir) {
-        Some(file) => match fs::read_to_string(&file) {
+        // Same limits as stories: a broken sprint file is a warning, not a failed scan.
+        Some(file) => match read_story(&file, opts.max_file_size) {
             Ok(text) => read_statuses(&text),
-            Err(e) => {
+            Err(reason) => {
+                let shown = relative_to(&file, &opts.root);
                 result
                     .warnings
-                    .push(format!("cannot read {}: {e}", file.display()));
+                    .push(format!("ignoring {}: {reason}", shown.display()));
                 Default::default()
             }
         },
@@ -751,6 +753,25 @@ mod tests {
             PathBuf::from("docs/sprint-artifacts/stories")
         );
         assert_eq!(r.stories[0].sprint_status.as_deref(), Some("review"));
+    }
+
+    #[test]
+    fn broken_sprint_status_is_a_warning() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        write(root, "docs/stories/1-1.md", story(1, 0));
+        write(
+            root,
+            "docs/stories/sprint-status.yaml",
+            b"development_status:\n  1-1: \xff\n".as_slice(),
+        );
+        let r = scan(&ScanOptions::new(root)).unwrap();
+        assert_eq!(keys(&r), ["1-1"]);
+        assert_eq!(r.stories[0].sprint_status, None);
+        assert_eq!(
+            r.warnings,
+            ["ignoring docs/stories/sprint-status.yaml: not UTF-8"]
+        );
     }
 
     #[test]

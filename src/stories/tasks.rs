@@ -1099,6 +1099,23 @@ Mentions 9-9 outside any dependency section.
         assert!(start.elapsed().as_secs() < 60, "took {:?}", start.elapsed());
     }
 
+    /// Slow in debug builds; run with `cargo test --release -- --ignored`.
+    #[test]
+    #[ignore]
+    fn fifty_megabyte_line() {
+        let line = "- [ ] ".to_string() + &"Story 1.2 [x] `c` *e* ".repeat(2_300_000);
+        assert!(line.len() > 50_000_000);
+        let start = std::time::Instant::now();
+        let p = parse(&("## Dependencies\n\n".to_string() + &line));
+        assert_eq!(p.total, 1);
+        assert_eq!(p.dependency_refs, ["1-2"]);
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "took {:?}",
+            start.elapsed()
+        );
+    }
+
     #[test]
     fn empty_and_no_tasks() {
         assert_eq!(parse(""), ParsedStory::default());
