@@ -92,14 +92,14 @@ pub fn build_prompt(input: &PromptInput) -> String {
         "# git-teleos worker: story {}\n\n## The story\n\n",
         input.story_key
     ));
-    p.push_str(&format!("- Story key: `{}`\n", input.story_key));
-    p.push_str(&format!("- Story file: `{}`\n", input.story_file.display()));
+    p.push_str(&format!("- story_key: `{}`\n", input.story_key));
+    p.push_str(&format!("- story_file: `{}`\n", input.story_file.display()));
     p.push_str(&format!(
-        "- Sprint artifacts folder: `{}`\n",
+        "- sprint_artifacts: `{}`\n",
         input.sprint_artifacts.display()
     ));
-    p.push_str(&format!("- Unchecked tasks: {}\n", input.unchecked_count));
-    p.push_str(&format!("- Today's date: {}\n", input.date));
+    p.push_str(&format!("- unchecked_count: {}\n", input.unchecked_count));
+    p.push_str(&format!("- current_date: {}\n", input.date));
     let place = if input.worktree_mode {
         "a git worktree of its own, created for this story"
     } else {
@@ -180,10 +180,10 @@ mod tests {
         let patterns = vec!["manual".to_string(), "verify in browser".to_string()];
         let p = build_prompt(&input(&patterns));
         for needle in [
-            "Story key: `2-3-checkout`",
-            "Story file: `docs/sprint-artifacts/2-3-checkout.md`",
-            "Sprint artifacts folder: `docs/sprint-artifacts`",
-            "Unchecked tasks: 4",
+            "story_key: `2-3-checkout`",
+            "story_file: `docs/sprint-artifacts/2-3-checkout.md`",
+            "sprint_artifacts: `docs/sprint-artifacts`",
+            "unchecked_count: 4",
             "2026-05-01",
             "- `verify in browser`",
             "Branch: `teleos/2-3-checkout`",
