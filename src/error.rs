@@ -33,9 +33,17 @@ pub enum Error {
     #[error("no sprint-artifacts folder found; tried: {}", tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     NoArtifactsDir { tried: Vec<PathBuf> },
     #[error("bad value for config key '{key}': {value:?} ({reason})")]
-    Config { key: String, value: String, reason: String },
+    Config {
+        key: String,
+        value: String,
+        reason: String,
+    },
     #[error("{context}: {source}")]
-    Io { context: String, #[source] source: std::io::Error },
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("git: {0}")]
     Git(String),
     #[error("{message}")]
@@ -46,16 +54,28 @@ pub enum Error {
 
 impl Error {
     pub fn usage(message: impl Into<String>) -> Self {
-        Error::Usage { message: message.into(), hints: Vec::new() }
+        Error::Usage {
+            message: message.into(),
+            hints: Vec::new(),
+        }
     }
     pub fn usage_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Error::Usage { message: message.into(), hints: vec![hint.into()] }
+        Error::Usage {
+            message: message.into(),
+            hints: vec![hint.into()],
+        }
     }
     pub fn setup(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Error::Setup { message: message.into(), hints: vec![hint.into()] }
+        Error::Setup {
+            message: message.into(),
+            hints: vec![hint.into()],
+        }
     }
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
     pub fn git(e: impl std::fmt::Display) -> Self {
         Error::Git(e.to_string())

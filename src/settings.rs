@@ -1,1 +1,442 @@
-//! Settings
+//! Settings, resolved once per run: command-line flag over `git config teleos.*` over the
+//! built-in default. Malformed config values are errors naming the key, never silent defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Built-in defaults (SPEC §7).
+pub mod defaults {
+    pub const CLOSEABLE_THRESHOLD: f64 = 0.30;
+    pub const MAX_WORKTREES: usize = 3;
+    pub const STORY_TIMEOUT_SECS: u64 = 3600;
+    pub const STALE_HOURS: f64 = 4.0;
+    pub const RETRIES: u32 = 2;
+    pub const CIRCUIT_BREAKER: u32 = 3;
+    pub const AGENT: &str = "claude";
+    pub const WORKTREE_DIR: &str = ".claude/worktrees";
+    /// Upper bound on parallel worktrees: each runs a paid agent; more is almost surely a typo.
+    pub const MAX_WORKTREES_LIMIT: usize = 64;
+}
+
+/// The agent presets `teleos.agent` accepts.
+pub const AGENT_NAMES: &[&str] = &["claude", "codex", "gemini", "opencode", "custom"];
+/// The values `teleos.setup` accepts.
+pub const SETUP_MODES: &[&str] = &["auto", "install", "symlink", "none"];
+
+/// Every `teleos.*` key the program reads, with what it means (for README, man page, `--help`).
+pub const CONFIG_KEYS: &[(&str, &str)] = &[
+    ("teleos.sprintArtifacts", "Folder holding the story files (relative to the repository root). Default: the first existing of docs/sprint-artifacts, _bmad-output/sprint-artifacts, _bmad-output/implementation-artifacts, docs/stories."),
+    ("teleos.closeableThreshold", "Largest fraction of unchecked top-level tasks for a story to be CLOSEABLE, from 0 to 1. Default 0.30."),
+    ("teleos.taskSections", "Boolean. When true, count only tasks under headings that name tasks (Tasks / Subtasks, Tasks, Implementation Tasks, or teleos.taskSectionHeading). Default false: the whole file counts."),
+    ("teleos.taskSectionHeading", "Multi-valued. Heading names that hold tasks, replacing the built-in list when teleos.taskSections is true."),
+    ("teleos.humanValidationPattern", "Multi-valued. Case-insensitive phrases that mark an unchecked task as human validation (agents never do these). Replaces the built-in list: manually verify, manual test, QA sign-off, user acceptance, visually confirm, browser test, human review."),
+    ("teleos.excludePattern", "Multi-valued. File-name patterns (prefix, or glob with *) that are not stories, added to README*, index*, template*, session-report*."),
+    ("teleos.recursive", "Boolean. Also scan per-epic subfolders of the sprint-artifacts folder. Default false."),
+    ("teleos.maxWorktrees", "Parallel worktrees (agents at once) for --parallel without a number. Default 3."),
+    ("teleos.agent", "Agent preset: claude (default), codex, gemini, opencode, or custom (uses teleos.agentCommand)."),
+    ("teleos.agentProgram", "Path of the agent CLI for the chosen preset, when it is not the one found on PATH."),
+    ("teleos.agentCommand", "A custom agent command line, split like a shell would but never run through one; the prompt arrives on stdin. Setting it implies teleos.agent=custom."),
+    ("teleos.agentArgs", "Multi-valued. Extra arguments appended to the agent's command line."),
+    ("teleos.model", "Model name passed to the agent CLI."),
+    ("teleos.maxTurns", "Maximum agent turns per story (where the CLI supports it)."),
+    ("teleos.storyTimeout", "Seconds an agent may run on one story before its whole process group is killed. Default 3600."),
+    ("teleos.stallTimeout", "Seconds without any agent output before it is killed as stalled. Default: off (0)."),
+    ("teleos.rateLimitBackoff", "Seconds to wait before retrying an agent run that hit a rate or usage limit; doubled for each further try (3 tries). Default 60."),
+    ("teleos.retries", "Retries of a story that failed with an error. Default 2."),
+    ("teleos.circuitBreaker", "Consecutive story failures after which no new story starts. Default 3; 0 disables."),
+    ("teleos.workerInstructions", "File (relative to the repository root) whose text replaces the built-in worker instructions."),
+    ("teleos.pipelineCommand", "Command run for selected NEEDS_PIPELINE stories (story key appended as the last argument). Default: none, they are only recorded as routed."),
+    ("teleos.staleHours", "Age in hours after which a session of another tool whose pid is dead counts as orphaned. Default 4."),
+    ("teleos.worktreeDir", "Where parallel worktrees are created, relative to the repository root. Default .claude/worktrees."),
+    ("teleos.setup", "Per-worktree setup: auto (default: install when a lock file says how), install, symlink, or none."),
+    ("teleos.installCommand", "Install command for teleos.setup=install, e.g. 'npm ci'."),
+];
+
+/// Where a setting's raw values come from. Implemented for gix's config snapshot; tests use maps.
+pub trait ConfigSource {
+    /// The last value of `key` (git's "last one wins").
+    fn get(&self, key: &str) -> Option<String>;
+    /// Every value of a multi-valued `key`, in order.
+    fn get_all(&self, key: &str) -> Vec<String>;
+}
+
+impl ConfigSource for gix::config::Snapshot<'_> {
+    fn get(&self, key: &str) -> Option<String> {
+        self.plumbing()
+            .string(key)
+            .map(|v| String::from_utf8_lossy(v.as_ref()).into_owned())
+    }
+    fn get_all(&self, key: &str) -> Vec<String> {
+        self.plumbing()
+            .strings(key)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| String::from_utf8_lossy(v.as_ref()).into_owned())
+            .collect()
+    }
+}
+
+impl ConfigSource for std::collections::BTreeMap<String, Vec<String>> {
+    fn get(&self, key: &str) -> Option<String> {
+        self.get(key).and_then(|v| v.last().cloned())
+    }
+    fn get_all(&self, key: &str) -> Vec<String> {
+        self.get(key).cloned().unwrap_or_default()
+    }
+}
+
+/// Values given on the command line; `None` means "not given, ask git config".
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub sprint_artifacts: Option<PathBuf>,
+    pub closeable_threshold: Option<f64>,
+    pub task_sections: Option<bool>,
+    pub recursive: Option<bool>,
+    pub max_worktrees: Option<usize>,
+    pub agent: Option<String>,
+    pub agent_command: Option<String>,
+    pub model: Option<String>,
+    pub max_turns: Option<u32>,
+    pub story_timeout: Option<u64>,
+    pub stale_hours: Option<f64>,
+    pub retries: Option<u32>,
+    pub circuit_breaker: Option<u32>,
+}
+
+/// Everything the program needs to know, resolved once.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub sprint_artifacts: Option<PathBuf>,
+    pub closeable_threshold: f64,
+    /// `None`: count the whole file; `Some(headings)`: only tasks under these headings.
+    pub task_sections: Option<Vec<String>>,
+    pub human_patterns: Vec<String>,
+    pub exclude_patterns: Vec<String>,
+    pub recursive: bool,
+    pub max_worktrees: usize,
+    pub agent: String,
+    pub agent_command: Option<String>,
+    pub agent_program: Option<PathBuf>,
+    pub agent_args: Vec<String>,
+    pub model: Option<String>,
+    pub max_turns: Option<u32>,
+    pub story_timeout: Duration,
+    pub stall_timeout: Option<Duration>,
+    pub rate_limit_backoff: Duration,
+    pub retries: u32,
+    pub circuit_breaker: u32,
+    pub worker_instructions: Option<PathBuf>,
+    pub pipeline_command: Option<String>,
+    pub stale_hours: f64,
+    pub worktree_dir: PathBuf,
+    pub setup: String,
+    pub install_command: Option<String>,
+}
+
+impl Settings {
+    /// Flag over config over default. Every config value is validated, even when a flag
+    /// overrides it, so a broken config is noticed the first time, not on some later run.
+    pub fn resolve(config: &dyn ConfigSource, flags: &Overrides) -> Result<Settings> {
+        let c = Reader(config);
+        let threshold = c.fraction("teleos.closeableThreshold")?;
+        let task_sections_on = c.boolean("teleos.taskSections")?;
+        let recursive = c.boolean("teleos.recursive")?;
+        let max_worktrees = c.count("teleos.maxWorktrees", 1, defaults::MAX_WORKTREES_LIMIT)?;
+        let agent = c.choice("teleos.agent", AGENT_NAMES)?;
+        let agent_command = c.string("teleos.agentCommand");
+        let max_turns = c.count("teleos.maxTurns", 1, 100_000)?;
+        let story_timeout = c.count("teleos.storyTimeout", 1, 7 * 24 * 3600)?;
+        let stall_timeout = c.count("teleos.stallTimeout", 0, 7 * 24 * 3600)?;
+        let retries = c.count("teleos.retries", 0, 100)?;
+        let backoff = c.non_negative("teleos.rateLimitBackoff")?;
+        let circuit_breaker = c.count("teleos.circuitBreaker", 0, 100_000)?;
+        let stale_hours = c.positive("teleos.staleHours")?;
+        let setup = c.choice("teleos.setup", SETUP_MODES)?;
+
+        let headings = c.0.get_all("teleos.taskSectionHeading");
+        let task_sections = if flags.task_sections.or(task_sections_on).unwrap_or(false) {
+            Some(if headings.is_empty() {
+                crate::stories::tasks::DEFAULT_TASK_SECTIONS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            } else {
+                headings
+            })
+        } else {
+            None
+        };
+        let mut human_patterns = c.0.get_all("teleos.humanValidationPattern");
+        if human_patterns.is_empty() {
+            human_patterns = crate::stories::tasks::DEFAULT_HUMAN_PATTERNS
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        }
+        human_patterns.retain(|p| !p.trim().is_empty());
+
+        let agent_command = flags.agent_command.clone().or(agent_command);
+        // A custom command with no explicit preset means "use it": asking for both is redundant.
+        let agent = match (&flags.agent, agent, &agent_command) {
+            (Some(a), _, _) => a.clone(),
+            (None, Some(a), _) => a,
+            (None, None, Some(_)) => "custom".to_string(),
+            (None, None, None) => defaults::AGENT.to_string(),
+        };
+        if !AGENT_NAMES.contains(&agent.as_str()) {
+            return Err(Error::usage_hint(
+                format!("unknown agent '{agent}'"),
+                format!("choose one of: {}", AGENT_NAMES.join(", ")),
+            ));
+        }
+        if agent == "custom" && agent_command.is_none() {
+            return Err(Error::usage_hint(
+                "agent 'custom' needs a command line",
+                "pass --agent-command '<cmd> <args>' or set teleos.agentCommand",
+            ));
+        }
+        let closeable_threshold = flags
+            .closeable_threshold
+            .or(threshold)
+            .unwrap_or(defaults::CLOSEABLE_THRESHOLD);
+        if !(0.0..=1.0).contains(&closeable_threshold) {
+            return Err(Error::usage(format!(
+                "--threshold must be between 0 and 1, not {closeable_threshold}"
+            )));
+        }
+
+        Ok(Settings {
+            sprint_artifacts: flags
+                .sprint_artifacts
+                .clone()
+                .or_else(|| c.string("teleos.sprintArtifacts").map(PathBuf::from)),
+            closeable_threshold,
+            task_sections,
+            human_patterns,
+            exclude_patterns: c.0.get_all("teleos.excludePattern"),
+            recursive: flags.recursive.or(recursive).unwrap_or(false),
+            max_worktrees: flags
+                .max_worktrees
+                .or(max_worktrees)
+                .unwrap_or(defaults::MAX_WORKTREES),
+            agent,
+            agent_command,
+            agent_program: c.string("teleos.agentProgram").map(PathBuf::from),
+            agent_args: c.0.get_all("teleos.agentArgs"),
+            model: flags.model.clone().or_else(|| c.string("teleos.model")),
+            max_turns: flags.max_turns.or(max_turns.map(|n| n as u32)),
+            story_timeout: Duration::from_secs(
+                flags
+                    .story_timeout
+                    .or(story_timeout.map(|n| n as u64))
+                    .unwrap_or(defaults::STORY_TIMEOUT_SECS),
+            ),
+            stall_timeout: stall_timeout
+                .filter(|n| *n > 0)
+                .map(|n| Duration::from_secs(n as u64)),
+            rate_limit_backoff: Duration::from_secs_f64(backoff.unwrap_or(60.0)),
+            retries: flags
+                .retries
+                .or(retries.map(|n| n as u32))
+                .unwrap_or(defaults::RETRIES),
+            circuit_breaker: flags
+                .circuit_breaker
+                .or(circuit_breaker.map(|n| n as u32))
+                .unwrap_or(defaults::CIRCUIT_BREAKER),
+            worker_instructions: c.string("teleos.workerInstructions").map(PathBuf::from),
+            pipeline_command: c.string("teleos.pipelineCommand"),
+            stale_hours: flags
+                .stale_hours
+                .or(stale_hours)
+                .unwrap_or(defaults::STALE_HOURS),
+            worktree_dir: c
+                .string("teleos.worktreeDir")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(defaults::WORKTREE_DIR)),
+            setup: setup.unwrap_or_else(|| "auto".to_string()),
+            install_command: c.string("teleos.installCommand"),
+        })
+    }
+}
+
+/// Typed reads of raw config strings, each failing with the key's name.
+struct Reader<'a>(&'a dyn ConfigSource);
+
+impl Reader<'_> {
+    fn string(&self, key: &str) -> Option<String> {
+        self.0.get(key).filter(|v| !v.trim().is_empty())
+    }
+
+    fn bad(key: &str, value: &str, reason: &str) -> Error {
+        Error::Config {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn fraction(&self, key: &str) -> Result<Option<f64>> {
+        self.parse(key, "expected a number from 0 to 1", |v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|f| (0.0..=1.0).contains(f) && f.is_finite())
+        })
+    }
+
+    fn positive(&self, key: &str) -> Result<Option<f64>> {
+        self.parse(key, "expected a positive number", |v| {
+            v.parse::<f64>().ok().filter(|f| *f > 0.0 && f.is_finite())
+        })
+    }
+
+    fn non_negative(&self, key: &str) -> Result<Option<f64>> {
+        self.parse(key, "expected a number of seconds (0 or more)", |v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|f| *f >= 0.0 && *f < 1e9 && f.is_finite())
+        })
+    }
+
+    fn count(&self, key: &str, min: usize, max: usize) -> Result<Option<usize>> {
+        let reason = format!("expected a whole number from {min} to {max}");
+        self.parse(key, &reason, |v| {
+            v.parse::<usize>().ok().filter(|n| (min..=max).contains(n))
+        })
+    }
+
+    /// Git's boolean spellings; a key present without a value (`[teleos] recursive`) is true.
+    fn boolean(&self, key: &str) -> Result<Option<bool>> {
+        self.parse(key, "expected a boolean (true/false)", |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "" | "true" | "yes" | "on" | "1" => Some(true),
+                "false" | "no" | "off" | "0" => Some(false),
+                _ => None,
+            }
+        })
+    }
+
+    fn choice(&self, key: &str, allowed: &[&str]) -> Result<Option<String>> {
+        let reason = format!("expected one of: {}", allowed.join(", "));
+        self.parse(key, &reason, |v| {
+            let v = v.to_ascii_lowercase();
+            allowed.contains(&v.as_str()).then_some(v)
+        })
+    }
+
+    fn parse<T>(
+        &self,
+        key: &str,
+        reason: &str,
+        f: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Option<T>> {
+        match self.0.get(key) {
+            None => Ok(None),
+            Some(raw) => f(raw.trim())
+                .map(Some)
+                .ok_or_else(|| Self::bad(key, &raw, reason)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<String>> {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in pairs {
+            m.entry(k.to_string()).or_default().push(v.to_string());
+        }
+        m
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let s = Settings::resolve(&cfg(&[]), &Overrides::default()).unwrap();
+        assert_eq!(s.closeable_threshold, 0.30);
+        assert_eq!(s.max_worktrees, 3);
+        assert_eq!(s.agent, "claude");
+        assert_eq!(s.story_timeout, Duration::from_secs(3600));
+        assert_eq!(s.stale_hours, 4.0);
+        assert_eq!(s.retries, 2);
+        assert_eq!(s.circuit_breaker, 3);
+        assert!(s.task_sections.is_none());
+        assert_eq!(s.human_patterns.len(), 7);
+    }
+
+    #[test]
+    fn flag_beats_config_beats_default() {
+        let c = cfg(&[
+            ("teleos.maxWorktrees", "5"),
+            ("teleos.closeableThreshold", "0.5"),
+        ]);
+        let s = Settings::resolve(&c, &Overrides::default()).unwrap();
+        assert_eq!(s.max_worktrees, 5);
+        assert_eq!(s.closeable_threshold, 0.5);
+        let flags = Overrides {
+            max_worktrees: Some(2),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&c, &flags).unwrap();
+        assert_eq!(s.max_worktrees, 2);
+    }
+
+    #[test]
+    fn malformed_values_name_the_key() {
+        for (key, value) in [
+            ("teleos.closeableThreshold", "1.7"),
+            ("teleos.closeableThreshold", "abc"),
+            ("teleos.maxWorktrees", "0"),
+            ("teleos.storyTimeout", "-5"),
+            ("teleos.staleHours", "0"),
+            ("teleos.agent", "clippy"),
+            ("teleos.taskSections", "maybe"),
+        ] {
+            let err =
+                Settings::resolve(&cfg(&[(key, value)]), &Overrides::default()).expect_err(key);
+            let msg = err.to_string();
+            assert!(msg.contains(key), "{msg}");
+            assert!(msg.contains(value), "{msg}");
+            assert_eq!(err.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn multi_valued_patterns_replace_the_defaults() {
+        let c = cfg(&[
+            ("teleos.humanValidationPattern", "ask the PO"),
+            ("teleos.humanValidationPattern", "screen reader"),
+        ]);
+        let s = Settings::resolve(&c, &Overrides::default()).unwrap();
+        assert_eq!(s.human_patterns, vec!["ask the PO", "screen reader"]);
+    }
+
+    #[test]
+    fn task_sections_use_configured_headings() {
+        let c = cfg(&[
+            ("teleos.taskSections", "true"),
+            ("teleos.taskSectionHeading", "Work Items"),
+        ]);
+        let s = Settings::resolve(&c, &Overrides::default()).unwrap();
+        assert_eq!(s.task_sections, Some(vec!["Work Items".to_string()]));
+        let s = Settings::resolve(
+            &cfg(&[("teleos.taskSections", "yes")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.task_sections.map(|v| v.len()), Some(3));
+    }
+
+    #[test]
+    fn agent_command_implies_custom() {
+        let c = cfg(&[("teleos.agentCommand", "my-agent --fast")]);
+        let s = Settings::resolve(&c, &Overrides::default()).unwrap();
+        assert_eq!(s.agent, "custom");
+        let err = Settings::resolve(&cfg(&[("teleos.agent", "custom")]), &Overrides::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("custom"));
+    }
+}

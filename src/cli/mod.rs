@@ -1,1 +1,159 @@
-pub fn main() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
+//! The command line: flags, subcommands, output streams, exit codes. The only layer that knows
+//! about terminals; everything below takes settings and writers.
+
+mod close;
+mod completions;
+mod context;
+mod debrief;
+mod demo;
+pub mod man;
+mod scan;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::error::{Error, ExitCode};
+
+pub use context::Context;
+
+const AFTER_HELP: &str = "\
+Exit status: 0 all selected work done; 1 some work incomplete (partial, error, conflict);
+2 usage or setup error; 128+n stopped by signal n.
+
+Settings come from flags, then `git config teleos.*`, then built-in defaults.
+See `man git-teleos` (or `git teleos --help`) for every configuration key.";
+
+/// Close nearly-finished Markdown stories by running a coding agent once per story.
+#[derive(Debug, Parser)]
+#[command(
+    name = "git-teleos",
+    bin_name = "git teleos",
+    version,
+    about = "Close nearly-finished Markdown stories with coding agents, one git worktree each",
+    long_about = "git teleos finds stories (Markdown files whose tasks are checkboxes) that are \
+nearly done and closes them by running a coding-agent CLI (Claude Code by default) once per \
+story, one after another or several at once in their own git worktrees, then merges and \
+verifies the work and reports blocker questions and human-validation tasks.",
+    after_help = AFTER_HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand accepts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// Run as if started in <PATH> (like `git -C`).
+    #[arg(short = 'C', value_name = "PATH", global = true)]
+    pub dir: Option<PathBuf>,
+    /// When to use colour: auto follows NO_COLOR and whether the stream is a terminal.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true, value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// Print less progress on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Scan(scan::Args),
+    Close(close::Args),
+    Debrief(debrief::Args),
+    Demo(demo::Args),
+    Completions(completions::Args),
+    /// The demo's simulated agent (speaks Claude Code's protocol); not for direct use.
+    #[command(hide = true, name = "simulated-agent")]
+    SimulatedAgent(demo::AgentArgs),
+}
+
+/// The clap definition, for the man page and completions.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// Entry point: parse, run, print errors git-style, map to the documented exit codes.
+pub fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version on stdout (exit 0) and usage errors on stderr (exit 2).
+            let _ = e.print();
+            let code = if e.use_stderr() { ExitCode::USAGE } else { 0 };
+            return std::process::ExitCode::from(code);
+        }
+    };
+    apply_color(cli.global.color);
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => report_error(&e),
+    };
+    std::process::ExitCode::from(code)
+}
+
+fn run(cli: Cli) -> Result<u8, Error> {
+    match cli.command {
+        Command::Scan(args) => scan::run(args, &cli.global),
+        Command::Close(args) => close::run(args, &cli.global),
+        Command::Debrief(args) => debrief::run(args, &cli.global),
+        Command::Demo(args) => demo::run(args, &cli.global),
+        Command::SimulatedAgent(args) => demo::simulated_agent(args),
+        Command::Completions(args) => completions::run(args),
+    }
+}
+
+/// `error: …` then `hint: …` lines on stderr. A closed stdout (`| head`) is not an error.
+fn report_error(e: &Error) -> u8 {
+    if let Error::Io { source, .. } = e {
+        if source.kind() == std::io::ErrorKind::BrokenPipe {
+            return ExitCode::SUCCESS;
+        }
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "{} {e}",
+        console::style("error:").red().bold().for_stderr()
+    );
+    for hint in e.hints() {
+        let _ = writeln!(
+            err,
+            "{} {hint}",
+            console::style("hint:").yellow().for_stderr()
+        );
+    }
+    e.exit_code()
+}
+
+/// Colour is decided once, for both streams: the flag, then NO_COLOR, then the terminal.
+fn apply_color(choice: ColorChoice) {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let (out, err) = match choice {
+        ColorChoice::Always => (true, true),
+        ColorChoice::Never => (false, false),
+        ColorChoice::Auto if no_color => (false, false),
+        ColorChoice::Auto => (
+            console::Term::stdout().is_term(),
+            console::Term::stderr().is_term(),
+        ),
+    };
+    console::set_colors_enabled(out);
+    console::set_colors_enabled_stderr(err);
+}
+
+/// Map an I/O error on stdout into our error type (keeping BrokenPipe recognisable).
+pub(crate) fn out_err(e: std::io::Error) -> Error {
+    Error::io("writing output", e)
+}

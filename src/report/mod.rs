@@ -1,1 +1,5 @@
-//! Phase 4: the debrief — tables and JSON from batch results. Writes nothing to the repository.
+//! Phase 4 and friends: tables and JSON from results. Writes nothing to the repository.
+
+pub mod debrief;
+pub mod scan;
+pub mod table;

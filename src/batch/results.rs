@@ -1,0 +1,260 @@
+//! What a batch did, story by story: the data the debrief shows, `--json` prints, and a later
+//! `close --retry-blocked` reads back.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+
+/// How a story ended, after verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every automatable task done and committed.
+    Completed,
+    /// Some work done, something blocked (or a claim did not hold).
+    Partial,
+    /// The agent failed: crash, timeout, no result, not logged in mid-batch…
+    Error,
+    /// The story's work could not be merged; it is kept on a ref.
+    Conflict,
+    /// Too much left for the closer: recorded for the full pipeline.
+    Routed,
+    /// Never started (circuit breaker, budget, interrupt, an earlier story left a mess).
+    NotStarted,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlockerQuestion {
+    pub task: String,
+    pub question: String,
+    /// Filled in by the user (answers file) for `close --retry-blocked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+}
+
+/// One story's verified result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoryResult {
+    pub story_key: String,
+    pub path: PathBuf,
+    pub outcome: Outcome,
+    pub tasks_total: usize,
+    /// Top-level tasks checked after the run (as counted in the file, not as claimed).
+    pub tasks_done: usize,
+    /// Top-level tasks checked before the run.
+    pub tasks_done_before: usize,
+    pub tasks_blocked: usize,
+    pub unchecked_before: usize,
+    pub pct_unchecked: f64,
+    pub commit_hash: Option<String>,
+    pub error_message: Option<String>,
+    pub blocker_questions: Vec<BlockerQuestion>,
+    pub human_validation_tasks: Vec<String>,
+    /// Claims of the agent that did not hold, and what was done about it.
+    pub discrepancies: Vec<String>,
+    pub log_path: Option<PathBuf>,
+    pub cost_usd: Option<f64>,
+    pub duration_secs: f64,
+    pub attempts: u32,
+    /// Where work that did not land is kept (conflicts, leftovers).
+    pub rescue_ref: Option<String>,
+    /// The agent's own review summary, when given.
+    #[serde(default)]
+    pub review_summary: Option<Value>,
+}
+
+impl StoryResult {
+    /// A result for a story that did not run (or was routed), with its scan counts.
+    pub fn not_run(story: &crate::stories::Story, outcome: Outcome, why: Option<String>) -> Self {
+        StoryResult {
+            story_key: story.story_key.clone(),
+            path: story.path.clone(),
+            outcome,
+            tasks_total: story.total,
+            tasks_done: story.checked,
+            tasks_done_before: story.checked,
+            tasks_blocked: 0,
+            unchecked_before: story.unchecked,
+            pct_unchecked: story.pct_unchecked,
+            commit_hash: None,
+            error_message: why,
+            blocker_questions: Vec::new(),
+            human_validation_tasks: story.human_validation_tasks.clone(),
+            discrepancies: Vec::new(),
+            log_path: None,
+            cost_usd: None,
+            duration_secs: 0.0,
+            attempts: 0,
+            rescue_ref: None,
+            review_summary: None,
+        }
+    }
+}
+
+/// A whole batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchReport {
+    pub session_id: String,
+    pub mode: String,
+    pub agent: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// The branch the batch landed on (or was started from).
+    pub branch: Option<String>,
+    pub stories: Vec<StoryResult>,
+    /// Why the batch stopped early, if it did.
+    pub stopped: Option<String>,
+    /// Notes for the user about landing, leftovers, how to finish by hand.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+impl BatchReport {
+    pub fn total_cost(&self) -> Option<f64> {
+        let costs: Vec<f64> = self.stories.iter().filter_map(|s| s.cost_usd).collect();
+        (!costs.is_empty()).then(|| costs.iter().sum())
+    }
+
+    pub fn count(&self, o: Outcome) -> usize {
+        self.stories.iter().filter(|s| s.outcome == o).count()
+    }
+
+    /// 0 when every selected closeable story completed; 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        let incomplete = self.stories.iter().any(|s| {
+            matches!(
+                s.outcome,
+                Outcome::Partial | Outcome::Error | Outcome::Conflict | Outcome::NotStarted
+            )
+        });
+        u8::from(incomplete || self.stopped.is_some())
+    }
+
+    /// The source workflow's `batch_results` shape, with extra fields per entry.
+    pub fn to_batch_results(&self) -> Value {
+        let of = |o: Outcome| self.stories.iter().filter(move |s| s.outcome == o);
+        let extras = |s: &StoryResult| {
+            json!({
+                "log_path": s.log_path,
+                "cost_usd": s.cost_usd,
+                "duration_secs": s.duration_secs,
+                "attempts": s.attempts,
+                "discrepancies": s.discrepancies,
+                "rescue_ref": s.rescue_ref,
+            })
+        };
+        let merge = |mut a: Value, b: Value| {
+            if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+                a.extend(b);
+            }
+            a
+        };
+        json!({
+            "session_id": self.session_id,
+            "mode": self.mode,
+            "agent": self.agent,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "branch": self.branch,
+            "completed": of(Outcome::Completed).map(|s| merge(json!({
+                "story_key": s.story_key,
+                "tasks_completed": s.tasks_done,
+                "tasks_total": s.tasks_total,
+                "commit_hash": s.commit_hash,
+            }), extras(s))).collect::<Vec<_>>(),
+            "blocked": of(Outcome::Partial).map(|s| merge(json!({
+                "story_key": s.story_key,
+                "tasks_completed": s.tasks_done,
+                "tasks_total": s.tasks_total,
+                "blocked_tasks": s.tasks_blocked,
+                "commit_hash": s.commit_hash,
+            }), extras(s))).collect::<Vec<_>>(),
+            "routed_to_pipeline": of(Outcome::Routed).map(|s| json!({
+                "story_key": s.story_key,
+                "unchecked_count": s.unchecked_before,
+                "tasks_total": s.tasks_total,
+                "pct_unchecked": s.pct_unchecked,
+            })).collect::<Vec<_>>(),
+            "blocker_questions": self.stories.iter().flat_map(|s| s.blocker_questions.iter().map(move |q| json!({
+                "story_key": s.story_key,
+                "task": q.task,
+                "question": q.question,
+            }))).collect::<Vec<_>>(),
+            "human_validation_tasks": self.stories.iter().flat_map(|s| s.human_validation_tasks.iter().map(move |t| json!({
+                "story_key": s.story_key,
+                "task_text": t,
+            }))).collect::<Vec<_>>(),
+            "errors": self.stories.iter().filter(|s| matches!(s.outcome, Outcome::Error | Outcome::Conflict | Outcome::NotStarted)).map(|s| merge(json!({
+                "story_key": s.story_key,
+                "error_message": s.error_message.clone().unwrap_or_else(|| format!("{:?}", s.outcome).to_lowercase()),
+                "outcome": s.outcome,
+            }), extras(s))).collect::<Vec<_>>(),
+            "summary": {
+                "selected": self.stories.len(),
+                "completed": self.count(Outcome::Completed),
+                "partial": self.count(Outcome::Partial),
+                "routed": self.count(Outcome::Routed),
+                "errors": self.count(Outcome::Error),
+                "conflicts": self.count(Outcome::Conflict),
+                "not_started": self.count(Outcome::NotStarted),
+                "blocker_questions": self.stories.iter().map(|s| s.blocker_questions.len()).sum::<usize>(),
+                "human_validation_tasks": self.stories.iter().map(|s| s.human_validation_tasks.len()).sum::<usize>(),
+                "cost_usd": self.total_cost(),
+            },
+            "stopped": self.stopped,
+            "notes": self.notes,
+        })
+    }
+}
+
+/// Where batches are saved: inside the git dir, so nothing appears in anyone's work tree.
+pub fn results_dir(common_dir: &Path) -> PathBuf {
+    common_dir.join("teleos")
+}
+
+/// Save a batch (atomically) as `<common>/teleos/batches/<sid>.json` and `last-batch.json`.
+pub fn save(common_dir: &Path, report: &BatchReport) -> Result<PathBuf> {
+    let dir = results_dir(common_dir).join("batches");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let text = serde_json::to_vec_pretty(report)
+        .map_err(|e| Error::usage(format!("cannot encode batch results: {e}")))?;
+    let path = dir.join(format!("{}.json", report.session_id));
+    write_atomic(&path, &text)?;
+    write_atomic(&results_dir(common_dir).join("last-batch.json"), &text)?;
+    Ok(path)
+}
+
+/// The last batch saved in this repository.
+pub fn load_last(common_dir: &Path) -> Result<Option<BatchReport>> {
+    let path = results_dir(common_dir).join("last-batch.json");
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    serde_json::from_slice(&text).map(Some).map_err(|e| {
+        Error::usage_hint(
+            format!("{} is not a valid batch record: {e}", path.display()),
+            "run a new batch with git teleos close",
+        )
+    })
+}
+
+/// Write to a temporary file beside `path`, then rename: readers never see a torn file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let ctx = |what: &str| format!("{what} {}", tmp.display());
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(ctx("creating"), e))?;
+    f.write_all(bytes)
+        .map_err(|e| Error::io(ctx("writing"), e))?;
+    f.sync_all().map_err(|e| Error::io(ctx("syncing"), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(format!("renaming onto {}", path.display()), e)
+    })
+}

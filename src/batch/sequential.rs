@@ -1,0 +1,227 @@
+//! Sequential mode (SPEC §4.2): stories one after another in the user's own checkout, each
+//! story's commit landing on the current branch.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use crate::batch::results::{BatchReport, Outcome, StoryResult};
+use crate::batch::worker::{close_story, Answers, StoryEnv};
+use crate::error::{Error, Result};
+use crate::git;
+use crate::stories::{Category, Story};
+
+/// Everything a batch run needs besides the stories.
+pub struct BatchEnv<'a> {
+    pub story: StoryEnv<'a>,
+    pub root: &'a Path,
+    pub session_id: &'a str,
+    pub agent_name: &'a str,
+    pub threshold: f64,
+    pub circuit_breaker: u32,
+    pub max_budget_usd: Option<f64>,
+    pub pipeline_command: Option<&'a str>,
+    pub answers: &'a BTreeMap<String, Answers>,
+    /// Progress lines (stderr).
+    pub progress: &'a mut dyn Write,
+}
+
+/// Refuse to start where an agent would sweep the user's own edits into its commit.
+pub fn check_checkout(repo: &gix::Repository) -> Result<Option<String>> {
+    let dirty = git::dirty_paths(repo)?;
+    if !dirty.is_empty() {
+        let shown: Vec<&str> = dirty.iter().take(5).map(String::as_str).collect();
+        return Err(Error::Usage {
+            message: format!(
+                "your checkout has uncommitted changes ({}{}); an agent would commit them as its own",
+                shown.join(", "),
+                if dirty.len() > 5 { ", …" } else { "" }
+            ),
+            hints: vec![
+                "commit or stash them first (git stash -u), then run again".into(),
+                "or run in separate worktrees, which never touch your checkout: --parallel 1".into(),
+            ],
+        });
+    }
+    let branch = git::current_branch(repo)?;
+    if branch.is_none() {
+        return Err(Error::usage_hint(
+            "HEAD is detached: the stories' commits would land on no branch",
+            "check out a branch first (git switch <branch>)",
+        ));
+    }
+    Ok(branch)
+}
+
+/// Why the batch stops before the next story, if it does.
+pub struct Stopper {
+    consecutive_failures: u32,
+    breaker: u32,
+    budget: Option<f64>,
+    spent: f64,
+}
+
+impl Stopper {
+    pub fn new(breaker: u32, budget: Option<f64>) -> Self {
+        Stopper {
+            consecutive_failures: 0,
+            breaker,
+            budget,
+            spent: 0.0,
+        }
+    }
+
+    pub fn record(&mut self, r: &StoryResult) {
+        self.spent += r.cost_usd.unwrap_or(0.0);
+        match r.outcome {
+            Outcome::Error => self.consecutive_failures += 1,
+            Outcome::Completed | Outcome::Partial | Outcome::Conflict => {
+                self.consecutive_failures = 0
+            }
+            _ => {}
+        }
+    }
+
+    pub fn reason(&self) -> Option<String> {
+        if self.breaker > 0 && self.consecutive_failures >= self.breaker {
+            return Some(format!(
+                "circuit breaker: {} consecutive failures",
+                self.consecutive_failures
+            ));
+        }
+        match self.budget {
+            Some(b) if self.spent >= b => Some(format!(
+                "budget reached: ${:.2} spent of ${b:.2}",
+                self.spent
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The per-story status line of SPEC §4.2.
+pub fn status_line(r: &StoryResult, threshold: f64) -> String {
+    match r.outcome {
+        Outcome::Completed => format!(
+            "✅ {} — {}/{} tasks done, committed",
+            r.story_key, r.tasks_done, r.tasks_total
+        ),
+        Outcome::Partial => format!(
+            "⚠️ {} — {}/{} tasks done, {} blocked",
+            r.story_key, r.tasks_done, r.tasks_total, r.tasks_blocked
+        ),
+        Outcome::Routed => format!(
+            "🔀 {} routed to full story-pipeline (>{:.0}% unchecked)",
+            r.story_key,
+            threshold * 100.0
+        ),
+        Outcome::Conflict => format!(
+            "❌ {} — Conflict: {}",
+            r.story_key,
+            r.error_message.as_deref().unwrap_or("merge conflict")
+        ),
+        Outcome::Error | Outcome::NotStarted => format!(
+            "❌ {} — Error: {}",
+            r.story_key,
+            r.error_message.as_deref().unwrap_or("unknown")
+        ),
+    }
+}
+
+/// Route a NEEDS_PIPELINE story: record it, or run the configured pipeline command on it.
+pub fn route(env: &BatchEnv, story: &Story, cwd: &Path) -> StoryResult {
+    let mut r = StoryResult::not_run(story, Outcome::Routed, None);
+    let Some(cmd) = env.pipeline_command else {
+        return r;
+    };
+    let argv = match shlex::split(cmd) {
+        Some(a) if !a.is_empty() => a,
+        _ => {
+            r.outcome = Outcome::Error;
+            r.error_message = Some(format!("teleos.pipelineCommand cannot be split: {cmd}"));
+            return r;
+        }
+    };
+    let log = env.story.logs_dir.join(format!(
+        "{}.pipeline.log",
+        story.story_key.replace('/', "_")
+    ));
+    let started = std::time::Instant::now();
+    let status = std::fs::create_dir_all(env.story.logs_dir)
+        .and_then(|_| std::fs::File::create(&log))
+        .and_then(|f| {
+            let err = f.try_clone()?;
+            std::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .arg(&story.story_key)
+                .current_dir(cwd)
+                .stdin(std::process::Stdio::null())
+                .stdout(f)
+                .stderr(err)
+                .status()
+        });
+    r.log_path = Some(log);
+    r.duration_secs = started.elapsed().as_secs_f64();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            r.outcome = Outcome::Error;
+            r.error_message = Some(format!("pipeline command failed ({s})"));
+        }
+        Err(e) => {
+            r.outcome = Outcome::Error;
+            r.error_message = Some(format!("pipeline command could not start: {e}"));
+        }
+    }
+    r
+}
+
+/// Run the stories one after another in `env.root`.
+pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) {
+    let total = stories.len();
+    let mut stopper = Stopper::new(env.circuit_breaker, env.max_budget_usd);
+    let no_answers = Answers::new();
+    for (i, story) in stories.iter().enumerate() {
+        let stop = if env.story.cancel.load(Ordering::SeqCst) {
+            Some("interrupted".to_string())
+        } else {
+            report.stopped.clone().or_else(|| stopper.reason())
+        };
+        if let Some(why) = stop {
+            report.stopped.get_or_insert(why.clone());
+            report
+                .stories
+                .push(StoryResult::not_run(story, Outcome::NotStarted, Some(why)));
+            continue;
+        }
+        let result = if story.category == Category::NeedsPipeline {
+            route(env, story, env.root)
+        } else {
+            let _ = writeln!(
+                env.progress,
+                "🔧 Processing {} ({}/{}) — {} tasks remaining",
+                story.story_key,
+                i + 1,
+                total,
+                story.unchecked
+            );
+            let answers = env.answers.get(&story.story_key).unwrap_or(&no_answers);
+            close_story(&env.story, story, env.root, None, answers)
+        };
+        let _ = writeln!(env.progress, "{}", status_line(&result, env.threshold));
+        stopper.record(&result);
+        let left_mess = result
+            .discrepancies
+            .iter()
+            .any(|d| d.starts_with("the agent left uncommitted changes"));
+        report.stories.push(result);
+        if left_mess {
+            // The next agent would commit these as its own; stop so the user can look first.
+            report.stopped = Some(format!(
+                "{} left uncommitted changes in your checkout (kept); look at them with git status",
+                story.story_key
+            ));
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! One story: build the prompt, run the agent, read its result, and verify every claim against
+//! the repository (SPEC §4.1 "verify, don't trust"). Used by sequential and parallel mode alike.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::agent::{self, AgentConfig, RunOutcome, RunRequest, WorkerResult, WorkerStatus};
+use crate::batch::results::{BlockerQuestion, Outcome, StoryResult};
+use crate::git;
+use crate::stories::{parse_story, ParseOptions, Story};
+
+/// What every story of a batch shares.
+pub struct StoryEnv<'a> {
+    pub agent: &'a AgentConfig,
+    pub parse: &'a ParseOptions,
+    /// Sprint-artifacts folder relative to the work tree root.
+    pub artifacts_dir: &'a Path,
+    pub instructions: Option<&'a str>,
+    pub date: &'a str,
+    pub logs_dir: &'a Path,
+    pub retries: u32,
+    pub cancel: &'a AtomicBool,
+    pub worktree_mode: bool,
+}
+
+/// Answers the user gave to a story's earlier blocker questions.
+pub type Answers = Vec<BlockerQuestion>;
+
+/// Run one story in `checkout` (the user's work tree in sequential mode, a linked worktree in
+/// parallel mode) and return its verified result. Never fails: every failure is an outcome.
+pub fn close_story(
+    env: &StoryEnv,
+    story: &Story,
+    checkout: &Path,
+    branch: Option<&str>,
+    answers: &Answers,
+) -> StoryResult {
+    let started = Instant::now();
+    let mut result = StoryResult::not_run(story, Outcome::Error, None);
+    let base = match open_head(checkout) {
+        Ok(b) => b,
+        Err(e) => {
+            result.error_message = Some(format!("cannot read the checkout's HEAD: {e}"));
+            return result;
+        }
+    };
+    let prompt = build_prompt(env, story, branch, answers);
+    let mut cost = 0.0;
+    let mut any_cost = false;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let log_path = env.logs_dir.join(if attempt == 1 {
+            format!("{}.log", safe_name(&story.story_key))
+        } else {
+            format!("{}.retry{}.log", safe_name(&story.story_key), attempt - 1)
+        });
+        let req = RunRequest {
+            cwd: checkout,
+            prompt: &prompt,
+            log_path: &log_path,
+            config: env.agent,
+            cancel: env.cancel,
+        };
+        result.log_path = Some(log_path.clone());
+        let run = agent::run_agent(&req);
+        if let Ok(r) = &run {
+            if let Some(c) = r.cost_usd {
+                cost += c;
+                any_cost = true;
+            }
+            result.attempts += r.attempts.max(1);
+        } else {
+            result.attempts += 1;
+        }
+        result = verify(env, story, checkout, base, run, result);
+        let retryable = result.outcome == Outcome::Error
+            && attempt <= env.retries as usize
+            && !env.cancel.load(Ordering::SeqCst)
+            && result.commit_hash.is_none()
+            && is_clean(checkout)
+            && head_of(checkout) == Some(base);
+        if !retryable {
+            break;
+        }
+    }
+    if any_cost {
+        result.cost_usd = Some(cost);
+    }
+    result.duration_secs = started.elapsed().as_secs_f64();
+    result
+}
+
+/// File names for logs: keys are file stems, but keep them to one path component.
+fn safe_name(key: &str) -> String {
+    key.chars()
+        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
+        .collect()
+}
+
+fn build_prompt(env: &StoryEnv, story: &Story, branch: Option<&str>, answers: &Answers) -> String {
+    let input = agent::PromptInput {
+        story_key: &story.story_key,
+        story_file: &story.path,
+        sprint_artifacts: env.artifacts_dir,
+        unchecked_count: story.unchecked,
+        date: env.date.to_string(),
+        human_patterns: &env.parse.human_patterns,
+        instructions: env.instructions.map(str::to_string),
+        answers: answers
+            .iter()
+            .filter_map(|q| {
+                q.answer
+                    .as_ref()
+                    .map(|a| (q.task.clone(), q.question.clone(), a.clone()))
+            })
+            .collect(),
+        worktree_mode: env.worktree_mode,
+        branch: branch.map(str::to_string),
+    };
+    agent::build_prompt(&input)
+}
+
+fn open_head(checkout: &Path) -> Result<gix::ObjectId, String> {
+    let repo = gix::open(checkout).map_err(|e| e.to_string())?;
+    git::head_commit_id(&repo)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "the branch has no commits yet".to_string())
+}
+
+fn head_of(checkout: &Path) -> Option<gix::ObjectId> {
+    open_head(checkout).ok()
+}
+
+fn is_clean(checkout: &Path) -> bool {
+    gix::open(checkout)
+        .ok()
+        .and_then(|r| git::is_clean(&r).ok())
+        .unwrap_or(false)
+}
+
+fn is_human(text: &str, patterns: &[String]) -> bool {
+    let t = text.to_lowercase();
+    patterns.iter().any(|p| t.contains(&p.to_lowercase()))
+}
+
+/// Turn the agent's run into a verified result: recount the boxes, check the commits.
+fn verify(
+    env: &StoryEnv,
+    story: &Story,
+    checkout: &Path,
+    base: gix::ObjectId,
+    run: Result<RunOutcome, agent::AgentError>,
+    mut result: StoryResult,
+) -> StoryResult {
+    result.discrepancies.clear();
+    result.outcome = Outcome::Error;
+    result.error_message = None;
+
+    // What the repository says, whatever the agent says.
+    let repo = match gix::open(checkout) {
+        Ok(r) => r,
+        Err(e) => {
+            result.error_message = Some(format!("cannot open the checkout after the run: {e}"));
+            return result;
+        }
+    };
+    let head = git::head_commit_id(&repo).ok().flatten();
+    let new_commits = match head {
+        Some(h) if h != base => git::commits_between(&repo, base, h).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let dirty = git::dirty_paths(&repo).unwrap_or_default();
+    let after = std::fs::read_to_string(checkout.join(&story.path))
+        .ok()
+        .map(|text| parse_story(&text, env.parse));
+    if let Some(after) = &after {
+        result.tasks_total = after.total;
+        result.tasks_done = after.checked;
+    }
+    result.commit_hash = new_commits.first().map(|c| c.to_string());
+    if !dirty.is_empty() {
+        let shown: Vec<&str> = dirty.iter().take(5).map(String::as_str).collect();
+        result.discrepancies.push(format!(
+            "the agent left uncommitted changes ({}{}); they were kept as they are",
+            shown.join(", "),
+            if dirty.len() > 5 { ", …" } else { "" }
+        ));
+    }
+    if after.is_none() {
+        result.discrepancies.push(format!(
+            "the story file {} is gone after the run",
+            story.path.display()
+        ));
+    }
+
+    // The agent's side: did it run, and what does it claim?
+    let run = match run {
+        Ok(r) => r,
+        Err(e) => {
+            result.error_message = Some(e.to_string());
+            return result;
+        }
+    };
+    if let Some(reason) = run.error_reason() {
+        result.error_message = Some(format!("agent failed: {reason}"));
+        return result;
+    }
+    let text = run.final_text.clone().unwrap_or_default();
+    let claimed: WorkerResult = match agent::extract_result(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            result.error_message = Some(format!("no usable result from the agent: {e}"));
+            return result;
+        }
+    };
+    if claimed.story_key != story.story_key {
+        result.discrepancies.push(format!(
+            "the result names story '{}', not '{}'",
+            claimed.story_key, story.story_key
+        ));
+    }
+    result.blocker_questions = claimed
+        .blocker_questions
+        .iter()
+        .map(|q| BlockerQuestion {
+            task: q.task.clone(),
+            question: q.question.clone(),
+            answer: None,
+        })
+        .collect();
+    // Human tasks: what the file says, plus any the agent found that the patterns missed.
+    let mut human: Vec<String> = after
+        .as_ref()
+        .map(|a| a.human_validation_tasks.clone())
+        .unwrap_or_else(|| story.human_validation_tasks.clone());
+    for t in &claimed.human_validation_tasks {
+        if !human.iter().any(|h| h == t) {
+            human.push(t.clone());
+        }
+    }
+    result.human_validation_tasks = human;
+    result.review_summary = serde_json::to_value(&claimed.review_summary).ok();
+
+    let mut outcome = match claimed.status {
+        WorkerStatus::Completed => Outcome::Completed,
+        WorkerStatus::Partial => Outcome::Partial,
+        WorkerStatus::Error => Outcome::Error,
+    };
+    if outcome == Outcome::Error {
+        result.error_message = Some(if claimed.errors.is_empty() {
+            "the agent reported an error".to_string()
+        } else {
+            claimed.errors.join("; ")
+        });
+    }
+
+    // Claimed commit: it must be one of the commits this run made.
+    if let Some(hash) = claimed
+        .commit_hash
+        .as_deref()
+        .filter(|h| !h.trim().is_empty())
+    {
+        match git::commit_exists(&repo, hash.trim()) {
+            Ok(Some(id)) if new_commits.contains(&id) => {}
+            Ok(Some(_)) => result.discrepancies.push(format!(
+                "claimed commit {hash} was not made by this run on this branch"
+            )),
+            _ => result
+                .discrepancies
+                .push(format!("claimed commit {hash} does not exist")),
+        }
+    }
+
+    if let Some(after) = &after {
+        let claimed_done =
+            (claimed.tasks_already_done + claimed.tasks_completed_by_closer) as usize;
+        if claimed_done != after.checked {
+            result.discrepancies.push(format!(
+                "the agent claims {claimed_done} of {} tasks checked; the file shows {}",
+                after.total, after.checked
+            ));
+        }
+        if after.checked < story.checked {
+            result.discrepancies.push(format!(
+                "{} checked task(s) were unchecked by the agent",
+                story.checked - after.checked
+            ));
+        }
+        let automatable_left = after
+            .tasks
+            .iter()
+            .filter(|t| t.top_level && !t.checked && !is_human(&t.text, &env.parse.human_patterns))
+            .count();
+        result.tasks_blocked =
+            (claimed.tasks_blocked as usize).max(if outcome == Outcome::Completed {
+                0
+            } else {
+                automatable_left
+            });
+        if outcome == Outcome::Completed && automatable_left > 0 {
+            result.discrepancies.push(format!(
+                "claimed completed, but {automatable_left} automatable task(s) are still unchecked"
+            ));
+            outcome = Outcome::Partial;
+            result.tasks_blocked = automatable_left;
+        }
+        let made_progress = after.checked > story.checked;
+        if made_progress && new_commits.is_empty() && outcome != Outcome::Error {
+            result
+                .discrepancies
+                .push("tasks were ticked but nothing was committed".to_string());
+            outcome = Outcome::Partial;
+        }
+        if outcome == Outcome::Completed
+            && claimed.tasks_completed_by_closer > 0
+            && new_commits.is_empty()
+        {
+            result.discrepancies.push(format!(
+                "claimed {} task(s) done without a commit",
+                claimed.tasks_completed_by_closer
+            ));
+            outcome = Outcome::Partial;
+        }
+    } else if outcome != Outcome::Error {
+        outcome = Outcome::Partial;
+    }
+    if !dirty.is_empty() && outcome == Outcome::Completed {
+        outcome = Outcome::Partial;
+    }
+    result.outcome = outcome;
+    result
+}
+
+/// Where a batch's logs go: inside the git dir, never in a work tree.
+pub fn logs_dir(common_dir: &Path, session_id: &str) -> PathBuf {
+    crate::batch::results::results_dir(common_dir)
+        .join("logs")
+        .join(session_id)
+}

@@ -1,0 +1,497 @@
+//! `git teleos close`: select stories (phase 2), run the agent on each (phase 3), debrief (phase 4).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::agent::{self, AgentConfig, AgentKind};
+use crate::batch::results::{self, BatchReport, BlockerQuestion, Outcome};
+use crate::batch::select::{self, Request, Selection};
+use crate::batch::sequential::{self, BatchEnv};
+use crate::batch::worker::{self, Answers, StoryEnv};
+use crate::error::{Error, ExitCode};
+use crate::settings::{Overrides, Settings};
+use crate::stories::{Category, ParseOptions, ScanResult};
+
+use super::scan::{scan_stories, ScanFlags};
+use super::{out_err, Context, GlobalArgs};
+
+/// Close stories: run the agent once per selected story, verify, and debrief.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Without a terminal, name what to run (story keys, --all, \
+--include-pipeline or --retry-blocked) and confirm with --yes; nothing waits on stdin."
+)]
+pub struct Args {
+    /// Story keys, or unambiguous key prefixes (1-2 for 1-2-user-login).
+    #[arg(value_name = "STORY")]
+    pub stories: Vec<String>,
+    /// Select every closeable story.
+    #[arg(long)]
+    pub all: bool,
+    /// Also select every needs-pipeline story (routed, or run by teleos.pipelineCommand).
+    #[arg(long)]
+    pub include_pipeline: bool,
+    /// Run the stories one after another in this checkout (the default).
+    #[arg(long)]
+    pub sequential: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Show what would run, run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the batch results as JSON (the source workflow's batch_results shape).
+    #[arg(long)]
+    pub json: bool,
+    /// Re-run the stories the last batch left partially blocked.
+    #[arg(long)]
+    pub retry_blocked: bool,
+    /// JSON answers to blocker questions, added to the prompts (see `debrief --answers-template`).
+    #[arg(long, value_name = "FILE", requires = "retry_blocked")]
+    pub answers: Option<PathBuf>,
+    /// Agent preset [config: teleos.agent; default claude].
+    #[arg(long, value_name = "NAME", value_parser = ["claude", "codex", "gemini", "opencode", "custom"])]
+    pub agent: Option<String>,
+    /// Custom agent command line, prompt on stdin [config: teleos.agentCommand].
+    #[arg(long, value_name = "CMD")]
+    pub agent_command: Option<String>,
+    /// Model for the agent CLI [config: teleos.model].
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Maximum agent turns per story [config: teleos.maxTurns].
+    #[arg(long, value_name = "N")]
+    pub max_turns: Option<u32>,
+    /// Seconds per story before the agent is killed [config: teleos.storyTimeout; default 3600].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+    /// Retries of a story that failed with an error [config: teleos.retries; default 2].
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Stop starting stories after this many consecutive failures [config: teleos.circuitBreaker].
+    #[arg(long, value_name = "N")]
+    pub circuit_breaker: Option<u32>,
+    /// Stop starting new stories once the agents' reported cost reaches this many US dollars.
+    #[arg(long, value_name = "USD")]
+    pub max_budget_usd: Option<f64>,
+    #[command(flatten)]
+    pub scan: ScanFlags,
+}
+
+impl Args {
+    fn overrides(&self, global: &GlobalArgs) -> Result<Overrides, Error> {
+        let mut o = self.scan.overrides(global)?;
+        o.agent = self.agent.clone();
+        o.agent_command = self.agent_command.clone();
+        o.model = self.model.clone();
+        o.max_turns = self.max_turns;
+        o.story_timeout = self.timeout;
+        o.retries = self.retries;
+        o.circuit_breaker = self.circuit_breaker;
+        Ok(o)
+    }
+}
+
+/// The agent settings as the runner wants them.
+pub fn agent_config(s: &Settings) -> Result<AgentConfig, Error> {
+    let kind: AgentKind = s.agent.parse().map_err(agent_error)?;
+    Ok(AgentConfig {
+        kind,
+        program: s.agent_program.clone(),
+        custom_command: s.agent_command.clone(),
+        model: s.model.clone(),
+        max_turns: s.max_turns,
+        extra_args: s.agent_args.clone(),
+        timeout: s.story_timeout,
+        stall_timeout: s.stall_timeout,
+        rate_limit_backoff: s.rate_limit_backoff,
+        ..AgentConfig::default()
+    })
+}
+
+/// An agent setup problem is a setup error (exit 2) with the agent's own hints.
+pub fn agent_error(e: agent::AgentError) -> Error {
+    Error::Setup {
+        message: e.to_string(),
+        hints: e.hints(),
+    }
+}
+
+fn interactive() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stdin()) && console::Term::stderr().is_term()
+}
+
+pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
+    if let Some(b) = args.max_budget_usd {
+        if !(b > 0.0 && b.is_finite()) {
+            return Err(Error::usage("--max-budget-usd must be a positive amount"));
+        }
+    }
+    let ctx = Context::open(global, &args.overrides(global)?)?;
+    let scan = scan_stories(&ctx)?;
+    let common_dir = ctx.repo.common_dir().to_path_buf();
+    let mut err = std::io::stderr();
+
+    // Phase 2: what to run.
+    let (request, answers) = if args.retry_blocked {
+        retry_request(&common_dir, &args)?
+    } else {
+        let req = Request {
+            keys: args.stories.clone(),
+            all: args.all,
+            include_pipeline: args.include_pipeline,
+        };
+        (req, BTreeMap::new())
+    };
+    let tty = interactive();
+    let selection = if request.is_empty() {
+        if !tty {
+            return Err(Error::usage_hint(
+                "no stories selected, and no terminal to ask on",
+                "name story keys, or pass --all (and --include-pipeline for needs-pipeline stories)",
+            ));
+        }
+        match pick_interactively(&scan, ctx.settings.closeable_threshold)? {
+            Some(s) => s,
+            None => return Ok(ExitCode::SUCCESS),
+        }
+    } else {
+        select::select(&scan, &request)?
+    };
+    for n in &selection.notes {
+        let _ = writeln!(err, "note: {n}");
+    }
+    if selection.stories.is_empty() {
+        let _ = writeln!(
+            err,
+            "Nothing to do: no closeable or needs-pipeline story selected."
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_plan(&mut err, &selection, &ctx.settings);
+    if args.dry_run {
+        let _ = writeln!(err, "dry run: nothing was started.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes {
+        if !tty {
+            return Err(Error::usage_hint(
+                "refusing to start agents without confirmation, and there is no terminal to ask on",
+                "pass --yes to confirm",
+            ));
+        }
+        if !confirm(&format!("Start {} stories?", selection.stories.len()))? {
+            let _ = writeln!(err, "Nothing started.");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+
+    // Set-up checks before anything is created: a dirty checkout, an agent not logged in.
+    let branch = sequential::check_checkout(&ctx.repo)?;
+    let agent_cfg = agent_config(&ctx.settings)?;
+    if selection.closeable() > 0 {
+        agent::preflight(&agent_cfg).map_err(agent_error)?;
+    }
+    let instructions = match &ctx.settings.worker_instructions {
+        Some(p) => {
+            let path = ctx.root.join(p);
+            Some(std::fs::read_to_string(&path).map_err(|e| Error::Config {
+                key: "teleos.workerInstructions".into(),
+                value: p.display().to_string(),
+                reason: format!("cannot read {}: {e}", path.display()),
+            })?)
+        }
+        None => None,
+    };
+
+    // Ctrl-C / SIGTERM: stop the agents, record the batch, exit 128+n.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, Arc::clone(&cancel));
+        let _ = signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize);
+    }
+
+    let session_id = crate::batch::new_session_id();
+    let logs_dir = worker::logs_dir(&common_dir, &session_id);
+    let parse = ParseOptions {
+        task_sections: ctx.settings.task_sections.clone(),
+        human_patterns: ctx.settings.human_patterns.clone(),
+    };
+    let date = crate::batch::today();
+    let mut report = BatchReport {
+        session_id: session_id.clone(),
+        mode: "sequential".into(),
+        agent: ctx.settings.agent.clone(),
+        started_at: crate::batch::now_iso8601(),
+        finished_at: None,
+        branch: branch.clone(),
+        stories: Vec::new(),
+        stopped: None,
+        notes: Vec::new(),
+    };
+    let _ = writeln!(
+        err,
+        "Session {session_id}: {} stories, sequential, agent {}; logs in {}",
+        selection.stories.len(),
+        ctx.settings.agent,
+        logs_dir.display()
+    );
+    {
+        let mut env = BatchEnv {
+            story: StoryEnv {
+                agent: &agent_cfg,
+                parse: &parse,
+                artifacts_dir: &scan.artifacts_dir,
+                instructions: instructions.as_deref(),
+                date: &date,
+                logs_dir: &logs_dir,
+                retries: ctx.settings.retries,
+                cancel: &cancel,
+                worktree_mode: false,
+            },
+            root: &ctx.root,
+            session_id: &session_id,
+            agent_name: &ctx.settings.agent,
+            threshold: ctx.settings.closeable_threshold,
+            circuit_breaker: ctx.settings.circuit_breaker,
+            max_budget_usd: args.max_budget_usd,
+            pipeline_command: ctx.settings.pipeline_command.as_deref(),
+            answers: &answers,
+            progress: &mut err,
+        };
+        sequential::run(&mut env, &selection.stories, &mut report);
+    }
+    report.finished_at = Some(crate::batch::now_iso8601());
+    let saved = results::save(&common_dir, &report)?;
+    let _ = writeln!(err, "Results saved in {}", saved.display());
+
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let text = serde_json::to_string_pretty(&report.to_batch_results())
+            .map_err(|e| Error::usage(format!("cannot encode JSON: {e}")))?;
+        writeln!(out, "{text}").map_err(out_err)?;
+    } else {
+        crate::report::debrief::render(&mut out, &report).map_err(out_err)?;
+    }
+    if cancel.load(Ordering::SeqCst) {
+        let sig = signal.load(Ordering::SeqCst) as i32;
+        return Ok(ExitCode::signal(if sig == 0 { 2 } else { sig }));
+    }
+    Ok(report.exit_code())
+}
+
+/// Stories the last batch left partial, with the user's answers to their blocker questions.
+fn retry_request(
+    common_dir: &std::path::Path,
+    args: &Args,
+) -> Result<(Request, BTreeMap<String, Answers>), Error> {
+    let last = results::load_last(common_dir)?.ok_or_else(|| {
+        Error::usage_hint(
+            "there is no earlier batch to retry",
+            "run git teleos close first",
+        )
+    })?;
+    let keys: Vec<String> = last
+        .stories
+        .iter()
+        .filter(|s| s.outcome == Outcome::Partial)
+        .map(|s| s.story_key.clone())
+        .collect();
+    if keys.is_empty() {
+        return Err(Error::usage(format!(
+            "the last batch ({}) left no story partially blocked",
+            last.session_id
+        )));
+    }
+    let mut answers: BTreeMap<String, Answers> = BTreeMap::new();
+    if let Some(path) = &args.answers {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        answers = parse_answers(&text).map_err(|e| {
+            Error::usage_hint(
+                format!("{}: {e}", path.display()),
+                "expected a JSON list of {\"story_key\", \"task\", \"question\", \"answer\"} (git teleos debrief --answers-template)",
+            )
+        })?;
+    }
+    Ok((
+        Request {
+            keys,
+            ..Request::default()
+        },
+        answers,
+    ))
+}
+
+/// Answers: a list of `{story_key, task, question, answer}`; entries without an answer are skipped.
+pub fn parse_answers(text: &str) -> Result<BTreeMap<String, Answers>, String> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        story_key: String,
+        #[serde(default)]
+        task: String,
+        #[serde(default)]
+        question: String,
+        #[serde(default)]
+        answer: Option<String>,
+    }
+    let entries: Vec<Entry> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let mut map: BTreeMap<String, Answers> = BTreeMap::new();
+    for e in entries {
+        if let Some(a) = e.answer.filter(|a| !a.trim().is_empty()) {
+            map.entry(e.story_key).or_default().push(BlockerQuestion {
+                task: e.task,
+                question: e.question,
+                answer: Some(a),
+            });
+        }
+    }
+    Ok(map)
+}
+
+fn print_plan(w: &mut dyn Write, sel: &Selection, settings: &Settings) {
+    let _ = writeln!(
+        w,
+        "Plan: {} closeable stor{} via {}, {} routed to the pipeline",
+        sel.closeable(),
+        if sel.closeable() == 1 { "y" } else { "ies" },
+        settings.agent,
+        sel.routed()
+    );
+    for (i, s) in sel.stories.iter().enumerate() {
+        let what = if s.category == Category::Closeable {
+            format!("close ({} of {} tasks left)", s.unchecked, s.total)
+        } else {
+            "route to pipeline".to_string()
+        };
+        let deps = if s.depends_on.is_empty() {
+            String::new()
+        } else {
+            format!(" after {}", s.depends_on.join(", "))
+        };
+        let _ = writeln!(w, "  {:>3}. {} — {what}{deps}", i + 1, s.story_key);
+    }
+}
+
+fn read_answer(prompt: &str) -> Result<String, Error> {
+    let term = console::Term::stderr();
+    term.write_str(prompt)
+        .map_err(|e| Error::io("writing to the terminal", e))?;
+    term.read_line()
+        .map(|l| l.trim().to_string())
+        .map_err(|e| Error::io("reading from the terminal", e))
+}
+
+fn confirm(question: &str) -> Result<bool, Error> {
+    let a = read_answer(&format!("{question} [y/N] "))?;
+    Ok(matches!(a.to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+/// The interactive phase 2: tables, then the four choices of SPEC §3.
+fn pick_interactively(scan: &ScanResult, threshold: f64) -> Result<Option<Selection>, Error> {
+    let closeable: Vec<_> = scan
+        .stories
+        .iter()
+        .filter(|s| s.category == Category::Closeable)
+        .collect();
+    let pipeline: Vec<_> = scan
+        .stories
+        .iter()
+        .filter(|s| s.category == Category::NeedsPipeline)
+        .collect();
+    let clean = scan
+        .stories
+        .iter()
+        .filter(|s| s.category == Category::Clean)
+        .count();
+    let mut err = std::io::stderr();
+    if closeable.is_empty() && pipeline.is_empty() {
+        let _ = writeln!(
+            err,
+            "Nothing to close: {clean} stories are clean, none is closeable."
+        );
+        return Ok(None);
+    }
+    let pct = (threshold * 100.0).round();
+    if !closeable.is_empty() {
+        let _ = writeln!(err, "\nCloseable (<= {pct}% unchecked)");
+        let _ = crate::report::scan::closeable_table(&closeable).write(&mut err);
+    }
+    if !pipeline.is_empty() {
+        let _ = writeln!(err, "\nNeeds pipeline (> {pct}% unchecked)");
+        let _ = crate::report::scan::pipeline_table(&pipeline, closeable.len() + 1).write(&mut err);
+    }
+    let _ = writeln!(err, "\nClean: {clean}\n");
+    let _ = writeln!(err, "  [a] all {} closeable stories", closeable.len());
+    let _ = writeln!(err, "  [p] pick closeable stories by number");
+    let _ = writeln!(
+        err,
+        "  [i] all closeable and all {} needs-pipeline stories",
+        pipeline.len()
+    );
+    let _ = writeln!(err, "  [s] all closeable and some needs-pipeline stories");
+    let _ = writeln!(err, "  [q] quit");
+    let keys_of =
+        |picked: &[usize], from: &[&crate::stories::Story], offset: usize| -> Vec<String> {
+            picked
+                .iter()
+                .filter_map(|n| from.get(n - 1 - offset).map(|s| s.story_key.clone()))
+                .collect()
+        };
+    let all_closeable: Vec<String> = closeable.iter().map(|s| s.story_key.clone()).collect();
+    loop {
+        let choice = read_answer("Choice: ")?;
+        let keys = match choice.as_str() {
+            "a" => all_closeable.clone(),
+            "i" => {
+                let mut k = all_closeable.clone();
+                k.extend(pipeline.iter().map(|s| s.story_key.clone()));
+                k
+            }
+            "p" | "s" => {
+                let (from, offset) = if choice == "p" {
+                    (&closeable, 0)
+                } else {
+                    (&pipeline, closeable.len())
+                };
+                if from.is_empty() {
+                    let _ = writeln!(err, "nothing to pick there");
+                    continue;
+                }
+                let range = format!("{}-{}", offset + 1, offset + from.len());
+                let text = read_answer(&format!("Numbers ({range}, e.g. {}): ", offset + 1))?;
+                let numbers = match select::parse_numbers(&text, offset + from.len()) {
+                    Ok(n) if n.iter().all(|n| *n > offset) => n,
+                    Ok(_) => {
+                        let _ = writeln!(err, "pick numbers from {range}");
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = writeln!(err, "{e}");
+                        continue;
+                    }
+                };
+                let mut k = if choice == "s" {
+                    all_closeable.clone()
+                } else {
+                    Vec::new()
+                };
+                k.extend(keys_of(&numbers, from, offset));
+                k
+            }
+            "q" | "" => return Ok(None),
+            _ => {
+                let _ = writeln!(err, "answer a, p, i, s or q");
+                continue;
+            }
+        };
+        let req = Request {
+            keys,
+            ..Request::default()
+        };
+        return select::select(scan, &req).map(Some);
+    }
+}

@@ -1,0 +1,262 @@
+//! Phase 4: the debrief tables and final summary (SPEC §6).
+
+use std::io::{self, Write};
+
+use console::style;
+
+use super::table::{Align, Table};
+use crate::batch::results::{BatchReport, Outcome, StoryResult};
+
+fn short(hash: &Option<String>) -> String {
+    hash.as_deref()
+        .map(|h| h.chars().take(10).collect())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn heading(w: &mut dyn Write, text: &str) -> io::Result<()> {
+    writeln!(w)?;
+    writeln!(w, "{}", style(text).bold())
+}
+
+pub fn render(w: &mut dyn Write, report: &BatchReport) -> io::Result<()> {
+    let of = |o: Outcome| -> Vec<&StoryResult> {
+        report.stories.iter().filter(|s| s.outcome == o).collect()
+    };
+    writeln!(
+        w,
+        "{} session {} ({}, agent {})",
+        style("Debrief").bold(),
+        report.session_id,
+        report.mode,
+        report.agent
+    )?;
+
+    let completed = of(Outcome::Completed);
+    if !completed.is_empty() {
+        heading(w, "Completed")?;
+        let mut t = Table::new(&[
+            ("KEY", Align::Left),
+            ("DONE/TOTAL", Align::Right),
+            ("COMMIT", Align::Left),
+            ("COST", Align::Right),
+        ]);
+        for s in &completed {
+            t.row(vec![
+                s.story_key.clone(),
+                format!("{}/{}", s.tasks_done, s.tasks_total),
+                short(&s.commit_hash),
+                s.cost_usd
+                    .map(|c| format!("${c:.2}"))
+                    .unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        t.write(w)?;
+    }
+
+    let partial = of(Outcome::Partial);
+    if !partial.is_empty() {
+        heading(w, "Partially blocked")?;
+        let mut t = Table::new(&[
+            ("KEY", Align::Left),
+            ("DONE/TOTAL", Align::Right),
+            ("BLOCKED", Align::Right),
+            ("COMMIT", Align::Left),
+        ]);
+        for s in &partial {
+            t.row(vec![
+                s.story_key.clone(),
+                format!("{}/{}", s.tasks_done, s.tasks_total),
+                s.tasks_blocked.to_string(),
+                short(&s.commit_hash),
+            ]);
+        }
+        t.write(w)?;
+    }
+
+    let routed = of(Outcome::Routed);
+    if !routed.is_empty() {
+        heading(w, "Routed to pipeline")?;
+        let mut t = Table::new(&[
+            ("KEY", Align::Left),
+            ("TOTAL", Align::Right),
+            ("UNCHECKED", Align::Right),
+            ("%", Align::Right),
+        ]);
+        for s in &routed {
+            t.row(vec![
+                s.story_key.clone(),
+                s.tasks_total.to_string(),
+                s.unchecked_before.to_string(),
+                format!("{:.0}%", s.pct_unchecked),
+            ]);
+        }
+        t.write(w)?;
+    }
+
+    let with_questions: Vec<&StoryResult> = report
+        .stories
+        .iter()
+        .filter(|s| !s.blocker_questions.is_empty())
+        .collect();
+    if !with_questions.is_empty() {
+        heading(w, "Blocker questions")?;
+        for s in with_questions {
+            writeln!(w, "  {}", style(&s.story_key).bold())?;
+            for q in &s.blocker_questions {
+                writeln!(w, "    - {}", q.task)?;
+                writeln!(w, "      ? {}", q.question)?;
+            }
+        }
+    }
+
+    let with_human: Vec<&StoryResult> = report
+        .stories
+        .iter()
+        .filter(|s| !s.human_validation_tasks.is_empty())
+        .collect();
+    if !with_human.is_empty() {
+        heading(w, "Human validation")?;
+        for s in with_human {
+            writeln!(w, "  {}", style(&s.story_key).bold())?;
+            for t in &s.human_validation_tasks {
+                writeln!(w, "    - [ ] {t}")?;
+            }
+        }
+    }
+
+    let failed: Vec<&StoryResult> = report
+        .stories
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.outcome,
+                Outcome::Error | Outcome::Conflict | Outcome::NotStarted
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        heading(w, "Errors")?;
+        let mut t = Table::new(&[
+            ("KEY", Align::Left),
+            ("OUTCOME", Align::Left),
+            ("MESSAGE", Align::Left),
+        ]);
+        for s in &failed {
+            let outcome = match s.outcome {
+                Outcome::Conflict => "conflict",
+                Outcome::NotStarted => "not started",
+                _ => "error",
+            };
+            t.row(vec![
+                s.story_key.clone(),
+                outcome.into(),
+                s.error_message.clone().unwrap_or_default(),
+            ]);
+        }
+        t.write(w)?;
+    }
+
+    let with_discrepancies: Vec<&StoryResult> = report
+        .stories
+        .iter()
+        .filter(|s| !s.discrepancies.is_empty())
+        .collect();
+    if !with_discrepancies.is_empty() {
+        heading(w, "Claims that did not hold")?;
+        for s in with_discrepancies {
+            for d in &s.discrepancies {
+                writeln!(w, "  {}: {d}", s.story_key)?;
+            }
+        }
+    }
+
+    let kept: Vec<&StoryResult> = report
+        .stories
+        .iter()
+        .filter(|s| s.rescue_ref.is_some())
+        .collect();
+    if !kept.is_empty() {
+        heading(w, "Work kept on refs")?;
+        for s in kept {
+            if let Some(r) = &s.rescue_ref {
+                writeln!(w, "  {}: {r}   (git log {r})", s.story_key)?;
+            }
+        }
+    }
+
+    let logs: Vec<&StoryResult> = report
+        .stories
+        .iter()
+        .filter(|s| s.log_path.is_some())
+        .collect();
+    if !logs.is_empty() {
+        heading(w, "Agent logs")?;
+        for s in logs {
+            if let Some(p) = &s.log_path {
+                writeln!(w, "  {}: {}", s.story_key, p.display())?;
+            }
+        }
+    }
+
+    if !report.notes.is_empty() {
+        heading(w, "Notes")?;
+        for n in &report.notes {
+            writeln!(w, "  {n}")?;
+        }
+    }
+
+    heading(w, "Summary")?;
+    let questions: usize = report
+        .stories
+        .iter()
+        .map(|s| s.blocker_questions.len())
+        .sum();
+    let human: usize = report
+        .stories
+        .iter()
+        .map(|s| s.human_validation_tasks.len())
+        .sum();
+    writeln!(w, "  Selected:           {}", report.stories.len())?;
+    writeln!(
+        w,
+        "  Completed:          {}",
+        report.count(Outcome::Completed)
+    )?;
+    writeln!(
+        w,
+        "  Partially blocked:  {}",
+        report.count(Outcome::Partial)
+    )?;
+    writeln!(w, "  Routed to pipeline: {}", report.count(Outcome::Routed))?;
+    writeln!(w, "  Errors:             {}", report.count(Outcome::Error))?;
+    if report.count(Outcome::Conflict) > 0 {
+        writeln!(
+            w,
+            "  Conflicts:          {}",
+            report.count(Outcome::Conflict)
+        )?;
+    }
+    if report.count(Outcome::NotStarted) > 0 {
+        writeln!(
+            w,
+            "  Not started:        {}",
+            report.count(Outcome::NotStarted)
+        )?;
+    }
+    writeln!(w, "  Blocker questions:  {questions}")?;
+    writeln!(w, "  Human validation:   {human}")?;
+    if let Some(c) = report.total_cost() {
+        writeln!(w, "  Agent cost:         ${c:.2}")?;
+    }
+    if let Some(why) = &report.stopped {
+        writeln!(w, "  Stopped early:      {why}")?;
+    }
+    if questions > 0 {
+        writeln!(w)?;
+        writeln!(
+            w,
+            "Answer the questions and re-run the blocked stories:\n  git teleos debrief --answers-template > answers.json   # fill in each \"answer\"\n  git teleos close --retry-blocked --answers answers.json --yes"
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! Hermetic test repositories and a runner for the real binary.
+//!
+//! Every git and git-teleos process gets the same fixed environment: no user or system git
+//! config, fixed author/committer and dates, `LC_ALL=C`, `HOME` inside the temp dir.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_git-teleos");
+
+pub struct TestRepo {
+    _tmp: tempfile::TempDir,
+    /// Root of the repository's main work tree.
+    pub root: PathBuf,
+    /// A scratch folder next to the repository (HOME, stand-in agents, logs).
+    pub home: PathBuf,
+    /// Extra entries put first on PATH for the binary (stand-in agent CLIs).
+    pub bin_dir: PathBuf,
+}
+
+/// The result of running a command: status code, stdout, stderr as text.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+    #[track_caller]
+    pub fn ok(&self) -> &Run {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    #[track_caller]
+    pub fn code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// Apply the hermetic environment to a command.
+pub fn hermetic(cmd: &mut Command, home: &Path, bin_dir: &Path) {
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().to_string();
+        if k.starts_with("GIT_")
+            || k.starts_with("TELEOS")
+            || k == "NO_COLOR"
+            || k == "CLICOLOR_FORCE"
+        {
+            cmd.env_remove(&k);
+        }
+    }
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())
+    );
+    cmd.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Test Author")
+        .env("GIT_AUTHOR_EMAIL", "author@example.com")
+        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_NAME", "Test Committer")
+        .env("GIT_COMMITTER_EMAIL", "committer@example.com")
+        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+        .env("LC_ALL", "C")
+        .env("TZ", "UTC")
+        .env("PATH", path)
+        .stdin(Stdio::null());
+}
+
+impl TestRepo {
+    /// A fresh repository on branch `main` with one commit.
+    pub fn new() -> TestRepo {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let base = tmp.path().canonicalize().expect("canonical tempdir");
+        let root = base.join("repo");
+        let home = base.join("home");
+        let bin_dir = base.join("bin");
+        for d in [&root, &home, &bin_dir] {
+            fs::create_dir_all(d).expect("mkdir");
+        }
+        let repo = TestRepo {
+            _tmp: tmp,
+            root,
+            home,
+            bin_dir,
+        };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo.write("README.md", "# test project\n");
+        repo.commit_all("initial commit");
+        repo
+    }
+
+    /// A plain folder that is not a repository (same hermetic env).
+    pub fn not_a_repo() -> TestRepo {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let base = tmp.path().canonicalize().expect("canonical tempdir");
+        let root = base.join("plain");
+        let home = base.join("home");
+        let bin_dir = base.join("bin");
+        for d in [&root, &home, &bin_dir] {
+            fs::create_dir_all(d).expect("mkdir");
+        }
+        TestRepo {
+            _tmp: tmp,
+            root,
+            home,
+            bin_dir,
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        self.write_bytes(rel, content.as_bytes());
+    }
+
+    pub fn write_bytes(&self, rel: &str, content: &[u8]) {
+        let p = self.root.join(rel);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).expect("mkdir");
+        }
+        fs::write(&p, content).expect("write");
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.root.join(rel)).expect("read")
+    }
+
+    pub fn commit_all(&self, message: &str) {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+    }
+
+    /// Run git in the repository; panics on failure; returns trimmed stdout.
+    #[track_caller]
+    pub fn git(&self, args: &[&str]) -> String {
+        let r = self.git_in(&self.root, args);
+        assert_eq!(r.code, 0, "git {args:?} failed: {}", r.stderr);
+        r.stdout.trim_end().to_string()
+    }
+
+    pub fn git_in(&self, dir: &Path, args: &[&str]) -> Run {
+        let mut cmd = Command::new("git");
+        cmd.args(args).current_dir(dir);
+        hermetic(&mut cmd, &self.home, &self.bin_dir);
+        Run::from(cmd.output().expect("run git"))
+    }
+
+    /// Run the real `git-teleos` binary in the repository root.
+    pub fn teleos<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.teleos_in(&self.root.clone(), args)
+    }
+
+    pub fn teleos_in<I, S>(&self, dir: &Path, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.teleos_cmd(dir);
+        cmd.args(args);
+        Run::from(cmd.output().expect("run git-teleos"))
+    }
+
+    /// A `git-teleos` command with the hermetic environment, for callers that need more control.
+    pub fn teleos_cmd(&self, dir: &Path) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(dir);
+        hermetic(&mut cmd, &self.home, &self.bin_dir);
+        cmd
+    }
+
+    /// Put an executable script on the PATH the binary sees (a stand-in agent CLI).
+    pub fn install_script(&self, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.bin_dir.join(name);
+        fs::write(&p, body).expect("write script");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+        p
+    }
+}
+
+/// A story file with `done` checked and `left` unchecked top-level tasks.
+pub fn story(title: &str, done: usize, left: usize) -> String {
+    let mut s = format!("# {title}\n\nStatus: in-progress\n\n## Tasks / Subtasks\n\n");
+    for i in 0..done {
+        s.push_str(&format!("- [x] Task done {i}\n"));
+    }
+    for i in 0..left {
+        s.push_str(&format!("- [ ] Task left {i}\n"));
+    }
+    s
+}
