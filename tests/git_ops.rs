@@ -596,12 +596,20 @@ fn land_updates_a_clean_checkout_and_refuses_a_dirty_one() {
     git(&root, &["checkout", "-q", "main"]);
     let repo = open(&root);
 
-    // A tracked change blocks landing; nothing moves.
+    // An edit to a file the update writes blocks landing; nothing moves.
+    write(&root, "a.txt", "user edit\n");
+    let out = git::land_fast_forward_checkout(&repo, "refs/heads/main", tip).unwrap();
+    assert_eq!(out, LandOutcome::Dirty(vec!["a.txt".into()]));
+    assert_eq!(rev(&root, "main"), start);
+    git(&root, &["checkout", "a.txt"]);
+
+    // So does staged work anywhere (the index is rewritten by landing).
     write(&root, "dir/b.txt", "user edit\n");
+    git(&root, &["add", "dir/b.txt"]);
     let out = git::land_fast_forward_checkout(&repo, "refs/heads/main", tip).unwrap();
     assert_eq!(out, LandOutcome::Dirty(vec!["dir/b.txt".into()]));
     assert_eq!(rev(&root, "main"), start);
-    git(&root, &["checkout", "dir/b.txt"]);
+    git(&root, &["reset", "-q", "dir/b.txt"]);
 
     // So does an untracked file where the update writes.
     write(&root, "new/file.txt", "user's own\n");
@@ -609,12 +617,13 @@ fn land_updates_a_clean_checkout_and_refuses_a_dirty_one() {
     assert_eq!(out, LandOutcome::Dirty(vec!["new/file.txt".into()]));
     std::fs::remove_dir_all(root.join("new")).unwrap();
 
-    // An unrelated untracked file is kept and does not block.
+    // An unrelated untracked file and an unstaged edit elsewhere are kept and do not block.
     write(&root, "notes.txt", "mine\n");
     let out = git::land_fast_forward_checkout(&repo, "refs/heads/main", tip).unwrap();
     assert!(matches!(out, LandOutcome::CheckedOut { .. }), "{out:?}");
     assert_eq!(rev(&root, "main"), tip);
-    assert_eq!(status(&root), "?? notes.txt\n");
+    assert_eq!(status(&root), " M dir/b.txt\n?? notes.txt\n");
+    assert_eq!(read(&root, "dir/b.txt"), "user edit\n");
     assert_eq!(read(&root, "a.txt"), "landed\n");
     assert_eq!(read(&root, "notes.txt"), "mine\n");
 

@@ -73,7 +73,9 @@ pub fn land_fast_forward_checkout(
     let incoming = files_changed(repo, old, new)?;
     let in_the_way: Vec<String> = changes(repo, None)?
         .into_iter()
-        .filter(|c| !c.untracked || incoming.iter().any(|p| overlaps(p, &c.path)))
+        // As `git merge --ff-only`: staged work, and files the update would write, are in the
+        // way; other unstaged edits and untracked files are kept as they are.
+        .filter(|c| c.staged || incoming.iter().any(|p| overlaps(p, &c.path)))
         .map(|c| c.path)
         .take(DIRTY_PATHS_LIMIT)
         .collect();

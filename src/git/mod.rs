@@ -34,8 +34,8 @@ pub use repo::{common_dir, current_branch, discover, head_commit_id, work_tree_r
 pub use snapshot::snapshot_uncommitted;
 pub use status::{dirty_paths, is_clean, DIRTY_PATHS_LIMIT};
 pub use worktree::{
-    add_worktree, list_worktrees, lock_worktree, prune_worktrees, remove_worktree, unlock_worktree,
-    WorktreeInfo,
+    add_worktree, list_worktrees, lock_worktree, prune_worktrees, remove_worktree,
+    remove_worktree_rescued, unlock_worktree, worktree_path_eq, WorktreeInfo,
 };
 
 pub use gix::{ObjectId, Repository};

@@ -27,6 +27,8 @@ pub(crate) struct Change {
     pub path: String,
     /// The path is not in the index (an untracked file or nested repository).
     pub untracked: bool,
+    /// The index differs from `HEAD` here (a staged change).
+    pub staged: bool,
 }
 
 /// Paths changed between HEAD, index and worktree, untracked files listed one by one;
@@ -63,7 +65,12 @@ pub(crate) fn changes(repo: &Repository, limit: Option<usize>) -> Result<Vec<Cha
         };
         let path = item.location().to_string();
         if seen.insert(path.clone()) {
-            out.push(Change { path, untracked });
+            let staged = matches!(item, Item::TreeIndex(_));
+            out.push(Change {
+                path,
+                untracked,
+                staged,
+            });
             if limit.is_some_and(|limit| out.len() >= limit) {
                 break;
             }

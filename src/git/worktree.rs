@@ -141,6 +141,40 @@ pub fn remove_worktree(repo: &Repository, path: &Path, force_lock: bool) -> Resu
     proxy.remove(force, gix::progress::Discard).map_err(gix_err)
 }
 
+/// Remove a linked worktree whose uncommitted changes the caller has already saved: `rescued`
+/// is the snapshot commit holding them (`snapshot_uncommitted`). Without it, a dirty worktree is
+/// refused as by [`remove_worktree`]. Locks are overridden; the branch is kept.
+pub fn remove_worktree_rescued(
+    repo: &Repository,
+    path: &Path,
+    rescued: Option<ObjectId>,
+) -> Result<()> {
+    let proxy = find_proxy(repo, path)?;
+    let base = proxy.base().map_err(gix_err)?;
+    if base.exists() && rescued.is_none() {
+        let wt = proxy.clone().into_repo().map_err(gix_err)?;
+        let dirty = dirty_paths(&wt)?;
+        if !dirty.is_empty() {
+            return Err(Error::git(format!(
+                "refusing to remove worktree {}: it has uncommitted changes ({}) that were not saved",
+                path.display(),
+                dirty.join(", ")
+            )));
+        }
+    }
+    if let Some(id) = rescued {
+        // The proof of rescue must be a real object before anything is deleted.
+        repo.find_commit(id).map_err(gix_err)?;
+    }
+    let admin = proxy.git_dir().to_path_buf();
+    if base.exists() {
+        std::fs::remove_dir_all(&base)
+            .map_err(|e| Error::io(format!("removing {}", base.display()), e))?;
+    }
+    std::fs::remove_dir_all(&admin)
+        .map_err(|e| Error::io(format!("removing {}", admin.display()), e))
+}
+
 /// Remove admin folders `<common>/worktrees/<id>` whose checkout is gone, as
 /// `git worktree prune` does; locked ones are kept. Returns the pruned ids.
 pub fn prune_worktrees(repo: &Repository) -> Result<Vec<String>> {
@@ -209,6 +243,11 @@ fn find_proxy<'r>(repo: &'r Repository, path: &Path) -> Result<gix::worktree::Pr
         "{} is not a linked worktree of this repository",
         path.display()
     )))
+}
+
+/// Whether two paths name the same worktree folder (after resolving `..` and symlinks).
+pub fn worktree_path_eq(a: &Path, b: &Path) -> bool {
+    normalize(a) == normalize(b)
 }
 
 /// Canonical form of a path that may no longer exist: canonicalize the longest existing prefix.
