@@ -140,7 +140,7 @@ fn completes_stories_and_verifies_the_repository() {
         ],
     );
     let before = head(&r);
-    let out = r.teleos(["close", "--all", "--yes", "--json"]);
+    let out = r.teleos(["close", "--sequential", "--all", "--yes", "--json"]);
     out.ok();
     let j = out.json();
     assert_eq!(j["completed"].as_array().unwrap().len(), 2, "{j}");
@@ -222,7 +222,7 @@ fn partial_with_blocker_questions_then_retry_with_answers() {
             code: 0,
         }],
     );
-    let out = r.teleos(["close", "3-1", "--yes"]);
+    let out = r.teleos(["close", "--sequential", "3-1", "--yes"]);
     out.code(1);
     assert!(out.stdout.contains("Partially blocked"), "{}", out.stdout);
     assert!(out.stdout.contains("Which size limit?"));
@@ -241,6 +241,7 @@ fn partial_with_blocker_questions_then_retry_with_answers() {
     std::fs::write(&answers_file, answers.to_string()).unwrap();
     let out = r.teleos([
         "close",
+        "--sequential",
         "--retry-blocked",
         "--answers",
         answers_file.to_str().unwrap(),
@@ -296,6 +297,7 @@ fn failures_are_errors_with_reasons_and_the_batch_goes_on() {
     );
     let out = r.teleos([
         "close",
+        "--sequential",
         "--all",
         "--yes",
         "--json",
@@ -357,6 +359,7 @@ fn a_hanging_agent_is_killed_at_the_timeout() {
     );
     let out = r.teleos([
         "close",
+        "--sequential",
         "--all",
         "--yes",
         "--json",
@@ -408,7 +411,7 @@ fn false_claims_are_downgraded_and_reported() {
         }],
     );
     let before = head(&r);
-    let out = r.teleos(["close", "6-1", "--yes", "--json"]);
+    let out = r.teleos(["close", "--sequential", "6-1", "--yes", "--json"]);
     out.code(1);
     let j = out.json();
     let b = &j["blocked"][0];
@@ -426,7 +429,7 @@ fn not_logged_in_stops_before_anything_is_created() {
     r.write(&format!("{DIR}/7-1-x.md"), &story("X", 9, 1));
     r.commit_all("stories");
     install_claude(&r, false, &[complete("7-1", "7-1-x", 1, 9)]);
-    let out = r.teleos(["close", "--all", "--yes"]);
+    let out = r.teleos(["close", "--sequential", "--all", "--yes"]);
     out.code(2);
     assert!(out.stderr.contains("not logged in"), "{}", out.stderr);
     assert!(out.stderr.contains("hint:"), "{}", out.stderr);
@@ -463,7 +466,7 @@ fn rate_limited_then_fine_is_not_a_failure() {
             code: 0,
         }],
     );
-    let out = r.teleos(["close", "--all", "--yes", "--json"]);
+    let out = r.teleos(["close", "--sequential", "--all", "--yes", "--json"]);
     out.ok();
     let j = out.json();
     assert_eq!(j["completed"][0]["story_key"], "8-1-busy", "{j}");
@@ -494,7 +497,7 @@ fn a_human_validation_only_story_completes_and_lists_the_human_task() {
             code: 0,
         }],
     );
-    let out = r.teleos(["close", "9-1", "--yes", "--json"]);
+    let out = r.teleos(["close", "--sequential", "9-1", "--yes", "--json"]);
     out.ok();
     let j = out.json();
     assert_eq!(j["completed"][0]["story_key"], "9-1-human", "{j}");
@@ -517,21 +520,24 @@ fn refuses_a_dirty_checkout_and_missing_flags_without_a_terminal() {
     r.commit_all("stories");
     install_claude(&r, true, &[complete("1-1", "1-1-a", 1, 9)]);
 
-    let out = r.teleos(["close", "--yes"]);
+    let out = r.teleos(["close", "--sequential", "--yes"]);
     out.code(2);
     assert!(out.stderr.contains("--all"), "{}", out.stderr);
-    let out = r.teleos(["close", "--all"]);
+    let out = r.teleos(["close", "--sequential", "--all"]);
     out.code(2);
     assert!(out.stderr.contains("--yes"), "{}", out.stderr);
-    let out = r.teleos(["close", "--all", "--dry-run"]);
+    let out = r.teleos(["close", "--all", "--yes"]);
+    out.code(2);
+    assert!(out.stderr.contains("--parallel"), "{}", out.stderr);
+    let out = r.teleos(["close", "--sequential", "--all", "--dry-run"]);
     out.ok();
     assert!(out.stderr.contains("1-1-a"), "{}", out.stderr);
-    let out = r.teleos(["close", "nope", "--yes"]);
+    let out = r.teleos(["close", "--sequential", "nope", "--yes"]);
     out.code(2);
     assert!(out.stderr.contains("nope"), "{}", out.stderr);
 
     r.write("scratch.txt", "my own edit\n");
-    let out = r.teleos(["close", "--all", "--yes"]);
+    let out = r.teleos(["close", "--sequential", "--all", "--yes"]);
     out.code(2);
     assert!(
         out.stderr.contains("uncommitted") && out.stderr.contains("hint:"),
@@ -548,7 +554,13 @@ fn needs_pipeline_stories_are_routed_not_run() {
     r.write(&format!("{DIR}/2-1-big.md"), &story("Big", 2, 8));
     r.commit_all("stories");
     install_claude(&r, true, &[]);
-    let out = r.teleos(["close", "--include-pipeline", "--yes", "--json"]);
+    let out = r.teleos([
+        "close",
+        "--sequential",
+        "--include-pipeline",
+        "--yes",
+        "--json",
+    ]);
     out.ok();
     let j = out.json();
     assert_eq!(j["routed_to_pipeline"][0]["story_key"], "2-1-big");
@@ -568,11 +580,14 @@ fn demo_runs_every_phase_offline() {
         serde_json::from_str(&out.stdout[out.stdout.find("{\n  \"session_id\"").unwrap()..])
             .unwrap();
     let keys = |f: &str| {
-        j[f].as_array()
+        let mut k = j[f]
+            .as_array()
             .unwrap()
             .iter()
             .map(|s| s["story_key"].as_str().unwrap().to_string())
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        k.sort();
+        k
     };
     assert_eq!(
         keys("completed"),

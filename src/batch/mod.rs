@@ -1,8 +1,11 @@
 //! Phases 2–3: selection, running stories sequentially (and in parallel), results.
 
+pub mod parallel;
+pub mod progress;
 pub mod results;
 pub mod select;
 pub mod sequential;
+pub mod setup;
 pub mod worker;
 
 use std::time::{SystemTime, UNIX_EPOCH};

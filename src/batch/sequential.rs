@@ -130,9 +130,14 @@ pub fn status_line(r: &StoryResult, threshold: f64) -> String {
 }
 
 /// Route a NEEDS_PIPELINE story: record it, or run the configured pipeline command on it.
-pub fn route(env: &BatchEnv, story: &Story, cwd: &Path) -> StoryResult {
+pub fn route(
+    pipeline_command: Option<&str>,
+    logs_dir: &Path,
+    story: &Story,
+    cwd: &Path,
+) -> StoryResult {
     let mut r = StoryResult::not_run(story, Outcome::Routed, None);
-    let Some(cmd) = env.pipeline_command else {
+    let Some(cmd) = pipeline_command else {
         return r;
     };
     let argv = match shlex::split(cmd) {
@@ -143,12 +148,12 @@ pub fn route(env: &BatchEnv, story: &Story, cwd: &Path) -> StoryResult {
             return r;
         }
     };
-    let log = env.story.logs_dir.join(format!(
+    let log = logs_dir.join(format!(
         "{}.pipeline.log",
         story.story_key.replace('/', "_")
     ));
     let started = std::time::Instant::now();
-    let status = std::fs::create_dir_all(env.story.logs_dir)
+    let status = std::fs::create_dir_all(logs_dir)
         .and_then(|_| std::fs::File::create(&log))
         .and_then(|f| {
             let err = f.try_clone()?;
@@ -196,7 +201,7 @@ pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) {
             continue;
         }
         let result = if story.category == Category::NeedsPipeline {
-            route(env, story, env.root)
+            route(env.pipeline_command, env.story.logs_dir, story, env.root)
         } else {
             let _ = writeln!(
                 env.progress,

@@ -7,9 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::agent::{self, AgentConfig, AgentKind};
+use crate::batch::parallel::{self, ParallelEnv};
+use crate::batch::progress::Progress;
 use crate::batch::results::{self, BatchReport, BlockerQuestion, Outcome};
 use crate::batch::select::{self, Request, Selection};
 use crate::batch::sequential::{self, BatchEnv};
+use crate::batch::setup;
 use crate::batch::worker::{self, Answers, StoryEnv};
 use crate::error::{Error, ExitCode};
 use crate::settings::{Overrides, Settings};
@@ -34,9 +37,21 @@ pub struct Args {
     /// Also select every needs-pipeline story (routed, or run by teleos.pipelineCommand).
     #[arg(long)]
     pub include_pipeline: bool,
-    /// Run the stories one after another in this checkout (the default).
-    #[arg(long)]
+    /// Run the stories one after another in this checkout.
+    #[arg(long, conflicts_with = "parallel")]
     pub sequential: bool,
+    /// Run up to N agents at once, each in its own worktree [N: config teleos.maxWorktrees; default 3].
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "0")]
+    pub parallel: Option<usize>,
+    /// Leave the work on integration-<sid> instead of merging it into the starting branch.
+    #[arg(long, requires = "parallel")]
+    pub no_land: bool,
+    /// Finish the stories of an interrupted parallel session.
+    #[arg(long, value_name = "SID", conflicts_with_all = ["stories", "all", "include_pipeline", "retry_blocked", "sequential"])]
+    pub resume: Option<String>,
+    /// Per-worktree setup: auto, install, symlink, none [config: teleos.setup].
+    #[arg(long, value_name = "MODE", value_parser = ["auto", "install", "symlink", "none"])]
+    pub setup: Option<String>,
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub yes: bool,
@@ -135,7 +150,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
     let mut err = std::io::stderr();
 
     // Phase 2: what to run.
-    let (request, answers) = if args.retry_blocked {
+    let mut earlier: Vec<crate::batch::results::StoryResult> = Vec::new();
+    let (request, answers) = if let Some(sid) = &args.resume {
+        let (req, kept) = resume_request(&common_dir, sid)?;
+        earlier = kept;
+        (req, BTreeMap::new())
+    } else if args.retry_blocked {
         retry_request(&common_dir, &args)?
     } else {
         let req = Request {
@@ -175,6 +195,19 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         let _ = writeln!(err, "dry run: nothing was started.");
         return Ok(ExitCode::SUCCESS);
     }
+    let slots = match (args.parallel, args.sequential) {
+        (Some(0), _) => Some(ctx.settings.max_worktrees),
+        (Some(n), _) => Some(n.min(crate::settings::defaults::MAX_WORKTREES_LIMIT)),
+        (None, true) => None,
+        (None, false) if args.resume.is_some() => Some(ctx.settings.max_worktrees),
+        (None, false) if tty => ask_mode(ctx.settings.max_worktrees)?,
+        (None, false) => {
+            return Err(Error::usage_hint(
+                "choose how to run the stories, there is no terminal to ask on",
+                "pass --sequential (in this checkout) or --parallel [N] (N worktrees)",
+            ))
+        }
+    };
     if !args.yes {
         if !tty {
             return Err(Error::usage_hint(
@@ -188,12 +221,26 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         }
     }
 
-    // Set-up checks before anything is created: a dirty checkout, an agent not logged in.
-    let branch = sequential::check_checkout(&ctx.repo)?;
+    // Set-up checks before anything is created: a dirty checkout (sequential mode commits in
+    // it), an agent that is missing or not logged in, a setup that cannot work.
+    let branch = match slots {
+        None => sequential::check_checkout(&ctx.repo)?,
+        Some(_) => crate::git::current_branch(&ctx.repo)?,
+    };
     let agent_cfg = agent_config(&ctx.settings)?;
     if selection.closeable() > 0 {
         agent::preflight(&agent_cfg).map_err(agent_error)?;
     }
+    let setup_mode = args
+        .setup
+        .clone()
+        .unwrap_or_else(|| ctx.settings.setup.clone());
+    let setup_plan = setup::plan(
+        &setup_mode,
+        ctx.settings.install_command.as_deref(),
+        &ctx.root,
+    )
+    .map_err(|e| Error::usage_hint(e, "set teleos.installCommand, or use --setup none"))?;
     let instructions = match &ctx.settings.worker_instructions {
         Some(p) => {
             let path = ctx.root.join(p);
@@ -214,55 +261,109 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         let _ = signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize);
     }
 
-    let session_id = crate::batch::new_session_id();
+    let session_id = args
+        .resume
+        .clone()
+        .unwrap_or_else(crate::batch::new_session_id);
     let logs_dir = worker::logs_dir(&common_dir, &session_id);
     let parse = ParseOptions {
         task_sections: ctx.settings.task_sections.clone(),
         human_patterns: ctx.settings.human_patterns.clone(),
     };
     let date = crate::batch::today();
+    let mode = match slots {
+        Some(n) => format!("parallel ({n} worktrees)"),
+        None => "sequential".to_string(),
+    };
     let mut report = BatchReport {
         session_id: session_id.clone(),
-        mode: "sequential".into(),
+        mode: mode.clone(),
         agent: ctx.settings.agent.clone(),
         started_at: crate::batch::now_iso8601(),
         finished_at: None,
         branch: branch.clone(),
-        stories: Vec::new(),
+        stories: earlier,
         stopped: None,
         notes: Vec::new(),
     };
     let _ = writeln!(
         err,
-        "Session {session_id}: {} stories, sequential, agent {}; logs in {}",
+        "Session {session_id}: {} stories, {mode}, agent {}; logs in {}",
         selection.stories.len(),
         ctx.settings.agent,
         logs_dir.display()
     );
-    {
-        let mut env = BatchEnv {
-            story: StoryEnv {
-                agent: &agent_cfg,
-                parse: &parse,
-                artifacts_dir: &scan.artifacts_dir,
-                instructions: instructions.as_deref(),
-                date: &date,
-                logs_dir: &logs_dir,
-                retries: ctx.settings.retries,
-                cancel: &cancel,
-                worktree_mode: false,
-            },
-            root: &ctx.root,
-            session_id: &session_id,
-            agent_name: &ctx.settings.agent,
-            threshold: ctx.settings.closeable_threshold,
-            circuit_breaker: ctx.settings.circuit_breaker,
-            max_budget_usd: args.max_budget_usd,
-            pipeline_command: ctx.settings.pipeline_command.as_deref(),
-            answers: &answers,
-            progress: &mut err,
-        };
-        sequential::run(&mut env, &selection.stories, &mut report);
+    let story_env = StoryEnv {
+        agent: &agent_cfg,
+        parse: &parse,
+        artifacts_dir: &scan.artifacts_dir,
+        instructions: instructions.as_deref(),
+        date: &date,
+        logs_dir: &logs_dir,
+        retries: ctx.settings.retries,
+        cancel: &cancel,
+        worktree_mode: slots.is_some(),
+    };
+    match slots {
+        None => {
+            let mut env = BatchEnv {
+                story: story_env,
+                root: &ctx.root,
+                session_id: &session_id,
+                agent_name: &ctx.settings.agent,
+                threshold: ctx.settings.closeable_threshold,
+                circuit_breaker: ctx.settings.circuit_breaker,
+                max_budget_usd: args.max_budget_usd,
+                pipeline_command: ctx.settings.pipeline_command.as_deref(),
+                answers: &answers,
+                progress: &mut err,
+            };
+            sequential::run(&mut env, &selection.stories, &mut report);
+        }
+        Some(n) => {
+            let (closeable, routed): (Vec<_>, Vec<_>) = selection
+                .stories
+                .iter()
+                .cloned()
+                .partition(|s| s.category == Category::Closeable);
+            for story in &routed {
+                let r = sequential::route(
+                    ctx.settings.pipeline_command.as_deref(),
+                    &logs_dir,
+                    story,
+                    &ctx.root,
+                );
+                let _ = writeln!(
+                    err,
+                    "{}",
+                    sequential::status_line(&r, ctx.settings.closeable_threshold)
+                );
+                report.stories.push(r);
+            }
+            if !closeable.is_empty() {
+                let progress = Progress::new(
+                    n.min(closeable.len()),
+                    closeable.len(),
+                    console::Term::stderr().is_term(),
+                    global.quiet,
+                    Box::new(std::io::stderr()),
+                );
+                let env = ParallelEnv {
+                    story: story_env,
+                    root: &ctx.root,
+                    worktrees_dir: ctx.root.join(&ctx.settings.worktree_dir),
+                    slots: n,
+                    session_id: &session_id,
+                    circuit_breaker: ctx.settings.circuit_breaker,
+                    max_budget_usd: args.max_budget_usd,
+                    answers: &answers,
+                    setup: setup_plan,
+                    land: !args.no_land,
+                    progress: &progress,
+                };
+                parallel::run(&env, closeable, &mut report)?;
+            }
+        }
     }
     report.finished_at = Some(crate::batch::now_iso8601());
     let saved = results::save(&common_dir, &report)?;
@@ -373,6 +474,75 @@ fn print_plan(w: &mut dyn Write, sel: &Selection, settings: &Settings) {
             format!(" after {}", s.depends_on.join(", "))
         };
         let _ = writeln!(w, "  {:>3}. {} — {what}{deps}", i + 1, s.story_key);
+    }
+}
+
+/// Stories an interrupted session did not finish, and the results it did finish.
+fn resume_request(
+    common_dir: &std::path::Path,
+    sid: &str,
+) -> Result<(Request, Vec<crate::batch::results::StoryResult>), Error> {
+    if !crate::manifest::is_valid_sid(sid) {
+        return Err(Error::usage(format!(
+            "'{sid}' is not a session id (6 lowercase hex characters)"
+        )));
+    }
+    let path = results::results_dir(common_dir)
+        .join("batches")
+        .join(format!("{sid}.json"));
+    let text = std::fs::read(&path).map_err(|_| {
+        Error::usage_hint(
+            format!("no record of session {sid}"),
+            "git teleos status lists the sessions",
+        )
+    })?;
+    let last: BatchReport = serde_json::from_slice(&text)
+        .map_err(|e| Error::usage(format!("{} is not a batch record: {e}", path.display())))?;
+    let unfinished = |s: &crate::batch::results::StoryResult| {
+        s.outcome == Outcome::NotStarted
+            || s.error_message.as_deref() == Some("agent failed: cancelled")
+    };
+    let keys: Vec<String> = last
+        .stories
+        .iter()
+        .filter(|s| unfinished(s))
+        .map(|s| s.story_key.clone())
+        .collect();
+    if keys.is_empty() {
+        return Err(Error::usage(format!(
+            "session {sid} has no unfinished story"
+        )));
+    }
+    let kept = last
+        .stories
+        .into_iter()
+        .filter(|s| !unfinished(s))
+        .collect();
+    Ok((
+        Request {
+            keys,
+            ..Request::default()
+        },
+        kept,
+    ))
+}
+
+/// Ask sequential or parallel; `None` is sequential.
+fn ask_mode(default_slots: usize) -> Result<Option<usize>, Error> {
+    loop {
+        let a = read_answer(&format!(
+            "Run [s]equentially in this checkout, or in [p]arallel worktrees ({default_slots} at once)? [p] "
+        ))?;
+        match a.to_ascii_lowercase().as_str() {
+            "" | "p" | "parallel" => return Ok(Some(default_slots)),
+            "s" | "sequential" => return Ok(None),
+            other => match other.parse::<usize>() {
+                Ok(n) if n > 0 => return Ok(Some(n)),
+                _ => {
+                    let _ = writeln!(std::io::stderr(), "answer s, p, or a number of worktrees");
+                }
+            },
+        }
     }
 }
 

@@ -155,14 +155,20 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
     )?;
     let _ = writeln!(
         err,
-        "\n== Phases 2-4: close --all --include-pipeline --yes\n"
+        "\n== Phases 2-4: close --parallel --all --include-pipeline --yes\n"
     );
     let close_args = <super::close::Args as clap::FromArgMatches>::from_arg_matches(
         &<super::close::Args as clap::Args>::augment_args(clap::Command::new("close"))
             .try_get_matches_from(
-                ["close", "--all", "--include-pipeline", "--yes"]
-                    .into_iter()
-                    .chain(args.json.then_some("--json")),
+                [
+                    "close",
+                    "--parallel",
+                    "--all",
+                    "--include-pipeline",
+                    "--yes",
+                ]
+                .into_iter()
+                .chain(args.json.then_some("--json")),
             )
             .map_err(|e| Error::usage(e.to_string()))?,
     )

@@ -70,7 +70,7 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Scan(scan::Args),
-    Close(close::Args),
+    Close(Box<close::Args>),
     Debrief(debrief::Args),
     Demo(demo::Args),
     Completions(completions::Args),
@@ -106,7 +106,7 @@ pub fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<u8, Error> {
     match cli.command {
         Command::Scan(args) => scan::run(args, &cli.global),
-        Command::Close(args) => close::run(args, &cli.global),
+        Command::Close(args) => close::run(*args, &cli.global),
         Command::Debrief(args) => debrief::run(args, &cli.global),
         Command::Demo(args) => demo::run(args, &cli.global),
         Command::SimulatedAgent(args) => demo::simulated_agent(args),

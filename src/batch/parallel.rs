@@ -1,0 +1,695 @@
+//! Parallel mode (SPEC §4.3): one linked worktree per slot, a worker thread per worktree, a
+//! dynamic queue that respects dependencies, in-memory merges into `integration-<sid>`, landing
+//! on the starting branch, and a clean-up that never drops unmerged work.
+//!
+//! The user's checkout is never checked out, reset or merged into while agents run: every
+//! branch move happens on refs with compare-and-swap, and only the final landing touches the
+//! user's files, and only when their checkout is clean.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use crate::batch::progress::Progress;
+use crate::batch::results::{BatchReport, Outcome, StoryResult};
+use crate::batch::sequential::{status_line, Stopper};
+use crate::batch::setup::{self, SetupPlan};
+use crate::batch::worker::{close_story, Answers, StoryEnv};
+use crate::error::{Error, Result};
+use crate::git::{self, LandOutcome, MergeOutcome, ObjectId};
+use crate::manifest::{ManifestFile, Session, SessionLock, WorktreeEntry};
+use crate::stories::Story;
+
+/// Everything a parallel batch needs besides the stories.
+pub struct ParallelEnv<'a> {
+    pub story: StoryEnv<'a>,
+    /// The user's work tree root.
+    pub root: &'a Path,
+    /// Where worktrees and the manifest live (`<root>/.claude/worktrees` by default).
+    pub worktrees_dir: PathBuf,
+    pub slots: usize,
+    pub session_id: &'a str,
+    pub circuit_breaker: u32,
+    pub max_budget_usd: Option<f64>,
+    pub answers: &'a BTreeMap<String, Answers>,
+    pub setup: SetupPlan,
+    pub land: bool,
+    pub progress: &'a Progress,
+}
+
+pub fn integration_branch(sid: &str) -> String {
+    format!("integration-{sid}")
+}
+
+pub fn worktree_branch(sid: &str, n: usize) -> String {
+    format!("worktree/teleos-{sid}-{n}")
+}
+
+pub fn worktree_name(sid: &str, n: usize) -> String {
+    format!("teleos-{sid}-{n}")
+}
+
+/// Ref keeping a story's work that did not land (conflict, error, leftovers).
+pub fn rescue_ref(sid: &str, key: &str, what: &str) -> String {
+    let safe: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("refs/teleos/{sid}/{safe}{what}")
+}
+
+/// The shared queue: stories wait until the selected stories they depend on have merged.
+struct Queue {
+    pending: Vec<Story>,
+    running: usize,
+    merged: BTreeSet<String>,
+    failed: BTreeSet<String>,
+    selected: BTreeSet<String>,
+    results: Vec<StoryResult>,
+    stopper: Stopper,
+    stopped: Option<String>,
+}
+
+enum Next {
+    Run(Box<Story>),
+    Done,
+}
+
+impl Queue {
+    /// The next story this worker should run, waiting while dependencies are still running.
+    fn next(lock: &Mutex<Queue>, cv: &Condvar, cancel: &AtomicBool) -> Next {
+        let Ok(mut q) = lock.lock() else {
+            return Next::Done;
+        };
+        loop {
+            if cancel.load(Ordering::SeqCst) {
+                q.stopped.get_or_insert_with(|| "interrupted".into());
+            }
+            if q.stopped.is_none() {
+                if let Some(why) = q.stopper.reason() {
+                    q.stopped = Some(why);
+                }
+            }
+            if q.stopped.is_some() || q.pending.is_empty() {
+                return Next::Done;
+            }
+            // A story whose dependency failed cannot start: it would miss that work.
+            let mut i = 0;
+            while i < q.pending.len() {
+                let blocked_by = q.pending[i]
+                    .depends_on
+                    .iter()
+                    .find(|d| q.failed.contains(*d))
+                    .cloned();
+                if let Some(dep) = blocked_by {
+                    let s = q.pending.remove(i);
+                    let why = format!("its dependency {dep} did not land");
+                    q.failed.insert(s.story_key.clone());
+                    q.results
+                        .push(StoryResult::not_run(&s, Outcome::NotStarted, Some(why)));
+                    cv.notify_all();
+                } else {
+                    i += 1;
+                }
+            }
+            let ready = q.pending.iter().position(|s| {
+                s.depends_on
+                    .iter()
+                    .filter(|d| q.selected.contains(*d))
+                    .all(|d| q.merged.contains(d))
+            });
+            if let Some(i) = ready {
+                let s = q.pending.remove(i);
+                q.running += 1;
+                return Next::Run(Box::new(s));
+            }
+            if q.running == 0 {
+                // Nothing running can unblock what is left (a cycle the scan did not break).
+                return Next::Done;
+            }
+            // Wake up now and then to notice Ctrl-C.
+            q = match cv.wait_timeout(q, Duration::from_millis(200)) {
+                Ok((g, _)) => g,
+                Err(_) => return Next::Done,
+            };
+        }
+    }
+
+    fn finish(lock: &Mutex<Queue>, cv: &Condvar, result: StoryResult, merged: bool) {
+        if let Ok(mut q) = lock.lock() {
+            q.running = q.running.saturating_sub(1);
+            if merged {
+                q.merged.insert(result.story_key.clone());
+            } else {
+                q.failed.insert(result.story_key.clone());
+            }
+            q.stopper.record(&result);
+            q.results.push(result);
+        }
+        cv.notify_all();
+    }
+}
+
+/// One slot's worktree.
+struct Slot {
+    n: usize,
+    path: PathBuf,
+    branch: String,
+}
+
+/// Run the closeable `stories` in parallel; results are appended to `report`.
+pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> Result<()> {
+    let sid = env.session_id;
+    let main = git::discover(env.root)?;
+    let start_branch = git::current_branch(&main)?;
+    if env.land && start_branch.is_none() {
+        return Err(Error::usage_hint(
+            "HEAD is detached: there is no branch to land the work on",
+            "check out a branch first, or pass --no-land to keep the work on integration-<sid>",
+        ));
+    }
+    let start = git::head_commit_id(&main)?
+        .ok_or_else(|| Error::usage("the current branch has no commits yet"))?;
+    let integration = integration_branch(sid);
+    let integration_ref = format!("refs/heads/{integration}");
+
+    std::fs::create_dir_all(&env.worktrees_dir)
+        .map_err(|e| Error::io(format!("creating {}", env.worktrees_dir.display()), e))?;
+    exclude_worktrees_dir(&main, env.root, &env.worktrees_dir);
+    // Held for the session's whole life: the proof of liveness clean-up relies on.
+    let session_lock = SessionLock::acquire(&env.worktrees_dir, sid)?;
+    let manifest = ManifestFile::new(&env.worktrees_dir);
+    let slots: Vec<Slot> = (1..=env.slots.min(stories.len()).max(1))
+        .map(|n| Slot {
+            n,
+            path: env.worktrees_dir.join(worktree_name(sid, n)),
+            branch: worktree_branch(sid, n),
+        })
+        .collect();
+    manifest.update(|m| {
+        let mut session = Session::new(
+            integration.clone(),
+            slots
+                .iter()
+                .map(|s| WorktreeEntry::new(s.path.to_string_lossy(), s.branch.clone()))
+                .collect(),
+        );
+        if let Some(old) = m.sessions.get(sid) {
+            // Resuming: keep what the earlier run recorded, but it is ours and alive again.
+            session.extra = old.extra.clone();
+        }
+        m.sessions.insert(sid.to_string(), session);
+        Ok(())
+    })?;
+    if git::resolve_ref(&main, &integration_ref)?.is_none() {
+        git::create_branch(&main, &integration, start)?;
+    }
+    report.branch = start_branch.clone();
+    report
+        .notes
+        .push(format!("integration branch: {integration}"));
+
+    let selected: BTreeSet<String> = stories.iter().map(|s| s.story_key.clone()).collect();
+    let queue = Mutex::new(Queue {
+        pending: stories,
+        running: 0,
+        merged: BTreeSet::new(),
+        failed: BTreeSet::new(),
+        selected,
+        results: Vec::new(),
+        stopper: Stopper::new(env.circuit_breaker, env.max_budget_usd),
+        stopped: None,
+    });
+    let cv = Condvar::new();
+    let merge_lock = Mutex::new(());
+    let notes = Mutex::new(Vec::<String>::new());
+    let shared = main.clone().into_sync();
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(slots.len())
+        .thread_name(|i| format!("teleos-wt-{}", i + 1))
+        .build()
+        .map_err(|e| Error::setup(format!("cannot start worker threads: {e}"), "retry"))?;
+    pool.scope(|scope| {
+        for slot in &slots {
+            let (queue, cv, merge_lock, notes, shared) =
+                (&queue, &cv, &merge_lock, &notes, &shared);
+            let manifest = &manifest;
+            let integration_ref = integration_ref.as_str();
+            scope.spawn(move |_| {
+                let repo = shared.to_thread_local();
+                let w = Worker {
+                    env,
+                    repo: &repo,
+                    slot,
+                    integration_ref,
+                    merge_lock,
+                    manifest,
+                };
+                if let Err(e) = w.prepare() {
+                    let msg = format!("worktree {} could not be set up: {e}", slot.n);
+                    env.progress.line(&format!("warning: {msg}"));
+                    if let Ok(mut n) = notes.lock() {
+                        n.push(msg);
+                    }
+                    env.progress.slot(slot.n, "unavailable");
+                    return;
+                }
+                while let Next::Run(story) = Queue::next(queue, cv, env.story.cancel) {
+                    let (result, merged) = w.run_story(&story);
+                    env.progress.line(&status_line(&result, 0.0));
+                    env.progress.story_done();
+                    Queue::finish(queue, cv, result, merged);
+                }
+                env.progress.slot(slot.n, "idle");
+            });
+        }
+    });
+    env.progress.finish();
+
+    let mut q = queue
+        .into_inner()
+        .map_err(|_| Error::git("a worker thread panicked"))?;
+    for s in std::mem::take(&mut q.pending) {
+        let why = q
+            .stopped
+            .clone()
+            .unwrap_or_else(|| "no worktree could run it (see the notes)".to_string());
+        q.results
+            .push(StoryResult::not_run(&s, Outcome::NotStarted, Some(why)));
+    }
+    report.stories.extend(q.results);
+    report.notes.extend(notes.into_inner().unwrap_or_default());
+    if q.stopped.is_some() {
+        report.stopped = q.stopped.clone();
+    }
+
+    let interrupted = env.story.cancel.load(Ordering::SeqCst);
+    if interrupted {
+        manifest.update(|m| {
+            if let Some(s) = m.sessions.get_mut(sid) {
+                s.status = Some(crate::manifest::schema::STATUS_INTERRUPTED.to_string());
+            }
+            Ok(())
+        })?;
+        report.notes.push(format!(
+            "interrupted: worktrees, branches and {integration} are kept; finish with: git teleos close --resume {sid}"
+        ));
+        drop(session_lock);
+        return Ok(());
+    }
+
+    // Landing, then clean-up. A failure in either is reported, never hidden.
+    let landed = if env.land {
+        land(
+            &main,
+            env.root,
+            start_branch.as_deref(),
+            &integration,
+            &integration_ref,
+            report,
+        )
+    } else {
+        report.notes.push(format!(
+            "--no-land: the work is on {integration}; merge it with: git merge {integration}"
+        ));
+        false
+    };
+    cleanup(&main, &slots, &integration, landed, report);
+    manifest.update(|m| {
+        m.sessions.remove(sid);
+        Ok(())
+    })?;
+    session_lock.release_and_remove()?;
+    Ok(())
+}
+
+/// Keep the worktrees folder out of the user's `git status` (via `info/exclude`, not a file
+/// of the checkout). Best effort: a failure only means `git status` lists the folder.
+fn exclude_worktrees_dir(repo: &gix::Repository, root: &Path, dir: &Path) {
+    let Ok(rel) = dir.strip_prefix(root) else {
+        return;
+    };
+    let pattern = format!("/{}/", rel.to_string_lossy().trim_end_matches('/'));
+    let exclude = git::common_dir(repo).join("info").join("exclude");
+    let current = std::fs::read_to_string(&exclude).unwrap_or_default();
+    if current.lines().any(|l| l.trim() == pattern) {
+        return;
+    }
+    let _ = std::fs::create_dir_all(exclude.parent().unwrap_or(Path::new(".")));
+    let mut text = current;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!("# git-teleos worktrees\n{pattern}\n"));
+    let _ = std::fs::write(&exclude, text);
+}
+
+struct Worker<'a, 'e> {
+    env: &'a ParallelEnv<'e>,
+    repo: &'a gix::Repository,
+    slot: &'a Slot,
+    integration_ref: &'a str,
+    merge_lock: &'a Mutex<()>,
+    manifest: &'a ManifestFile,
+}
+
+impl Worker<'_, '_> {
+    fn integration_tip(&self) -> Result<ObjectId> {
+        git::resolve_ref(self.repo, self.integration_ref)?
+            .ok_or_else(|| Error::git(format!("{} disappeared", self.integration_ref)))
+    }
+
+    /// Create (or reuse, when resuming) this slot's worktree, lock it, set it up.
+    fn prepare(&self) -> Result<()> {
+        let sid = self.env.session_id;
+        let slot = self.slot;
+        self.env.progress.slot(slot.n, "creating worktree");
+        let exists = git::list_worktrees(self.repo)?
+            .iter()
+            .any(|w| git::worktree_path_eq(&w.path, &slot.path));
+        if !exists {
+            let tip = self.integration_tip()?;
+            if git::resolve_ref(self.repo, &format!("refs/heads/{}", slot.branch))?.is_some() {
+                // A branch left by an interrupted run: its work is on integration or a rescue
+                // ref already, so it may go.
+                git::delete_branch_guarded(self.repo, &slot.branch, |b| b == slot.branch)?;
+            }
+            git::add_worktree(self.repo, &slot.path, &slot.branch, tip)?;
+        }
+        let reason = format!(
+            "git-teleos session {sid} (pid {}) is using this worktree",
+            std::process::id()
+        );
+        git::lock_worktree(self.repo, &slot.path, &reason)?;
+        if !exists {
+            self.env.progress.slot(slot.n, "setting up");
+            let log = self
+                .env
+                .story
+                .logs_dir
+                .join(format!("setup-wt-{}.log", slot.n));
+            setup::run(&self.env.setup, self.env.root, &slot.path, &log).map_err(|e| {
+                Error::setup(
+                    e,
+                    "fix teleos.setup / teleos.installCommand, or use --setup none",
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn set_manifest_story(&self, story: Option<&str>) {
+        let path = self.slot.path.to_string_lossy().into_owned();
+        let sid = self.env.session_id;
+        let _ = self.manifest.update(|m| {
+            if let Some(s) = m.sessions.get_mut(sid) {
+                for w in &mut s.worktrees {
+                    if w.path.as_deref() == Some(path.as_str()) {
+                        w.story = story.map(str::to_string);
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
+
+    /// Run one story here; returns its result and whether its work is on integration.
+    fn run_story(&self, story: &Story) -> (StoryResult, bool) {
+        let key = &story.story_key;
+        let failed = |msg: String| {
+            let mut r = StoryResult::not_run(story, Outcome::Error, Some(msg));
+            r.attempts = 0;
+            (r, false)
+        };
+        // Start from everything merged so far.
+        let tip = match self.integration_tip() {
+            Ok(t) => t,
+            Err(e) => return failed(e.to_string()),
+        };
+        let wt = match gix::open(&self.slot.path) {
+            Ok(r) => r,
+            Err(e) => return failed(format!("cannot open worktree: {e}")),
+        };
+        if let Err(e) = git::reset_worktree_to(&wt, tip) {
+            return failed(format!("cannot bring the worktree up to date: {e}"));
+        }
+        self.env
+            .progress
+            .slot(self.slot.n, &format!("{key}: agent running"));
+        self.set_manifest_story(Some(key));
+        let answers = self.env.answers.get(key).cloned().unwrap_or_default();
+        let mut result = close_story(
+            &self.env.story,
+            story,
+            &self.slot.path,
+            Some(&self.slot.branch),
+            &answers,
+        );
+        self.set_manifest_story(None);
+        self.env
+            .progress
+            .slot(self.slot.n, &format!("{key}: merging"));
+        let merged = self.after_story(story, tip, &mut result);
+        (result, merged)
+    }
+
+    /// Keep leftovers, merge what is good, keep what did not merge on a ref; leave the
+    /// worktree clean for the next story.
+    fn after_story(&self, story: &Story, base: ObjectId, result: &mut StoryResult) -> bool {
+        let sid = self.env.session_id;
+        let key = &story.story_key;
+        let wt = match gix::open(&self.slot.path) {
+            Ok(r) => r,
+            Err(e) => {
+                result
+                    .discrepancies
+                    .push(format!("worktree unreadable after the run: {e}"));
+                return false;
+            }
+        };
+        // The agent must stay on its branch; anything else is reported and its commit kept.
+        let on_branch = git::current_branch(&wt).ok().flatten();
+        if on_branch.as_deref() != Some(&format!("refs/heads/{}", self.slot.branch)) {
+            result.discrepancies.push(format!(
+                "the agent left its branch (HEAD is now {})",
+                on_branch.as_deref().unwrap_or("detached")
+            ));
+        }
+
+        // Uncommitted leftovers: saved as a commit on a ref, then the worktree is replaced.
+        let mut rescued_snapshot = None;
+        if !git::is_clean(&wt).unwrap_or(true) {
+            match git::snapshot_uncommitted(&wt, &format!("teleos: uncommitted work of {key}")) {
+                Ok(Some(snap)) => {
+                    let name = rescue_ref(sid, key, "-uncommitted");
+                    if git::set_ref(self.repo, &name, snap).is_ok() {
+                        result.rescue_ref = Some(name);
+                        rescued_snapshot = Some(snap);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => result
+                    .discrepancies
+                    .push(format!("could not save the uncommitted changes: {e}")),
+            }
+        }
+
+        let mut merged = false;
+        let branch_tip = git::resolve_ref(self.repo, &format!("refs/heads/{}", self.slot.branch))
+            .ok()
+            .flatten();
+        let new_work = branch_tip.filter(|t| *t != base);
+        match (result.outcome, new_work) {
+            (Outcome::Completed | Outcome::Partial, Some(tip)) => {
+                let message = format!("teleos: merge {key} (session {sid})");
+                let outcome = {
+                    let _serial = self.merge_lock.lock();
+                    git::merge_into_branch(self.repo, self.integration_ref, tip, &message)
+                };
+                match outcome {
+                    Ok(MergeOutcome::Conflict { paths }) => {
+                        let name = rescue_ref(sid, key, "");
+                        let _ = git::set_ref(self.repo, &name, tip);
+                        result.outcome = Outcome::Conflict;
+                        result.error_message = Some(format!(
+                            "merge conflict in {}; the story's commits are kept on {name}",
+                            paths.join(", ")
+                        ));
+                        result.rescue_ref.get_or_insert(name);
+                    }
+                    Ok(_) => merged = true,
+                    Err(e) => {
+                        let name = rescue_ref(sid, key, "");
+                        let _ = git::set_ref(self.repo, &name, tip);
+                        result.outcome = Outcome::Error;
+                        result.error_message =
+                            Some(format!("merge failed: {e}; commits kept on {name}"));
+                        result.rescue_ref.get_or_insert(name);
+                    }
+                }
+            }
+            (_, Some(tip)) => {
+                // Work of a story that failed: never merged, never dropped.
+                let name = rescue_ref(sid, key, "");
+                if git::set_ref(self.repo, &name, tip).is_ok() {
+                    result.rescue_ref.get_or_insert(name);
+                }
+            }
+            (Outcome::Completed | Outcome::Partial, None) => merged = true,
+            _ => {}
+        }
+
+        if rescued_snapshot.is_some() {
+            if let Err(e) = self.replace_worktree(rescued_snapshot) {
+                result
+                    .discrepancies
+                    .push(format!("the worktree could not be renewed: {e}"));
+            }
+        }
+        merged
+    }
+
+    /// Swap a worktree whose leftovers were saved for a fresh one on the same branch name.
+    fn replace_worktree(&self, rescued: Option<ObjectId>) -> Result<()> {
+        git::remove_worktree_rescued(self.repo, &self.slot.path, rescued)?;
+        git::delete_branch_guarded(self.repo, &self.slot.branch, |b| b == self.slot.branch)?;
+        self.prepare()
+    }
+}
+
+/// Merge the integration branch into the branch the batch started from.
+fn land(
+    main: &gix::Repository,
+    root: &Path,
+    start_branch: Option<&str>,
+    integration: &str,
+    integration_ref: &str,
+    report: &mut BatchReport,
+) -> bool {
+    let Some(branch) = start_branch else {
+        return false;
+    };
+    let finish_hint = format!("finish with: git merge {integration}");
+    let mut attempt = || -> Result<bool> {
+        let tip = git::resolve_ref(main, integration_ref)?
+            .ok_or_else(|| Error::git(format!("{integration_ref} disappeared")))?;
+        let current = git::resolve_ref(main, branch)?
+            .ok_or_else(|| Error::git(format!("{branch} disappeared")))?;
+        if git::is_ancestor(main, tip, current)? {
+            return Ok(true);
+        }
+        // Fast-forward when the branch did not move; else one merge commit made in memory.
+        let target = if git::is_ancestor(main, current, tip)? {
+            tip
+        } else {
+            match git::merge_commits_in_memory(
+                main,
+                current,
+                tip,
+                branch,
+                &format!("Merge branch '{integration}'"),
+            )? {
+                MergeOutcome::Merged(id) | MergeOutcome::FastForward(id) => id,
+                MergeOutcome::UpToDate => return Ok(true),
+                MergeOutcome::Conflict { paths } => {
+                    report.notes.push(format!(
+                        "{branch} moved on and conflicts with the batch ({}): nothing was touched; {finish_hint}",
+                        paths.join(", ")
+                    ));
+                    return Ok(false);
+                }
+            }
+        };
+        let user = git::discover(root)?;
+        Ok(
+            match git::land_fast_forward_checkout(&user, branch, target)? {
+                LandOutcome::UpToDate
+                | LandOutcome::CheckedOut { .. }
+                | LandOutcome::RefUpdated => true,
+                LandOutcome::Dirty(paths) => {
+                    report.notes.push(format!(
+                    "your checkout has uncommitted changes ({}): it was not touched; {finish_hint}",
+                    paths.join(", ")
+                ));
+                    false
+                }
+                LandOutcome::CheckedOutElsewhere(path) => {
+                    report.notes.push(format!(
+                        "{branch} is checked out in {}: nothing was touched; {finish_hint} there",
+                        path.display()
+                    ));
+                    false
+                }
+                LandOutcome::NotFastForward | LandOutcome::Moved => {
+                    report.notes.push(format!(
+                        "{branch} moved while landing: nothing was touched; {finish_hint}"
+                    ));
+                    false
+                }
+            },
+        )
+    };
+    match attempt() {
+        Ok(true) => {
+            report.notes.push(format!(
+                "landed on {}",
+                branch.trim_start_matches("refs/heads/")
+            ));
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            report
+                .notes
+                .push(format!("landing failed: {e}; {finish_hint}"));
+            false
+        }
+    }
+}
+
+/// Remove the session's worktrees and branches; keep anything that holds unmerged work.
+fn cleanup(
+    main: &gix::Repository,
+    slots: &[Slot],
+    integration: &str,
+    landed: bool,
+    report: &mut BatchReport,
+) {
+    for slot in slots {
+        let exists = git::list_worktrees(main)
+            .map(|l| l.iter().any(|w| git::worktree_path_eq(&w.path, &slot.path)))
+            .unwrap_or(false);
+        if exists {
+            let _ = git::unlock_worktree(main, &slot.path);
+            if let Err(e) = git::remove_worktree(main, &slot.path, false) {
+                report
+                    .notes
+                    .push(format!("kept worktree {}: {e}", slot.path.display()));
+                continue;
+            }
+        }
+        if let Err(e) = git::delete_branch_guarded(main, &slot.branch, |b| b == slot.branch) {
+            report
+                .notes
+                .push(format!("kept branch {}: {e}", slot.branch));
+        }
+    }
+    if landed {
+        if let Err(e) = git::delete_branch_guarded(main, integration, |b| b == integration) {
+            report.notes.push(format!("kept branch {integration}: {e}"));
+        }
+    } else {
+        report
+            .notes
+            .push(format!("the batch's work is on branch {integration}"));
+    }
+}

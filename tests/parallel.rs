@@ -1,0 +1,304 @@
+//! End-to-end: `git teleos close --parallel` with a stand-in `claude` on PATH speaking Claude
+//! Code's protocol. Real git everywhere; the user's checkout is watched throughout.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{story, TestRepo};
+
+const DIR: &str = "docs/sprint-artifacts";
+
+/// A stand-in `claude` for worktrees: ticks the story's boxes, writes `out/<key>.txt` (and
+/// `shared.txt` for 9-* stories, which therefore conflict), commits, and answers with the
+/// worker result in Claude's envelope. It records how many agents run at once.
+fn install_agent(r: &TestRepo, seconds: &str) {
+    let state = r.home.join("agents");
+    std::fs::create_dir_all(state.join("running")).unwrap();
+    let script = format!(
+        r#"#!/bin/sh
+if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
+prompt=$(cat)
+key=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_key[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
+file=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_file[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
+state="{state}"
+touch "$state/running/$key"
+now=$(ls "$state/running" | wc -l)
+echo "$now" >> "$state/concurrency"
+pwd > "$state/cwd-$key"
+# Dependency check: 1-2 must see the work of 1-1 already merged.
+if [ "$key" = "1-2-second" ]; then
+  if [ -f out/1-1-first.txt ]; then echo ok > "$state/dep-1-2"; else echo missing > "$state/dep-1-2"; fi
+fi
+sleep {seconds}
+already=$(grep -c '^- \[x\]' "$file")
+total=$(grep -c '^- \[' "$file")
+sed -i 's/^- \[ \] /- [x] /' "$file"
+done_now=$((total - already))
+mkdir -p out && echo "$key" > "out/$key.txt"
+case "$key" in 9-*) echo "$key wins" > shared.txt;; esac
+case "$key" in 8-*) echo "left behind" > leftover.txt;; esac
+git add out "$file" $( [ -f shared.txt ] && echo shared.txt ) && git commit -qm "teleos: close $key"
+rm -f "$state/running/$key"
+printf '{{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.1,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":%s,\\"tasks_completed_by_closer\\":%s,\\"tasks_already_done\\":%s}}"}}\n' "$key" "$total" "$done_now" "$already"
+"#,
+        state = state.display()
+    );
+    r.install_script("claude", &script);
+}
+
+fn repo_with(stories: &[(&str, &str)]) -> TestRepo {
+    let r = TestRepo::new();
+    r.git(&["config", "user.name", "Agent"]);
+    r.git(&["config", "user.email", "agent@example.com"]);
+    r.write("shared.txt", "original\n");
+    r.write("tracked.txt", "original\n");
+    for (key, text) in stories {
+        r.write(&format!("{DIR}/{key}.md"), text);
+    }
+    r.commit_all("stories");
+    r
+}
+
+fn max_concurrency(r: &TestRepo) -> usize {
+    std::fs::read_to_string(r.home.join("agents/concurrency"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+fn no_conflict_markers(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.file_name().is_some_and(|n| n == ".git") {
+            continue;
+        }
+        if p.is_dir() {
+            no_conflict_markers(&p);
+        } else if let Ok(text) = std::fs::read_to_string(&p) {
+            assert!(
+                !text.contains("<<<<<<<"),
+                "conflict markers in {}",
+                p.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn nine_stories_on_three_worktrees_land_and_leave_nothing_behind() {
+    let mut stories: Vec<(String, String)> = Vec::new();
+    stories.push(("1-1-first".into(), story("First", 9, 1)));
+    stories.push((
+        "1-2-second".into(),
+        story("Second", 9, 1) + "\n## Dependencies\n\n- Story 1.1 (first)\n",
+    ));
+    for i in 3..=7 {
+        stories.push((format!("1-{i}-more"), story("More", 8, 2)));
+    }
+    stories.push(("9-1-left".into(), story("Left", 9, 1)));
+    stories.push(("9-2-right".into(), story("Right", 9, 1)));
+    let refs: Vec<(&str, &str)> = stories
+        .iter()
+        .map(|(k, t)| (k.as_str(), t.as_str()))
+        .collect();
+    let r = repo_with(&refs);
+    install_agent(&r, "1");
+    // The user's own work in progress: an untracked file and an unstaged edit.
+    r.write("notes.txt", "my notes\n");
+    r.write("tracked.txt", "my edit\n");
+    let start = r.git(&["rev-parse", "HEAD"]);
+
+    // Watch the user's HEAD while the batch runs.
+    let mut child = r
+        .teleos_cmd(&r.root)
+        .args(["close", "--parallel", "3", "--all", "--yes", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut heads = Vec::new();
+    while child.try_wait().unwrap().is_none() {
+        heads.push(r.git(&["symbolic-ref", "HEAD"]));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one story conflicts\n{stdout}\n{stderr}"
+    );
+    let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        heads.iter().all(|h| h == "refs/heads/main"),
+        "HEAD moved: {heads:?}"
+    );
+
+    // 8 stories landed, one of 9-1/9-2 lost the race on shared.txt and is kept on a ref.
+    assert_eq!(j["completed"].as_array().unwrap().len(), 8, "{j}");
+    let conflict = j["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["outcome"] == "conflict")
+        .unwrap_or_else(|| panic!("no conflict reported: {j}"));
+    let loser = conflict["story_key"].as_str().unwrap();
+    assert!(loser.starts_with("9-"));
+    let kept = conflict["rescue_ref"].as_str().unwrap();
+    let kept_log = r.git(&["log", "--format=%s", "-1", kept]);
+    assert_eq!(kept_log, format!("teleos: close {loser}"));
+
+    // The work is on main, in the user's files too; the user's own edits are untouched.
+    let log = r.git(&["log", "--format=%s", &format!("{start}..main")]);
+    for (key, _) in &stories {
+        if key != loser {
+            assert!(
+                log.contains(&format!("teleos: close {key}")),
+                "{key} missing from\n{log}"
+            );
+            assert!(
+                r.path(&format!("out/{key}.txt")).exists(),
+                "{key}'s file not checked out"
+            );
+        }
+    }
+    assert_eq!(r.read("notes.txt"), "my notes\n");
+    assert_eq!(r.read("tracked.txt"), "my edit\n");
+    assert_eq!(
+        r.git(&["status", "--porcelain"]),
+        " M tracked.txt\n?? notes.txt"
+    );
+    no_conflict_markers(&r.root);
+
+    // Dependencies: 1-2 started after 1-1 merged; 3 agents ran at once.
+    assert_eq!(
+        std::fs::read_to_string(r.home.join("agents/dep-1-2"))
+            .unwrap()
+            .trim(),
+        "ok"
+    );
+    assert!(
+        max_concurrency(&r) >= 3,
+        "max concurrency {}",
+        max_concurrency(&r)
+    );
+    // Agents ran in worktrees, never in the user's checkout.
+    let cwd = std::fs::read_to_string(r.home.join("agents/cwd-1-1-first")).unwrap();
+    assert!(cwd.contains(".claude/worktrees/teleos-"), "{cwd}");
+
+    // Nothing left: no worktree, no worktree or integration branch, no session.
+    assert_eq!(
+        r.git(&["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1
+    );
+    let branches = r.git(&["branch", "--format=%(refname:short)"]);
+    assert_eq!(branches, "main", "branches left: {branches}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&r.read(".claude/worktrees/manifest.json")).unwrap();
+    assert_eq!(manifest["sessions"], serde_json::json!({}));
+    let fsck = r.git_in(&r.root, &["fsck", "--no-progress"]);
+    assert_eq!(fsck.code, 0, "{}", fsck.stderr);
+}
+
+#[test]
+fn leftovers_are_rescued_and_a_dirty_landing_is_refused_safely() {
+    let r = repo_with(&[
+        ("8-1-messy", &story("Messy", 9, 1)),
+        ("1-1-clean", &story("Clean", 9, 1)),
+    ]);
+    install_agent(&r, "0");
+    // A staged change in the user's checkout blocks landing (the index would be rewritten).
+    r.write("tracked.txt", "staged edit\n");
+    r.git(&["add", "tracked.txt"]);
+    let start = r.git(&["rev-parse", "HEAD"]);
+    let out = r.teleos(["close", "--parallel", "2", "--all", "--yes", "--json"]);
+    let j = out.json();
+    // The messy story committed its work but left a file: kept on a ref, story partial.
+    let messy = j["blocked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["story_key"] == "8-1-messy")
+        .unwrap_or_else(|| panic!("{j}"));
+    let rescue = messy["rescue_ref"].as_str().unwrap();
+    assert_eq!(
+        r.git(&["show", &format!("{rescue}:leftover.txt")]),
+        "left behind"
+    );
+    // Nothing landed on main, the user's staged edit is intact, the work waits on integration.
+    assert_eq!(r.git(&["rev-parse", "main"]), start);
+    assert_eq!(r.git(&["diff", "--cached", "--name-only"]), "tracked.txt");
+    let notes = j["notes"].to_string();
+    assert!(notes.contains("git merge integration-"), "{notes}");
+    let sid = j["session_id"].as_str().unwrap();
+    let integration = format!("integration-{sid}");
+    let log = r.git(&["log", "--format=%s", &integration]);
+    assert!(
+        log.contains("teleos: close 1-1-clean") && log.contains("teleos: close 8-1-messy"),
+        "{log}"
+    );
+    assert_eq!(
+        r.git(&["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1
+    );
+    out.code(1);
+}
+
+#[test]
+fn two_sessions_at_once_both_finish_and_the_manifest_stays_valid() {
+    let r = repo_with(&[
+        ("1-1-a", &story("A", 9, 1)),
+        ("1-2-b", &story("B", 9, 1)),
+        ("2-1-c", &story("C", 9, 1)),
+        ("2-2-d", &story("D", 9, 1)),
+    ]);
+    install_agent(&r, "1");
+    let spawn = |keys: &[&str]| {
+        let mut c = r.teleos_cmd(&r.root);
+        c.args(["close", "--parallel", "2", "--yes", "--json", "--no-land"])
+            .args(keys);
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let mut a = spawn(&["1-1", "1-2"]);
+    let mut b = spawn(&["2-1", "2-2"]);
+    let manifest = r.path(".claude/worktrees/manifest.json");
+    let mut reads = 0;
+    while a.try_wait().unwrap().is_none() || b.try_wait().unwrap().is_none() {
+        if let Ok(text) = std::fs::read_to_string(&manifest) {
+            serde_json::from_str::<serde_json::Value>(&text)
+                .unwrap_or_else(|e| panic!("manifest invalid mid-run ({e}):\n{text}"));
+            reads += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(reads > 0);
+    for c in [a, b] {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(j["completed"].as_array().unwrap().len(), 2, "{j}");
+        let sid = j["session_id"].as_str().unwrap();
+        assert!(r
+            .git(&["branch", "--list", &format!("integration-{sid}")])
+            .contains(sid));
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert_eq!(m["sessions"], serde_json::json!({}));
+}
