@@ -176,7 +176,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
     let code = super::close::run(close_args, &scan_global)?;
     let _ = writeln!(
         err,
-        "\nThe demo project is kept in {} (git log, git teleos debrief -C …); delete it when done.",
+        "\nThe demo project is kept in {0}; look around with: git -C {0} log --graph, git -C {0} teleos debrief. Delete it when done.",
         repo.display()
     );
     Ok(code)
@@ -230,7 +230,7 @@ pub fn simulated_agent(args: AgentArgs) -> Result<u8, Error> {
             if patterns.iter().any(|p| lower.contains(p)) {
                 human.push(task.to_string());
             } else if lower.contains("decision") {
-                questions.push(json!({"task": task, "question": format!("Please decide: {task}")}));
+                questions.push(json!({"task": task, "question": "This needs a product decision: what should it be?"}));
             } else {
                 done += 1;
                 lines.push(format!("- [x] {task}"));

@@ -77,8 +77,11 @@ pub fn unlock_worktree(repo: &Repository, worktree_path: &Path) -> Result<()> {
 pub fn list_worktrees(repo: &Repository) -> Result<Vec<WorktreeInfo>> {
     let mut out = Vec::new();
     for proxy in repo.worktrees().map_err(gix_err)? {
-        let id = proxy.id().map_err(gix_err)?.to_string();
-        let path = proxy.base().map_err(gix_err)?;
+        // An admin folder being written by a concurrent `add_worktree` (or left broken) has no
+        // readable `gitdir` yet: it is not a worktree to list.
+        let (Ok(id), Ok(path)) = (proxy.id().map(|i| i.to_string()), proxy.base()) else {
+            continue;
+        };
         let locked = proxy.lock_reason().map(|r| r.to_string());
         let prunable = proxy.is_prunable();
         let (branch, head) = match proxy.into_repo_with_possibly_inaccessible_worktree() {
