@@ -254,6 +254,54 @@ fn leftovers_are_rescued_and_a_dirty_landing_is_refused_safely() {
 }
 
 #[test]
+fn ctrl_c_keeps_the_session_and_resume_finishes_it() {
+    let r = repo_with(&[
+        ("1-1-a", &story("A", 9, 1)),
+        ("1-2-b", &story("B", 9, 1)),
+        ("1-3-c", &story("C", 9, 1)),
+        ("1-4-d", &story("D", 9, 1)),
+    ]);
+    install_agent(&r, "30");
+    let child = r
+        .teleos_cmd(&r.root)
+        .args(["close", "--parallel", "2", "--all", "--yes", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until two agents run, then press Ctrl-C.
+    let running = r.home.join("agents/running");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(&running).map(|d| d.count()).unwrap_or(0) < 2 {
+        assert!(std::time::Instant::now() < deadline, "agents never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sid = j["session_id"].as_str().unwrap().to_string();
+    let m: serde_json::Value =
+        serde_json::from_str(&r.read(".claude/worktrees/manifest.json")).unwrap();
+    assert_eq!(m["sessions"][&sid]["status"], "interrupted", "{m}");
+    assert!(r.git(&["worktree", "list"]).contains(&format!("teleos-{sid}-1")));
+    assert!(r.git(&["branch", "--list", &format!("integration-{sid}")]).contains(&sid));
+    assert!(j["notes"].to_string().contains(&format!("--resume {sid}")), "{j}");
+
+    // Resume with quick agents: everything lands, nothing is left.
+    install_agent(&r, "0");
+    let out = r.teleos(["close", "--resume", &sid, "--yes", "--json"]);
+    out.ok();
+    let j = out.json();
+    assert_eq!(j["completed"].as_array().unwrap().len(), 4, "{j}");
+    for k in ["1-1-a", "1-2-b", "1-3-c", "1-4-d"] {
+        assert!(r.path(&format!("out/{k}.txt")).exists(), "{k} did not land");
+    }
+    assert_eq!(r.git(&["worktree", "list", "--porcelain"]).matches("worktree ").count(), 1);
+    assert_eq!(r.git(&["branch", "--format=%(refname:short)"]), "main");
+}
+
+#[test]
 fn two_sessions_at_once_both_finish_and_the_manifest_stays_valid() {
     let r = repo_with(&[
         ("1-1-a", &story("A", 9, 1)),
