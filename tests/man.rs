@@ -26,3 +26,15 @@ fn man_page_documents_every_config_key_and_exit_code() {
     assert!(page.contains("EXIT STATUS"));
     assert!(page.contains("128+n"));
 }
+
+#[test]
+fn readme_documents_every_config_key() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    for (key, _) in git_teleos::settings::CONFIG_KEYS {
+        assert!(
+            readme.contains(&format!("`{key}`")),
+            "{key} missing from README.md"
+        );
+    }
+}

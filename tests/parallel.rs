@@ -278,15 +278,27 @@ fn ctrl_c_keeps_the_session_and_resume_finishes_it() {
     }
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let sid = j["session_id"].as_str().unwrap().to_string();
     let m: serde_json::Value =
         serde_json::from_str(&r.read(".claude/worktrees/manifest.json")).unwrap();
     assert_eq!(m["sessions"][&sid]["status"], "interrupted", "{m}");
-    assert!(r.git(&["worktree", "list"]).contains(&format!("teleos-{sid}-1")));
-    assert!(r.git(&["branch", "--list", &format!("integration-{sid}")]).contains(&sid));
-    assert!(j["notes"].to_string().contains(&format!("--resume {sid}")), "{j}");
+    assert!(r
+        .git(&["worktree", "list"])
+        .contains(&format!("teleos-{sid}-1")));
+    assert!(r
+        .git(&["branch", "--list", &format!("integration-{sid}")])
+        .contains(&sid));
+    assert!(
+        j["notes"].to_string().contains(&format!("--resume {sid}")),
+        "{j}"
+    );
 
     // Resume with quick agents: everything lands, nothing is left.
     install_agent(&r, "0");
@@ -297,7 +309,12 @@ fn ctrl_c_keeps_the_session_and_resume_finishes_it() {
     for k in ["1-1-a", "1-2-b", "1-3-c", "1-4-d"] {
         assert!(r.path(&format!("out/{k}.txt")).exists(), "{k} did not land");
     }
-    assert_eq!(r.git(&["worktree", "list", "--porcelain"]).matches("worktree ").count(), 1);
+    assert_eq!(
+        r.git(&["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1
+    );
     assert_eq!(r.git(&["branch", "--format=%(refname:short)"]), "main");
 }
 
