@@ -616,7 +616,15 @@ fn budget_and_circuit_breaker_stop_new_stories() {
         ],
     );
     // Each run reports $0.25: a $0.40 budget allows two stories.
-    let out = r.teleos(["close", "--sequential", "--all", "--yes", "--json", "--max-budget-usd", "0.4"]);
+    let out = r.teleos([
+        "close",
+        "--sequential",
+        "--all",
+        "--yes",
+        "--json",
+        "--max-budget-usd",
+        "0.4",
+    ]);
     out.code(1);
     let j = out.json();
     assert_eq!(j["completed"].as_array().unwrap().len(), 2, "{j}");
@@ -629,18 +637,44 @@ fn budget_and_circuit_breaker_stop_new_stories() {
         r.write(&format!("{DIR}/{k}.md"), &story(k, 9, 1));
     }
     r.commit_all("stories");
-    let fail = |p: &'static str| Case { prefix: p, actions: String::new(), stdout: String::new(), code: 1 };
-    install_claude(&r, true, &[fail("2-1"), fail("2-2"), fail("2-3"), complete("2-4", "2-4-d", 1, 9)]);
-    let out = r.teleos(["close", "--sequential", "--all", "--yes", "--json", "--retries", "0"]);
+    let fail = |p: &'static str| Case {
+        prefix: p,
+        actions: String::new(),
+        stdout: String::new(),
+        code: 1,
+    };
+    install_claude(
+        &r,
+        true,
+        &[
+            fail("2-1"),
+            fail("2-2"),
+            fail("2-3"),
+            complete("2-4", "2-4-d", 1, 9),
+        ],
+    );
+    let out = r.teleos([
+        "close",
+        "--sequential",
+        "--all",
+        "--yes",
+        "--json",
+        "--retries",
+        "0",
+    ]);
     out.code(1);
     let j = out.json();
-    assert!(j["stopped"].as_str().unwrap().contains("circuit breaker"), "{j}");
+    assert!(
+        j["stopped"].as_str().unwrap().contains("circuit breaker"),
+        "{j}"
+    );
     assert_eq!(calls(&r, "prompt").len(), 3, "the fourth agent never ran");
     // Retries: with the default (2), a failing story runs three times.
     let r2 = repo();
     r2.write(&format!("{DIR}/3-1-a.md"), &story("a", 9, 1));
     r2.commit_all("stories");
     install_claude(&r2, true, &[fail("3-1")]);
-    r2.teleos(["close", "--sequential", "--all", "--yes"]).code(1);
+    r2.teleos(["close", "--sequential", "--all", "--yes"])
+        .code(1);
     assert_eq!(calls(&r2, "prompt").len(), 3);
 }

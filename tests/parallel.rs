@@ -39,7 +39,16 @@ done_now=$((total - already))
 mkdir -p out && echo "$key" > "out/$key.txt"
 case "$key" in 9-*) echo "$key wins" > shared.txt;; esac
 case "$key" in 8-*) echo "left behind" > leftover.txt;; esac
+case "$key" in 7-*) git checkout -q -b "rogue-$key";; esac
 git add out "$file" $( [ -f shared.txt ] && echo shared.txt ) && git commit -qm "teleos: close $key"
+case "$key" in 6-*)
+  # Commit something else straight onto the integration branch, then hide it.
+  b=$(git symbolic-ref --short HEAD); sid=${{b#worktree/teleos-}}; sid=${{sid%-*}}
+  good=$(git rev-parse HEAD)
+  echo rogue > rogue.txt && git add rogue.txt && git commit -qm "rogue commit"
+  git update-ref "refs/heads/integration-$sid" HEAD
+  git reset -q --hard "$good";;
+esac
 rm -f "$state/running/$key"
 printf '{{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.1,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":%s,\\"tasks_completed_by_closer\\":%s,\\"tasks_already_done\\":%s}}"}}\n' "$key" "$total" "$done_now" "$already"
 "#,
@@ -106,7 +115,8 @@ fn nine_stories_on_three_worktrees_land_and_leave_nothing_behind() {
         .map(|(k, t)| (k.as_str(), t.as_str()))
         .collect();
     let r = repo_with(&refs);
-    install_agent(&r, "1");
+    // Long enough that three agents overlap even on a loaded 2-core machine.
+    install_agent(&r, "2");
     // The user's own work in progress: an untracked file and an unstaged edit.
     r.write("notes.txt", "my notes\n");
     r.write("tracked.txt", "my edit\n");
@@ -184,7 +194,7 @@ fn nine_stories_on_three_worktrees_land_and_leave_nothing_behind() {
     );
     assert!(
         max_concurrency(&r) >= 3,
-        "max concurrency {}",
+        "max concurrency {}\n{stderr}",
         max_concurrency(&r)
     );
     // Agents ran in worktrees, never in the user's checkout.
@@ -366,4 +376,34 @@ fn two_sessions_at_once_both_finish_and_the_manifest_stays_valid() {
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
     assert_eq!(m["sessions"], serde_json::json!({}));
+}
+
+#[test]
+fn agents_that_switch_branches_or_move_integration_are_caught() {
+    let r = repo_with(&[
+        ("7-1-switcher", &story("Switcher", 9, 1)),
+        ("6-1-rogue", &story("Rogue", 9, 1)),
+    ]);
+    install_agent(&r, "0");
+    let out = r.teleos(["close", "--parallel", "2", "--all", "--yes", "--json"]);
+    let j = out.json();
+    let all = j.to_string();
+    // The switcher's commit went to another branch: reported, kept on a ref, not merged.
+    assert!(all.contains("the agent left its branch"), "{j}");
+    let head_ref = r.git(&["for-each-ref", "--format=%(refname)", "refs/teleos/"]);
+    assert!(head_ref.contains("7-1-switcher-head"), "{head_ref}");
+    // The rogue commit on integration was undone before landing and kept on a ref.
+    assert!(all.contains("was moved outside git-teleos"), "{j}");
+    assert!(!r.path("rogue.txt").exists(), "the rogue commit landed");
+    let moved = head_ref
+        .lines()
+        .find(|l| l.contains("integration-moved"))
+        .unwrap_or_else(|| panic!("{head_ref}"));
+    assert_eq!(r.git(&["log", "-1", "--format=%s", moved]), "rogue commit");
+    // The rogue agent's real work did land; the user's HEAD never moved.
+    assert!(r.path("out/6-1-rogue.txt").exists());
+    assert_eq!(r.git(&["symbolic-ref", "HEAD"]), "refs/heads/main");
+    let fsck = r.git_in(&r.root, &["fsck", "--no-progress"]);
+    assert_eq!(fsck.code, 0, "{}", fsck.stderr);
+    out.code(1);
 }

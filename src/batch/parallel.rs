@@ -229,7 +229,9 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         stopped: None,
     });
     let cv = Condvar::new();
-    let merge_lock = Mutex::new(());
+    // Serialises merges, and remembers where we last left the integration branch so a move
+    // made behind our back (an agent committing to it) is noticed and undone.
+    let merge_lock = Mutex::new(start_or_existing(&main, &integration_ref, start)?);
     let notes = Mutex::new(Vec::<String>::new());
     let shared = main.clone().into_sync();
 
@@ -278,6 +280,9 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     let mut q = queue
         .into_inner()
         .map_err(|_| Error::git("a worker thread panicked"))?;
+    let expected_tip = merge_lock
+        .into_inner()
+        .map_err(|_| Error::git("a worker thread panicked"))?;
     for s in std::mem::take(&mut q.pending) {
         let why = q
             .stopped
@@ -305,6 +310,21 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         ));
         drop(session_lock);
         return Ok(());
+    }
+
+    // An agent still running elsewhere may have moved the integration branch after the last
+    // merge: land only what this batch merged.
+    match restore_integration(
+        &main,
+        &integration_ref,
+        expected_tip,
+        &format!("refs/teleos/{sid}/integration-moved"),
+    ) {
+        Ok(Some(note)) => report.notes.push(note),
+        Ok(None) => {}
+        Err(e) => report
+            .notes
+            .push(format!("could not check {integration}: {e}")),
     }
 
     // Landing, then clean-up. A failure in either is reported, never hidden.
@@ -358,7 +378,7 @@ struct Worker<'a, 'e> {
     repo: &'a gix::Repository,
     slot: &'a Slot,
     integration_ref: &'a str,
-    merge_lock: &'a Mutex<()>,
+    merge_lock: &'a Mutex<ObjectId>,
     manifest: &'a ManifestFile,
 }
 
@@ -476,13 +496,27 @@ impl Worker<'_, '_> {
                 return false;
             }
         };
-        // The agent must stay on its branch; anything else is reported and its commit kept.
+        // The agent must stay on its branch. If it moved HEAD elsewhere, whatever HEAD holds is
+        // kept on a ref and the worktree is renewed: resetting would move someone else's branch.
         let on_branch = git::current_branch(&wt).ok().flatten();
-        if on_branch.as_deref() != Some(&format!("refs/heads/{}", self.slot.branch)) {
-            result.discrepancies.push(format!(
+        let left_branch = on_branch.as_deref() != Some(&format!("refs/heads/{}", self.slot.branch));
+        if left_branch {
+            let head = git::head_commit_id(&wt).ok().flatten();
+            let mut what = format!(
                 "the agent left its branch (HEAD is now {})",
                 on_branch.as_deref().unwrap_or("detached")
-            ));
+            );
+            if let Some(h) = head.filter(|h| *h != base) {
+                let name = rescue_ref(sid, key, "-head");
+                if git::set_ref(self.repo, &name, h).is_ok() {
+                    what.push_str(&format!("; its HEAD is kept on {name}"));
+                    result.rescue_ref.get_or_insert(name);
+                }
+            }
+            result.discrepancies.push(what);
+            if result.outcome == Outcome::Completed {
+                result.outcome = Outcome::Partial;
+            }
         }
 
         // Uncommitted leftovers: saved as a commit on a ref, then the worktree is replaced.
@@ -511,10 +545,7 @@ impl Worker<'_, '_> {
         match (result.outcome, new_work) {
             (Outcome::Completed | Outcome::Partial, Some(tip)) => {
                 let message = format!("teleos: merge {key} (session {sid})");
-                let outcome = {
-                    let _serial = self.merge_lock.lock();
-                    git::merge_into_branch(self.repo, self.integration_ref, tip, &message)
-                };
+                let outcome = self.merge_guarded(key, tip, &message, result);
                 match outcome {
                     Ok(MergeOutcome::Conflict { paths }) => {
                         let name = rescue_ref(sid, key, "");
@@ -548,7 +579,7 @@ impl Worker<'_, '_> {
             _ => {}
         }
 
-        if rescued_snapshot.is_some() {
+        if rescued_snapshot.is_some() || left_branch {
             if let Err(e) = self.replace_worktree(rescued_snapshot) {
                 result
                     .discrepancies
@@ -558,12 +589,77 @@ impl Worker<'_, '_> {
         merged
     }
 
+    /// Merge `tip` into integration, one merge at a time; first undo any move of the
+    /// integration branch that we did not make (its commits are kept on a ref).
+    fn merge_guarded(
+        &self,
+        key: &str,
+        tip: ObjectId,
+        message: &str,
+        result: &mut StoryResult,
+    ) -> Result<MergeOutcome> {
+        let mut expected = self
+            .merge_lock
+            .lock()
+            .map_err(|_| Error::git("a merge thread panicked"))?;
+        if let Some(note) = restore_integration(
+            self.repo,
+            self.integration_ref,
+            *expected,
+            &rescue_ref(self.env.session_id, key, "-integration-moved"),
+        )? {
+            result.discrepancies.push(note);
+        }
+        let outcome = git::merge_into_branch(self.repo, self.integration_ref, tip, message)?;
+        if let MergeOutcome::Merged(id) | MergeOutcome::FastForward(id) = outcome {
+            *expected = id;
+        }
+        Ok(outcome)
+    }
+
     /// Swap a worktree whose leftovers were saved for a fresh one on the same branch name.
     fn replace_worktree(&self, rescued: Option<ObjectId>) -> Result<()> {
         git::remove_worktree_rescued(self.repo, &self.slot.path, rescued)?;
         git::delete_branch_guarded(self.repo, &self.slot.branch, |b| b == self.slot.branch)?;
         self.prepare()
     }
+}
+
+/// The integration branch's current tip (a resumed session), or where it will be created.
+fn start_or_existing(
+    repo: &gix::Repository,
+    integration_ref: &str,
+    start: ObjectId,
+) -> Result<ObjectId> {
+    Ok(git::resolve_ref(repo, integration_ref)?.unwrap_or(start))
+}
+
+/// If the integration branch is not where we left it, keep the stranger's tip on `keep_as`
+/// and put the branch back. Returns what happened, for the debrief.
+fn restore_integration(
+    repo: &gix::Repository,
+    integration_ref: &str,
+    expected: ObjectId,
+    keep_as: &str,
+) -> Result<Option<String>> {
+    let actual = git::resolve_ref(repo, integration_ref)?;
+    if actual == Some(expected) {
+        return Ok(None);
+    }
+    if let Some(a) = actual {
+        git::set_ref(repo, keep_as, a)?;
+    }
+    git::update_ref_cas(
+        repo,
+        integration_ref,
+        expected,
+        actual,
+        "git-teleos: undo a move made outside the batch",
+    )?;
+    Ok(Some(format!(
+        "{} was moved outside git-teleos; it was put back and the foreign commits are kept on {keep_as}",
+        integration_ref.trim_start_matches("refs/heads/")
+    )))
 }
 
 /// Merge the integration branch into the branch the batch started from.
