@@ -8,6 +8,7 @@ pub mod agent;
 pub mod batch;
 pub mod cli;
 pub mod error;
+pub mod fault;
 pub mod git;
 pub mod manifest;
 pub mod report;

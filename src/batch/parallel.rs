@@ -404,6 +404,7 @@ impl Worker<'_, '_> {
                 git::delete_branch_guarded(self.repo, &slot.branch, |b| b == slot.branch)?;
             }
             git::add_worktree(self.repo, &slot.path, &slot.branch, tip)?;
+            crate::fault::point("after-worktree-create");
         }
         let reason = format!(
             "git-teleos session {sid} (pid {}) is using this worktree",
@@ -412,6 +413,7 @@ impl Worker<'_, '_> {
         git::lock_worktree(self.repo, &slot.path, &reason)?;
         if !exists {
             self.env.progress.slot(slot.n, "setting up");
+            crate::fault::point("mid-setup");
             let log = self
                 .env
                 .story
@@ -467,6 +469,7 @@ impl Worker<'_, '_> {
             .slot(self.slot.n, &format!("{key}: agent running"));
         self.set_manifest_story(Some(key));
         let answers = self.env.answers.get(key).cloned().unwrap_or_default();
+        crate::fault::point_later("agent-running", Duration::from_millis(500));
         let mut result = close_story(
             &self.env.story,
             story,
@@ -760,7 +763,10 @@ fn cleanup(
     landed: bool,
     report: &mut BatchReport,
 ) {
-    for slot in slots {
+    for (i, slot) in slots.iter().enumerate() {
+        if i == 1 {
+            crate::fault::point("cleanup");
+        }
         let exists = git::list_worktrees(main)
             .map(|l| l.iter().any(|w| git::worktree_path_eq(&w.path, &slot.path)))
             .unwrap_or(false);

@@ -51,6 +51,7 @@ pub fn merge_into_branch(
             MergeOutcome::FastForward(id) => (*id, "merge: Fast-forward".to_string()),
             MergeOutcome::Merged(id) => (*id, format!("merge {theirs}: Merge made by gix")),
         };
+        crate::fault::point("merge-before-ref-update");
         match update_ref_cas(repo, target_branch_full, new, Some(ours), &log)? {
             CasOutcome::Updated => return Ok(outcome),
             // Someone else moved the branch: merge again onto its new tip.

@@ -135,6 +135,14 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanResult, Error> {
     let mut candidates = Vec::new();
     for file in files {
         let name = display_name(&file, &dir);
+        // Keys become branch names, prompt text and JSON: they must be text.
+        if file.to_str().is_none() {
+            result.skipped.push(Skipped {
+                filename: name,
+                reason: "file name is not UTF-8".to_string(),
+            });
+            continue;
+        }
         match excluded_by(&opts.exclude_patterns, &file_name(&file)) {
             Some(pattern) => result.skipped.push(Skipped {
                 filename: name,
