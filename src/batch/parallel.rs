@@ -213,9 +213,6 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         git::create_branch(&main, &integration, start)?;
     }
     report.branch = start_branch.clone();
-    report
-        .notes
-        .push(format!("integration branch: {integration}"));
 
     let selected: BTreeSet<String> = stories.iter().map(|s| s.story_key.clone()).collect();
     let queue = Mutex::new(Queue {

@@ -215,7 +215,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                 "pass --yes to confirm",
             ));
         }
-        if !confirm(&format!("Start {} stories?", selection.stories.len()))? {
+        let n = selection.stories.len();
+        if !confirm(&format!(
+            "Start {n} stor{}?",
+            if n == 1 { "y" } else { "ies" }
+        ))? {
             let _ = writeln!(err, "Nothing started.");
             return Ok(ExitCode::SUCCESS);
         }
