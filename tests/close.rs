@@ -678,3 +678,57 @@ fn budget_and_circuit_breaker_stop_new_stories() {
         .code(1);
     assert_eq!(calls(&r2, "prompt").len(), 3);
 }
+
+#[test]
+fn interactive_selection_on_a_terminal() {
+    // `script` gives the binary a real terminal; its stdin feeds the answers.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no `script` command to provide a terminal");
+        return;
+    }
+    let r = repo();
+    r.write(&format!("{DIR}/1-1-a.md"), &story("A", 9, 1));
+    r.write(&format!("{DIR}/1-2-b.md"), &story("B", 9, 1));
+    r.write(&format!("{DIR}/2-1-big.md"), &story("Big", 1, 9));
+    r.commit_all("stories");
+    install_claude(&r, true, &[complete("1-2", "1-2-b", 1, 9)]);
+    let run = |answers: &str| {
+        let mut cmd = std::process::Command::new("script");
+        cmd.args(["-qec", &format!("{} close", common::BIN), "/dev/null"])
+            .current_dir(&r.root);
+        common::hermetic(&mut cmd, &r.home, &r.bin_dir);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answers.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // Pick story 2 by number, run it sequentially, confirm.
+    let (code, screen) = run("p\n2\ns\ny\n");
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(
+        screen.contains("Choice:") && screen.contains("1-2-b"),
+        "{screen}"
+    );
+    assert_eq!(calls(&r, "prompt").len(), 1);
+    assert!(calls(&r, "prompt")[0].contains("1-2-b"));
+    assert!(!r.read(&format!("{DIR}/1-2-b.md")).contains("- [ ]"));
+    // Quitting starts nothing.
+    let (code, _) = run("q\n");
+    assert_eq!(code, Some(0));
+    assert_eq!(calls(&r, "prompt").len(), 1);
+}
