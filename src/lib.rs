@@ -14,5 +14,6 @@ pub mod manifest;
 pub mod report;
 pub mod settings;
 pub mod stories;
+pub mod time;
 
 pub use error::{Error, ExitCode};

@@ -19,7 +19,7 @@ use crate::settings::{Overrides, Settings};
 use crate::stories::{Category, ParseOptions, ScanResult};
 
 use super::scan::{scan_stories, ScanFlags};
-use super::{out_err, Context, GlobalArgs};
+use super::{Context, GlobalArgs};
 
 /// Close stories: run the agent once per selected story, verify, and debrief.
 #[derive(Debug, clap::Args)]
@@ -373,14 +373,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
     let saved = results::save(&common_dir, &report)?;
     let _ = writeln!(err, "Results saved in {}", saved.display());
 
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        let text = serde_json::to_string_pretty(&report.to_batch_results())
-            .map_err(|e| Error::usage(format!("cannot encode JSON: {e}")))?;
-        writeln!(out, "{text}").map_err(out_err)?;
-    } else {
-        crate::report::debrief::render(&mut out, &report).map_err(out_err)?;
-    }
+    super::print_report(&mut std::io::stdout().lock(), &report, args.json)?;
     if cancel.load(Ordering::SeqCst) {
         let sig = signal.load(Ordering::SeqCst) as i32;
         return Ok(ExitCode::signal(if sig == 0 { 2 } else { sig }));

@@ -1,14 +1,12 @@
 //! `git teleos debrief`: show the last batch's results again (phase 4).
 
-use std::io::Write;
-
 use serde_json::json;
 
 use crate::batch::results;
 use crate::error::Error;
 use crate::settings::Overrides;
 
-use super::{out_err, Context, GlobalArgs};
+use super::{Context, GlobalArgs};
 
 /// Show the debrief of the last batch again.
 #[derive(Debug, clap::Args)]
@@ -40,17 +38,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                 })
             })
             .collect();
-        let text = serde_json::to_string_pretty(&entries)
-            .map_err(|e| Error::usage(format!("cannot encode JSON: {e}")))?;
-        writeln!(out, "{text}").map_err(out_err)?;
+        super::print_json(&mut out, &entries)?;
         return Ok(0);
     }
-    if args.json {
-        let text = serde_json::to_string_pretty(&report.to_batch_results())
-            .map_err(|e| Error::usage(format!("cannot encode JSON: {e}")))?;
-        writeln!(out, "{text}").map_err(out_err)?;
-    } else {
-        crate::report::debrief::render(&mut out, &report).map_err(out_err)?;
-    }
+    super::print_report(&mut out, &report, args.json)?;
     Ok(report.exit_code())
 }

@@ -153,6 +153,26 @@ fn apply_color(choice: ColorChoice) {
     console::set_colors_enabled_stderr(err);
 }
 
+/// Print data as pretty JSON on stdout.
+pub(crate) fn print_json(out: &mut dyn Write, value: &impl serde::Serialize) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::usage(format!("cannot encode JSON: {e}")))?;
+    writeln!(out, "{text}").map_err(out_err)
+}
+
+/// A batch's results on stdout: the debrief tables, or `batch_results` as JSON.
+pub(crate) fn print_report(
+    out: &mut dyn Write,
+    report: &crate::batch::results::BatchReport,
+    json: bool,
+) -> Result<(), Error> {
+    if json {
+        print_json(out, &report.to_batch_results())
+    } else {
+        crate::report::debrief::render(out, report).map_err(out_err)
+    }
+}
+
 /// Map an I/O error on stdout into our error type (keeping BrokenPipe recognisable).
 pub(crate) fn out_err(e: std::io::Error) -> Error {
     Error::io("writing output", e)

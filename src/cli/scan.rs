@@ -1,6 +1,5 @@
 //! `git teleos scan`: phase 1 — which stories are clean, closeable, or need the full pipeline.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use crate::error::Error;
@@ -81,9 +80,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
     let mut out = std::io::stdout().lock();
     if args.json {
         let json = crate::report::scan::to_json(&result, ctx.settings.closeable_threshold);
-        let text = serde_json::to_string_pretty(&json)
-            .map_err(|e| Error::usage(format!("cannot encode JSON: {e}")))?;
-        writeln!(out, "{text}").map_err(out_err)?;
+        super::print_json(&mut out, &json)?;
     } else {
         crate::report::scan::render(&mut out, &result, ctx.settings.closeable_threshold)
             .map_err(out_err)?;

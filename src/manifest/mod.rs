@@ -20,11 +20,7 @@ pub use schema::{format_time, parse_pid, parse_time, Manifest, Session, Worktree
 pub const DEFAULT_STALE_HOURS: f64 = 4.0;
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub use crate::time::now_unix;
 
 /// This machine's host name, recorded with a pid because a pid means something only here.
 /// Empty if it cannot be read.
