@@ -23,6 +23,14 @@ prompt=$(cat)
 key=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_key[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
 file=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_file[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
 state="{state}"
+case "$prompt" in *"Resolve the merge conflict"*)
+  integ=$(printf '%s\n' "$prompt" | sed -n 's/^.*integration branch: `\([^`]*\)`.*$/\1/p' | head -n 1)
+  git merge --no-edit -q "$integ" >/dev/null 2>&1
+  grep -v '^<<<<<<<\|^=======\|^>>>>>>>' shared.txt > shared.tmp && mv shared.tmp shared.txt
+  git add shared.txt && git commit -q --no-edit
+  printf '{{"type":"result","subtype":"success","is_error":false,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\"}}"}}\n' "$key"
+  exit 0;;
+esac
 touch "$state/running/$key"
 now=$(ls "$state/running" | wc -l)
 echo "$now" >> "$state/concurrency"
@@ -406,4 +414,38 @@ fn agents_that_switch_branches_or_move_integration_are_caught() {
     let fsck = r.git_in(&r.root, &["fsck", "--no-progress"]);
     assert_eq!(fsck.code, 0, "{}", fsck.stderr);
     out.code(1);
+}
+
+#[test]
+fn resolve_lets_the_agent_merge_a_conflict() {
+    let r = repo_with(&[
+        ("9-1-left", &story("Left", 9, 1)),
+        ("9-2-right", &story("Right", 9, 1)),
+    ]);
+    install_agent(&r, "1");
+    let out = r.teleos([
+        "close",
+        "--parallel",
+        "2",
+        "--resolve",
+        "--all",
+        "--yes",
+        "--json",
+    ]);
+    out.ok();
+    let j = out.json();
+    assert_eq!(j["completed"].as_array().unwrap().len(), 2, "{j}");
+    assert!(j.to_string().contains("resolved by the agent"), "{j}");
+    let shared = r.read("shared.txt");
+    assert!(
+        shared.contains("9-1-left wins") && shared.contains("9-2-right wins"),
+        "{shared}"
+    );
+    assert!(!shared.contains("<<<<<<<"));
+    assert_eq!(
+        r.git(&["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1
+    );
 }

@@ -36,6 +36,8 @@ pub struct ParallelEnv<'a> {
     pub answers: &'a BTreeMap<String, Answers>,
     pub setup: SetupPlan,
     pub land: bool,
+    /// On a merge conflict, ask the agent to merge the integration branch and resolve it.
+    pub resolve: bool,
     pub progress: &'a Progress,
 }
 
@@ -547,6 +549,11 @@ impl Worker<'_, '_> {
                 let message = format!("teleos: merge {key} (session {sid})");
                 let outcome = self.merge_guarded(key, tip, &message, result);
                 match outcome {
+                    Ok(MergeOutcome::Conflict { paths })
+                        if self.env.resolve && self.resolve_conflict(key, &paths, result) =>
+                    {
+                        merged = true;
+                    }
                     Ok(MergeOutcome::Conflict { paths }) => {
                         let name = rescue_ref(sid, key, "");
                         let _ = git::set_ref(self.repo, &name, tip);
@@ -615,6 +622,89 @@ impl Worker<'_, '_> {
             *expected = id;
         }
         Ok(outcome)
+    }
+
+    /// `--resolve`: the agent merges the integration branch into its branch and resolves the
+    /// conflict; the result is checked (on its branch, clean, contains integration, no conflict
+    /// markers) and merged once more. The story's first commits are kept on a ref either way.
+    fn resolve_conflict(&self, key: &str, paths: &[String], result: &mut StoryResult) -> bool {
+        let sid = self.env.session_id;
+        let integration = self.integration_ref.trim_start_matches("refs/heads/");
+        let branch_ref = format!("refs/heads/{}", self.slot.branch);
+        let Ok(Some(before)) = git::resolve_ref(self.repo, &branch_ref) else {
+            return false;
+        };
+        let _ = git::set_ref(self.repo, &rescue_ref(sid, key, "-before-resolve"), before);
+        self.env
+            .progress
+            .slot(self.slot.n, &format!("{key}: agent resolving a conflict"));
+        let prompt = crate::agent::build_resolve_prompt(key, &self.slot.branch, integration, paths);
+        let log = self.env.story.logs_dir.join(format!("{key}.resolve.log"));
+        let run = crate::agent::run_agent(&crate::agent::RunRequest {
+            cwd: &self.slot.path,
+            prompt: &prompt,
+            log_path: &log,
+            config: self.env.story.agent,
+            cancel: self.env.story.cancel,
+        });
+        let failed = |why: String, result: &mut StoryResult| {
+            result
+                .discrepancies
+                .push(format!("--resolve did not resolve the conflict: {why}"));
+            false
+        };
+        match &run {
+            Ok(r) => {
+                if let Some(why) = r.error_reason() {
+                    return failed(why, result);
+                }
+                if let Some(c) = r.cost_usd {
+                    result.cost_usd = Some(result.cost_usd.unwrap_or(0.0) + c);
+                }
+            }
+            Err(e) => return failed(e.to_string(), result),
+        }
+        let check = || -> Result<ObjectId> {
+            let wt = gix::open(&self.slot.path).map_err(Error::git)?;
+            if git::current_branch(&wt)?.as_deref() != Some(branch_ref.as_str()) {
+                return Err(Error::git("the agent left its branch"));
+            }
+            if !git::is_clean(&wt)? {
+                return Err(Error::git("the worktree is not clean"));
+            }
+            let head = git::head_commit_id(&wt)?.ok_or_else(|| Error::git("no HEAD"))?;
+            let tip = self.integration_tip()?;
+            if !git::is_ancestor(self.repo, tip, head)? {
+                return Err(Error::git(format!("{integration} was not merged")));
+            }
+            for path in git::files_changed(self.repo, tip, head)? {
+                let text = std::fs::read_to_string(self.slot.path.join(&path)).unwrap_or_default();
+                if text
+                    .lines()
+                    .any(|l| l.starts_with("<<<<<<<") || l.starts_with(">>>>>>>"))
+                {
+                    return Err(Error::git(format!("conflict markers left in {path}")));
+                }
+            }
+            Ok(head)
+        };
+        let head = match check() {
+            Ok(h) => h,
+            Err(e) => return failed(e.to_string(), result),
+        };
+        let message = format!("teleos: merge {key} (session {sid}, conflict resolved)");
+        match self.merge_guarded(key, head, &message, result) {
+            Ok(MergeOutcome::Conflict { .. }) => failed("it still conflicts".into(), result),
+            Ok(_) => {
+                result.discrepancies.push(format!(
+                    "merge conflict in {} resolved by the agent (--resolve)",
+                    paths.join(", ")
+                ));
+                result.commit_hash = Some(head.to_string());
+                true
+            }
+            Err(e) => failed(e.to_string(), result),
+        }
     }
 
     /// Swap a worktree whose leftovers were saved for a fresh one on the same branch name.

@@ -46,6 +46,9 @@ pub struct Args {
     /// Leave the work on integration-<sid> instead of merging it into the starting branch.
     #[arg(long, requires = "parallel")]
     pub no_land: bool,
+    /// On a merge conflict, re-run the agent to merge the integration branch and resolve it.
+    #[arg(long, requires = "parallel")]
+    pub resolve: bool,
     /// Finish the stories of an interrupted parallel session.
     #[arg(long, value_name = "SID", conflicts_with_all = ["stories", "all", "include_pipeline", "retry_blocked", "sequential"])]
     pub resume: Option<String>,
@@ -363,6 +366,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                     answers: &answers,
                     setup: setup_plan,
                     land: !args.no_land,
+                    resolve: args.resolve,
                     progress: &progress,
                 };
                 parallel::run(&env, closeable, &mut report)?;
