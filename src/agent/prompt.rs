@@ -155,6 +155,34 @@ fn fill(template: &str, input: &PromptInput) -> String {
         .replace("{date}", &input.date)
 }
 
+/// The prompt for `--resolve`: the story's work conflicts with what merged meanwhile; the agent
+/// merges the integration branch into its own branch and resolves the conflicts.
+pub fn build_resolve_prompt(
+    story_key: &str,
+    branch: &str,
+    integration: &str,
+    paths: &[String],
+) -> String {
+    let files: String = paths.iter().map(|p| format!("- `{p}`\n")).collect();
+    format!(
+        "# git-teleos worker: resolve a merge conflict for story {story_key}\n\n\
+         - story_key: `{story_key}`\n\
+         - branch: `{branch}` (stay on it)\n\
+         - integration branch: `{integration}`\n\n\
+         Your commits for this story conflict with work of other stories merged meanwhile, in:\n\n\
+         {files}\n\
+         Resolve the merge conflict:\n\n\
+         1. Run `git merge --no-edit {integration}` in this worktree.\n\
+         2. Resolve every conflict so that both the other stories' work and this story's work are \
+            kept; leave no conflict markers.\n\
+         3. Run the project's tests.\n\
+         4. Commit the merge (`git commit --no-edit`). Do not switch branches, rebase or push.\n\n\
+         End your answer with a fenced `json` block: \
+         {{\"story_key\": \"{story_key}\", \"status\": \"completed\"}} when the merge is committed, \
+         or status `error` with `errors` explaining why not.\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,32 +261,4 @@ mod tests {
         );
         assert!(p.contains("the user's checkout") && !p.contains("Branch:"));
     }
-}
-
-/// The prompt for `--resolve`: the story's work conflicts with what merged meanwhile; the agent
-/// merges the integration branch into its own branch and resolves the conflicts.
-pub fn build_resolve_prompt(
-    story_key: &str,
-    branch: &str,
-    integration: &str,
-    paths: &[String],
-) -> String {
-    let files: String = paths.iter().map(|p| format!("- `{p}`\n")).collect();
-    format!(
-        "# git-teleos worker: resolve a merge conflict for story {story_key}\n\n\
-         - story_key: `{story_key}`\n\
-         - branch: `{branch}` (stay on it)\n\
-         - integration branch: `{integration}`\n\n\
-         Your commits for this story conflict with work of other stories merged meanwhile, in:\n\n\
-         {files}\n\
-         Resolve the merge conflict:\n\n\
-         1. Run `git merge --no-edit {integration}` in this worktree.\n\
-         2. Resolve every conflict so that both the other stories' work and this story's work are \
-            kept; leave no conflict markers.\n\
-         3. Run the project's tests.\n\
-         4. Commit the merge (`git commit --no-edit`). Do not switch branches, rebase or push.\n\n\
-         End your answer with a fenced `json` block: \
-         {{\"story_key\": \"{story_key}\", \"status\": \"completed\"}} when the merge is committed, \
-         or status `error` with `errors` explaining why not.\n"
-    )
 }
