@@ -11,6 +11,7 @@
 //! count other than the default only write it when `SCAN_BENCH_WRITE=1`.
 //!
 //! Run without `--bench` (as `cargo test --benches` does) it is a smoke test on 50 files.
+//! `SCAN_BENCH_FIXTURE=DIR` only builds the fixture in `DIR` and keeps it, for profiling.
 
 mod fixture;
 
@@ -140,10 +141,23 @@ fn run(setup: &Setup, measure: Measure) -> Duration {
     start.elapsed()
 }
 
+/// `10000` as `10,000`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     let n = xs.len();
-    if n % 2 == 1 {
+    if !n.is_multiple_of(2) {
         xs[n / 2]
     } else {
         (xs[n / 2 - 1] + xs[n / 2]) / 2.0
@@ -257,7 +271,7 @@ fn publish(section: &str) -> std::io::Result<PathBuf> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
     let old = match fs::read_to_string(&path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "# Benchmarks\n".to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "# Benchmarks\n\n".to_string(),
         Err(e) => return Err(e),
     };
     let block = format!("{START_MARKER}\n{section}{END_MARKER}");
@@ -265,7 +279,7 @@ fn publish(section: &str) -> std::io::Result<PathBuf> {
         (Some(s), Some(e)) if s < e => {
             format!("{}{block}{}", &old[..s], &old[e + END_MARKER.len()..])
         }
-        _ => format!("{}\n{block}\n", old.trim_end()),
+        _ => format!("{}\n\n{block}\n", old.trim_end()),
     };
     fs::write(&path, new)?;
     Ok(path)
@@ -286,6 +300,22 @@ fn main() {
         Ok("1") => true,
         _ => bench_mode && file_count == DEFAULT_FILES,
     };
+
+    // SCAN_BENCH_FIXTURE=DIR: only build the fixture in DIR (kept), e.g. to profile the binary.
+    if let Some(dir) = std::env::var_os("SCAN_BENCH_FIXTURE") {
+        let dir = PathBuf::from(dir);
+        let (root, home) = (dir.join("repo"), dir.join("home"));
+        fixture::init_repo(&root, &home);
+        fixture::write_stories(&root, file_count).expect("write stories");
+        eprintln!(
+            "fixture: {file_count} stories in {}; profile with e.g.\n  cd {} && valgrind \
+             --tool=callgrind {} scan --json >/dev/null",
+            root.display(),
+            root.display(),
+            binary().display()
+        );
+        return;
+    }
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let base = tmp.path().canonicalize().expect("canonical tempdir");
@@ -413,7 +443,8 @@ fn main() {
     let mut section = String::new();
     let _ = writeln!(
         section,
-        "## Workload C: scan of {file_count} story files vs `grep -c` vs `cat`\n"
+        "## Workload C: scan of {} story files vs `grep -c` vs `cat`\n",
+        thousands(file_count)
     );
     let _ = writeln!(
         section,
@@ -433,14 +464,16 @@ fn main() {
     }
     let _ = writeln!(
         section,
-        "\nFixture: a git repository (no commits needed) with {file_count} generated stories in \
-         `{}`, {:.1} MB, {lines} lines, 20–80 lines each with task lists, subtasks, code fences \
-         and tables (fixed seed: the same bytes on every machine); the scan finds {} stories and \
-         skips {}.\n",
+        "\nFixture: a git repository (no commits needed) with {} generated stories in `{}`, \
+         {:.1} MB, {} lines, 20–80 lines each with task lists, subtasks, code fences and tables \
+         (fixed seed: the same bytes on every machine); the scan finds {} stories and skips {} \
+         (no tasks).\n",
+        thousands(file_count),
         fixture::STORIES_DIR,
         bytes as f64 / 1e6,
-        expected.stories.len(),
-        expected.skipped.len()
+        thousands(lines),
+        thousands(expected.stories.len()),
+        thousands(expected.skipped.len())
     );
     let _ = writeln!(
         section,
