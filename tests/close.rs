@@ -732,3 +732,45 @@ fn interactive_selection_on_a_terminal() {
     assert_eq!(code, Some(0));
     assert_eq!(calls(&r, "prompt").len(), 1);
 }
+
+#[test]
+fn an_agent_that_switches_the_users_branch_stops_the_batch() {
+    let r = repo();
+    r.write(&format!("{DIR}/1-1-a.md"), &story("A", 9, 1));
+    r.write(&format!("{DIR}/1-2-b.md"), &story("B", 9, 1));
+    r.commit_all("stories");
+    install_claude(
+        &r,
+        true,
+        &[
+            Case {
+                prefix: "1-1",
+                actions: format!("git checkout -q -b elsewhere && {TICK}"),
+                stdout: envelope(&fenced(&worker_result(
+                    "1-1-a",
+                    "completed",
+                    1,
+                    9,
+                    json!({}),
+                ))),
+                code: 0,
+            },
+            complete("1-2", "1-2-b", 1, 9),
+        ],
+    );
+    let out = r.teleos(["close", "--sequential", "--all", "--yes", "--json"]);
+    out.code(1);
+    let j = out.json();
+    assert!(
+        j["stopped"]
+            .as_str()
+            .unwrap()
+            .contains("switched your checkout"),
+        "{j}"
+    );
+    assert_eq!(
+        calls(&r, "prompt").len(),
+        1,
+        "no story ran after the switch"
+    );
+}

@@ -16,6 +16,8 @@ use crate::stories::{Category, Story};
 pub struct BatchEnv<'a> {
     pub story: StoryEnv<'a>,
     pub root: &'a Path,
+    /// The branch checked out when the batch started (`refs/heads/…`).
+    pub branch: Option<&'a str>,
     pub session_id: &'a str,
     pub agent_name: &'a str,
     pub threshold: f64,
@@ -216,12 +218,23 @@ pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) {
         };
         let _ = writeln!(env.progress, "{}", status_line(&result, env.threshold));
         stopper.record(&result);
-        let left_mess = result
-            .discrepancies
-            .iter()
-            .any(|d| d.starts_with("the agent left uncommitted changes"));
         report.stories.push(result);
-        if left_mess {
+        // Look at the checkout itself, not at what the agent said about it.
+        let repo = gix::open(env.root).ok();
+        let branch_now = repo
+            .as_ref()
+            .and_then(|r| git::current_branch(r).ok().flatten());
+        let clean = repo
+            .as_ref()
+            .is_some_and(|r| git::is_clean(r).unwrap_or(false));
+        if branch_now.as_deref() != env.branch {
+            report.stopped = Some(format!(
+                "{} switched your checkout from {} to {}; stopping so no other story lands there",
+                story.story_key,
+                env.branch.unwrap_or("a detached HEAD"),
+                branch_now.as_deref().unwrap_or("a detached HEAD")
+            ));
+        } else if !clean {
             // The next agent would commit these as its own; stop so the user can look first.
             report.stopped = Some(format!(
                 "{} left uncommitted changes in your checkout (kept); look at them with git status",

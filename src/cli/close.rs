@@ -316,6 +316,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
             let mut env = BatchEnv {
                 story: story_env,
                 root: &ctx.root,
+                branch: branch.as_deref(),
                 session_id: &session_id,
                 agent_name: &ctx.settings.agent,
                 threshold: ctx.settings.closeable_threshold,
