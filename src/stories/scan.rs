@@ -345,7 +345,8 @@ fn read_story(path: &Path, limit: u64) -> Result<String, String> {
     if size > limit {
         return Err(format!("too large ({size} bytes > {limit})"));
     }
-    let mut bytes = Vec::new();
+    // Sized from the metadata: no regrowth, no probe read past the end.
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0).saturating_add(1));
     file.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| format!("unreadable: {e}"))?;

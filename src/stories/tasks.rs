@@ -392,8 +392,14 @@ impl<'a> State<'a> {
         if self.prose.is_empty() {
             return;
         }
-        let line = std::mem::take(&mut self.prose);
-        let trimmed = line.trim();
+        let mut line = std::mem::take(&mut self.prose);
+        self.prose_line(line.trim());
+        // Hand the buffer back: one allocation serves every line of the file.
+        line.clear();
+        self.prose = line;
+    }
+
+    fn prose_line(&mut self, trimmed: &str) {
         if trimmed.is_empty() {
             return;
         }
@@ -670,6 +676,17 @@ fn extract_refs(text: &str, lenient: bool, out: &mut Vec<String>) {
     let is_word_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
     for word in text.split(|c: char| !is_word_char(c)) {
         if word.is_empty() {
+            continue;
+        }
+        // Most prose words hold no digit and so cannot be a reference: decide those without
+        // allocating.
+        if !word.bytes().any(|b| b.is_ascii_digit()) {
+            let w = word.trim_matches(['.', '-']);
+            if w.eq_ignore_ascii_case("story") || w.eq_ignore_ascii_case("stories") {
+                after_story = true;
+            } else if !(w.eq_ignore_ascii_case("and") || w.eq_ignore_ascii_case("or")) {
+                after_story = false;
+            }
             continue;
         }
         let lower = word.to_ascii_lowercase();
