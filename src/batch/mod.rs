@@ -1,5 +1,6 @@
 //! Phases 2–3: selection, running stories sequentially (and in parallel), results.
 
+pub mod cleanup;
 pub mod parallel;
 pub mod progress;
 pub mod results;
