@@ -50,6 +50,20 @@ pub struct CleanOptions {
     pub now: i64,
 }
 
+impl CleanOptions {
+    /// The folder and threshold from the settings; not a dry run, nothing kept, now.
+    pub fn new(root: &Path, settings: &crate::settings::Settings) -> CleanOptions {
+        CleanOptions {
+            root: root.to_path_buf(),
+            worktrees_dir: root.join(&settings.worktree_dir),
+            stale_hours: settings.stale_hours,
+            dry_run: false,
+            keep_session: None,
+            now: crate::manifest::now_unix(),
+        }
+    }
+}
+
 /// The outcome of one clean-up run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CleanReport {

@@ -7,6 +7,7 @@ pub mod results;
 pub mod select;
 pub mod sequential;
 pub mod setup;
+pub mod status;
 pub mod worker;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -16,6 +16,7 @@
 
 mod checkout;
 mod history;
+pub mod hooks;
 mod identity;
 mod merge;
 mod refs;
