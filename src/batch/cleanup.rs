@@ -251,7 +251,7 @@ fn clean_session(
         }
     };
     let mut out = SessionCleanup::new(sid, Action::Cleaned, reason);
-    if let Some(cleaner) = Cleaner::new(repo, opts, sid, session, &others, &mut out) {
+    if let Some(cleaner) = Cleaner::new(repo, opts, sid, session, others, &mut out) {
         cleaner.run(&mut out);
     }
     if out.errors.is_empty() {
@@ -383,14 +383,18 @@ impl<'a> Cleaner<'a> {
                 ));
             }
         }
-        let branches = names
-            .into_iter()
-            .filter(|n| !protected(n))
-            .filter_map(|n| {
-                let tip = all_branches.iter().find(|(b, _)| *b == n)?.1;
-                Some((n, tip))
-            })
-            .collect();
+        let mut branches = Vec::new();
+        for name in names {
+            let Some(tip) = all_branches.iter().find(|(b, _)| *b == name).map(|b| b.1) else {
+                continue;
+            };
+            if protected(&name) {
+                out.refused
+                    .push(format!("branch {name}: checked out here; left alone"));
+            } else {
+                branches.push((name, tip));
+            }
+        }
         Some(Cleaner {
             repo,
             opts,
@@ -606,6 +610,7 @@ fn prune_inside(repo: &Repository, opts: &CleanOptions, report: &mut CleanReport
 /// moment's grace, then SIGKILL. A group is signalled only when one of its processes still works
 /// inside the worktrees folder, so a recycled group id of some unrelated program is left alone.
 fn stop_agents(session: &Session, worktrees_dir: &Path) -> Vec<i32> {
+    // SAFETY: getpgrp takes nothing and cannot fail.
     let own = unsafe { libc::getpgrp() };
     let here = session
         .host

@@ -201,8 +201,8 @@ fn find_block(text: &str) -> Option<(usize, usize)> {
     let mut end = end_at + END_MARKER.len();
     if text[end..].starts_with('\n') {
         end += 1;
-    } else if start > 0 {
-        start -= 1;
+    } else {
+        start = start.saturating_sub(1);
     }
     Some((start, end))
 }
