@@ -570,3 +570,49 @@ fn hooks_honour_core_hooks_path_and_work_from_linked_worktrees() {
     assert_eq!(co.stderr, "");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn a_parallel_close_cleans_orphans_first() {
+    let r = repo_with_stories(&["1-1-fast"]);
+    install_agent(&r);
+    let path = r.path(&format!("{WT}/teleos-fedcba-1"));
+    r.git(&[
+        "worktree",
+        "add",
+        "-q",
+        "-b",
+        "worktree/teleos-fedcba-1",
+        path.to_str().unwrap(),
+    ]);
+    std::fs::write(path.join("half-done.txt"), "left by a crashed run\n").unwrap();
+    let m = json!({"sessions": {"fedcba": dead_session(
+        json!([{"path": path.to_str().unwrap(), "branch": "worktree/teleos-fedcba-1"}]),
+        "integration-fedcba",
+    )}});
+    r.write(&format!("{WT}/manifest.json"), &m.to_string());
+
+    let out = r.teleos([
+        "close",
+        "--parallel",
+        "1",
+        "--yes",
+        "--setup",
+        "none",
+        "1-1",
+    ]);
+    out.ok();
+    assert!(
+        out.stderr.contains("cleaned orphaned session fedcba"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        r.git(&[
+            "show",
+            "refs/teleos/rescue/fedcba/uncommitted/teleos-fedcba-1:half-done.txt"
+        ]),
+        "left by a crashed run"
+    );
+    assert!(!path.exists());
+    assert_eq!(manifest(&r)["sessions"], json!({}));
+}
