@@ -1,11 +1,13 @@
 //! Phases 2–3: selection, running stories sequentially (and in parallel), results.
 
+pub mod cleanup;
 pub mod parallel;
 pub mod progress;
 pub mod results;
 pub mod select;
 pub mod sequential;
 pub mod setup;
+pub mod status;
 pub mod worker;
 
 use std::time::{SystemTime, UNIX_EPOCH};

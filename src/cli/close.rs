@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::agent::{self, AgentConfig, AgentKind};
+use crate::batch::cleanup::{self, CleanOptions};
 use crate::batch::parallel::{self, ParallelEnv};
 use crate::batch::progress::Progress;
 use crate::batch::results::{self, BatchReport, BlockerQuestion, Outcome};
@@ -370,6 +371,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                     resolve: args.resolve,
                     progress: &progress,
                 };
+                // SPEC §4.3 step 5: orphans first, quietly; a failure never stops the batch.
+                clean_orphans_before(&ctx, args.resume.as_deref(), &mut err);
                 parallel::run(&env, closeable, &mut report)?;
             }
         }
@@ -384,6 +387,36 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         return Ok(ExitCode::signal(if sig == 0 { 2 } else { sig }));
     }
     Ok(report.exit_code())
+}
+
+/// Clean orphaned sessions before a parallel batch, keeping `resuming`; one line per session
+/// cleaned, and a warning (never an error) when it fails.
+fn clean_orphans_before(ctx: &Context, resuming: Option<&str>, err: &mut dyn Write) {
+    let mut opts = CleanOptions::new(&ctx.root, &ctx.settings);
+    opts.keep_session = resuming.map(str::to_string);
+    match cleanup::clean_orphans(&ctx.repo, &opts) {
+        Ok(report) => {
+            for s in report.cleaned() {
+                let kept: Vec<&str> = s.rescued.iter().map(|r| r.ref_name.as_str()).collect();
+                let _ = writeln!(
+                    err,
+                    "note: cleaned orphaned session {}{}",
+                    s.session_id,
+                    if kept.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; its work is kept on {}", kept.join(", "))
+                    }
+                );
+                for e in &s.errors {
+                    let _ = writeln!(err, "warning: clean-up of session {}: {e}", s.session_id);
+                }
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(err, "warning: could not clean orphaned sessions: {e}");
+        }
+    }
 }
 
 /// Stories the last batch left partial, with the user's answers to their blocker questions.

@@ -1,13 +1,16 @@
 //! The command line: flags, subcommands, output streams, exit codes. The only layer that knows
 //! about terminals; everything below takes settings and writers.
 
+mod clean_orphans;
 mod close;
 mod completions;
 mod context;
 mod debrief;
 mod demo;
+mod hooks;
 pub mod man;
 mod scan;
+mod status;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -72,6 +75,9 @@ pub enum Command {
     Scan(scan::Args),
     Close(Box<close::Args>),
     Debrief(debrief::Args),
+    Status(status::Args),
+    CleanOrphans(clean_orphans::Args),
+    Hooks(hooks::Args),
     Demo(demo::Args),
     Completions(completions::Args),
     /// The demo's simulated agent (speaks Claude Code's protocol); not for direct use.
@@ -108,6 +114,9 @@ fn run(cli: Cli) -> Result<u8, Error> {
         Command::Scan(args) => scan::run(args, &cli.global),
         Command::Close(args) => close::run(*args, &cli.global),
         Command::Debrief(args) => debrief::run(args, &cli.global),
+        Command::Status(args) => status::run(args, &cli.global),
+        Command::CleanOrphans(args) => clean_orphans::run(args, &cli.global),
+        Command::Hooks(args) => hooks::run(args, &cli.global),
         Command::Demo(args) => demo::run(args, &cli.global),
         Command::SimulatedAgent(args) => demo::simulated_agent(args),
         Command::Completions(args) => completions::run(args),

@@ -83,3 +83,23 @@ pub(crate) fn commit_tree_id(repo: &Repository, commit: ObjectId) -> Result<Obje
         .map_err(|e| Error::git(format!("{commit} is not a commit: {e:#}")))?;
     Ok(commit.tree_id().map_err(gix_err)?.detach())
 }
+
+/// How many commits are reachable from `tip` and from none of `hidden`
+/// (`git rev-list --count tip --not hidden…`).
+pub fn count_unreachable_from(
+    repo: &Repository,
+    tip: ObjectId,
+    hidden: &[ObjectId],
+) -> Result<usize> {
+    let walk = repo
+        .rev_walk([tip])
+        .with_hidden(hidden.iter().copied())
+        .all()
+        .map_err(gix_err)?;
+    let mut count = 0;
+    for info in walk {
+        info.map_err(gix_err)?;
+        count += 1;
+    }
+    Ok(count)
+}

@@ -16,6 +16,7 @@
 
 mod checkout;
 mod history;
+pub mod hooks;
 mod identity;
 mod merge;
 mod refs;
@@ -25,16 +26,19 @@ mod status;
 mod worktree;
 
 pub use checkout::{land_fast_forward_checkout, reset_worktree_to, LandOutcome};
-pub use history::{commit_exists, commits_between, files_changed, is_ancestor};
+pub use history::{
+    commit_exists, commits_between, count_unreachable_from, files_changed, is_ancestor,
+};
 pub use merge::{merge_commits_in_memory, merge_into_branch, MergeOutcome};
 pub use refs::{
-    create_branch, delete_branch_guarded, resolve_ref, set_ref, update_ref_cas, CasOutcome,
+    create_branch, create_ref_unique, delete_branch_guarded, local_branches, resolve_ref, set_ref,
+    update_ref_cas, CasOutcome,
 };
 pub use repo::{common_dir, current_branch, discover, head_commit_id, work_tree_root};
 pub use snapshot::snapshot_uncommitted;
 pub use status::{dirty_paths, is_clean, DIRTY_PATHS_LIMIT};
 pub use worktree::{
-    add_worktree, list_worktrees, lock_worktree, prune_worktrees, remove_worktree,
+    add_worktree, is_inside, list_worktrees, lock_worktree, prune_worktrees, remove_worktree,
     remove_worktree_rescued, unlock_worktree, worktree_path_eq, WorktreeInfo,
 };
 

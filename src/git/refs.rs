@@ -246,3 +246,58 @@ pub(crate) fn delete_if_at(
     };
     apply(repo, edit)
 }
+
+/// Every local branch as (short name, commit it points at); branches that do not peel to a
+/// commit are left out.
+pub fn local_branches(repo: &Repository) -> Result<Vec<(String, ObjectId)>> {
+    let platform = repo.references().map_err(gix_err)?;
+    let mut out = Vec::new();
+    for reference in platform.local_branches().map_err(gix_err)? {
+        let mut reference = reference.map_err(|e| Error::git(format!("reading refs: {e}")))?;
+        let short = reference.name().shorten().to_string();
+        if let Ok(commit) = reference.peel_to_commit() {
+            out.push((short, commit.id));
+        }
+    }
+    Ok(out)
+}
+
+/// Create `full_name` at `target` without ever overwriting another value: if the name is taken
+/// by a different commit, `-2`, `-3`, … are tried. Returns the name used (an existing ref that
+/// already points at `target` is reused).
+pub fn create_ref_unique(
+    repo: &Repository,
+    full_name_str: &str,
+    target: ObjectId,
+) -> Result<String> {
+    if !full_name_str.starts_with("refs/") {
+        return Err(Error::git(format!(
+            "refusing to create '{full_name_str}': not under refs/"
+        )));
+    }
+    for n in 1..=100 {
+        let name = if n == 1 {
+            full_name_str.to_string()
+        } else {
+            format!("{full_name_str}-{n}")
+        };
+        match resolve_ref(repo, &name)? {
+            Some(existing) if existing == target => return Ok(name),
+            Some(_) => continue,
+            None => {}
+        }
+        match update(
+            repo,
+            full_name(&name)?,
+            target,
+            PreviousValue::MustNotExist,
+            "git-teleos: keep work",
+        )? {
+            CasOutcome::Updated => return Ok(name),
+            CasOutcome::Conflict => continue,
+        }
+    }
+    Err(Error::git(format!(
+        "could not find a free ref name near {full_name_str}"
+    )))
+}

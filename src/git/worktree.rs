@@ -264,3 +264,10 @@ pub(crate) fn normalize(path: &Path) -> PathBuf {
         _ => absolute,
     }
 }
+
+/// Whether `path` lies strictly inside `dir`, both compared after resolving `..` and symlinks
+/// (a symlink inside `dir` that points elsewhere is outside).
+pub fn is_inside(path: &Path, dir: &Path) -> bool {
+    let (path, dir) = (normalize(path), normalize(dir));
+    path != dir && path.starts_with(&dir)
+}
