@@ -796,6 +796,7 @@ fn land(
             }
         };
         let user = git::discover(root)?;
+        crate::fault::point("landing");
         Ok(
             match git::land_fast_forward_checkout(&user, branch, target)? {
                 LandOutcome::UpToDate

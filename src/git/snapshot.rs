@@ -19,6 +19,33 @@ use crate::error::{Error, Result};
 /// Files are stored as their bytes on disk (no clean filters such as `core.autocrlf` or LFS).
 /// Nested repositories found untracked are skipped, as `git add` would record only a gitlink.
 pub fn snapshot_uncommitted(worktree_repo: &Repository, message: &str) -> Result<Option<ObjectId>> {
+    let Some((head, tree)) = tree_on_disk(worktree_repo)? else {
+        return Ok(None);
+    };
+    let commit = gix::objs::Commit {
+        tree,
+        parents: head.into_iter().collect(),
+        author: identity::author(worktree_repo)?,
+        committer: identity::committer(worktree_repo)?,
+        encoding: None,
+        message: identity::commit_message(message).into(),
+        extra_headers: Vec::new(),
+    };
+    let id = worktree_repo
+        .write_object(&commit)
+        .map_err(gix_err)?
+        .detach();
+    Ok(Some(id))
+}
+
+/// Whether the files on disk hold anything `HEAD` does not: a worktree whose index is missing
+/// or stale (a checkout cut short by a crash) looks dirty but may hold nothing to keep.
+pub fn differs_from_head_on_disk(worktree_repo: &Repository) -> Result<bool> {
+    Ok(tree_on_disk(worktree_repo)?.is_some())
+}
+
+/// `HEAD` and the tree of the files on disk, or `None` when that tree is `HEAD`'s.
+fn tree_on_disk(worktree_repo: &Repository) -> Result<Option<(Option<ObjectId>, ObjectId)>> {
     let root = work_tree_root(worktree_repo)
         .ok_or_else(|| Error::git("cannot snapshot a bare repository"))?;
     let found = changes(worktree_repo, None)?;
@@ -49,21 +76,7 @@ pub fn snapshot_uncommitted(worktree_repo: &Repository, message: &str) -> Result
         // Only stat noise or skipped nested repositories: nothing to keep.
         return Ok(None);
     }
-    let commit = gix::objs::Commit {
-        tree,
-        parents: head.into_iter().collect(),
-        author: identity::author(worktree_repo)?,
-        committer: identity::committer(worktree_repo)?,
-        encoding: None,
-        message: identity::commit_message(message).into(),
-        extra_headers: Vec::new(),
-    };
-    Ok(Some(
-        worktree_repo
-            .write_object(&commit)
-            .map_err(gix_err)?
-            .detach(),
-    ))
+    Ok(Some((head, tree)))
 }
 
 /// The tree entry a path on disk becomes: `None` if it is gone (or a directory, e.g. a nested

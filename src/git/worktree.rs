@@ -157,7 +157,8 @@ pub fn remove_worktree_rescued(
     if base.exists() && rescued.is_none() {
         let wt = proxy.clone().into_repo().map_err(gix_err)?;
         let dirty = dirty_paths(&wt)?;
-        if !dirty.is_empty() {
+        // Dirty by the index but identical to HEAD on disk (a checkout cut short): nothing to lose.
+        if !dirty.is_empty() && super::snapshot::differs_from_head_on_disk(&wt)? {
             return Err(Error::git(format!(
                 "refusing to remove worktree {}: it has uncommitted changes ({}) that were not saved",
                 path.display(),

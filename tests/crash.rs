@@ -1,0 +1,186 @@
+//! Crash at every step of a parallel batch (TELEOS_FAULT, debug builds), then clean-orphans:
+//! no agent work is lost, the user's branch is untouched or correctly landed, the manifest is
+//! never torn, `git fsck` is clean, and no worktree is left.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{story, TestRepo};
+
+const DIR: &str = "docs/sprint-artifacts";
+
+/// A stand-in `claude` that commits its story's work, leaves one uncommitted scratch file, and
+/// records every commit it made.
+fn install_agent(r: &TestRepo, seconds: &str) {
+    let state = r.home.join("agents");
+    std::fs::create_dir_all(&state).unwrap();
+    let script = format!(
+        r#"#!/bin/sh
+if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
+prompt=$(cat)
+key=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_key[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
+file=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_file[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
+sed -i 's/^- \[ \] /- [x] /' "$file"
+mkdir -p out && echo "$key" > "out/$key.txt"
+git add out "$file" && git commit -qm "teleos: close $key"
+git rev-parse HEAD >> "{state}/commits"
+echo "scratch of $key" > "scratch-$key.txt"
+echo "$key" >> "{state}/ran"
+sleep {seconds}
+printf '{{"type":"result","subtype":"success","is_error":false,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":10,\\"tasks_completed_by_closer\\":1,\\"tasks_already_done\\":9}}"}}\n' "$key"
+"#,
+        state = state.display()
+    );
+    r.install_script("claude", &script);
+}
+
+fn lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn crash_at(point: &str) {
+    let r = TestRepo::new();
+    r.git(&["config", "user.name", "Agent"]);
+    r.git(&["config", "user.email", "agent@example.com"]);
+    for k in ["1-1-a", "1-2-b", "1-3-c"] {
+        r.write(&format!("{DIR}/{k}.md"), &story(k, 9, 1));
+    }
+    r.commit_all("stories");
+    r.write("notes.txt", "the user's own notes\n");
+    let start = r.git(&["rev-parse", "HEAD"]);
+    install_agent(&r, if point == "agent-running" { "3" } else { "0" });
+
+    let mut cmd = r.teleos_cmd(&r.root);
+    cmd.env("TELEOS_FAULT", point)
+        .args(["close", "--parallel", "2", "--all", "--yes", "--json"]);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.code().is_none() && stderr.contains(&format!("fault injected at {point}")),
+        "{point}: the run did not crash where asked ({:?})\n{stderr}",
+        out.status
+    );
+    // The crash took the agents with it (parent-death signal); give them a moment to go.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    // The manifest, if any, is whole.
+    let manifest = r.path(".claude/worktrees/manifest.json");
+    if manifest.exists() {
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text)
+            .unwrap_or_else(|e| panic!("{point}: torn manifest ({e}):\n{text}"));
+    }
+
+    let clean = r.teleos(["clean-orphans"]);
+    assert_eq!(
+        clean.code, 0,
+        "{point}: clean-orphans failed\n{}\n{}",
+        clean.stdout, clean.stderr
+    );
+
+    // Every commit an agent made is still reachable from a ref.
+    for c in lines(&r.home.join("agents/commits")) {
+        let holders = r.git(&["for-each-ref", "--contains", &c, "--format=%(refname)"]);
+        assert!(
+            !holders.is_empty(),
+            "{point}: agent commit {c} is reachable from no ref"
+        );
+    }
+    // Every agent's uncommitted scratch file is in some ref's history.
+    let ran: BTreeSet<String> = lines(&r.home.join("agents/ran")).into_iter().collect();
+    for key in &ran {
+        let found = r.git(&[
+            "log",
+            "--all",
+            "--format=%H",
+            "--",
+            &format!("scratch-{key}.txt"),
+        ]);
+        assert!(
+            !found.is_empty(),
+            "{point}: the uncommitted work of {key} was lost"
+        );
+    }
+    // The user's branch: untouched, or every commit on it is one of ours and it is checked out.
+    let main = r.git(&["rev-parse", "main"]);
+    if main != start {
+        let ours = r.git(&["log", "--format=%s", &format!("{start}..main")]);
+        assert!(
+            ours.lines().all(|l| l.starts_with("teleos:")),
+            "{point}: {ours}"
+        );
+        let status = r.git(&["status", "--porcelain"]);
+        assert_eq!(
+            status, "?? notes.txt",
+            "{point}: the checkout does not match main"
+        );
+    }
+    assert_eq!(r.git(&["symbolic-ref", "HEAD"]), "refs/heads/main");
+    assert_eq!(r.read("notes.txt"), "the user's own notes\n");
+    // No worktree is left, the repository is sound, no session remains.
+    let worktrees = r.git(&["worktree", "list", "--porcelain"]);
+    assert_eq!(
+        worktrees.matches("worktree ").count(),
+        1,
+        "{point}: {worktrees}"
+    );
+    let fsck = r.git_in(&r.root, &["fsck", "--no-progress"]);
+    assert_eq!(fsck.code, 0, "{point}: {}", fsck.stderr);
+    if manifest.exists() {
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+        assert_eq!(
+            m["sessions"],
+            serde_json::json!({}),
+            "{point}: session left"
+        );
+    }
+}
+
+#[test]
+fn crash_after_worktree_create() {
+    crash_at("after-worktree-create");
+}
+
+#[test]
+fn crash_mid_setup() {
+    crash_at("mid-setup");
+}
+
+#[test]
+fn crash_while_an_agent_runs() {
+    crash_at("agent-running");
+}
+
+#[test]
+fn crash_between_merge_and_ref_update() {
+    crash_at("merge-before-ref-update");
+}
+
+#[test]
+fn crash_during_landing() {
+    crash_at("landing");
+}
+
+#[test]
+fn crash_during_cleanup() {
+    crash_at("cleanup");
+}
+
+#[test]
+fn every_crash_point_is_tested() {
+    let tested = [
+        "after-worktree-create",
+        "mid-setup",
+        "agent-running",
+        "merge-before-ref-update",
+        "landing",
+        "cleanup",
+    ];
+    assert_eq!(git_teleos::fault::POINTS, tested);
+}
