@@ -48,6 +48,7 @@ fn repository_pinning_git_variables_do_not_reach_the_agent() {
         log_path: &log,
         config: &cfg,
         cancel: &cancel,
+        on_spawn: None,
     };
     let out = run_agent(&req).expect("run");
     let cwd = Path::new(dir.path()).canonicalize().expect("canonical");

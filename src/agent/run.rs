@@ -27,6 +27,8 @@ pub struct RunRequest<'a> {
     pub config: &'a AgentConfig,
     /// Set by the caller (e.g. on Ctrl-C) to stop the agent.
     pub cancel: &'a AtomicBool,
+    /// Called with the agent's process group id once it has started.
+    pub on_spawn: Option<&'a (dyn Fn(i32) + Sync)>,
 }
 
 /// How the run ended. Story-level failures are described here, not returned as errors.
@@ -257,6 +259,9 @@ fn run_once(
         source: e,
     })?;
     let pgid = child.id() as libc::pid_t;
+    if let Some(f) = req.on_spawn {
+        f(pgid);
+    }
 
     if let Some(mut stdin) = child.stdin.take() {
         let prompt = req.prompt.to_owned();
@@ -755,6 +760,7 @@ mod tests {
             log_path: &log,
             config: cfg,
             cancel,
+            on_spawn: None,
         };
         // Executing a script written a moment ago can hit ETXTBSY if another test forked
         // while its file was open for writing; that is the test's race, not the runner's.
@@ -1043,6 +1049,7 @@ mod tests {
             log_path: &log,
             config: &cfg,
             cancel: &cancel,
+            on_spawn: None,
         };
         let err = run_agent(&req).expect_err("must fail");
         assert!(matches!(

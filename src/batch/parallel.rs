@@ -234,6 +234,19 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     let notes = Mutex::new(Vec::<String>::new());
     let shared = main.clone().into_sync();
 
+    // Agents' process groups go into the manifest so a clean-up after a crash can stop them.
+    let record_agent = |pgid: i32| {
+        let _ = manifest.update(|m| {
+            if let Some(s) = m.sessions.get_mut(sid) {
+                s.agent_pgids.push(pgid);
+            }
+            Ok(())
+        });
+    };
+    let story_env = StoryEnv {
+        on_agent_spawn: Some(&record_agent),
+        ..env.story
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(slots.len())
         .thread_name(|i| format!("teleos-wt-{}", i + 1))
@@ -249,6 +262,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                 let repo = shared.to_thread_local();
                 let w = Worker {
                     env,
+                    story: &story_env,
                     repo: &repo,
                     slot,
                     integration_ref,
@@ -374,6 +388,8 @@ fn exclude_worktrees_dir(repo: &gix::Repository, root: &Path, dir: &Path) {
 
 struct Worker<'a, 'e> {
     env: &'a ParallelEnv<'e>,
+    /// The batch's story settings, plus recording each agent's process group in the manifest.
+    story: &'a StoryEnv<'a>,
     repo: &'a gix::Repository,
     slot: &'a Slot,
     integration_ref: &'a str,
@@ -470,7 +486,7 @@ impl Worker<'_, '_> {
         let answers = self.env.answers.get(key).cloned().unwrap_or_default();
         crate::fault::point_later("agent-running", Duration::from_millis(500));
         let mut result = close_story(
-            &self.env.story,
+            self.story,
             story,
             &self.slot.path,
             Some(&self.slot.branch),
@@ -639,13 +655,14 @@ impl Worker<'_, '_> {
             .progress
             .slot(self.slot.n, &format!("{key}: agent resolving a conflict"));
         let prompt = crate::agent::build_resolve_prompt(key, &self.slot.branch, integration, paths);
-        let log = self.env.story.logs_dir.join(format!("{key}.resolve.log"));
+        let log = self.story.logs_dir.join(format!("{key}.resolve.log"));
         let run = crate::agent::run_agent(&crate::agent::RunRequest {
             cwd: &self.slot.path,
             prompt: &prompt,
             log_path: &log,
-            config: self.env.story.agent,
-            cancel: self.env.story.cancel,
+            config: self.story.agent,
+            cancel: self.story.cancel,
+            on_spawn: self.story.on_agent_spawn,
         });
         let failed = |why: String, result: &mut StoryResult| {
             result
@@ -866,6 +883,11 @@ fn cleanup(
                     .push(format!("kept worktree {}: {e}", slot.path.display()));
                 continue;
             }
+        }
+        // A slot whose worktree could not be made has no branch: nothing to say about it.
+        let full = format!("refs/heads/{}", slot.branch);
+        if !matches!(git::resolve_ref(main, &full), Ok(Some(_))) {
+            continue;
         }
         if let Err(e) = git::delete_branch_guarded(main, &slot.branch, |b| b == slot.branch) {
             report

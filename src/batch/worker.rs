@@ -11,6 +11,7 @@ use crate::git;
 use crate::stories::{parse_story, ParseOptions, Story};
 
 /// What every story of a batch shares.
+#[derive(Clone, Copy)]
 pub struct StoryEnv<'a> {
     pub agent: &'a AgentConfig,
     pub parse: &'a ParseOptions,
@@ -22,6 +23,8 @@ pub struct StoryEnv<'a> {
     pub retries: u32,
     pub cancel: &'a AtomicBool,
     pub worktree_mode: bool,
+    /// Told each agent's process group as it starts (recorded for clean-up after a crash).
+    pub on_agent_spawn: Option<&'a (dyn Fn(i32) + Sync)>,
 }
 
 /// Answers the user gave to a story's earlier blocker questions.
@@ -62,6 +65,7 @@ pub fn close_story(
             log_path: &log_path,
             config: env.agent,
             cancel: env.cancel,
+            on_spawn: env.on_agent_spawn,
         };
         result.log_path = Some(log_path.clone());
         let run = agent::run_agent(&req);

@@ -311,6 +311,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         retries: ctx.settings.retries,
         cancel: &cancel,
         worktree_mode: slots.is_some(),
+        on_agent_spawn: None,
     };
     match slots {
         None => {

@@ -37,24 +37,35 @@ pub fn add_worktree(repo: &Repository, path: &Path, branch: &str, start: ObjectI
         std::fs::create_dir_all(parent)
             .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
     }
-    create_branch(repo, branch, start)?;
     let full = format!("refs/heads/{branch}");
     let name = gix::refs::FullName::try_from(full.as_str()).map_err(gix_err)?;
-    let added = repo.add_worktree(
-        path,
-        gix::worktree::add::Head::Attached(name),
-        gix::progress::Discard,
-        &AtomicBool::new(false),
-    );
-    if let Err(e) = added {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        create_branch(repo, branch, start)?;
+        let added = repo.add_worktree(
+            path,
+            gix::worktree::add::Head::Attached(name.clone()),
+            gix::progress::Discard,
+            &AtomicBool::new(false),
+        );
+        let Err(e) = added else {
+            return Ok(());
+        };
         // gix rolled back its files; undo our branch too, but only if it is still where we put it.
         let _ = delete_if_at(repo, &full, start);
-        return Err(Error::git(format!(
-            "could not add worktree at {}: {e:#}",
-            path.display()
-        )));
+        let message = format!("{e:#}");
+        // gix reads every admin folder to check the branch is not checked out elsewhere; one
+        // that another thread is creating at that moment has no `gitdir` yet. Try again.
+        let racing = message.contains("Failed to read or iterate worktree directories");
+        if !racing || attempt >= 20 {
+            return Err(Error::git(format!(
+                "could not add worktree at {}: {message}",
+                path.display()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10 * attempt));
     }
-    Ok(())
 }
 
 /// Mark the worktree at `worktree_path` locked, as `git worktree lock --reason <reason>`.
