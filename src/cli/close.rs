@@ -220,10 +220,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
             ));
         }
         let n = selection.stories.len();
-        if !confirm(&format!(
-            "Start {n} stor{}?",
-            if n == 1 { "y" } else { "ies" }
-        ))? {
+        if !confirm(&format!("Start {}?", plural(n, "story", "stories")))? {
             let _ = writeln!(err, "Nothing started.");
             return Ok(ExitCode::SUCCESS);
         }
@@ -280,7 +277,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
     };
     let date = crate::batch::today();
     let mode = match slots {
-        Some(n) => format!("parallel ({n} worktrees)"),
+        Some(n) => format!("parallel ({})", plural(n, "worktree", "worktrees")),
         None => "sequential".to_string(),
     };
     let mut report = BatchReport {
@@ -296,8 +293,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
     };
     let _ = writeln!(
         err,
-        "Session {session_id}: {} stories, {mode}, agent {}; logs in {}",
-        selection.stories.len(),
+        "Session {session_id}: {}, {mode}, agent {}; logs in {}",
+        plural(selection.stories.len(), "story", "stories"),
         ctx.settings.agent,
         logs_dir.display()
     );
@@ -492,9 +489,8 @@ pub fn parse_answers(text: &str) -> Result<BTreeMap<String, Answers>, String> {
 fn print_plan(w: &mut dyn Write, sel: &Selection, settings: &Settings) {
     let _ = writeln!(
         w,
-        "Plan: {} closeable stor{} via {}, {} routed to the pipeline",
-        sel.closeable(),
-        if sel.closeable() == 1 { "y" } else { "ies" },
+        "Plan: {} via {}, {} routed to the pipeline",
+        plural(sel.closeable(), "closeable story", "closeable stories"),
         settings.agent,
         sel.routed()
     );
@@ -511,6 +507,11 @@ fn print_plan(w: &mut dyn Write, sel: &Selection, settings: &Settings) {
         };
         let _ = writeln!(w, "  {:>3}. {} — {what}{deps}", i + 1, s.story_key);
     }
+}
+
+/// `1 story`, `2 stories`.
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Stories an interrupted session did not finish, and the results it did finish.
