@@ -58,6 +58,8 @@ case "$key" in 6-*)
   git reset -q --hard "$good";;
 esac
 rm -f "$state/running/$key"
+case "$key" in 5-*) rm -f ../../../notes.txt;; esac
+case "$key" in 4-*) head -c 1000000000 /dev/zero | tr '\0' x; echo;; esac
 printf '{{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.1,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":%s,\\"tasks_completed_by_closer\\":%s,\\"tasks_already_done\\":%s}}"}}\n' "$key" "$total" "$done_now" "$already"
 "#,
         state = state.display()
@@ -447,5 +449,35 @@ fn resolve_lets_the_agent_merge_a_conflict() {
             .matches("worktree ")
             .count(),
         1
+    );
+}
+
+#[test]
+fn an_agent_that_floods_output_or_deletes_the_users_files_is_reported() {
+    let r = repo_with(&[
+        ("4-1-flood", &story("Flood", 9, 1)),
+        ("5-1-vandal", &story("Vandal", 9, 1)),
+    ]);
+    install_agent(&r, "0");
+    r.write("notes.txt", "the user's own notes\n");
+    let out = r.teleos(["close", "--parallel", "2", "--all", "--yes", "--json"]);
+    out.ok();
+    let j = out.json();
+    // 1 GB of output: the story still completes and its log stays capped.
+    let flood = j["completed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["story_key"] == "4-1-flood")
+        .unwrap_or_else(|| panic!("{j}"));
+    let log = std::fs::metadata(flood["log_path"].as_str().unwrap())
+        .unwrap()
+        .len();
+    assert!(log < 80 * 1024 * 1024, "log is {log} bytes");
+    // The deleted user file is reported, not silently ignored.
+    let notes = j["notes"].to_string();
+    assert!(
+        notes.contains("your checkout changed") && notes.contains("notes.txt"),
+        "{notes}"
     );
 }

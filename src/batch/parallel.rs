@@ -216,6 +216,12 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     }
     report.branch = start_branch.clone();
 
+    // What the user's checkout looks like now: agents must not touch it, and if one does
+    // (a path out of its worktree), the debrief says so.
+    let user_changes_before: BTreeSet<String> = git::changed_paths(&main, None)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let selected: BTreeSet<String> = stories.iter().map(|s| s.story_key.clone()).collect();
     let queue = Mutex::new(Queue {
         pending: stories,
@@ -323,6 +329,26 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         ));
         drop(session_lock);
         return Ok(());
+    }
+
+    let user_changes_after: BTreeSet<String> = git::discover(env.root)
+        .and_then(|r| git::changed_paths(&r, None))
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let touched: Vec<&String> = user_changes_after
+        .symmetric_difference(&user_changes_before)
+        .take(10)
+        .collect();
+    if !touched.is_empty() {
+        report.notes.push(format!(
+            "warning: your checkout changed while the agents ran (not by git-teleos): {}",
+            touched
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
 
     // An agent still running elsewhere may have moved the integration branch after the last

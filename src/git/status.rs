@@ -33,7 +33,7 @@ pub(crate) struct Change {
 
 /// Paths changed between HEAD, index and worktree, untracked files listed one by one;
 /// stops after `limit` paths. Each path appears once.
-pub(crate) fn changed_paths(repo: &Repository, limit: Option<usize>) -> Result<Vec<String>> {
+pub fn changed_paths(repo: &Repository, limit: Option<usize>) -> Result<Vec<String>> {
     Ok(changes(repo, limit)?.into_iter().map(|c| c.path).collect())
 }
 
