@@ -338,28 +338,31 @@ fn ctrl_c_keeps_the_session_and_resume_finishes_it() {
     assert_eq!(r.git(&["branch", "--format=%(refname:short)"]), "main");
 }
 
-#[test]
-fn two_sessions_at_once_both_finish_and_the_manifest_stays_valid() {
-    let r = repo_with(&[
-        ("1-1-a", &story("A", 9, 1)),
-        ("1-2-b", &story("B", 9, 1)),
-        ("2-1-c", &story("C", 9, 1)),
-        ("2-2-d", &story("D", 9, 1)),
-    ]);
+/// `n` sessions started at once in one repository, two stories each; they all finish, the
+/// manifest is valid at every read, and (when landing) every story ends up on main.
+fn sessions_at_once(n: usize, land: bool) {
+    let keys: Vec<(String, String)> = (1..=n)
+        .flat_map(|s| (1..=2).map(move |k| (format!("{s}-{k}-x"), story("S", 9, 1))))
+        .collect();
+    let refs: Vec<(&str, &str)> = keys.iter().map(|(k, t)| (k.as_str(), t.as_str())).collect();
+    let r = repo_with(&refs);
     install_agent(&r, "1");
-    let spawn = |keys: &[&str]| {
-        let mut c = r.teleos_cmd(&r.root);
-        c.args(["close", "--parallel", "2", "--yes", "--json", "--no-land"])
-            .args(keys);
-        c.stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        c.spawn().unwrap()
-    };
-    let mut a = spawn(&["1-1", "1-2"]);
-    let mut b = spawn(&["2-1", "2-2"]);
+    let mut children: Vec<_> = (1..=n)
+        .map(|s| {
+            let mut c = r.teleos_cmd(&r.root);
+            c.args(["close", "--parallel", "2", "--yes", "--json"])
+                .args([format!("{s}-1"), format!("{s}-2")]);
+            if !land {
+                c.arg("--no-land");
+            }
+            c.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
     let manifest = r.path(".claude/worktrees/manifest.json");
     let mut reads = 0;
-    while a.try_wait().unwrap().is_none() || b.try_wait().unwrap().is_none() {
+    while children.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
         if let Ok(text) = std::fs::read_to_string(&manifest) {
             serde_json::from_str::<serde_json::Value>(&text)
                 .unwrap_or_else(|e| panic!("manifest invalid mid-run ({e}):\n{text}"));
@@ -368,24 +371,39 @@ fn two_sessions_at_once_both_finish_and_the_manifest_stays_valid() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(reads > 0);
-    for c in [a, b] {
+    for c in children {
         let out = c.wait_with_output().unwrap();
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(
             out.status.code(),
             Some(0),
-            "{}",
+            "{j}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(j["completed"].as_array().unwrap().len(), 2, "{j}");
         let sid = j["session_id"].as_str().unwrap();
-        assert!(r
-            .git(&["branch", "--list", &format!("integration-{sid}")])
-            .contains(sid));
+        let kept = r.git(&["branch", "--list", &format!("integration-{sid}")]);
+        assert_eq!(kept.contains(sid), !land, "integration-{sid}: {kept}");
     }
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
     assert_eq!(m["sessions"], serde_json::json!({}));
+    if land {
+        for (k, _) in &keys {
+            assert!(r.path(&format!("out/{k}.txt")).exists(), "{k} did not land");
+        }
+        assert_eq!(r.git(&["status", "--porcelain"]), "");
+    }
+}
+
+#[test]
+fn two_sessions_at_once_both_finish_and_the_manifest_stays_valid() {
+    sessions_at_once(2, false);
+}
+
+#[test]
+fn four_sessions_at_once_all_land() {
+    sessions_at_once(4, true);
 }
 
 #[test]

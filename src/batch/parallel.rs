@@ -382,6 +382,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         ));
         false
     };
+    report.not_landed = env.land && !landed;
     cleanup(&main, &slots, &integration, landed, report);
     manifest.update(|m| {
         m.sessions.remove(sid);
@@ -808,13 +809,25 @@ fn land(
         return false;
     };
     let finish_hint = format!("finish with: git merge {integration}");
-    let mut attempt = || -> Result<bool> {
+    // Sessions that finish together land one at a time: while one moves the branch and then
+    // the files, another would see a half-updated checkout and refuse it as dirty.
+    let lock_path = crate::batch::results::results_dir(&git::common_dir(main)).join("land.lock");
+    let _land_lock = std::fs::create_dir_all(lock_path.parent().unwrap_or(Path::new(".")))
+        .and_then(|_| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+        })
+        .and_then(|f| f.lock().map(|_| f));
+    let mut attempt = || -> Result<Option<bool>> {
         let tip = git::resolve_ref(main, integration_ref)?
             .ok_or_else(|| Error::git(format!("{integration_ref} disappeared")))?;
         let current = git::resolve_ref(main, branch)?
             .ok_or_else(|| Error::git(format!("{branch} disappeared")))?;
         if git::is_ancestor(main, tip, current)? {
-            return Ok(true);
+            return Ok(Some(true));
         }
         // Fast-forward when the branch did not move; else one merge commit made in memory.
         let target = if git::is_ancestor(main, current, tip)? {
@@ -828,13 +841,13 @@ fn land(
                 &format!("Merge branch '{integration}'"),
             )? {
                 MergeOutcome::Merged(id) | MergeOutcome::FastForward(id) => id,
-                MergeOutcome::UpToDate => return Ok(true),
+                MergeOutcome::UpToDate => return Ok(Some(true)),
                 MergeOutcome::Conflict { paths } => {
                     report.notes.push(format!(
                         "{branch} moved on and conflicts with the batch ({}): nothing was touched; {finish_hint}",
                         paths.join(", ")
                     ));
-                    return Ok(false);
+                    return Ok(Some(false));
                 }
             }
         };
@@ -842,41 +855,50 @@ fn land(
         crate::fault::point("landing");
         Ok(
             match git::land_fast_forward_checkout(&user, branch, target)? {
+                // The branch moved under us: compute the landing again on its new tip.
+                LandOutcome::NotFastForward | LandOutcome::Moved => None,
                 LandOutcome::UpToDate
                 | LandOutcome::CheckedOut { .. }
-                | LandOutcome::RefUpdated => true,
+                | LandOutcome::RefUpdated => Some(true),
                 LandOutcome::Dirty(paths) => {
                     report.notes.push(format!(
                     "your checkout has uncommitted changes ({}): it was not touched; {finish_hint}",
                     paths.join(", ")
                 ));
-                    false
+                    Some(false)
                 }
                 LandOutcome::CheckedOutElsewhere(path) => {
                     report.notes.push(format!(
                         "{branch} is checked out in {}: nothing was touched; {finish_hint} there",
                         path.display()
                     ));
-                    false
-                }
-                LandOutcome::NotFastForward | LandOutcome::Moved => {
-                    report.notes.push(format!(
-                        "{branch} moved while landing: nothing was touched; {finish_hint}"
-                    ));
-                    false
+                    Some(false)
                 }
             },
         )
     };
-    match attempt() {
-        Ok(true) => {
+    let mut outcome = Ok(None);
+    for _ in 0..5 {
+        outcome = attempt();
+        if !matches!(outcome, Ok(None)) {
+            break;
+        }
+    }
+    match outcome {
+        Ok(None) => {
+            report.notes.push(format!(
+                "{branch} kept moving while landing: nothing was touched; {finish_hint}"
+            ));
+            false
+        }
+        Ok(Some(true)) => {
             report.notes.push(format!(
                 "landed on {}",
                 branch.trim_start_matches("refs/heads/")
             ));
             true
         }
-        Ok(false) => false,
+        Ok(Some(false)) => false,
         Err(e) => {
             report
                 .notes

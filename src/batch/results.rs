@@ -110,6 +110,9 @@ pub struct BatchReport {
     /// Notes for the user about landing, leftovers, how to finish by hand.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The work was meant to land on the starting branch but did not (the notes say why).
+    #[serde(default)]
+    pub not_landed: bool,
 }
 
 impl BatchReport {
@@ -130,7 +133,7 @@ impl BatchReport {
                 Outcome::Partial | Outcome::Error | Outcome::Conflict | Outcome::NotStarted
             )
         });
-        u8::from(incomplete || self.stopped.is_some())
+        u8::from(incomplete || self.stopped.is_some() || self.not_landed)
     }
 
     /// The source workflow's `batch_results` shape, with extra fields per entry.
@@ -205,6 +208,7 @@ impl BatchReport {
                 "cost_usd": self.total_cost(),
             },
             "stopped": self.stopped,
+            "not_landed": self.not_landed,
             "notes": self.notes,
         })
     }

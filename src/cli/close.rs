@@ -290,6 +290,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         stories: earlier,
         stopped: None,
         notes: Vec::new(),
+        not_landed: false,
     };
     let _ = writeln!(
         err,

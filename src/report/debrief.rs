@@ -248,6 +248,9 @@ pub fn render(w: &mut dyn Write, report: &BatchReport) -> io::Result<()> {
     if let Some(c) = report.total_cost() {
         writeln!(w, "  Agent cost:         ${c:.2}")?;
     }
+    if report.not_landed {
+        writeln!(w, "  Landed:             no (see the notes)")?;
+    }
     if let Some(why) = &report.stopped {
         writeln!(w, "  Stopped early:      {why}")?;
     }
