@@ -50,6 +50,7 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
     ("teleos.pipelineCommand", "Command run for selected NEEDS_PIPELINE stories (story key appended as the last argument). Default: none, they are only recorded as routed."),
     ("teleos.staleHours", "Age in hours after which a session of another tool whose pid is dead counts as orphaned. Default 4."),
     ("teleos.worktreeDir", "Where parallel worktrees are created, relative to the repository root. Default .claude/worktrees."),
+    ("teleos.keepWorktrees", "Boolean. Keep a parallel batch's clean, merged worktrees (with their installed dependencies) for the next batch instead of removing them. Default false."),
     ("teleos.setup", "Per-worktree setup: auto (default: install when a lock file says how), install, symlink, or none."),
     ("teleos.installCommand", "Install command for teleos.setup=install, e.g. 'npm ci'."),
 ];
@@ -131,6 +132,7 @@ pub struct Settings {
     pub pipeline_command: Option<String>,
     pub stale_hours: f64,
     pub worktree_dir: PathBuf,
+    pub keep_worktrees: bool,
     pub setup: String,
     pub install_command: Option<String>,
 }
@@ -143,6 +145,7 @@ impl Settings {
         let threshold = c.fraction("teleos.closeableThreshold")?;
         let task_sections_on = c.boolean("teleos.taskSections")?;
         let recursive = c.boolean("teleos.recursive")?;
+        let keep_worktrees = c.boolean("teleos.keepWorktrees")?;
         let max_worktrees = c.count("teleos.maxWorktrees", 1, defaults::MAX_WORKTREES_LIMIT)?;
         let agent = c.choice("teleos.agent", AGENT_NAMES)?;
         let agent_command = c.string("teleos.agentCommand");
@@ -255,6 +258,7 @@ impl Settings {
                 .string("teleos.worktreeDir")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(defaults::WORKTREE_DIR)),
+            keep_worktrees: keep_worktrees.unwrap_or(false),
             setup: setup.unwrap_or_else(|| "auto".to_string()),
             install_command: c.string("teleos.installCommand"),
         })

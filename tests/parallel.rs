@@ -32,6 +32,7 @@ case "$prompt" in *"Resolve the merge conflict"*)
   exit 0;;
 esac
 touch "$state/running/$key"
+[ -f node_modules/installed ] && cp node_modules/installed "$state/deps-$key"
 now=$(ls "$state/running" | wc -l)
 echo "$now" >> "$state/concurrency"
 pwd > "$state/cwd-$key"
@@ -498,4 +499,105 @@ fn an_agent_that_floods_output_or_deletes_the_users_files_is_reported() {
         notes.contains("your checkout changed") && notes.contains("notes.txt"),
         "{notes}"
     );
+}
+
+#[test]
+fn kept_worktrees_are_reused_by_the_next_batch_with_their_dependencies() {
+    let r = repo_with(&[("1-1-a", &story("A", 9, 1)), ("1-2-b", &story("B", 9, 1))]);
+    r.write(".gitignore", "node_modules/\n");
+    r.commit_all("ignore dependencies");
+    install_agent(&r, "0");
+    // The "install" leaves a marker that only a fresh install would rewrite.
+    r.git(&[
+        "config",
+        "teleos.installCommand",
+        "sh -c 'mkdir -p node_modules && echo $$ > node_modules/installed'",
+    ]);
+    let out = r.teleos([
+        "close",
+        "--parallel",
+        "2",
+        "--keep-worktrees",
+        "--all",
+        "--yes",
+        "--json",
+    ]);
+    out.ok();
+    let listed = r.git(&["worktree", "list", "--porcelain"]);
+    let parked = listed
+        .lines()
+        .filter(|l| l.starts_with("worktree ") && l.contains("teleos-pool-"))
+        .count();
+    assert_eq!(parked, 2, "{listed}");
+    let status = r.teleos(["status"]);
+    assert!(
+        status.stdout.contains("Kept for reuse"),
+        "{}",
+        status.stdout
+    );
+    // clean-orphans leaves idle worktrees alone unless asked.
+    r.teleos(["clean-orphans"]).ok();
+    assert!(r.git(&["worktree", "list"]).contains("teleos-pool-1"));
+    let installs: Vec<String> = ["1-1-a", "1-2-b"]
+        .iter()
+        .map(|k| std::fs::read_to_string(r.home.join(format!("agents/deps-{k}"))).unwrap())
+        .collect();
+
+    // Next batch: new stories, the parked worktrees are taken, their installs kept.
+    r.write(&format!("{DIR}/2-1-c.md"), &story("C", 9, 1));
+    r.write(&format!("{DIR}/2-2-d.md"), &story("D", 9, 1));
+    r.commit_all("more stories");
+    let out = r.teleos(["close", "--parallel", "2", "2-1", "2-2", "--yes", "--json"]);
+    out.ok();
+    for k in ["2-1-c", "2-2-d"] {
+        let seen = std::fs::read_to_string(r.home.join(format!("agents/deps-{k}"))).unwrap();
+        assert!(
+            installs.contains(&seen),
+            "{k} saw a fresh install: {seen} not in {installs:?}"
+        );
+        assert!(r.path(&format!("out/{k}.txt")).exists(), "{k} did not land");
+    }
+    // Without --keep-worktrees this batch removed them: nothing left.
+    assert_eq!(
+        r.git(&["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1
+    );
+    assert_eq!(r.git(&["branch", "--format=%(refname:short)"]), "main");
+    let m: serde_json::Value =
+        serde_json::from_str(&r.read(".claude/worktrees/manifest.json")).unwrap();
+    assert!(m.get("teleos_pool").is_none(), "{m}");
+    let fsck = r.git_in(&r.root, &["fsck", "--no-progress"]);
+    assert_eq!(fsck.code, 0, "{}", fsck.stderr);
+}
+
+#[test]
+fn idle_worktrees_can_be_dropped() {
+    let r = repo_with(&[("1-1-a", &story("A", 9, 1))]);
+    install_agent(&r, "0");
+    r.teleos([
+        "close",
+        "--parallel",
+        "1",
+        "--keep-worktrees",
+        "--all",
+        "--yes",
+    ])
+    .ok();
+    assert!(r.git(&["worktree", "list"]).contains("teleos-pool-1"));
+    let out = r.teleos(["clean-orphans", "--drop-idle"]);
+    out.ok();
+    assert!(
+        out.stderr.contains("removed idle worktree"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        r.git(&["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1
+    );
+    assert_eq!(r.git(&["branch", "--format=%(refname:short)"]), "main");
 }

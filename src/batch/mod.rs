@@ -2,6 +2,7 @@
 
 pub mod cleanup;
 pub mod parallel;
+pub mod pool;
 pub mod progress;
 pub mod results;
 pub mod select;

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use crate::batch::pool;
 use crate::batch::progress::Progress;
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
 use crate::batch::sequential::{status_line, Stopper};
@@ -38,6 +39,8 @@ pub struct ParallelEnv<'a> {
     pub land: bool,
     /// On a merge conflict, ask the agent to merge the integration branch and resolve it.
     pub resolve: bool,
+    /// Park clean, merged worktrees for the next batch instead of removing them.
+    pub keep_worktrees: bool,
     pub progress: &'a Progress,
 }
 
@@ -383,7 +386,10 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         false
     };
     report.not_landed = env.land && !landed;
-    cleanup(&main, &slots, &integration, landed, report);
+    let park = env
+        .keep_worktrees
+        .then_some((&manifest, env.worktrees_dir.as_path()));
+    cleanup(&main, &slots, &integration, landed, park, report);
     manifest.update(|m| {
         m.sessions.remove(sid);
         Ok(())
@@ -438,13 +444,30 @@ impl Worker<'_, '_> {
         let exists = git::list_worktrees(self.repo)?
             .iter()
             .any(|w| git::worktree_path_eq(&w.path, &slot.path));
-        if !exists {
+        let branch_ref = format!("refs/heads/{}", slot.branch);
+        if !exists && git::resolve_ref(self.repo, &branch_ref)?.is_some() {
+            // A branch left by an interrupted run: its work is on integration or a rescue ref
+            // already, so it may go.
+            git::delete_branch_guarded(self.repo, &slot.branch, |b| b == slot.branch)?;
+        }
+        // A worktree parked by an earlier batch starts far faster than a fresh checkout, and
+        // keeps its installed dependencies; any that cannot be taken is simply not used.
+        let adopted = !exists
+            && pool::adopt(
+                self.repo,
+                self.manifest,
+                &self.env.worktrees_dir,
+                &slot.path,
+                &slot.branch,
+            )
+            .unwrap_or_else(|e| {
+                self.env.progress.line(&format!(
+                    "warning: an idle worktree could not be reused: {e}"
+                ));
+                false
+            });
+        if !exists && !adopted {
             let tip = self.integration_tip()?;
-            if git::resolve_ref(self.repo, &format!("refs/heads/{}", slot.branch))?.is_some() {
-                // A branch left by an interrupted run: its work is on integration or a rescue
-                // ref already, so it may go.
-                git::delete_branch_guarded(self.repo, &slot.branch, |b| b == slot.branch)?;
-            }
             git::add_worktree(self.repo, &slot.path, &slot.branch, tip)?;
             crate::fault::point("after-worktree-create");
         }
@@ -461,7 +484,13 @@ impl Worker<'_, '_> {
                 .story
                 .logs_dir
                 .join(format!("setup-wt-{}.log", slot.n));
-            setup::run(&self.env.setup, self.env.root, &slot.path, &log).map_err(|e| {
+            // A reused worktree has its dependencies: only `.worktreeinclude` files are copied.
+            let plan = if adopted {
+                &SetupPlan::None
+            } else {
+                &self.env.setup
+            };
+            setup::run(plan, self.env.root, &slot.path, &log).map_err(|e| {
                 Error::setup(
                     e,
                     "fix teleos.setup / teleos.installCommand, or use --setup none",
@@ -914,8 +943,12 @@ fn cleanup(
     slots: &[Slot],
     integration: &str,
     landed: bool,
+    park: Option<(&ManifestFile, &Path)>,
     report: &mut BatchReport,
 ) {
+    let integration_tip = git::resolve_ref(main, &format!("refs/heads/{integration}"))
+        .ok()
+        .flatten();
     for (i, slot) in slots.iter().enumerate() {
         if i == 1 {
             crate::fault::point("cleanup");
@@ -924,6 +957,21 @@ fn cleanup(
             .map(|l| l.iter().any(|w| git::worktree_path_eq(&w.path, &slot.path)))
             .unwrap_or(false);
         if exists {
+            if let (Some((manifest, dir)), Some(tip)) = (park, integration_tip) {
+                let merged = git::resolve_ref(main, &format!("refs/heads/{}", slot.branch))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|b| git::is_ancestor(main, b, tip).unwrap_or(false));
+                if merged {
+                    match pool::park(main, manifest, dir, &slot.path, &slot.branch) {
+                        Ok(_) => continue,
+                        Err(e) => report.notes.push(format!(
+                            "could not keep {} for reuse: {e}",
+                            slot.path.display()
+                        )),
+                    }
+                }
+            }
             let _ = git::unlock_worktree(main, &slot.path);
             if let Err(e) = git::remove_worktree(main, &slot.path, false) {
                 report

@@ -20,6 +20,8 @@ pub struct StatusReport {
     pub sessions: Vec<SessionStatus>,
     /// Folders in the worktrees folder, or linked worktrees inside it, that no session claims.
     pub unclaimed_worktrees: Vec<Unclaimed>,
+    /// Clean worktrees parked for reuse by the next batch (`--keep-worktrees`).
+    pub idle_worktrees: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +74,15 @@ pub fn status(
     let manifest = ManifestFile::new(worktrees_dir);
     let read = manifest.read()?;
     let manifest_exists = read.is_some();
+    let idle: Vec<PathBuf> = read
+        .as_ref()
+        .map(|m| {
+            crate::batch::pool::entries(m)
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect()
+        })
+        .unwrap_or_default();
     let sessions = read.map(|m| m.sessions).unwrap_or_default();
     let head = git::head_commit_id(repo).ok().flatten();
     let mut out = Vec::new();
@@ -89,12 +100,14 @@ pub fn status(
         .values()
         .flat_map(|s| s.worktrees.iter().filter_map(|w| w.path.as_deref()))
         .map(|p| root.join(p))
+        .chain(idle.iter().cloned())
         .collect();
     Ok(StatusReport {
         manifest: manifest.path().to_path_buf(),
         manifest_exists,
         sessions: out,
         unclaimed_worktrees: unclaimed(repo, worktrees_dir, &claimed),
+        idle_worktrees: idle,
     })
 }
 

@@ -33,6 +33,9 @@ pub struct Args {
     /// Print what was done as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also remove the worktrees kept for reuse (--keep-worktrees) that are still clean.
+    #[arg(long)]
+    pub drop_idle: bool,
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
@@ -61,6 +64,19 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         }
     }
     let report = cleanup::clean_orphans(&ctx.repo, &opts)?;
+    if args.drop_idle {
+        let manifest = ManifestFile::new(&opts.worktrees_dir);
+        let dropped =
+            crate::batch::pool::drop_idle(&ctx.repo, &manifest, &opts.worktrees_dir, args.dry_run)?;
+        for p in dropped {
+            let verb = if args.dry_run {
+                "would remove"
+            } else {
+                "removed"
+            };
+            let _ = writeln!(err, "{verb} idle worktree {}", p.display());
+        }
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         let text = serde_json::to_string_pretty(&report)

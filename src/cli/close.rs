@@ -50,6 +50,9 @@ pub struct Args {
     /// On a merge conflict, re-run the agent to merge the integration branch and resolve it.
     #[arg(long, requires = "parallel")]
     pub resolve: bool,
+    /// Keep clean worktrees for the next batch instead of removing them [config: teleos.keepWorktrees].
+    #[arg(long, requires = "parallel")]
+    pub keep_worktrees: bool,
     /// Finish the stories of an interrupted parallel session.
     #[arg(long, value_name = "SID", conflicts_with_all = ["stories", "all", "include_pipeline", "retry_blocked", "sequential"])]
     pub resume: Option<String>,
@@ -368,6 +371,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                     setup: setup_plan,
                     land: !args.no_land,
                     resolve: args.resolve,
+                    keep_worktrees: args.keep_worktrees || ctx.settings.keep_worktrees,
                     progress: &progress,
                 };
                 // SPEC §4.3 step 5: orphans first, quietly; a failure never stops the batch.

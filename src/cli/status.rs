@@ -112,6 +112,12 @@ fn render(w: &mut dyn Write, r: &StatusReport) -> std::io::Result<()> {
             writeln!(w, "{line}")?;
         }
     }
+    if !r.idle_worktrees.is_empty() {
+        writeln!(w, "Kept for reuse by the next batch (--keep-worktrees):")?;
+        for p in &r.idle_worktrees {
+            writeln!(w, "  {}", p.display())?;
+        }
+    }
     if !r.unclaimed_worktrees.is_empty() {
         writeln!(w, "Not claimed by any session:")?;
         for u in &r.unclaimed_worktrees {

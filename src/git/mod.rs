@@ -31,15 +31,15 @@ pub use history::{
 };
 pub use merge::{merge_commits_in_memory, merge_into_branch, MergeOutcome};
 pub use refs::{
-    create_branch, create_ref_unique, delete_branch_guarded, local_branches, resolve_ref, set_ref,
-    update_ref_cas, CasOutcome,
+    create_branch, create_ref_unique, delete_branch_guarded, local_branches, resolve_ref,
+    set_head_branch, set_ref, update_ref_cas, CasOutcome,
 };
 pub use repo::{common_dir, current_branch, discover, head_commit_id, work_tree_root};
 pub use snapshot::snapshot_uncommitted;
 pub use status::{changed_paths, dirty_paths, is_clean, DIRTY_PATHS_LIMIT};
 pub use worktree::{
-    add_worktree, is_inside, list_worktrees, lock_worktree, prune_worktrees, remove_worktree,
-    remove_worktree_rescued, unlock_worktree, worktree_path_eq, WorktreeInfo,
+    add_worktree, is_inside, list_worktrees, lock_worktree, move_worktree, prune_worktrees,
+    remove_worktree, remove_worktree_rescued, unlock_worktree, worktree_path_eq, WorktreeInfo,
 };
 
 pub use gix::{ObjectId, Repository};

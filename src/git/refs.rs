@@ -90,6 +90,30 @@ pub fn set_ref(repo: &Repository, full_name_str: &str, target: ObjectId) -> Resu
     }
 }
 
+/// Make the worktree of `worktree_repo` have `branch` (short name) checked out, by pointing
+/// its `HEAD` at it. Files and index are not touched: the caller makes sure the branch points
+/// at the commit the worktree holds.
+pub fn set_head_branch(worktree_repo: &Repository, branch: &str) -> Result<()> {
+    let target = full_name(&format!("refs/heads/{branch}"))?;
+    let edit = RefEdit {
+        change: Change::Update {
+            log: LogChange {
+                mode: RefLog::AndReference,
+                force_create_reflog: false,
+                message: format!("git-teleos: switch to {branch}").into(),
+            },
+            expected: PreviousValue::Any,
+            new: Target::Symbolic(target),
+        },
+        name: full_name("HEAD")?,
+        deref: false,
+    };
+    match apply(worktree_repo, edit)? {
+        CasOutcome::Updated => Ok(()),
+        CasOutcome::Conflict => Err(Error::git("could not update HEAD")),
+    }
+}
+
 fn update(
     repo: &Repository,
     name: FullName,

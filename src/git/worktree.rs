@@ -190,6 +190,33 @@ pub fn remove_worktree_rescued(
         .map_err(|e| Error::io(format!("removing {}", admin.display()), e))
 }
 
+/// Move a linked worktree's folder from `from` to `to`, as `git worktree move` does: the
+/// folder is renamed and its admin folder's `gitdir` updated. Refuses a locked worktree and an
+/// existing destination.
+pub fn move_worktree(repo: &Repository, from: &Path, to: &Path) -> Result<()> {
+    let proxy = find_proxy(repo, from)?;
+    if proxy.is_locked() {
+        return Err(Error::git(format!(
+            "refusing to move locked worktree {}",
+            from.display()
+        )));
+    }
+    if to.symlink_metadata().is_ok() {
+        return Err(Error::git(format!("{} already exists", to.display())));
+    }
+    let base = proxy.base().map_err(gix_err)?;
+    let admin = proxy.git_dir().to_path_buf();
+    std::fs::rename(&base, to)
+        .map_err(|e| Error::io(format!("moving {} to {}", base.display(), to.display()), e))?;
+    let target = normalize(to).join(".git");
+    let gitdir = admin.join("gitdir");
+    std::fs::write(&gitdir, format!("{}\n", target.display())).map_err(|e| {
+        // Put the folder back so git still finds it where its admin folder says.
+        let _ = std::fs::rename(to, &base);
+        Error::io(format!("writing {}", gitdir.display()), e)
+    })
+}
+
 /// Remove admin folders `<common>/worktrees/<id>` whose checkout is gone, as
 /// `git worktree prune` does; locked ones are kept. Returns the pruned ids.
 pub fn prune_worktrees(repo: &Repository) -> Result<Vec<String>> {
