@@ -857,10 +857,22 @@ fn sh(cmd: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Load average and, where the kernel has it, CPU pressure (share of the last 5 minutes in which
+/// some runnable task waited for a CPU): how busy the shared machine was.
 fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
+    let load = fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
+        .unwrap_or_else(|_| "?".into());
+    let pressure = fs::read_to_string("/proc/pressure/cpu").ok().and_then(|p| {
+        p.lines()
+            .find(|l| l.starts_with("some"))
+            .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("avg300=")))
+            .map(str::to_string)
+    });
+    match pressure {
+        Some(p) => format!("{load} (CPU pressure, 5 min: {p} %)"),
+        None => load,
+    }
 }
 
 fn machine_facts(dir: &Path) -> Vec<String> {
