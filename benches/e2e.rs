@@ -47,8 +47,10 @@ fn main() {
     }
     let cfg = Config::from_env();
     let bench = Bench::new(&cfg);
-    let mut report = Report::default();
-    report.load_start = loadavg();
+    let mut report = Report {
+        load_start: loadavg(),
+        ..Report::default()
+    };
     println!(
         "e2e: workloads {:?}, {} rounds, {} files, fixtures in {}",
         cfg.workloads,
@@ -247,7 +249,8 @@ impl Bench {
         fs::write(dir.join("README.md"), "# fixture\n").expect("write readme");
         self.git(&dir, &["init", "-q", "-b", "main"]);
         self.git(&dir, &["add", "-A"]);
-        self.git(&dir, &["commit", "-q", "-m", "fixture"]);
+        // No detached `gc --auto` racing the explicit `gc` below or the copies.
+        self.git(&dir, &["-c", "gc.auto=0", "commit", "-q", "-m", "fixture"]);
         // Packed, like a real repository; loose objects would also make `gc --auto` fire
         // inside the baseline's git commands.
         self.git(&dir, &["gc", "-q"]);
