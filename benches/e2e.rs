@@ -1,0 +1,923 @@
+//! End-to-end benchmark: `git teleos close --parallel 3` against the source workflow's procedure
+//! done with the git CLI (`benches/e2e/baseline.sh`), on identical fixture repositories, with
+//! the same stand-in `claude` (`benches/e2e/standin-claude.sh`), alternating the two sides.
+//!
+//! ```sh
+//! cargo bench --bench e2e                                  # everything, full size
+//! E2E_FILES=2000 E2E_ROUNDS=1 E2E_WORKLOADS=A,B cargo bench --bench e2e   # quick look
+//! ```
+//!
+//! Knobs (environment): `E2E_FILES` (filler files of the A/D/E repository, default 20000),
+//! `E2E_ROUNDS` (default 3), `E2E_WORKLOADS` (default `A,B,D,E`), `E2E_B_FILES` (filler files of
+//! the B repository, default 100), `E2E_LONG` / `E2E_SHORT` (B's story durations in seconds,
+//! default 4 and 0.5), `E2E_TMPDIR` (where fixtures go, default the system temp folder),
+//! `E2E_TELEOS_BIN` (the binary to measure, default the one cargo built with this bench),
+//! `E2E_WRITE=0` (print only; by default the `e2e-bench` section of BENCHMARKS.md is rewritten).
+//!
+//! Workloads: A, 24 instant stories on a 20,000-file repository with 3 worktrees; B, 12 stories
+//! of skewed durations (long ones at positions 0, 3, 6, 9: fixed round-robin puts them all on
+//! one worktree); D, creating 3 worktrees cold, gix (`git_teleos::git::add_worktree`, three
+//! threads) against `git worktree add` ×3; E, the peak memory of git-teleos during A.
+//! Copies of the fixtures and correctness checks (all stories' `out/<key>.txt` on `main`, no
+//! worktree left) are not timed.
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+const TELEOS_BIN: &str = env!("CARGO_BIN_EXE_git-teleos");
+const STANDIN: &str = include_str!("e2e/standin-claude.sh");
+const ARTIFACTS: &str = "docs/sprint-artifacts";
+const SLOTS: usize = 3;
+const MARK_START: &str = "<!-- e2e-bench:start -->";
+const MARK_END: &str = "<!-- e2e-bench:end -->";
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` does not: do not run it there.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("e2e: benchmark skipped (run it with `cargo bench --bench e2e`)");
+        return;
+    }
+    let cfg = Config::from_env();
+    let bench = Bench::new(&cfg);
+    let mut report = Report {
+        load_start: loadavg(),
+        ..Report::default()
+    };
+    println!(
+        "e2e: workloads {:?}, {} rounds, {} files, fixtures in {}",
+        cfg.workloads,
+        cfg.rounds,
+        cfg.files,
+        bench.root.display()
+    );
+    if cfg.wants("A") || cfg.wants("E") {
+        workload_a(&cfg, &bench, &mut report);
+    }
+    if cfg.wants("B") {
+        workload_b(&cfg, &bench, &mut report);
+    }
+    if cfg.wants("D") {
+        workload_d(&cfg, &bench, &mut report);
+    }
+    report.load_end = loadavg();
+    let section = report.markdown(&cfg);
+    println!("\n{section}");
+    if cfg.write {
+        let path = Path::new(MANIFEST_DIR).join("BENCHMARKS.md");
+        match write_section(&path, &section) {
+            Ok(()) => println!("e2e: wrote the e2e-bench section of {}", path.display()),
+            Err(e) => eprintln!("e2e: could not write {}: {e}", path.display()),
+        }
+    }
+}
+
+struct Config {
+    files: usize,
+    b_files: usize,
+    rounds: usize,
+    workloads: Vec<String>,
+    long: f64,
+    short: f64,
+    tmpdir: PathBuf,
+    teleos: PathBuf,
+    write: bool,
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
+        Err(_) => default,
+    }
+}
+
+impl Config {
+    fn from_env() -> Config {
+        let workloads = std::env::var("E2E_WORKLOADS")
+            .unwrap_or_else(|_| "A,B,D,E".into())
+            .split(',')
+            .map(|w| w.trim().to_ascii_uppercase())
+            .filter(|w| !w.is_empty())
+            .collect();
+        Config {
+            files: env_parse("E2E_FILES", 20_000),
+            b_files: env_parse("E2E_B_FILES", 100),
+            rounds: env_parse("E2E_ROUNDS", 3usize).max(1),
+            workloads,
+            long: env_parse("E2E_LONG", 4.0),
+            short: env_parse("E2E_SHORT", 0.5),
+            tmpdir: std::env::var_os("E2E_TMPDIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
+            teleos: std::env::var_os("E2E_TELEOS_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(TELEOS_BIN)),
+            write: std::env::var("E2E_WRITE").map_or(true, |v| v != "0"),
+        }
+    }
+
+    fn wants(&self, w: &str) -> bool {
+        self.workloads.iter().any(|x| x == w)
+    }
+}
+
+/// The scratch area: fixtures, per-run copies, HOME, and the bin folder holding `claude`.
+struct Bench {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    home: PathBuf,
+    bin: PathBuf,
+    teleos: PathBuf,
+    baseline: PathBuf,
+}
+
+impl Bench {
+    fn new(cfg: &Config) -> Bench {
+        fs::create_dir_all(&cfg.tmpdir).expect("create E2E_TMPDIR");
+        let tmp = tempfile::Builder::new()
+            .prefix("teleos-e2e-")
+            .tempdir_in(&cfg.tmpdir)
+            .expect("temp dir");
+        let root = tmp.path().canonicalize().expect("canonical temp dir");
+        let home = root.join("home");
+        let bin = root.join("bin");
+        fs::create_dir_all(&home).expect("mkdir home");
+        fs::create_dir_all(&bin).expect("mkdir bin");
+        let teleos = cfg.teleos.canonicalize().unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (build it with `cargo build --release`)",
+                cfg.teleos.display()
+            )
+        });
+        Bench {
+            _tmp: tmp,
+            root,
+            home,
+            bin,
+            teleos,
+            baseline: Path::new(MANIFEST_DIR).join("benches/e2e/baseline.sh"),
+        }
+    }
+
+    /// Install the stand-in agent with this durations table (`key seconds`, `*` = default).
+    fn install_agent(&self, durations: &str) {
+        let table = self.root.join("durations.txt");
+        fs::write(&table, durations).expect("write durations");
+        let script = STANDIN.replace("@DURATIONS@", &table.to_string_lossy());
+        let path = self.bin.join("claude");
+        fs::write(&path, script).expect("write stand-in agent");
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod agent");
+    }
+
+    /// A command with the hermetic environment: no user/system git config, fixed identities and
+    /// dates, the stand-in agent first on PATH.
+    fn cmd(&self, program: impl AsRef<OsStr>, dir: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if k.starts_with("GIT_") || k.starts_with("TELEOS") {
+                cmd.env_remove(&k);
+            }
+        }
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())
+        );
+        cmd.current_dir(dir)
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Bench Author")
+            .env("GIT_AUTHOR_EMAIL", "author@example.com")
+            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_NAME", "Bench Committer")
+            .env("GIT_COMMITTER_EMAIL", "committer@example.com")
+            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+            .env("LC_ALL", "C")
+            .env("TZ", "UTC")
+            .env("NO_COLOR", "1")
+            .env("PATH", path)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Run git; panics on failure (fixture building and checks only, never timed).
+    fn git(&self, dir: &Path, args: &[&str]) -> String {
+        let out = self.cmd("git", dir).args(args).output().expect("run git");
+        assert!(
+            out.status.success(),
+            "git {args:?} in {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A repository with `files` filler files and one story per key, committed and packed.
+    fn build_fixture(&self, name: &str, files: usize, keys: &[String]) -> PathBuf {
+        let dir = self.root.join(name);
+        fs::create_dir_all(&dir).expect("mkdir fixture");
+        for i in 0..files {
+            let sub = dir.join(format!("src/m{:03}", i / 500));
+            if i % 500 == 0 {
+                fs::create_dir_all(&sub).expect("mkdir filler");
+            }
+            let body = format!(
+                "// filler file {i}\npub fn f{i}() -> usize {{\n    {i} * {}\n}}\n",
+                i % 97
+            );
+            fs::write(sub.join(format!("file{i:05}.rs")), body).expect("write filler");
+        }
+        let stories = dir.join(ARTIFACTS);
+        fs::create_dir_all(&stories).expect("mkdir stories");
+        for key in keys {
+            fs::write(stories.join(format!("{key}.md")), story_text(key)).expect("write story");
+        }
+        fs::write(dir.join("README.md"), "# fixture\n").expect("write readme");
+        self.git(&dir, &["init", "-q", "-b", "main"]);
+        self.git(&dir, &["add", "-A"]);
+        // No detached `gc --auto` racing the explicit `gc` below or the copies.
+        self.git(&dir, &["-c", "gc.auto=0", "commit", "-q", "-m", "fixture"]);
+        // Packed, like a real repository; loose objects would also make `gc --auto` fire
+        // inside the baseline's git commands.
+        self.git(&dir, &["gc", "-q"]);
+        dir
+    }
+
+    /// A fresh copy of `fixture` at `<root>/run` (not timed).
+    fn fresh_copy(&self, fixture: &Path) -> PathBuf {
+        let run = self.root.join("run");
+        remove_dir(&run);
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(fixture)
+            .arg(&run)
+            .status()
+            .expect("cp");
+        assert!(st.success(), "cp -a failed");
+        sync();
+        run
+    }
+
+    /// Time `git teleos close --parallel 3 --all --yes --json`; returns the run's figures.
+    fn run_teleos(&self, repo: &Path) -> TeleosRun {
+        let out = fs::File::create(self.root.join("teleos.out")).expect("stdout file");
+        let err = fs::File::create(self.root.join("teleos.err")).expect("stderr file");
+        let started = Instant::now();
+        let child = self
+            .cmd(&self.teleos, repo)
+            .args(["close", "--parallel", &SLOTS.to_string(), "--all", "--yes"])
+            .arg("--json")
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn git-teleos");
+        let pid = child.id() as libc::pid_t;
+        let peak = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let poller = {
+            let (peak, stop) = (peak.clone(), stop.clone());
+            std::thread::spawn(move || poll_vm_hwm(pid, &peak, &stop))
+        };
+        // wait4 rather than Child::wait: its rusage gives the peak RSS (of git-teleos or of a
+        // descendant it waited for, whichever is larger).
+        let mut status = 0;
+        // SAFETY: plain libc call on our own child; `usage` is a valid out-pointer.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        let secs = started.elapsed().as_secs_f64();
+        stop.store(true, Ordering::SeqCst);
+        let _ = poller.join();
+        assert_eq!(r, pid, "wait4 failed");
+        drop(child);
+        let code = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            -1
+        };
+        if code != 0 {
+            warn(&format!(
+                "git-teleos exited with {code}; stderr:\n{}",
+                fs::read_to_string(self.root.join("teleos.err")).unwrap_or_default()
+            ));
+        }
+        TeleosRun {
+            secs,
+            hwm_kib: peak.load(Ordering::SeqCst),
+            maxrss_kib: usage.ru_maxrss as u64,
+        }
+    }
+
+    /// Time the baseline script on `repo`.
+    fn run_baseline(&self, repo: &Path, keys: &[String]) -> f64 {
+        let list = self.root.join("stories.tsv");
+        let text: String = keys
+            .iter()
+            .map(|k| format!("{k}\t{ARTIFACTS}/{k}.md\n"))
+            .collect();
+        fs::write(&list, text).expect("write story list");
+        let started = Instant::now();
+        let out = self
+            .cmd("bash", repo)
+            .arg(&self.baseline)
+            .arg(repo)
+            .args(["b0a5e1", &SLOTS.to_string()])
+            .arg(&list)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run baseline.sh");
+        let secs = started.elapsed().as_secs_f64();
+        if !out.status.success() || !out.stderr.is_empty() {
+            warn(&format!(
+                "baseline exited with {:?}; stderr:\n{}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        secs
+    }
+
+    /// Not timed: every story's output is on `main`, and no worktree or work branch is left.
+    fn verify(&self, side: &str, repo: &Path, keys: &[String]) -> bool {
+        let listed = self.git(
+            repo,
+            &["ls-tree", "-r", "--name-only", "main", "--", "out/"],
+        );
+        let have: BTreeSet<&str> = listed
+            .lines()
+            .filter_map(|l| l.strip_prefix("out/")?.strip_suffix(".txt"))
+            .collect();
+        let missing: Vec<&String> = keys.iter().filter(|k| !have.contains(k.as_str())).collect();
+        let worktrees = self.git(repo, &["worktree", "list", "--porcelain"]);
+        let extra_worktrees = worktrees
+            .lines()
+            .filter(|l| l.starts_with("worktree "))
+            .count()
+            - 1;
+        let branches = self.git(repo, &["branch", "--format=%(refname:short)"]);
+        let extra_branches: Vec<&str> = branches.lines().filter(|b| *b != "main").collect();
+        let ok = missing.is_empty() && extra_worktrees == 0 && extra_branches.is_empty();
+        if !ok {
+            warn(&format!(
+                "{side}: {} of {} stories missing on main {missing:?}; {extra_worktrees} worktrees \
+                 and branches {extra_branches:?} left",
+                missing.len(),
+                keys.len()
+            ));
+        }
+        ok
+    }
+}
+
+struct TeleosRun {
+    secs: f64,
+    /// Peak RSS of the git-teleos process itself (VmHWM), last value polled before it exited.
+    hwm_kib: u64,
+    /// wait4's ru_maxrss: the larger of git-teleos's peak and its reaped descendants'.
+    maxrss_kib: u64,
+}
+
+/// Poll `/proc/<pid>/status` every 5 ms and keep the largest VmHWM seen.
+fn poll_vm_hwm(pid: libc::pid_t, peak: &AtomicU64, stop: &AtomicBool) {
+    let path = format!("/proc/{pid}/status");
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(text) = fs::read_to_string(&path) else {
+            return;
+        };
+        let hwm = text
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        match hwm {
+            Some(kib) => {
+                peak.fetch_max(kib, Ordering::SeqCst);
+            }
+            None => return, // a zombie: no memory left to read
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn story_text(key: &str) -> String {
+    let mut s = format!("# Story {key}\n\nStatus: in-progress\n\n## Tasks / Subtasks\n\n");
+    for t in 1..=9 {
+        let _ = writeln!(s, "- [x] Task {t} of {key}");
+    }
+    let _ = writeln!(s, "- [ ] Task 10 of {key}");
+    s
+}
+
+fn keys(prefix: &str, n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("{prefix}-{i:02}")).collect()
+}
+
+fn remove_dir(p: &Path) {
+    if p.exists() {
+        // `rm -rf` copes with read-only leftovers; slower paths are not timed anyway.
+        let _ = Command::new("rm").arg("-rf").arg(p).status();
+    }
+}
+
+fn sync() {
+    let _ = Command::new("sync").status();
+}
+
+fn warn(msg: &str) {
+    eprintln!("e2e: WARNING: {msg}");
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Alternate the two sides round by round (teleos first on even rounds, baseline first on odd
+/// ones) so that drift on a shared machine hits both alike.
+fn alternate(
+    cfg: &Config,
+    bench: &Bench,
+    label: &str,
+    fixture: &Path,
+    keys: &[String],
+    failures: &mut Vec<String>,
+) -> (Vec<TeleosRun>, Vec<f64>) {
+    let (mut teleos_runs, mut baseline_runs) = (Vec::new(), Vec::new());
+    for round in 0..cfg.rounds {
+        let order = if round % 2 == 0 {
+            ["teleos", "baseline"]
+        } else {
+            ["baseline", "teleos"]
+        };
+        for side in order {
+            let repo = bench.fresh_copy(fixture);
+            if side == "teleos" {
+                let r = bench.run_teleos(&repo);
+                println!(
+                    "{label} round {}: git-teleos {:.2} s (VmHWM {:.1} MiB, maxrss {:.1} MiB)",
+                    round + 1,
+                    r.secs,
+                    r.hwm_kib as f64 / 1024.0,
+                    r.maxrss_kib as f64 / 1024.0
+                );
+                teleos_runs.push(r);
+            } else {
+                let secs = bench.run_baseline(&repo, keys);
+                println!("{label} round {}: baseline   {secs:.2} s", round + 1);
+                baseline_runs.push(secs);
+            }
+            if !bench.verify(side, &repo, keys) {
+                failures.push(format!("{label} round {} {side}", round + 1));
+            }
+        }
+    }
+    (teleos_runs, baseline_runs)
+}
+
+fn workload_a(cfg: &Config, bench: &Bench, report: &mut Report) {
+    let keys = keys("a", 24);
+    bench.install_agent("* 0\n");
+    println!("A: building the fixture ({} files, 24 stories)", cfg.files);
+    let fixture = bench.build_fixture("fixture-a", cfg.files, &keys);
+    let (t, b) = alternate(cfg, bench, "A", &fixture, &keys, &mut report.failures);
+    report.a = Some((t, b));
+}
+
+fn workload_b(cfg: &Config, bench: &Bench, report: &mut Report) {
+    let keys = keys("b", 12);
+    // Long stories at positions 0, 3, 6, 9: round-robin over 3 worktrees gives them all to the
+    // first one.
+    let durations: Vec<f64> = (0..keys.len())
+        .map(|i| if i % 3 == 0 { cfg.long } else { cfg.short })
+        .collect();
+    let table: String = keys
+        .iter()
+        .zip(&durations)
+        .map(|(k, d)| format!("{k} {d}\n"))
+        .collect();
+    bench.install_agent(&table);
+    println!(
+        "B: building the fixture ({} files, 12 stories: 4 × {} s, 8 × {} s)",
+        cfg.b_files, cfg.long, cfg.short
+    );
+    let fixture = bench.build_fixture("fixture-b", cfg.b_files, &keys);
+    let (t, b) = alternate(cfg, bench, "B", &fixture, &keys, &mut report.failures);
+    let total: f64 = durations.iter().sum();
+    let longest = durations.iter().copied().fold(0.0, f64::max);
+    report.b = Some((t, b, (total / SLOTS as f64).max(longest)));
+}
+
+fn workload_d(cfg: &Config, bench: &Bench, report: &mut Report) {
+    let fixture = bench.root.join("fixture-a");
+    let fixture = if fixture.exists() {
+        fixture
+    } else {
+        println!("D: building the fixture ({} files)", cfg.files);
+        bench.build_fixture("fixture-a", cfg.files, &keys("a", 24))
+    };
+    let mut d = WorkloadD::default();
+    for round in 0..cfg.rounds {
+        let mut sides = ["gix", "git-serial", "git-parallel"];
+        sides.rotate_left(round % 3);
+        for side in sides {
+            let repo = bench.fresh_copy(&fixture);
+            let secs = match side {
+                "gix" => gix_worktrees(&repo),
+                "git-serial" => git_worktrees(bench, &repo, false),
+                _ => git_worktrees(bench, &repo, true),
+            };
+            println!("D round {}: {side:<12} {secs:.2} s", round + 1);
+            let listed = bench.git(&repo, &["worktree", "list", "--porcelain"]);
+            let n = listed
+                .lines()
+                .filter(|l| l.starts_with("worktree "))
+                .count();
+            let status = bench.git(
+                &repo.join(".claude/worktrees/teleos-d0d0d0-1"),
+                &["status", "--porcelain"],
+            );
+            if n != SLOTS + 1 || !status.is_empty() {
+                warn(&format!(
+                    "D {side}: {} linked worktrees, first one's status: {status:?}",
+                    n - 1
+                ));
+                report
+                    .failures
+                    .push(format!("D round {} {side}", round + 1));
+            }
+            match side {
+                "gix" => d.gix.push(secs),
+                "git-serial" => d.git_serial.push(secs),
+                _ => d.git_parallel.push(secs),
+            }
+        }
+    }
+    report.d = Some(d);
+}
+
+fn wt_path(repo: &Path, n: usize) -> PathBuf {
+    repo.join(format!(".claude/worktrees/teleos-d0d0d0-{n}"))
+}
+
+/// git-teleos's way: `git_teleos::git::add_worktree` on three threads at once, one repository
+/// handle each (as `batch::parallel` does).
+fn gix_worktrees(repo: &Path) -> f64 {
+    let started = Instant::now();
+    let main = git_teleos::git::discover(repo).expect("open fixture");
+    let head = git_teleos::git::head_commit_id(&main)
+        .expect("read HEAD")
+        .expect("HEAD has a commit");
+    let shared = main.into_sync();
+    std::thread::scope(|s| {
+        for n in 1..=SLOTS {
+            let shared = &shared;
+            s.spawn(move || {
+                let local = shared.to_thread_local();
+                git_teleos::git::add_worktree(
+                    &local,
+                    &wt_path(repo, n),
+                    &format!("worktree/teleos-d0d0d0-{n}"),
+                    head,
+                )
+                .expect("add_worktree");
+            });
+        }
+    });
+    started.elapsed().as_secs_f64()
+}
+
+/// The seed's way, `git worktree add -b … path HEAD` ×3 one after another (or, for reference,
+/// as three background jobs).
+fn git_worktrees(bench: &Bench, repo: &Path, parallel: bool) -> f64 {
+    let started = Instant::now();
+    let spawn = |n: usize| {
+        bench
+            .cmd("git", repo)
+            .args(["worktree", "add", "-q", "-b"])
+            .arg(format!("worktree/teleos-d0d0d0-{n}"))
+            .arg(wt_path(repo, n))
+            .arg("HEAD")
+            .spawn()
+            .expect("spawn git worktree add")
+    };
+    if parallel {
+        let children: Vec<_> = (1..=SLOTS).map(spawn).collect();
+        for mut c in children {
+            assert!(c.wait().expect("wait").success(), "git worktree add failed");
+        }
+    } else {
+        for n in 1..=SLOTS {
+            assert!(
+                spawn(n).wait().expect("wait").success(),
+                "git worktree add failed"
+            );
+        }
+    }
+    started.elapsed().as_secs_f64()
+}
+
+#[derive(Default)]
+struct WorkloadD {
+    gix: Vec<f64>,
+    git_serial: Vec<f64>,
+    git_parallel: Vec<f64>,
+}
+
+#[derive(Default)]
+struct Report {
+    a: Option<(Vec<TeleosRun>, Vec<f64>)>,
+    b: Option<(Vec<TeleosRun>, Vec<f64>, f64)>,
+    d: Option<WorkloadD>,
+    failures: Vec<String>,
+    load_start: String,
+    load_end: String,
+}
+
+fn secs_list(xs: &[f64]) -> String {
+    xs.iter()
+        .map(|x| format!("{x:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+impl Report {
+    fn markdown(&self, cfg: &Config) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "{MARK_START}");
+        let _ = writeln!(
+            s,
+            "## End-to-end: `git teleos close --parallel 3` vs the seed's git CLI procedure\n"
+        );
+        let _ = writeln!(
+            s,
+            "Generated by `benches/e2e.rs`; no figure below is typed by hand. Reproduce with:\n"
+        );
+        let _ = writeln!(s, "```sh");
+        let _ = writeln!(
+            s,
+            "E2E_FILES={} E2E_ROUNDS={} E2E_WORKLOADS={} cargo bench --bench e2e",
+            cfg.files,
+            cfg.rounds,
+            cfg.workloads.join(",")
+        );
+        let _ = writeln!(s, "```\n");
+        let _ = writeln!(
+            s,
+            "Knobs: `E2E_FILES` (default 20000), `E2E_ROUNDS` (3), `E2E_WORKLOADS` (`A,B,D,E`), \
+             `E2E_B_FILES` (100), `E2E_LONG`/`E2E_SHORT` (4 / 0.5 s), `E2E_TMPDIR`, \
+             `E2E_TELEOS_BIN`, `E2E_WRITE=0` (do not rewrite this section). \
+             The run above used `E2E_B_FILES={}`, `E2E_LONG={}`, `E2E_SHORT={}`.\n",
+            cfg.b_files, cfg.long, cfg.short
+        );
+        let _ = writeln!(s, "### Machine\n");
+        for line in machine_facts(&cfg.tmpdir) {
+            let _ = writeln!(s, "- {line}");
+        }
+        let _ = writeln!(
+            s,
+            "- load average (1/5/15 min) at start: {}; at end: {}",
+            self.load_start, self.load_end
+        );
+        let _ = writeln!(
+            s,
+            "- shared machine: other builds may run at the same time; the sides alternate each \
+             round so drift hits both, and medians are reported\n"
+        );
+        let _ = writeln!(s, "### Method\n");
+        let _ = writeln!(
+            s,
+            "Each run starts from a fresh `cp -a` of a fixture repository built with the git CLI \
+             (hermetic: `GIT_CONFIG_GLOBAL=/dev/null`, `GIT_CONFIG_NOSYSTEM=1`, fixed identities \
+             and dates; filler files under `src/`, stories in `{ARTIFACTS}/` with 9 of 10 boxes \
+             ticked; committed, then `git gc`). The copy and the checks are not timed. Both sides \
+             use the same stand-in `claude` (`benches/e2e/standin-claude.sh`: sleeps the story's \
+             duration, ticks the box, writes `out/<key>.txt`, commits, answers in Claude's JSON \
+             envelope).\n"
+        );
+        let _ = writeln!(
+            s,
+            "- **git-teleos**: `git-teleos close --parallel 3 --all --yes --json` (release build), \
+             wall time from spawn to exit.\n\
+             - **baseline**: `benches/e2e/baseline.sh`, the seed's §3.4 procedure with the git \
+             CLI: `git branch -f integration-<sid> HEAD`; `git worktree add -b` ×3 one after \
+             another; fixed assignment to the worktree with the fewest stories; the three \
+             queues run concurrently; before each story after the first the worktree runs `git \
+             merge integration-<sid> --no-edit`; after each story, under a lock, `git checkout \
+             integration-<sid> && git merge <wt-branch> --no-edit && git checkout main` in the \
+             main checkout; finally `git checkout main && git merge integration-<sid>`, `git \
+             worktree remove --force` ×3, `git branch -D` ×4.\n\
+             - Sides alternate (git-teleos first in odd rounds, baseline first in even ones). \
+             Correctness is checked after every run (all `out/<key>.txt` on `main`, no worktree \
+             or work branch left).\n"
+        );
+        let _ = writeln!(s, "### Results\n");
+        let _ = writeln!(
+            s,
+            "| workload | git-teleos (median) | baseline (median) | ratio | target | |"
+        );
+        let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- |");
+        let mut details = String::new();
+        if let Some((t, b)) = &self.a {
+            let ts: Vec<f64> = t.iter().map(|r| r.secs).collect();
+            let (mt, mb) = (median(&ts), median(b));
+            if cfg.wants("A") {
+                let _ = writeln!(
+                    s,
+                    "| A: 24 instant stories, {} files, 3 worktrees | {mt:.2} s | {mb:.2} s | {:.2} × | ≤ 0.5 × | {} |",
+                    cfg.files,
+                    mt / mb,
+                    verdict(mt / mb <= 0.5)
+                );
+                let _ = writeln!(
+                    details,
+                    "- A samples (s): git-teleos {}; baseline {}",
+                    secs_list(&ts),
+                    secs_list(b)
+                );
+            }
+            if cfg.wants("E") {
+                let hwm: Vec<f64> = t.iter().map(|r| r.hwm_kib as f64 / 1024.0).collect();
+                let rss: Vec<f64> = t.iter().map(|r| r.maxrss_kib as f64 / 1024.0).collect();
+                let worst = hwm.iter().copied().fold(0.0, f64::max);
+                let _ = writeln!(
+                    s,
+                    "| E: peak RSS of git-teleos in A (VmHWM) | {:.1} MiB (max {worst:.1}) | – | – | ≤ 50 MB | {} |",
+                    median(&hwm),
+                    verdict(worst * 1.048_576 <= 50.0)
+                );
+                let _ = writeln!(
+                    details,
+                    "- E samples (MiB): VmHWM of the git-teleos process, polled every 5 ms: {}; \
+                     wait4 `ru_maxrss` (git-teleos or the largest child it reaped — git, the \
+                     agent's shell): {}",
+                    secs_list(&hwm),
+                    secs_list(&rss)
+                );
+            }
+        }
+        if let Some((t, b, bound)) = &self.b {
+            let ts: Vec<f64> = t.iter().map(|r| r.secs).collect();
+            let (mt, mb) = (median(&ts), median(b));
+            let _ = writeln!(
+                s,
+                "| B: 12 skewed stories (4 × {} s at positions 0,3,6,9, 8 × {} s), {} files | {mt:.2} s | {mb:.2} s | {:.2} × | ≤ 0.6 × | {} |",
+                cfg.long,
+                cfg.short,
+                cfg.b_files,
+                mt / mb,
+                verdict(mt / mb <= 0.6)
+            );
+            let _ = writeln!(
+                details,
+                "- B samples (s): git-teleos {}; baseline {}. Lower bound max(total/3, longest) \
+                 = {bound:.2} s: git-teleos at {:.2} × the bound, baseline at {:.2} ×",
+                secs_list(&ts),
+                secs_list(b),
+                mt / bound,
+                mb / bound
+            );
+        }
+        if let Some(d) = &self.d {
+            let (g, gs, gp) = (
+                median(&d.gix),
+                median(&d.git_serial),
+                median(&d.git_parallel),
+            );
+            let _ = writeln!(
+                s,
+                "| D: 3 worktrees cold, {} files: gix ×3 threads vs `git worktree add` ×3 serial | {g:.2} s | {gs:.2} s | {:.2} × | – | |",
+                cfg.files,
+                g / gs
+            );
+            let _ = writeln!(
+                s,
+                "| D (reference): gix ×3 threads vs `git worktree add` ×3 concurrent jobs | {g:.2} s | {gp:.2} s | {:.2} × | – | |",
+                g / gp
+            );
+            let _ = writeln!(
+                details,
+                "- D samples (s): gix {}; git serial {}; git concurrent {}. \"Cold\" means no \
+                 earlier worktree; the fixture was just copied, so its objects are in the page \
+                 cache for every side alike",
+                secs_list(&d.gix),
+                secs_list(&d.git_serial),
+                secs_list(&d.git_parallel)
+            );
+        }
+        let _ = writeln!(s);
+        s.push_str(&details);
+        if self.failures.is_empty() {
+            let _ = writeln!(
+                s,
+                "- correctness: every run checked, all stories on `main`, nothing left behind"
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "- correctness: **check failed** in {}",
+                self.failures.join("; ")
+            );
+        }
+        let _ = writeln!(s, "\n{MARK_END}");
+        s
+    }
+}
+
+fn sh(cmd: &str) -> String {
+    Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Load average and, where the kernel has it, CPU pressure (share of the last 5 minutes in which
+/// some runnable task waited for a CPU): how busy the shared machine was.
+fn loadavg() -> String {
+    let load = fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into());
+    let pressure = fs::read_to_string("/proc/pressure/cpu").ok().and_then(|p| {
+        p.lines()
+            .find(|l| l.starts_with("some"))
+            .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("avg300=")))
+            .map(str::to_string)
+    });
+    match pressure {
+        Some(p) => format!("{load} (CPU pressure, 5 min: {p} %)"),
+        None => load,
+    }
+}
+
+fn machine_facts(dir: &Path) -> Vec<String> {
+    let model = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    let d = dir.display();
+    vec![
+        format!("CPU: {} × {model} (`nproc`)", sh("nproc")),
+        format!(
+            "memory: {} total (`free -h`)",
+            sh("free -h | awk '/^Mem:/ {print $2}'")
+        ),
+        format!(
+            "disk of the fixtures ({d}): {} (`findmnt -T`, `df -h`)",
+            sh(&format!(
+                "findmnt -no SOURCE,FSTYPE -T '{d}' | tr -s ' '; df -h --output=size,avail '{d}' | tail -1 | awk '{{print \"size \" $1 \", free \" $2}}'"
+            ))
+            .replace('\n', ", ")
+        ),
+        format!("kernel: {}", sh("uname -sr")),
+        format!("git: {}", sh("git --version")),
+    ]
+}
+
+/// Replace the text between the markers (inclusive) in `path`, or append the section; create
+/// the file if absent.
+fn write_section(path: &Path, section: &str) -> std::io::Result<()> {
+    let current = fs::read_to_string(path).unwrap_or_default();
+    let new = match (current.find(MARK_START), current.find(MARK_END)) {
+        (Some(a), Some(b)) if a < b => {
+            let end = b + MARK_END.len();
+            let rest = current[end..].strip_prefix('\n').unwrap_or(&current[end..]);
+            format!("{}{section}{rest}", &current[..a])
+        }
+        _ if current.trim().is_empty() => section.to_string(),
+        _ => format!("{}\n\n{section}", current.trim_end()),
+    };
+    fs::write(path, new)
+}
