@@ -92,6 +92,7 @@ pub fn command() -> clap::Command {
 
 /// Entry point: parse, run, print errors git-style, map to the documented exit codes.
 pub fn main() -> std::process::ExitCode {
+    limit_malloc_arenas();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -144,6 +145,18 @@ fn report_error(e: &Error) -> u8 {
         );
     }
     e.exit_code()
+}
+
+/// glibc gives each thread its own malloc arena and keeps freed memory in it; with a worker
+/// thread per worktree plus gix's checkout threads, that tripled peak memory (measured with
+/// the end-to-end benchmark: 75 MiB, against 23 MiB of live heap). Two arenas keep it near
+/// the live heap. Called before any thread starts.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 /// Colour is decided once, for both streams: the flag, then NO_COLOR, then the terminal.
