@@ -162,6 +162,35 @@ fn bench_merge(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_manifest(c: &mut Criterion) {
+    // One read-modify-write under the exclusive lock: read, add a session, write a temporary
+    // file, fsync, rename over the manifest, fsync the folder. A manifest with 10 sessions.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = git_teleos::manifest::ManifestFile::new(tmp.path());
+    file.update(|m| {
+        for i in 0..10 {
+            m.sessions.insert(
+                format!("{i:06x}"),
+                git_teleos::manifest::Session::new(format!("integration-{i:06x}"), vec![]),
+            );
+        }
+        Ok(())
+    })
+    .expect("seed manifest");
+    let mut group = c.benchmark_group("manifest");
+    group.bench_function("locked_read_modify_write_10_sessions", |b| {
+        b.iter(|| {
+            file.update(|m| {
+                let s = m.sessions.entry("abcdef".into()).or_default();
+                s.status = Some(if s.status.is_some() { "a" } else { "b" }.into());
+                Ok(())
+            })
+            .expect("update")
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     // Small samples so the whole file runs in about a minute on 2 cores.
@@ -169,6 +198,6 @@ criterion_group! {
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = bench_parse, bench_scan, bench_extract, bench_merge
+    targets = bench_parse, bench_scan, bench_extract, bench_merge, bench_manifest
 }
 criterion_main!(benches);

@@ -241,17 +241,7 @@ fn commits_only_on(repo: &Repository, name: &FullName, tip: ObjectId) -> Result<
             others.push(commit.id);
         }
     }
-    let walk = repo
-        .rev_walk([tip])
-        .with_hidden(others)
-        .all()
-        .map_err(gix_err)?;
-    let mut count = 0;
-    for info in walk {
-        info.map_err(gix_err)?;
-        count += 1;
-    }
-    Ok(count)
+    super::history::count_unreachable_from(repo, tip, &others)
 }
 
 /// Delete `full_name` if it still points at `expected` (rollback of a branch we just created).

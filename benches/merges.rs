@@ -1,0 +1,125 @@
+//! 100 merges into an integration branch: git-teleos's in-memory merge (gix tree merge, merge
+//! commit, compare-and-swap ref update, no checkout) against the source workflow's
+//! `git checkout integration && git merge <branch> --no-edit && git checkout main` per story,
+//! on identical repositories in the same run.
+//!
+//! ```sh
+//! cargo bench --bench merges      # MERGES_FILES (default 2000) files, MERGES_N (100) branches
+//! ```
+
+#[path = "fixture/mod.rs"]
+mod fixture;
+
+use std::fs;
+use std::path::Path;
+use std::time::Instant;
+
+use git_teleos::git::{self, MergeOutcome};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A repository with `files` files on main and `n` branches, each changing its own file.
+fn build(root: &Path, home: &Path, files: usize, n: usize) {
+    fixture::init_repo(root, home);
+    fs::create_dir_all(root.join("src")).expect("mkdir");
+    for i in 0..files {
+        fs::write(root.join(format!("src/f{i:05}.txt")), format!("file {i}\n")).expect("write");
+    }
+    fixture::git(root, home, &["add", "-A"]);
+    fixture::git(root, home, &["commit", "-q", "-m", "base"]);
+    fixture::git(root, home, &["branch", "integration"]);
+    for b in 0..n {
+        fixture::git(root, home, &["checkout", "-q", "-b", &format!("story-{b}"), "main"]);
+        fs::write(
+            root.join(format!("src/f{:05}.txt", b % files)),
+            format!("changed by story {b}\n"),
+        )
+        .expect("write");
+        fs::write(root.join(format!("story-{b}.txt")), "done\n").expect("write");
+        fixture::git(root, home, &["add", "-A"]);
+        fixture::git(root, home, &["commit", "-q", "-m", &format!("story {b}")]);
+    }
+    fixture::git(root, home, &["checkout", "-q", "main"]);
+    fixture::git(root, home, &["gc", "-q"]);
+}
+
+fn copy(from: &Path, to: &Path) {
+    let ok = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp")
+        .success();
+    assert!(ok, "cp -a failed");
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn main() {
+    // `cargo test --benches` runs bench targets once with `--bench`-less args: keep it quick.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let (files, n, rounds) = if quick {
+        (50, 5, 1)
+    } else {
+        (env("MERGES_FILES", 2000), env("MERGES_N", 100), env("MERGES_ROUNDS", 3))
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let home = tmp.path().join("home");
+    let fixture_dir = tmp.path().join("fixture");
+    build(&fixture_dir, &home, files, n);
+    let (mut gix_times, mut git_times) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for side in if round % 2 == 0 { ["gix", "git"] } else { ["git", "gix"] } {
+            let repo_dir = tmp.path().join(format!("{side}-{round}"));
+            copy(&fixture_dir, &repo_dir);
+            let started = Instant::now();
+            if side == "gix" {
+                let repo = git::discover(&repo_dir).expect("open");
+                for b in 0..n {
+                    let tip = git::resolve_ref(&repo, &format!("refs/heads/story-{b}"))
+                        .expect("resolve")
+                        .expect("branch");
+                    let out = git::merge_into_branch(
+                        &repo,
+                        "refs/heads/integration",
+                        tip,
+                        &format!("merge story {b}"),
+                    )
+                    .expect("merge");
+                    assert!(!matches!(out, MergeOutcome::Conflict { .. }));
+                }
+                gix_times.push(started.elapsed().as_secs_f64());
+            } else {
+                for b in 0..n {
+                    fixture::git(&repo_dir, &home, &["checkout", "-q", "integration"]);
+                    fixture::git(
+                        &repo_dir,
+                        &home,
+                        &["merge", "-q", "--no-edit", &format!("story-{b}")],
+                    );
+                    fixture::git(&repo_dir, &home, &["checkout", "-q", "main"]);
+                }
+                git_times.push(started.elapsed().as_secs_f64());
+            }
+            // Both sides must end with every story on integration.
+            let log = fixture::git(&repo_dir, &home, &["log", "--format=%s", "integration"]);
+            for b in 0..n {
+                assert!(log.contains(&format!("story {b}\n")) || log.ends_with(&format!("story {b}")));
+            }
+        }
+    }
+    let (g, c) = (median(gix_times.clone()), median(git_times.clone()));
+    println!("{n} merges into integration, {files}-file repository, {rounds} rounds (medians)");
+    println!("  git-teleos in memory (gix):                 {g:.3} s  {:?}", gix_times);
+    println!("  git checkout + git merge + git checkout:    {c:.3} s  {:?}", git_times);
+    println!("  ratio in-memory / checkout-merge:           {:.3}", g / c);
+}
