@@ -34,7 +34,11 @@ fn build(root: &Path, home: &Path, files: usize, n: usize) {
     fixture::git(root, home, &["commit", "-q", "-m", "base"]);
     fixture::git(root, home, &["branch", "integration"]);
     for b in 0..n {
-        fixture::git(root, home, &["checkout", "-q", "-b", &format!("story-{b}"), "main"]);
+        fixture::git(
+            root,
+            home,
+            &["checkout", "-q", "-b", &format!("story-{b}"), "main"],
+        );
         fs::write(
             root.join(format!("src/f{:05}.txt", b % files)),
             format!("changed by story {b}\n"),
@@ -70,7 +74,11 @@ fn main() {
     let (files, n, rounds) = if quick {
         (50, 5, 1)
     } else {
-        (env("MERGES_FILES", 2000), env("MERGES_N", 100), env("MERGES_ROUNDS", 3))
+        (
+            env("MERGES_FILES", 2000),
+            env("MERGES_N", 100),
+            env("MERGES_ROUNDS", 3),
+        )
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let home = tmp.path().join("home");
@@ -78,7 +86,11 @@ fn main() {
     build(&fixture_dir, &home, files, n);
     let (mut gix_times, mut git_times) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        for side in if round % 2 == 0 { ["gix", "git"] } else { ["git", "gix"] } {
+        for side in if round % 2 == 0 {
+            ["gix", "git"]
+        } else {
+            ["git", "gix"]
+        } {
             let repo_dir = tmp.path().join(format!("{side}-{round}"));
             copy(&fixture_dir, &repo_dir);
             let started = Instant::now();
@@ -113,13 +125,21 @@ fn main() {
             // Both sides must end with every story on integration.
             let log = fixture::git(&repo_dir, &home, &["log", "--format=%s", "integration"]);
             for b in 0..n {
-                assert!(log.contains(&format!("story {b}\n")) || log.ends_with(&format!("story {b}")));
+                assert!(
+                    log.contains(&format!("story {b}\n")) || log.ends_with(&format!("story {b}"))
+                );
             }
         }
     }
     let (g, c) = (median(gix_times.clone()), median(git_times.clone()));
     println!("{n} merges into integration, {files}-file repository, {rounds} rounds (medians)");
-    println!("  git-teleos in memory (gix):                 {g:.3} s  {:?}", gix_times);
-    println!("  git checkout + git merge + git checkout:    {c:.3} s  {:?}", git_times);
+    println!(
+        "  git-teleos in memory (gix):                 {g:.3} s  {:?}",
+        gix_times
+    );
+    println!(
+        "  git checkout + git merge + git checkout:    {c:.3} s  {:?}",
+        git_times
+    );
     println!("  ratio in-memory / checkout-merge:           {:.3}", g / c);
 }

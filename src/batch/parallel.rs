@@ -595,7 +595,9 @@ impl Worker<'_, '_> {
 
         // Uncommitted leftovers: saved as a commit on a ref, then the worktree is replaced.
         let mut rescued_snapshot = None;
-        if !git::is_clean(&wt).unwrap_or(true) {
+        // Verification already walked the worktree; walk again only if it could not say
+        // "clean" (and an unreadable worktree counts as dirty: try to save it).
+        if !result.verified_clean && !git::is_clean(&wt).unwrap_or(false) {
             match git::snapshot_uncommitted(&wt, &format!("teleos: uncommitted work of {key}")) {
                 Ok(Some(snap)) => {
                     let name = rescue_ref(sid, key, "-uncommitted");

@@ -64,6 +64,9 @@ pub struct StoryResult {
     /// The agent's own review summary, when given.
     #[serde(default)]
     pub review_summary: Option<Value>,
+    /// Verification found the checkout clean after the run (saves walking it again).
+    #[serde(skip)]
+    pub verified_clean: bool,
 }
 
 impl StoryResult {
@@ -90,6 +93,7 @@ impl StoryResult {
             attempts: 0,
             rescue_ref: None,
             review_summary: None,
+            verified_clean: false,
         }
     }
 }

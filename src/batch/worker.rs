@@ -159,6 +159,7 @@ fn verify(
     mut result: StoryResult,
 ) -> StoryResult {
     result.discrepancies.clear();
+    result.verified_clean = false;
     result.outcome = Outcome::Error;
     result.error_message = None;
 
@@ -175,7 +176,10 @@ fn verify(
         Some(h) if h != base => git::commits_between(&repo, base, h).unwrap_or_default(),
         _ => Vec::new(),
     };
-    let dirty = git::dirty_paths(&repo).unwrap_or_default();
+    let dirty = git::dirty_paths(&repo);
+    result.verified_clean = matches!(&dirty, Ok(d) if d.is_empty());
+    // Unreadable counts as "look again later", never as clean.
+    let dirty = dirty.unwrap_or_default();
     let after = std::fs::read_to_string(checkout.join(&story.path))
         .ok()
         .map(|text| parse_story(&text, env.parse));
