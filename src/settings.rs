@@ -204,6 +204,13 @@ impl Settings {
             .closeable_threshold
             .or(threshold)
             .unwrap_or(defaults::CLOSEABLE_THRESHOLD);
+        if let Some(h) = flags.stale_hours {
+            if !(h > 0.0 && h.is_finite()) {
+                return Err(Error::usage(
+                    "--stale-hours must be a positive number of hours",
+                ));
+            }
+        }
         if !(0.0..=1.0).contains(&closeable_threshold) {
             return Err(Error::usage(format!(
                 "--threshold must be between 0 and 1, not {closeable_threshold}"

@@ -57,8 +57,7 @@ fn install_agent(r: &TestRepo) -> PathBuf {
         r#"#!/bin/sh
 if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
 prompt=$(cat)
-key=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_key[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
-file=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_file[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
+{story_from_prompt}
 state="{state}"
 mkdir -p out
 case "$key" in
@@ -79,7 +78,8 @@ case "$key" in
 esac
 sleep 300
 "#,
-        state = state.display()
+        state = state.display(),
+        story_from_prompt = common::STORY_FROM_PROMPT
     );
     r.install_script("claude", &script);
     state

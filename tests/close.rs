@@ -83,12 +83,12 @@ n=$(ls "{calls}" | wc -l)
 printf '%s' "$prompt" > "{calls}/$n.prompt"
 env > "{calls}/$n.env"
 printf '%s\n' "$*" > "{calls}/$n.args"
-key=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_key[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
-file=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_file[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
+{story_from_prompt}
 case "$key" in
 "#,
         logged_in = if logged_in { "true" } else { "false" },
-        calls = calls.display()
+        calls = calls.display(),
+        story_from_prompt = common::STORY_FROM_PROMPT
     );
     for c in cases {
         script.push_str(&format!(

@@ -19,8 +19,7 @@ fn install_agent(r: &TestRepo, seconds: &str) {
         r#"#!/bin/sh
 if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
 prompt=$(cat)
-key=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_key[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
-file=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_file[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
+{story_from_prompt}
 sed -i 's/^- \[ \] /- [x] /' "$file"
 mkdir -p out && echo "$key" > "out/$key.txt"
 git add out "$file" && git commit -qm "teleos: close $key"
@@ -30,7 +29,8 @@ echo "$key" >> "{state}/ran"
 sleep {seconds}
 printf '{{"type":"result","subtype":"success","is_error":false,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":10,\\"tasks_completed_by_closer\\":1,\\"tasks_already_done\\":9}}"}}\n' "$key"
 "#,
-        state = state.display()
+        state = state.display(),
+        story_from_prompt = common::STORY_FROM_PROMPT
     );
     r.install_script("claude", &script);
 }

@@ -20,8 +20,7 @@ fn install_agent(r: &TestRepo, seconds: &str) {
         r#"#!/bin/sh
 if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
 prompt=$(cat)
-key=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_key[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
-file=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_file[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
+{story_from_prompt}
 state="{state}"
 case "$prompt" in *"Resolve the merge conflict"*)
   integ=$(printf '%s\n' "$prompt" | sed -n 's/^.*integration branch: `\([^`]*\)`.*$/\1/p' | head -n 1)
@@ -63,7 +62,8 @@ case "$key" in 5-*) rm -f ../../../notes.txt;; esac
 case "$key" in 4-*) head -c 1000000000 /dev/zero | tr '\0' x; echo;; esac
 printf '{{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.1,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":%s,\\"tasks_completed_by_closer\\":%s,\\"tasks_already_done\\":%s}}"}}\n' "$key" "$total" "$done_now" "$already"
 "#,
-        state = state.display()
+        state = state.display(),
+        story_from_prompt = common::STORY_FROM_PROMPT
     );
     r.install_script("claude", &script);
 }

@@ -39,13 +39,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
-    if let Some(h) = args.stale_hours {
-        if !(h > 0.0 && h.is_finite()) {
-            return Err(Error::usage(
-                "--stale-hours must be a positive number of hours",
-            ));
-        }
-    }
     let overrides = Overrides {
         stale_hours: args.stale_hours,
         ..Overrides::default()

@@ -226,3 +226,8 @@ pub fn story(title: &str, done: usize, left: usize) -> String {
     }
     s
 }
+
+/// Shell lines for a stand-in agent: set `$key` and `$file` from the `story_key:` and
+/// `story_file:` lines of the prompt in `$prompt` (as the real agents read the prompt).
+pub const STORY_FROM_PROMPT: &str = r#"key=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_key[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
+file=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_file[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)"#;
