@@ -574,8 +574,13 @@ fn demo_runs_every_phase_offline() {
     let r = repo();
     let dir = r.home.join("demo");
     let out = r.teleos(["demo", "--dir", dir.to_str().unwrap(), "--json"]);
-    // One demo story is left blocked on a product decision, so the batch is incomplete (1).
-    out.code(1);
+    // One demo story is left blocked on a product decision by design; the demo itself succeeds.
+    out.ok();
+    assert!(
+        out.stderr.contains("blocked on a question, as designed"),
+        "{}",
+        out.stderr
+    );
     let j: Value =
         serde_json::from_str(&out.stdout[out.stdout.find("{\n  \"session_id\"").unwrap()..])
             .unwrap();
