@@ -144,11 +144,6 @@ fn is_clean(checkout: &Path) -> bool {
         .unwrap_or(false)
 }
 
-fn is_human(text: &str, patterns: &[String]) -> bool {
-    let t = text.to_lowercase();
-    patterns.iter().any(|p| t.contains(&p.to_lowercase()))
-}
-
 /// Turn the agent's run into a verified result: recount the boxes, check the commits.
 fn verify(
     env: &StoryEnv,
@@ -299,7 +294,7 @@ fn verify(
         let automatable_left = after
             .tasks
             .iter()
-            .filter(|t| t.top_level && !t.checked && !is_human(&t.text, &env.parse.human_patterns))
+            .filter(|t| t.top_level && !t.checked && !t.human)
             .count();
         result.tasks_blocked =
             (claimed.tasks_blocked as usize).max(if outcome == Outcome::Completed {

@@ -98,6 +98,8 @@ pub struct Task {
     pub top_level: bool,
     /// Text of the innermost heading above the task, if any.
     pub section: Option<String>,
+    /// The text matches a human-validation pattern: never for an agent to do.
+    pub human: bool,
 }
 
 /// What one story file says about itself.
@@ -485,12 +487,15 @@ impl<'a> State<'a> {
             let Some(checked) = marker else { continue };
             let top_level = i == 0 && !item.nested;
             let line = if i == 0 { item.line } else { line };
+            let text = text.trim().to_string();
+            let human = self.is_human(&text);
             self.add_task(Task {
-                text: text.trim().to_string(),
+                text,
                 checked,
                 line,
                 top_level,
                 section: item.section.clone(),
+                human,
             });
         }
     }
@@ -510,17 +515,18 @@ impl<'a> State<'a> {
                 out.subtasks_unchecked += 1;
             }
         }
-        if !task.checked {
-            let lower = task.text.to_lowercase();
-            if self
-                .human_patterns
-                .iter()
-                .any(|p| !p.is_empty() && lower.contains(p.as_str()))
-            {
-                out.human_validation_tasks.push(task.text.clone());
-            }
+        if !task.checked && task.human {
+            out.human_validation_tasks.push(task.text.clone());
         }
         out.tasks.push(task);
+    }
+
+    /// Case-insensitive match against the (already lowercased) human-validation patterns.
+    fn is_human(&self, text: &str) -> bool {
+        let lower = text.to_lowercase();
+        self.human_patterns
+            .iter()
+            .any(|p| !p.is_empty() && lower.contains(p.as_str()))
     }
 
     fn finish(mut self) -> ParsedStory {
