@@ -118,7 +118,7 @@ impl Args {
 
 /// The agent settings as the runner wants them.
 pub fn agent_config(s: &Settings) -> Result<AgentConfig, Error> {
-    let kind: AgentKind = s.agent.parse().map_err(agent_error)?;
+    let kind: AgentKind = s.agent.parse()?;
     Ok(AgentConfig {
         kind,
         program: s.agent_program.clone(),
@@ -131,14 +131,6 @@ pub fn agent_config(s: &Settings) -> Result<AgentConfig, Error> {
         rate_limit_backoff: s.rate_limit_backoff,
         ..AgentConfig::default()
     })
-}
-
-/// An agent setup problem is a setup error (exit 2) with the agent's own hints.
-pub fn agent_error(e: agent::AgentError) -> Error {
-    Error::Setup {
-        message: e.to_string(),
-        hints: e.hints(),
-    }
 }
 
 fn interactive() -> bool {
@@ -237,7 +229,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
     };
     let agent_cfg = agent_config(&ctx.settings)?;
     if selection.closeable() > 0 {
-        agent::preflight(&agent_cfg).map_err(agent_error)?;
+        agent::preflight(&agent_cfg)?;
     }
     let setup_mode = args
         .setup
