@@ -9,6 +9,7 @@ pub mod batch;
 pub mod cli;
 pub mod error;
 pub mod fault;
+pub mod fsutil;
 pub mod git;
 pub mod manifest;
 pub mod report;

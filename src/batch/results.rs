@@ -231,8 +231,8 @@ pub fn save(common_dir: &Path, report: &BatchReport) -> Result<PathBuf> {
     let text = serde_json::to_vec_pretty(report)
         .map_err(|e| Error::usage(format!("cannot encode batch results: {e}")))?;
     let path = dir.join(format!("{}.json", report.session_id));
-    write_atomic(&path, &text)?;
-    write_atomic(&results_dir(common_dir).join("last-batch.json"), &text)?;
+    crate::fsutil::write_atomic(&path, &text)?;
+    crate::fsutil::write_atomic(&results_dir(common_dir).join("last-batch.json"), &text)?;
     Ok(path)
 }
 
@@ -249,20 +249,5 @@ pub fn load_last(common_dir: &Path) -> Result<Option<BatchReport>> {
             format!("{} is not a valid batch record: {e}", path.display()),
             "run a new batch with git teleos close",
         )
-    })
-}
-
-/// Write to a temporary file beside `path`, then rename: readers never see a torn file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let ctx = |what: &str| format!("{what} {}", tmp.display());
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(ctx("creating"), e))?;
-    f.write_all(bytes)
-        .map_err(|e| Error::io(ctx("writing"), e))?;
-    f.sync_all().map_err(|e| Error::io(ctx("syncing"), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(format!("renaming onto {}", path.display()), e)
     })
 }

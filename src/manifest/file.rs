@@ -2,10 +2,9 @@
 //! replacement by rename, and `--repair` for a file that does not parse.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::schema::Manifest;
 use crate::error::{Error, Result};
@@ -15,9 +14,6 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// File name of the lock beside it. A separate file, because the manifest itself is replaced
 /// by rename and a lock on a replaced inode would guard nothing.
 pub const LOCK_FILE: &str = "manifest.lock";
-
-/// Names temporary files uniquely within this process; the pid makes them unique across processes.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The manifest of one worktrees folder (e.g. `<root>/.claude/worktrees`).
 #[derive(Debug, Clone)]
@@ -186,22 +182,6 @@ impl ManifestFile {
         let mut text = serde_json::to_string_pretty(manifest)
             .map_err(|e| Error::io("cannot serialise the manifest", io::Error::other(e)))?;
         text.push('\n');
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let temp = self
-            .dir
-            .join(format!(".{MANIFEST_FILE}.tmp-{}-{n}", std::process::id()));
-        let cleanup = RemoveOnDrop(&temp);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&temp)
-            .map_err(|e| Error::io(format!("cannot create {}", temp.display()), e))?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| Error::io(format!("cannot write {}", temp.display()), e))?;
-        drop(file);
         // rename() replaces a symlink itself rather than following it, but refuse one anyway so
         // that reads and writes agree (and a symlink someone put there is not silently dropped).
         if self
@@ -211,18 +191,7 @@ impl ManifestFile {
         {
             return Err(self.symlink_error(&self.path));
         }
-        std::fs::rename(&temp, &self.path).map_err(|e| {
-            Error::io(
-                format!(
-                    "cannot replace {} with {}",
-                    self.path.display(),
-                    temp.display()
-                ),
-                e,
-            )
-        })?;
-        std::mem::forget(cleanup);
-        self.sync_dir()
+        crate::fsutil::write_atomic(&self.path, text.as_bytes())
     }
 
     /// Makes a rename durable.
@@ -251,15 +220,5 @@ impl ManifestFile {
                 "replace it with a regular file (or remove it) if you trust where it points".into(),
             ],
         }
-    }
-}
-
-/// Removes a temporary file unless forgotten (after a successful rename).
-struct RemoveOnDrop<'a>(&'a Path);
-
-impl Drop for RemoveOnDrop<'_> {
-    fn drop(&mut self) {
-        // Best effort: the file may not have been created at all.
-        let _ = std::fs::remove_file(self.0);
     }
 }
