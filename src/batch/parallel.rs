@@ -181,8 +181,12 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             "check out a branch first, or pass --no-land to keep the work on integration-<sid>",
         ));
     }
-    let start = git::head_commit_id(&main)?
-        .ok_or_else(|| Error::usage("the current branch has no commits yet"))?;
+    let start = git::head_commit_id(&main)?.ok_or_else(|| {
+        Error::usage_hint(
+            "the current branch has no commits yet: there is nothing to branch worktrees from",
+            "commit the stories first (git add -A && git commit)",
+        )
+    })?;
     let integration = integration_branch(sid);
     let integration_ref = format!("refs/heads/{integration}");
 

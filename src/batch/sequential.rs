@@ -152,7 +152,7 @@ pub fn route(
     };
     let log = logs_dir.join(format!(
         "{}.pipeline.log",
-        story.story_key.replace('/', "_")
+        crate::batch::worker::safe_name(&story.story_key)
     ));
     let started = std::time::Instant::now();
     let status = std::fs::create_dir_all(logs_dir)

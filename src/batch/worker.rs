@@ -97,7 +97,7 @@ pub fn close_story(
 }
 
 /// File names for logs: keys are file stems, but keep them to one path component.
-fn safe_name(key: &str) -> String {
+pub(crate) fn safe_name(key: &str) -> String {
     key.chars()
         .map(|c| if c == '/' || c == '\0' { '_' } else { c })
         .collect()
