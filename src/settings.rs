@@ -18,6 +18,9 @@ pub mod defaults {
     pub const WORKTREE_DIR: &str = ".claude/worktrees";
     /// Upper bound on parallel worktrees: each runs a paid agent; more is almost surely a typo.
     pub const MAX_WORKTREES_LIMIT: usize = 64;
+    /// A test suite that runs longer than this is almost surely hung.
+    pub const GATE_TIMEOUT_SECS: u64 = 1800;
+    pub const GATE_REPAIRS: u32 = 1;
 }
 
 /// The agent presets `teleos.agent` accepts.
@@ -53,6 +56,9 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
     ("teleos.keepWorktrees", "Boolean. Keep a parallel batch's clean, merged worktrees (with their installed dependencies) for the next batch instead of removing them. Default false."),
     ("teleos.setup", "Per-worktree setup: auto (default: install when a lock file says how), install, symlink, or none."),
     ("teleos.installCommand", "Install command for teleos.setup=install, e.g. 'npm ci'."),
+    ("teleos.gate", "Multi-valued. A check every story and the integrated result must pass before landing (e.g. 'cargo test'), split like a shell would but never run by one ('sh -c \"…\"' for a shell). Replaces auto-detection (package.json test script, Cargo.toml, pytest configuration, go.mod, Makefile test target). 'none' turns gates off."),
+    ("teleos.gateTimeout", "Seconds one gate command may run before its whole process group is killed (counts as red). Default 1800."),
+    ("teleos.gateRepairs", "Times the agent is shown a red gate's output and asked to fix it before the story is gate_failed. Default 1; 0 disables repair."),
 ];
 
 /// Where a setting's raw values come from. Implemented for gix's config snapshot; tests use maps.
@@ -104,6 +110,21 @@ pub struct Overrides {
     pub stale_hours: Option<f64>,
     pub retries: Option<u32>,
     pub circuit_breaker: Option<u32>,
+    /// `--gate CMD` (repeatable): replaces `teleos.gate` and auto-detection.
+    pub gates: Vec<String>,
+    /// `--no-gate`.
+    pub no_gate: bool,
+}
+
+/// Which checks gate stories and landings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateSetting {
+    /// Detect them from the project's files.
+    Auto,
+    /// `--no-gate` or `teleos.gate=none`; the string says which.
+    Off(String),
+    /// Given commands, and where they came from (`--gate` or `teleos.gate`).
+    Commands(Vec<String>, &'static str),
 }
 
 /// Everything the program needs to know, resolved once.
@@ -135,6 +156,9 @@ pub struct Settings {
     pub keep_worktrees: bool,
     pub setup: String,
     pub install_command: Option<String>,
+    pub gate: GateSetting,
+    pub gate_timeout: Duration,
+    pub gate_repairs: u32,
 }
 
 impl Settings {
@@ -157,6 +181,9 @@ impl Settings {
         let circuit_breaker = c.count("teleos.circuitBreaker", 0, 100_000)?;
         let stale_hours = c.positive("teleos.staleHours")?;
         let setup = c.choice("teleos.setup", SETUP_MODES)?;
+        let gate_timeout = c.count("teleos.gateTimeout", 1, 7 * 24 * 3600)?;
+        let gate_repairs = c.count("teleos.gateRepairs", 0, 10)?;
+        let gate = gate_setting(c.0.get_all("teleos.gate"), flags)?;
 
         let headings = c.0.get_all("teleos.taskSectionHeading");
         let task_sections = if flags.task_sections.or(task_sections_on).unwrap_or(false) {
@@ -268,8 +295,57 @@ impl Settings {
             keep_worktrees: keep_worktrees.unwrap_or(false),
             setup: setup.unwrap_or_else(|| "auto".to_string()),
             install_command: c.string("teleos.installCommand"),
+            gate,
+            gate_timeout: Duration::from_secs(
+                gate_timeout
+                    .map(|n| n as u64)
+                    .unwrap_or(defaults::GATE_TIMEOUT_SECS),
+            ),
+            gate_repairs: gate_repairs
+                .map(|n| n as u32)
+                .unwrap_or(defaults::GATE_REPAIRS),
         })
     }
+}
+
+/// `--no-gate` over `--gate` over `teleos.gate` over auto-detection. A command that a shell
+/// could not split is refused here, before any agent starts.
+fn gate_setting(config: Vec<String>, flags: &Overrides) -> Result<GateSetting> {
+    if flags.no_gate {
+        return Ok(GateSetting::Off("--no-gate".into()));
+    }
+    let (values, from, key) = if flags.gates.is_empty() {
+        (config, "teleos.gate", "teleos.gate")
+    } else {
+        (flags.gates.clone(), "--gate", "--gate")
+    };
+    let values: Vec<String> = values
+        .into_iter()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if values.is_empty() {
+        return Ok(GateSetting::Auto);
+    }
+    if values.iter().any(|v| v.eq_ignore_ascii_case("none")) {
+        if values.len() > 1 {
+            return Err(Error::usage_hint(
+                format!("{key} has 'none' and other commands"),
+                "use either 'none' (no gates) or the commands to run",
+            ));
+        }
+        return Ok(GateSetting::Off(format!("{key}=none")));
+    }
+    for v in &values {
+        if shlex::split(v).is_none_or(|a| a.is_empty()) {
+            return Err(Error::Config {
+                key: key.to_string(),
+                value: v.clone(),
+                reason: "cannot be split into a command line (unbalanced quotes?)".into(),
+            });
+        }
+    }
+    Ok(GateSetting::Commands(values, from))
 }
 
 /// Typed reads of raw config strings, each failing with the key's name.
@@ -376,6 +452,53 @@ mod tests {
         assert_eq!(s.circuit_breaker, 3);
         assert!(s.task_sections.is_none());
         assert_eq!(s.human_patterns.len(), 7);
+        assert_eq!(s.gate, GateSetting::Auto);
+        assert_eq!(s.gate_timeout, Duration::from_secs(1800));
+        assert_eq!(s.gate_repairs, 1);
+    }
+
+    #[test]
+    fn gates_from_flag_config_or_none() {
+        let c = cfg(&[
+            ("teleos.gate", "cargo test"),
+            ("teleos.gate", "sh -c 'make lint'"),
+        ]);
+        let s = Settings::resolve(&c, &Overrides::default()).unwrap();
+        assert_eq!(
+            s.gate,
+            GateSetting::Commands(
+                vec!["cargo test".into(), "sh -c 'make lint'".into()],
+                "teleos.gate"
+            )
+        );
+        let flags = Overrides {
+            gates: vec!["./check.sh".into()],
+            ..Default::default()
+        };
+        let s = Settings::resolve(&c, &flags).unwrap();
+        assert_eq!(
+            s.gate,
+            GateSetting::Commands(vec!["./check.sh".into()], "--gate")
+        );
+        let flags = Overrides {
+            no_gate: true,
+            ..flags
+        };
+        assert!(matches!(
+            Settings::resolve(&c, &flags).unwrap().gate,
+            GateSetting::Off(_)
+        ));
+        let s = Settings::resolve(&cfg(&[("teleos.gate", "none")]), &Overrides::default()).unwrap();
+        assert_eq!(s.gate, GateSetting::Off("teleos.gate=none".into()));
+        for bad in [
+            ("teleos.gate", "sh -c 'oops"),
+            ("teleos.gateRepairs", "many"),
+            ("teleos.gateTimeout", "0"),
+        ] {
+            let err = Settings::resolve(&cfg(&[bad]), &Overrides::default()).expect_err(bad.1);
+            assert!(err.to_string().contains(bad.0), "{err}");
+            assert_eq!(err.exit_code(), 2);
+        }
     }
 
     #[test]

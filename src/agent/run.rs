@@ -655,7 +655,21 @@ pub(crate) fn run_captured(
     args: &[&str],
     timeout: Duration,
 ) -> Result<Option<Captured>, AgentError> {
+    run_captured_in(program, args, None, timeout)
+}
+
+/// [`run_captured`] in `cwd` (gates run in a story's worktree). Output past 1 MiB per stream
+/// is drained and dropped, so a chatty command never blocks on a full pipe.
+pub(crate) fn run_captured_in(
+    program: &Path,
+    args: &[&str],
+    cwd: Option<&Path>,
+    timeout: Duration,
+) -> Result<Option<Captured>, AgentError> {
     let mut cmd = Command::new(program);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -672,8 +686,9 @@ pub(crate) fn run_captured(
     let read_all = |src: Option<Box<dyn Read + Send>>| {
         thread::spawn(move || {
             let mut s = Vec::new();
-            if let Some(src) = src {
-                let _ = src.take(1 << 20).read_to_end(&mut s);
+            if let Some(mut src) = src {
+                let _ = (&mut src).take(1 << 20).read_to_end(&mut s);
+                let _ = io::copy(&mut src, &mut io::sink());
             }
             String::from_utf8_lossy(&s).into_owned()
         })
