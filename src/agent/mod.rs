@@ -12,7 +12,9 @@ pub use error::AgentError;
 pub use preset::{
     build_invocation, login_status, preflight, AgentConfig, AgentKind, Invocation, LoginStatus,
 };
-pub use prompt::{build_prompt, build_resolve_prompt, PromptInput, DEFAULT_INSTRUCTIONS};
+pub use prompt::{
+    build_prompt, build_repair_prompt, build_resolve_prompt, PromptInput, DEFAULT_INSTRUCTIONS,
+};
 pub use result::{
     extract_result, BlockerQuestion, ExtractError, ReviewSummary, WorkerResult, WorkerStatus,
 };

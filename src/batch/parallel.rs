@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use crate::batch::gate::{self, MergeRecord};
 use crate::batch::pool;
 use crate::batch::progress::Progress;
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
@@ -243,7 +244,10 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     let cv = Condvar::new();
     // Serialises merges, and remembers where we last left the integration branch so a move
     // made behind our back (an agent committing to it) is noticed and undone.
-    let merge_lock = Mutex::new(start_or_existing(&main, &integration_ref, start)?);
+    let batch_start = start_or_existing(&main, &integration_ref, start)?;
+    let merge_lock = Mutex::new(batch_start);
+    // Every merge this batch makes, in order: what the integration gate bisects.
+    let merges = Mutex::new(Vec::<MergeRecord>::new());
     let notes = Mutex::new(Vec::<String>::new());
     let shared = main.clone().into_sync();
 
@@ -267,8 +271,8 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         .map_err(|e| Error::setup(format!("cannot start worker threads: {e}"), "retry"))?;
     pool.scope(|scope| {
         for slot in &slots {
-            let (queue, cv, merge_lock, notes, shared) =
-                (&queue, &cv, &merge_lock, &notes, &shared);
+            let (queue, cv, merge_lock, notes, shared, merges) =
+                (&queue, &cv, &merge_lock, &notes, &shared, &merges);
             let manifest = &manifest;
             let integration_ref = integration_ref.as_str();
             scope.spawn(move |_| {
@@ -281,6 +285,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                     integration_ref,
                     merge_lock,
                     manifest,
+                    merges,
                 };
                 if let Err(e) = w.prepare() {
                     let msg = format!("worktree {} could not be set up: {e}", slot.n);
@@ -373,8 +378,27 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             .push(format!("could not check {integration}: {e}")),
     }
 
+    // Only a green integration lands: the gates run on it, and a merge that turns it red is
+    // taken out.
+    let merges = merges.into_inner().unwrap_or_default();
+    let ie = gate::IntegrationEnv {
+        gate: &env.story.gate,
+        main: &main,
+        worktrees: slots.iter().map(|s| s.path.as_path()).collect(),
+        logs_dir: env.story.logs_dir,
+        session_id: sid,
+        integration_ref: &integration_ref,
+        start: batch_start,
+    };
+    let gate_ok = gate::gate_integration(&ie, &merges, &|s| env.progress.line(s), report);
+
     // Landing, then clean-up. A failure in either is reported, never hidden.
-    let landed = if env.land {
+    let landed = if !gate_ok {
+        report.notes.push(format!(
+            "not landed: the integration gate is red; the work is on {integration}"
+        ));
+        false
+    } else if env.land {
         land(
             &main,
             env.root,
@@ -432,6 +456,7 @@ struct Worker<'a, 'e> {
     integration_ref: &'a str,
     merge_lock: &'a Mutex<ObjectId>,
     manifest: &'a ManifestFile,
+    merges: &'a Mutex<Vec<MergeRecord>>,
 }
 
 impl Worker<'_, '_> {
@@ -551,6 +576,14 @@ impl Worker<'_, '_> {
             &self.slot.path,
             Some(&self.slot.branch),
             &answers,
+        );
+        gate::story_gate(
+            self.story,
+            story,
+            &self.slot.path,
+            Some(&self.slot.branch),
+            &mut result,
+            &mut |state| self.env.progress.slot(self.slot.n, state),
         );
         self.set_manifest_story(None);
         self.env
@@ -695,9 +728,18 @@ impl Worker<'_, '_> {
         )? {
             result.discrepancies.push(note);
         }
+        let before = *expected;
         let outcome = git::merge_into_branch(self.repo, self.integration_ref, tip, message)?;
         if let MergeOutcome::Merged(id) | MergeOutcome::FastForward(id) = outcome {
             *expected = id;
+            if let Ok(mut m) = self.merges.lock() {
+                m.push(MergeRecord {
+                    key: key.to_string(),
+                    before,
+                    after: id,
+                    story_tip: tip,
+                });
+            }
         }
         Ok(outcome)
     }

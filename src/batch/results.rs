@@ -24,6 +24,19 @@ pub enum Outcome {
     Routed,
     /// Never started (circuit breaker, budget, interrupt, an earlier story left a mess).
     NotStarted,
+    /// The project's checks stayed red on the story's work, even after repair: not merged,
+    /// its commits kept on a ref.
+    GateFailed,
+    /// Green alone, but the integrated result turned red with it: ejected before landing,
+    /// its work kept on a ref.
+    IntegrationFailed,
+}
+
+impl Outcome {
+    /// Every outcome but these means the story did not complete (exit status 1).
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Outcome::Completed | Outcome::Routed)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -67,6 +80,12 @@ pub struct StoryResult {
     /// Verification found the checkout clean after the run (saves walking it again).
     #[serde(skip)]
     pub verified_clean: bool,
+    /// The gates run on the story's work, last round last (a red round, then the repaired one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<crate::gate::GateResult>,
+    /// Repair rounds the agent was given after a red gate.
+    #[serde(default)]
+    pub gate_repairs: u32,
 }
 
 impl StoryResult {
@@ -94,6 +113,8 @@ impl StoryResult {
             rescue_ref: None,
             review_summary: None,
             verified_clean: false,
+            gates: Vec::new(),
+            gate_repairs: 0,
         }
     }
 }
@@ -117,6 +138,15 @@ pub struct BatchReport {
     /// The work was meant to land on the starting branch but did not (the notes say why).
     #[serde(default)]
     pub not_landed: bool,
+    /// The gates of the batch (`$ command (why)`), or why none ran.
+    #[serde(default)]
+    pub gate_plan: Vec<String>,
+    /// Set when no gate ran: what the debrief says instead.
+    #[serde(default)]
+    pub gates_off: Option<String>,
+    /// Every run of the gates on the integrated result (parallel mode), bisection included.
+    #[serde(default)]
+    pub integration_gates: Vec<crate::gate::GateResult>,
 }
 
 impl BatchReport {
@@ -129,14 +159,19 @@ impl BatchReport {
         self.stories.iter().filter(|s| s.outcome == o).count()
     }
 
+    /// Seconds spent running gates, on stories and on the integration.
+    pub fn gate_secs(&self) -> f64 {
+        self.stories
+            .iter()
+            .flat_map(|s| &s.gates)
+            .chain(&self.integration_gates)
+            .map(|g| g.duration_secs)
+            .sum()
+    }
+
     /// 0 when every selected closeable story completed; 1 otherwise.
     pub fn exit_code(&self) -> u8 {
-        let incomplete = self.stories.iter().any(|s| {
-            matches!(
-                s.outcome,
-                Outcome::Partial | Outcome::Error | Outcome::Conflict | Outcome::NotStarted
-            )
-        });
+        let incomplete = self.stories.iter().any(|s| s.outcome.is_failure());
         u8::from(incomplete || self.stopped.is_some() || self.not_landed)
     }
 
@@ -151,6 +186,8 @@ impl BatchReport {
                 "attempts": s.attempts,
                 "discrepancies": s.discrepancies,
                 "rescue_ref": s.rescue_ref,
+                "gates": s.gates,
+                "gate_repairs": s.gate_repairs,
             })
         };
         let merge = |mut a: Value, b: Value| {
@@ -194,7 +231,7 @@ impl BatchReport {
                 "story_key": s.story_key,
                 "task_text": t,
             }))).collect::<Vec<_>>(),
-            "errors": self.stories.iter().filter(|s| matches!(s.outcome, Outcome::Error | Outcome::Conflict | Outcome::NotStarted)).map(|s| merge(json!({
+            "errors": self.stories.iter().filter(|s| matches!(s.outcome, Outcome::Error | Outcome::Conflict | Outcome::NotStarted | Outcome::GateFailed | Outcome::IntegrationFailed)).map(|s| merge(json!({
                 "story_key": s.story_key,
                 "error_message": s.error_message.clone().unwrap_or_else(|| format!("{:?}", s.outcome).to_lowercase()),
                 "outcome": s.outcome,
@@ -207,12 +244,18 @@ impl BatchReport {
                 "errors": self.count(Outcome::Error),
                 "conflicts": self.count(Outcome::Conflict),
                 "not_started": self.count(Outcome::NotStarted),
+                "gate_failed": self.count(Outcome::GateFailed),
+                "integration_failed": self.count(Outcome::IntegrationFailed),
+                "gate_secs": self.gate_secs(),
                 "blocker_questions": self.stories.iter().map(|s| s.blocker_questions.len()).sum::<usize>(),
                 "human_validation_tasks": self.stories.iter().map(|s| s.human_validation_tasks.len()).sum::<usize>(),
                 "cost_usd": self.total_cost(),
             },
             "stopped": self.stopped,
             "not_landed": self.not_landed,
+            "gates": self.gate_plan,
+            "gates_off": self.gates_off,
+            "integration_gates": self.integration_gates,
             "notes": self.notes,
         })
     }

@@ -102,12 +102,29 @@ impl Stopper {
     }
 }
 
+/// `, gates green in 3.2s (1 repair)` when gates ran on the story.
+fn gate_note(r: &StoryResult) -> String {
+    if r.gates.is_empty() {
+        return String::new();
+    }
+    let secs: f64 = r.gates.iter().map(|g| g.duration_secs).sum();
+    let repairs = match r.gate_repairs {
+        0 => String::new(),
+        1 => " after 1 repair".to_string(),
+        n => format!(" after {n} repairs"),
+    };
+    format!(", gates green{repairs} ({secs:.1}s of checks)")
+}
+
 /// The per-story status line of SPEC §4.2.
 pub fn status_line(r: &StoryResult, threshold: f64) -> String {
     match r.outcome {
         Outcome::Completed => format!(
-            "✅ {} — {}/{} tasks done, committed",
-            r.story_key, r.tasks_done, r.tasks_total
+            "✅ {} — {}/{} tasks done, committed{}",
+            r.story_key,
+            r.tasks_done,
+            r.tasks_total,
+            gate_note(r)
         ),
         Outcome::Partial => format!(
             "⚠️ {} — {}/{} tasks done, {} blocked",
@@ -117,6 +134,18 @@ pub fn status_line(r: &StoryResult, threshold: f64) -> String {
             "🔀 {} routed to full story-pipeline (>{:.0}% unchecked)",
             r.story_key,
             threshold * 100.0
+        ),
+        Outcome::GateFailed => format!(
+            "❌ {} — Gate failed: {}",
+            r.story_key,
+            r.error_message.as_deref().unwrap_or("a gate is red")
+        ),
+        Outcome::IntegrationFailed => format!(
+            "❌ {} — Integration gate failed: {}",
+            r.story_key,
+            r.error_message
+                .as_deref()
+                .unwrap_or("the integrated result is red")
         ),
         Outcome::Conflict => format!(
             "❌ {} — Conflict: {}",
@@ -214,7 +243,25 @@ pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) {
                 story.unchecked
             );
             let answers = env.answers.get(&story.story_key).unwrap_or(&no_answers);
-            close_story(&env.story, story, env.root, None, answers)
+            let base = gix::open(env.root)
+                .ok()
+                .and_then(|r| git::head_commit_id(&r).ok().flatten());
+            let mut r = close_story(&env.story, story, env.root, None, answers);
+            let progress = &mut *env.progress;
+            crate::batch::gate::story_gate(
+                &env.story,
+                story,
+                env.root,
+                env.branch,
+                &mut r,
+                &mut |state| {
+                    let _ = writeln!(progress, "   {state}");
+                },
+            );
+            if r.outcome == Outcome::GateFailed {
+                undo_red_story(env, base, &mut r);
+            }
+            r
         };
         let _ = writeln!(env.progress, "{}", status_line(&result, env.threshold));
         stopper.record(&result);
@@ -227,7 +274,17 @@ pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) {
         let clean = repo
             .as_ref()
             .is_some_and(|r| git::is_clean(r).unwrap_or(false));
-        if branch_now.as_deref() != env.branch {
+        if let Some(r) = report
+            .stories
+            .last()
+            .filter(|r| r.outcome == Outcome::GateFailed)
+        {
+            // The next agent must not start on a broken tree.
+            report.stopped = Some(format!(
+                "{}'s gate stayed red; stopping so no other story starts on a red tree",
+                r.story_key
+            ));
+        } else if branch_now.as_deref() != env.branch {
             report.stopped = Some(format!(
                 "{} switched your checkout from {} to {}; stopping so no other story lands there",
                 story.story_key,
@@ -241,5 +298,40 @@ pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) {
                 story.story_key
             ));
         }
+    }
+}
+
+/// A story whose gate stayed red: keep its commits on a ref, then take them off the branch (the
+/// checkout is clean, so nothing of the user's is touched). If the branch cannot be moved back,
+/// the commits stay there and the report says how to undo them.
+fn undo_red_story(env: &BatchEnv, base: Option<gix::ObjectId>, r: &mut StoryResult) {
+    let Some(base) = base else { return };
+    let Ok(repo) = gix::open(env.root) else {
+        return;
+    };
+    let Ok(Some(head)) = git::head_commit_id(&repo) else {
+        return;
+    };
+    if head == base {
+        return;
+    }
+    let name = crate::batch::parallel::rescue_ref(env.session_id, &r.story_key, "");
+    if let Err(e) = git::set_ref(&repo, &name, head) {
+        r.discrepancies.push(format!(
+            "its commits stay on your branch (could not keep them on {name}: {e})"
+        ));
+        return;
+    }
+    r.rescue_ref = Some(name.clone());
+    match git::reset_worktree_to(&repo, base) {
+        Ok(()) => {
+            let m = r.error_message.take().unwrap_or_default();
+            r.error_message = Some(format!(
+                "{m}; its commits were taken off your branch and are kept on {name}"
+            ));
+        }
+        Err(e) => r.discrepancies.push(format!(
+            "its red commits are still on your branch ({e}); undo them with: git reset --keep {base}"
+        )),
     }
 }

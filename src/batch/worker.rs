@@ -25,6 +25,8 @@ pub struct StoryEnv<'a> {
     pub worktree_mode: bool,
     /// Told each agent's process group as it starts (recorded for clean-up after a crash).
     pub on_agent_spawn: Option<&'a (dyn Fn(i32) + Sync)>,
+    /// The project's checks, run on each story's commits (`batch::gate`).
+    pub gate: crate::batch::gate::GateEnv<'a>,
 }
 
 /// Answers the user gave to a story's earlier blocker questions.

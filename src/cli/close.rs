@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::agent::{self, AgentConfig, AgentKind};
 use crate::batch::cleanup::{self, CleanOptions};
+use crate::batch::gate::GateEnv;
 use crate::batch::parallel::{self, ParallelEnv};
 use crate::batch::progress::Progress;
 use crate::batch::results::{self, BatchReport, BlockerQuestion, Outcome};
@@ -16,6 +17,7 @@ use crate::batch::sequential::{self, BatchEnv};
 use crate::batch::setup;
 use crate::batch::worker::{self, Answers, StoryEnv};
 use crate::error::{Error, ExitCode};
+use crate::gate::GatePlan;
 use crate::settings::{Overrides, Settings};
 use crate::stories::{Category, ParseOptions, ScanResult};
 
@@ -98,6 +100,12 @@ pub struct Args {
     /// Stop starting new stories once the agents' reported cost reaches this many US dollars.
     #[arg(long, value_name = "USD")]
     pub max_budget_usd: Option<f64>,
+    /// A check every story and the integrated result must pass (repeatable) [config: teleos.gate; default: auto-detected].
+    #[arg(long = "gate", value_name = "CMD", conflicts_with = "no_gate")]
+    pub gates: Vec<String>,
+    /// Run no gates: stories land on boxes and commits verified only.
+    #[arg(long)]
+    pub no_gate: bool,
     #[command(flatten)]
     pub scan: ScanFlags,
 }
@@ -112,6 +120,8 @@ impl Args {
         o.story_timeout = self.timeout;
         o.retries = self.retries;
         o.circuit_breaker = self.circuit_breaker;
+        o.gates = self.gates.clone();
+        o.no_gate = self.no_gate;
         Ok(o)
     }
 }
@@ -190,6 +200,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         return Ok(ExitCode::SUCCESS);
     }
     print_plan(&mut err, &selection, &ctx.settings);
+    let gate_plan = GatePlan::resolve(&ctx.settings.gate, &ctx.root);
+    for line in gate_plan.describe() {
+        let _ = writeln!(err, "{line}");
+    }
     if args.dry_run {
         let _ = writeln!(err, "dry run: nothing was started.");
         return Ok(ExitCode::SUCCESS);
@@ -286,6 +300,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         stopped: None,
         notes: Vec::new(),
         not_landed: false,
+        gate_plan: gate_plan.describe(),
+        gates_off: gate_plan.off_note(),
+        integration_gates: Vec::new(),
     };
     let _ = writeln!(
         err,
@@ -305,6 +322,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         cancel: &cancel,
         worktree_mode: slots.is_some(),
         on_agent_spawn: None,
+        gate: GateEnv {
+            gates: gate_plan.gates(),
+            timeout: ctx.settings.gate_timeout,
+            repairs: ctx.settings.gate_repairs,
+        },
     };
     match slots {
         None => {

@@ -138,3 +138,70 @@ pub fn merge_commits_in_memory(
     let id = repo.write_object(&commit).map_err(gix_err)?.detach();
     Ok(MergeOutcome::Merged(id))
 }
+
+/// Apply the change `base..changed` on top of `onto` with a three-way tree merge, in memory,
+/// and write a commit with `parents` (the first should be `onto`). Used to rebuild a branch
+/// without one of its merges: each later merge's own change is replayed, nothing else.
+/// On conflict nothing is written.
+pub fn replay_in_memory(
+    repo: &Repository,
+    onto: ObjectId,
+    base: ObjectId,
+    changed: ObjectId,
+    parents: &[ObjectId],
+    message: &str,
+) -> Result<MergeOutcome> {
+    let tree_of = |id: ObjectId| -> Result<ObjectId> {
+        Ok(repo
+            .find_commit(id)
+            .map_err(gix_err)?
+            .tree_id()
+            .map_err(gix_err)?
+            .detach())
+    };
+    let (base_tree, ours_tree, theirs_tree) = (tree_of(base)?, tree_of(onto)?, tree_of(changed)?);
+    let mut scratch = repo.clone().with_object_memory();
+    scratch.object_cache_size_if_unset(4 * 1024 * 1024);
+    let theirs_label = changed.to_hex_with_len(12).to_string();
+    let labels = gix::merge::blob::builtin_driver::text::Labels {
+        ancestor: None,
+        current: Some(BStr::new(b"rebuilt")),
+        other: Some(theirs_label.as_bytes().as_bstr()),
+    };
+    let options = scratch.tree_merge_options().map_err(gix_err)?;
+    let tree_id = {
+        let mut outcome = scratch
+            .merge_trees(base_tree, ours_tree, theirs_tree, labels, options)
+            .map_err(gix_err)?;
+        let how = TreatAsUnresolved::git();
+        if outcome.has_unresolved_conflicts(how) {
+            let mut paths: Vec<String> = outcome
+                .conflicts
+                .iter()
+                .filter(|c| c.is_unresolved(how))
+                .map(|c| c.ours.location().to_string())
+                .filter(|p| !p.is_empty())
+                .collect();
+            paths.sort();
+            paths.dedup();
+            return Ok(MergeOutcome::Conflict { paths });
+        }
+        outcome.tree.write().map_err(gix_err)?.detach()
+    };
+    if let Some(objects) = scratch.objects.take_object_memory() {
+        for (kind, data) in objects.values() {
+            repo.objects.write_buf(*kind, data).map_err(gix_err)?;
+        }
+    }
+    let commit = gix::objs::Commit {
+        tree: tree_id,
+        parents: parents.iter().copied().collect(),
+        author: identity::author(repo)?,
+        committer: identity::committer(repo)?,
+        encoding: None,
+        message: identity::commit_message(message).into(),
+        extra_headers: Vec::new(),
+    };
+    let id = repo.write_object(&commit).map_err(gix_err)?.detach();
+    Ok(MergeOutcome::Merged(id))
+}

@@ -1,0 +1,516 @@
+//! Gates in a batch (the checks themselves are `crate::gate`): the story gate with its repair
+//! round, and the integration gate that bisects the batch's merges, ejects the one that turned
+//! the integrated result red, and rebuilds the integration branch without it, in memory.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::agent::{self, RunRequest};
+use crate::batch::results::{Outcome, StoryResult};
+use crate::batch::worker::{safe_name, StoryEnv};
+use crate::error::{Error, Result};
+use crate::gate::{run_gate, Gate, GateResult};
+use crate::git::{self, MergeOutcome, ObjectId};
+use crate::stories::Story;
+
+/// The gates every story of a batch shares.
+#[derive(Clone, Copy)]
+pub struct GateEnv<'a> {
+    /// Empty: gates are off (or none was found); nothing runs.
+    pub gates: &'a [Gate],
+    pub timeout: Duration,
+    /// Repair rounds after a red story gate.
+    pub repairs: u32,
+}
+
+impl GateEnv<'_> {
+    pub fn off() -> GateEnv<'static> {
+        GateEnv {
+            gates: &[],
+            timeout: Duration::from_secs(1),
+            repairs: 0,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.gates.is_empty()
+    }
+}
+
+/// Run every gate in `cwd`, stopping at the first red one; logs are `<logs>/<label>-<n>.log`.
+pub fn run_all(env: &GateEnv, cwd: &Path, logs_dir: &Path, label: &str) -> Vec<GateResult> {
+    let mut out = Vec::new();
+    for (i, g) in env.gates.iter().enumerate() {
+        let log = logs_dir.join(format!("{label}-{}.log", i + 1));
+        let r = run_gate(g, cwd, &log, env.timeout);
+        let red = !r.passed;
+        out.push(r);
+        if red {
+            break;
+        }
+    }
+    out
+}
+
+fn all_green(runs: &[GateResult]) -> bool {
+    runs.iter().all(|r| r.passed)
+}
+
+/// The first red gate of a round, as `` `cmd` (exit code 1) ``.
+fn red_summary(runs: &[GateResult]) -> Option<(String, &GateResult)> {
+    runs.iter()
+        .find(|r| !r.passed)
+        .map(|r| (format!("`{}` ({})", r.command, r.status_text()), r))
+}
+
+/// The story gate: after the agent's commit, run the gates in `checkout`; on red, show the
+/// agent the failing command and the end of its output and let it repair, up to
+/// `env.gate.repairs` times. Still red: the story is `gate_failed`.
+///
+/// Only work that would be merged is checked (completed or partial with a commit, checkout
+/// clean). `progress` is told what is happening.
+pub fn story_gate(
+    env: &StoryEnv,
+    story: &Story,
+    checkout: &Path,
+    branch: Option<&str>,
+    result: &mut StoryResult,
+    progress: &mut dyn FnMut(&str),
+) {
+    let gates = env.gate;
+    if !gates.enabled()
+        || !matches!(result.outcome, Outcome::Completed | Outcome::Partial)
+        || result.commit_hash.is_none()
+    {
+        return;
+    }
+    let key = &story.story_key;
+    if !result.verified_clean {
+        result.discrepancies.push(
+            "the gates did not run on this story: it left uncommitted changes (the integration gate checks the merged result)"
+                .to_string(),
+        );
+        return;
+    }
+    let mut round = 0u32;
+    loop {
+        progress(&format!("{key}: gate running"));
+        let label = format!("{}.gate{round}", safe_name(key));
+        let runs = run_all(&gates, checkout, env.logs_dir, &label);
+        let green = all_green(&runs);
+        let red = red_summary(&runs)
+            .map(|(s, r)| (s, r.command.clone(), r.status_text(), r.output_tail.clone()));
+        result.gates.extend(runs);
+        let Some((summary, command, status, tail)) = red else {
+            if round > 0 {
+                result.discrepancies.push(format!(
+                    "a gate was red on the agent's first commit; green after {} repair round(s)",
+                    round
+                ));
+            }
+            return;
+        };
+        debug_assert!(!green);
+        if round >= gates.repairs || env.cancel.load(Ordering::SeqCst) {
+            result.outcome = Outcome::GateFailed;
+            let after = if round > 0 {
+                format!(" after {round} repair round(s)")
+            } else {
+                String::new()
+            };
+            let last = tail
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            result.error_message =
+                Some(format!("gate {summary} still red{after}: {}", last.trim()));
+            return;
+        }
+        round += 1;
+        result.gate_repairs = round;
+        progress(&format!("{key}: agent repairing (gate red)"));
+        let prompt = agent::build_repair_prompt(key, &story.path, branch, &command, &status, &tail);
+        let log = env
+            .logs_dir
+            .join(format!("{}.repair{round}.log", safe_name(key)));
+        let run = agent::run_agent(&RunRequest {
+            cwd: checkout,
+            prompt: &prompt,
+            log_path: &log,
+            config: env.agent,
+            cancel: env.cancel,
+            on_spawn: env.on_agent_spawn,
+        });
+        match run {
+            Ok(r) => {
+                if let Some(c) = r.cost_usd {
+                    result.cost_usd = Some(result.cost_usd.unwrap_or(0.0) + c);
+                }
+                result.attempts += r.attempts.max(1);
+                if let Some(why) = r.error_reason() {
+                    result
+                        .discrepancies
+                        .push(format!("repair round {round} failed: {why}"));
+                }
+            }
+            Err(e) => result
+                .discrepancies
+                .push(format!("repair round {round} could not run: {e}")),
+        }
+        // The gates check what is committed: a repair left uncommitted is not a repair.
+        let clean = gix::open(checkout)
+            .ok()
+            .and_then(|r| git::is_clean(&r).ok())
+            .unwrap_or(false);
+        if !clean {
+            result.verified_clean = false;
+            result.outcome = Outcome::GateFailed;
+            result.error_message = Some(format!(
+                "gate {summary} was red and repair round {round} left uncommitted changes"
+            ));
+            return;
+        }
+    }
+}
+
+/// One merge the batch made into the integration branch.
+#[derive(Debug, Clone)]
+pub struct MergeRecord {
+    pub key: String,
+    /// Integration before and after this merge.
+    pub before: ObjectId,
+    pub after: ObjectId,
+    /// What was merged (the story's branch tip).
+    pub story_tip: ObjectId,
+}
+
+/// A story taken out of the integration.
+#[derive(Debug, Clone)]
+pub struct Ejected {
+    pub key: String,
+    pub story_tip: ObjectId,
+    pub why: String,
+}
+
+/// What the integration gate decided.
+#[derive(Debug, Default)]
+pub struct IntegrationVerdict {
+    /// Where the integration branch should point now (`None`: leave it).
+    pub new_tip: Option<ObjectId>,
+    /// Green: it may land.
+    pub green: bool,
+    pub ejected: Vec<Ejected>,
+    pub runs: Vec<GateResult>,
+    pub notes: Vec<String>,
+}
+
+/// Where the integration gate runs: a clean worktree whose branch it may move.
+pub struct GateCheckout<'a> {
+    pub repo: &'a gix::Repository,
+    pub path: &'a Path,
+    pub logs_dir: &'a Path,
+}
+
+impl GateCheckout<'_> {
+    /// Check `commit` out here and run the gates; `Err` when it could not be checked out.
+    fn check(
+        &self,
+        env: &GateEnv,
+        commit: ObjectId,
+        n: usize,
+        runs: &mut Vec<GateResult>,
+    ) -> Result<bool> {
+        let wt = gix::open(self.path).map_err(Error::git)?;
+        git::reset_worktree_to(&wt, commit)?;
+        let r = run_all(
+            env,
+            self.path,
+            self.logs_dir,
+            &format!("integration.gate{n}"),
+        );
+        let green = all_green(&r);
+        runs.extend(r);
+        Ok(green)
+    }
+}
+
+/// The integration gate: run the gates on the integration result (`merges`' last `after`).
+/// Red: bisect over the merges (the gate runs on each candidate commit, all made in memory),
+/// eject the first merge that turns it red, rebuild the rest on top of the last green commit
+/// by replaying each later merge's own change, and check again, until green.
+pub fn integration_gate(
+    env: &GateEnv,
+    at: &GateCheckout,
+    start: ObjectId,
+    merges: &[MergeRecord],
+    message: &dyn Fn(&MergeRecord, &[Ejected]) -> String,
+    progress: &mut dyn FnMut(&str),
+) -> Result<IntegrationVerdict> {
+    let mut v = IntegrationVerdict::default();
+    let Some(last) = merges.last() else {
+        v.green = true;
+        return Ok(v);
+    };
+    let mut n = 0usize;
+    let mut check = |commit: ObjectId, runs: &mut Vec<GateResult>| {
+        n += 1;
+        at.check(env, commit, n, runs)
+    };
+    progress("integration: gate running");
+    if check(last.after, &mut v.runs)? {
+        v.green = true;
+        return Ok(v);
+    }
+    progress("integration: gate red, checking where the batch started");
+    if !check(start, &mut v.runs)? {
+        v.notes.push(
+            "the integration gate was already red where the batch started: no story can be blamed, nothing landed"
+                .to_string(),
+        );
+        return Ok(v);
+    }
+    // chain[i] is the integration after i merges (chain[0] = start, known green).
+    let mut chain: Vec<ObjectId> = std::iter::once(start)
+        .chain(merges.iter().map(|m| m.after))
+        .collect();
+    let mut records: Vec<MergeRecord> = merges.to_vec();
+    let mut lo = 0usize;
+    loop {
+        // gate(chain[lo]) green, gate(chain.last) red.
+        let mut hi = chain.len() - 1;
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            progress(&format!("integration: bisecting ({} merges left)", hi - lo));
+            if check(chain[mid], &mut v.runs)? {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let culprit = records[hi - 1].clone();
+        let failing = v
+            .runs
+            .iter()
+            .rev()
+            .find(|r| !r.passed)
+            .map(|r| format!("`{}` ({})", r.command, r.status_text()))
+            .unwrap_or_default();
+        v.ejected.push(Ejected {
+            key: culprit.key.clone(),
+            story_tip: culprit.story_tip,
+            why: format!("the integration gate {failing} turned red when its merge was added"),
+        });
+        // Rebuild: everything before the culprit stays; every later merge is replayed.
+        let mut cur = chain[hi - 1];
+        let mut rebuilt_chain = chain[..hi].to_vec();
+        let mut rebuilt_records = records[..hi - 1].to_vec();
+        for r in &records[hi..] {
+            let contains_ejected = v
+                .ejected
+                .iter()
+                .map(|e| git::is_ancestor(at.repo, e.story_tip, r.story_tip))
+                .collect::<Result<Vec<bool>>>()?
+                .into_iter()
+                .any(|b| b);
+            // A story that started after an ejected one merged carries it in its history: only
+            // its own change is kept, on a single-parent commit.
+            let parents: Vec<ObjectId> = if contains_ejected {
+                vec![cur]
+            } else {
+                vec![cur, r.story_tip]
+            };
+            match git::replay_in_memory(
+                at.repo,
+                cur,
+                r.before,
+                r.after,
+                &parents,
+                &message(r, &v.ejected),
+            )? {
+                MergeOutcome::Merged(id) | MergeOutcome::FastForward(id) => {
+                    rebuilt_records.push(MergeRecord {
+                        before: cur,
+                        after: id,
+                        ..r.clone()
+                    });
+                    rebuilt_chain.push(id);
+                    cur = id;
+                }
+                MergeOutcome::UpToDate => {}
+                MergeOutcome::Conflict { paths } => v.ejected.push(Ejected {
+                    key: r.key.clone(),
+                    story_tip: r.story_tip,
+                    why: format!(
+                        "its change could not be replayed without {} ({})",
+                        culprit.key,
+                        paths.join(", ")
+                    ),
+                }),
+            }
+        }
+        chain = rebuilt_chain;
+        records = rebuilt_records;
+        v.new_tip = Some(cur);
+        lo = hi - 1;
+        if chain.len() - 1 == lo {
+            // Nothing after the culprit: the last green commit is the result.
+            v.green = true;
+            return Ok(v);
+        }
+        progress("integration: gate running on the rebuilt result");
+        if check(cur, &mut v.runs)? {
+            v.green = true;
+            return Ok(v);
+        }
+    }
+}
+
+/// Everything the integration gate of a parallel batch needs.
+pub struct IntegrationEnv<'a> {
+    pub gate: &'a GateEnv<'a>,
+    pub main: &'a gix::Repository,
+    /// The batch's worktrees; the gate runs in the first one still there and clean.
+    pub worktrees: Vec<&'a Path>,
+    pub logs_dir: &'a Path,
+    pub session_id: &'a str,
+    pub integration_ref: &'a str,
+    /// The integration branch's tip before this batch's first merge.
+    pub start: ObjectId,
+}
+
+/// Run the integration gate, move the integration branch to the green rebuild, mark ejected
+/// stories `integration_failed` (their work on a ref). Returns whether the integration may land.
+pub fn gate_integration(
+    ie: &IntegrationEnv,
+    merges: &[MergeRecord],
+    progress: &dyn Fn(&str),
+    report: &mut crate::batch::results::BatchReport,
+) -> bool {
+    if !ie.gate.enabled() || merges.is_empty() {
+        return true;
+    }
+    let sid = ie.session_id;
+    let Some(path) = ie.worktrees.iter().copied().find(|p| {
+        gix::open(p)
+            .ok()
+            .is_some_and(|r| git::is_clean(&r).unwrap_or(false))
+    }) else {
+        report.notes.push(
+            "the integration gate could not run: no clean worktree was left to run it in".into(),
+        );
+        return false;
+    };
+    let old_tip = match git::resolve_ref(ie.main, ie.integration_ref) {
+        Ok(Some(t)) => t,
+        _ => {
+            report.notes.push(format!(
+                "the integration gate could not run: {} is gone",
+                ie.integration_ref
+            ));
+            return false;
+        }
+    };
+    let at = GateCheckout {
+        repo: ie.main,
+        path,
+        logs_dir: ie.logs_dir,
+    };
+    let message = |r: &MergeRecord, ejected: &[Ejected]| {
+        let keys: Vec<&str> = ejected.iter().map(|e| e.key.as_str()).collect();
+        format!(
+            "teleos: merge {} (session {sid}, rebuilt without {})",
+            r.key,
+            keys.join(", ")
+        )
+    };
+    let verdict = integration_gate(ie.gate, &at, ie.start, merges, &message, &mut |s| {
+        progress(s)
+    });
+    let verdict = match verdict {
+        Ok(v) => v,
+        Err(e) => {
+            report
+                .notes
+                .push(format!("the integration gate could not run: {e}"));
+            park_at(path, old_tip);
+            return false;
+        }
+    };
+    report.integration_gates = verdict.runs.clone();
+    report.notes.extend(verdict.notes.iter().cloned());
+    let mut green = verdict.green;
+    if let Some(new_tip) = verdict.new_tip.filter(|t| *t != old_tip) {
+        // The batch's integration as it was merged stays reachable, whatever happens next.
+        let before = format!("refs/teleos/{sid}/integration-before-gate");
+        let moved = git::set_ref(ie.main, &before, old_tip).and_then(|_| {
+            git::update_ref_cas(
+                ie.main,
+                ie.integration_ref,
+                new_tip,
+                Some(old_tip),
+                "git-teleos: integration rebuilt without the stories that turned the gate red",
+            )
+        });
+        match moved {
+            Ok(git::CasOutcome::Updated) => report.notes.push(format!(
+                "the integration was rebuilt without {}; as merged before, it is kept on {before}",
+                verdict
+                    .ejected
+                    .iter()
+                    .map(|e| e.key.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Ok(_) => {
+                report.notes.push(format!(
+                    "{} moved while the integration gate ran: not landed",
+                    ie.integration_ref
+                ));
+                green = false;
+            }
+            Err(e) => {
+                report
+                    .notes
+                    .push(format!("could not rebuild the integration: {e}"));
+                green = false;
+            }
+        }
+    }
+    let last_red = verdict.runs.iter().rev().find(|r| !r.passed).cloned();
+    for e in &verdict.ejected {
+        let name = crate::batch::parallel::rescue_ref(sid, &e.key, "");
+        let kept = git::set_ref(ie.main, &name, e.story_tip).is_ok();
+        if let Some(s) = report.stories.iter_mut().find(|s| s.story_key == e.key) {
+            s.outcome = Outcome::IntegrationFailed;
+            let last_line = last_red
+                .as_ref()
+                .and_then(|r| r.output_tail.lines().rev().find(|l| !l.trim().is_empty()))
+                .map(|l| format!(": {}", l.trim()))
+                .unwrap_or_default();
+            s.error_message = Some(if kept {
+                format!("{}{last_line}; its work is kept on {name}", e.why)
+            } else {
+                format!("{}{last_line}", e.why)
+            });
+            if kept {
+                s.rescue_ref = Some(name.clone());
+            }
+            s.gates.extend(last_red.iter().cloned());
+        }
+    }
+    // Leave the gate's worktree where the integration now is, so it can be parked or removed.
+    let final_tip = git::resolve_ref(ie.main, ie.integration_ref)
+        .ok()
+        .flatten()
+        .unwrap_or(old_tip);
+    park_at(path, final_tip);
+    green
+}
+
+fn park_at(path: &Path, tip: ObjectId) {
+    if let Ok(wt) = gix::open(path) {
+        let _ = git::reset_worktree_to(&wt, tip);
+    }
+}
