@@ -146,7 +146,7 @@ A malformed value is an error naming the key."
     writeln!(out, ".SH EXIT STATUS")?;
     for (code, meaning) in [
         ("0", "Success: every selected story completed (or nothing needed doing)."),
-        ("1", "The command ran but some work did not complete: a story was partial, failed, or conflicted."),
+        ("1", "The command ran but some work did not complete: a story was partial, failed, conflicted, failed its gates, was ejected by the integration gate, or the work did not land."),
         ("2", "Usage or setup error: bad flags or configuration, not a repository, no stories folder, agent not logged in. Nothing was changed."),
         ("128+n", "Stopped by signal n (130 for Ctrl-C)."),
     ] {
