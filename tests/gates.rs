@@ -20,7 +20,7 @@ if [ -n "$dups" ]; then
   echo "check failed: route registered twice: $dups"
   exit 1
 fi
-echo "check passed"
+echo "check passed" | tee check-report.txt
 "#;
 
 /// A stand-in `claude`. Every story ticks its boxes, writes `out/<key>.txt` and commits; then
@@ -192,8 +192,10 @@ fn story_repair_and_integration_gates_in_one_parallel_batch() {
     assert!(!log.contains("1-1-bug"), "{log}");
     assert!(!log.contains(&format!("close {ejected_key}")), "{log}");
     assert!(log.contains("teleos: close 1-2-fixable"), "{log}");
-    assert!(check_passes(&r, &r.root), "main is red after the batch");
+    // The check's report file (not ignored here) was tidied from the worktrees, never committed.
     assert_eq!(r.git(&["status", "--porcelain"]), "");
+    assert_eq!(r.git(&["ls-files", "check-report.txt"]), "");
+    assert!(check_passes(&r, &r.root), "main is red after the batch");
 
     // The debrief shows the gates, and the failing output of both failures.
     let debrief = r.teleos(["debrief"]);
@@ -213,6 +215,9 @@ fn story_repair_and_integration_gates_in_one_parallel_batch() {
 #[test]
 fn sequential_red_story_stops_the_batch_and_leaves_the_branch_green() {
     let r = repo_with(&["1-1-bug", "1-2-fine"]);
+    // A well-kept project ignores its check's output (in the user's checkout nothing is tidied).
+    r.write(".gitignore", "check-report.txt\n");
+    r.commit_all("ignore the check's report");
     let start = r.git(&["rev-parse", "HEAD"]);
     let out = r.teleos(["close", "--sequential", "--all", "--yes", "--json"]);
     let j = out.json();
@@ -229,8 +234,8 @@ fn sequential_red_story_stops_the_batch_and_leaves_the_branch_green() {
         r.git(&["log", "-1", "--format=%s", kept]),
         "teleos: close 1-1-bug"
     );
-    assert!(check_passes(&r, &r.root));
     assert_eq!(r.git(&["status", "--porcelain"]), "");
+    assert!(check_passes(&r, &r.root));
 }
 
 #[test]

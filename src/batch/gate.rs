@@ -69,12 +69,46 @@ fn red_summary(runs: &[GateResult]) -> Option<(String, &GateResult)> {
 /// `env.gate.repairs` times. Still red: the story is `gate_failed`.
 ///
 /// Only work that would be merged is checked (completed or partial with a commit, checkout
-/// clean). `progress` is told what is happening.
+/// clean). `owned`: `checkout` is a worktree of the batch, where files a gate run leaves behind
+/// (untracked, not ignored) are removed; in the user's checkout they are only reported.
+/// `progress` is told what is happening.
 pub fn story_gate(
     env: &StoryEnv,
     story: &Story,
     checkout: &Path,
     branch: Option<&str>,
+    owned: bool,
+    result: &mut StoryResult,
+    progress: &mut dyn FnMut(&str),
+) {
+    story_gate_rounds(env, story, checkout, branch, owned, result, &mut *progress);
+    if result.gates.is_empty() {
+        return;
+    }
+    let Ok(repo) = gix::open(checkout) else {
+        return;
+    };
+    if owned {
+        let _ = git::remove_untracked_in_owned_worktree(&repo);
+    }
+    let left = git::dirty_paths(&repo).unwrap_or_default();
+    if !left.is_empty() {
+        // The next story must not inherit them: the worktree is saved and renewed (parallel),
+        // or the batch stops (sequential).
+        result.verified_clean = false;
+        result.discrepancies.push(format!(
+            "the gates left changes in the checkout ({}); ignore build output in .gitignore",
+            left.join(", ")
+        ));
+    }
+}
+
+fn story_gate_rounds(
+    env: &StoryEnv,
+    story: &Story,
+    checkout: &Path,
+    branch: Option<&str>,
+    owned: bool,
     result: &mut StoryResult,
     progress: &mut dyn FnMut(&str),
 ) {
@@ -99,6 +133,18 @@ pub fn story_gate(
         let label = format!("{}.gate{round}", safe_name(key));
         let runs = run_all(&gates, checkout, env.logs_dir, &label);
         let green = all_green(&runs);
+        if owned {
+            if let Ok(repo) = gix::open(checkout) {
+                let _ = git::remove_untracked_in_owned_worktree(&repo);
+            }
+        }
+        // What the gate left (in the user's checkout) is not the repair's doing.
+        let left_by_gate: std::collections::BTreeSet<String> = gix::open(checkout)
+            .ok()
+            .and_then(|r| git::changed_paths(&r, None).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let red = red_summary(&runs)
             .map(|(s, r)| (s, r.command.clone(), r.status_text(), r.output_tail.clone()));
         result.gates.extend(runs);
@@ -162,8 +208,8 @@ pub fn story_gate(
         // The gates check what is committed: a repair left uncommitted is not a repair.
         let clean = gix::open(checkout)
             .ok()
-            .and_then(|r| git::is_clean(&r).ok())
-            .unwrap_or(false);
+            .and_then(|r| git::changed_paths(&r, None).ok())
+            .is_some_and(|now| now.iter().all(|p| left_by_gate.contains(p)));
         if !clean {
             result.verified_clean = false;
             result.outcome = Outcome::GateFailed;
@@ -223,6 +269,8 @@ impl GateCheckout<'_> {
         runs: &mut Vec<GateResult>,
     ) -> Result<bool> {
         let wt = gix::open(self.path).map_err(Error::git)?;
+        // What an earlier run left behind must not block moving to the next candidate.
+        git::remove_untracked_in_owned_worktree(&wt)?;
         git::reset_worktree_to(&wt, commit)?;
         let r = run_all(
             env,
@@ -511,6 +559,7 @@ pub fn gate_integration(
 
 fn park_at(path: &Path, tip: ObjectId) {
     if let Ok(wt) = gix::open(path) {
+        let _ = git::remove_untracked_in_owned_worktree(&wt);
         let _ = git::reset_worktree_to(&wt, tip);
     }
 }

@@ -582,6 +582,7 @@ impl Worker<'_, '_> {
             story,
             &self.slot.path,
             Some(&self.slot.branch),
+            true,
             &mut result,
             &mut |state| self.env.progress.slot(self.slot.n, state),
         );

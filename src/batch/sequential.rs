@@ -253,6 +253,7 @@ pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) {
                 story,
                 env.root,
                 env.branch,
+                false,
                 &mut r,
                 &mut |state| {
                     let _ = writeln!(progress, "   {state}");

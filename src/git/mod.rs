@@ -36,7 +36,9 @@ pub use refs::{
 };
 pub use repo::{common_dir, current_branch, discover, head_commit_id, work_tree_root};
 pub use snapshot::snapshot_uncommitted;
-pub use status::{changed_paths, dirty_paths, is_clean, DIRTY_PATHS_LIMIT};
+pub use status::{
+    changed_paths, dirty_paths, is_clean, remove_untracked_in_owned_worktree, DIRTY_PATHS_LIMIT,
+};
 pub use worktree::{
     add_worktree, is_inside, list_worktrees, lock_worktree, move_worktree, prune_worktrees,
     remove_worktree, remove_worktree_rescued, unlock_worktree, worktree_path_eq, WorktreeInfo,
