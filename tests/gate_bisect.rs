@@ -65,6 +65,7 @@ fn run(
         gates: &gates,
         timeout: Duration::from_secs(60),
         repairs: 0,
+        cancel: &std::sync::atomic::AtomicBool::new(false),
     };
     let repo = gix::open(&r.root).unwrap();
     let logs = r.home.join("logs");

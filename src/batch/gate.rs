@@ -3,7 +3,7 @@
 //! the integrated result red, and rebuilds the integration branch without it, in memory.
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::agent::{self, RunRequest};
@@ -22,17 +22,11 @@ pub struct GateEnv<'a> {
     pub timeout: Duration,
     /// Repair rounds after a red story gate.
     pub repairs: u32,
+    /// Set on Ctrl-C: a running gate is stopped and no further one starts.
+    pub cancel: &'a AtomicBool,
 }
 
 impl GateEnv<'_> {
-    pub fn off() -> GateEnv<'static> {
-        GateEnv {
-            gates: &[],
-            timeout: Duration::from_secs(1),
-            repairs: 0,
-        }
-    }
-
     pub fn enabled(&self) -> bool {
         !self.gates.is_empty()
     }
@@ -42,6 +36,9 @@ impl GateEnv<'_> {
 pub fn run_all(env: &GateEnv, cwd: &Path, logs_dir: &Path, label: &str) -> Vec<GateResult> {
     let mut out = Vec::new();
     for (i, g) in env.gates.iter().enumerate() {
+        if env.cancel.load(Ordering::SeqCst) {
+            break;
+        }
         let log = logs_dir.join(format!("{label}-{}.log", i + 1));
         let r = run_gate(g, cwd, &log, env.timeout);
         let red = !r.passed;
@@ -53,9 +50,13 @@ pub fn run_all(env: &GateEnv, cwd: &Path, logs_dir: &Path, label: &str) -> Vec<G
     out
 }
 
-fn all_green(runs: &[GateResult]) -> bool {
-    runs.iter().all(|r| r.passed)
+/// Every gate ran, and passed.
+fn all_green(env: &GateEnv, runs: &[GateResult]) -> bool {
+    runs.len() == env.gates.len() && runs.iter().all(|r| r.passed)
 }
+
+/// The message `close --resume` recognises as "not finished, run it again".
+const INTERRUPTED: &str = "agent failed: cancelled";
 
 /// The first red gate of a round, as `` `cmd` (exit code 1) ``.
 fn red_summary(runs: &[GateResult]) -> Option<(String, &GateResult)> {
@@ -132,7 +133,16 @@ fn story_gate_rounds(
         progress(&format!("{key}: gate running"));
         let label = format!("{}.gate{round}", safe_name(key));
         let runs = run_all(&gates, checkout, env.logs_dir, &label);
-        let green = all_green(&runs);
+        if env.cancel.load(Ordering::SeqCst) {
+            // Unchecked work must not merge; `close --resume` runs the story again.
+            result.gates.extend(runs);
+            result.outcome = Outcome::Error;
+            result.error_message = Some(INTERRUPTED.to_string());
+            result
+                .discrepancies
+                .push("interrupted while its gates ran".to_string());
+            return;
+        }
         if owned {
             if let Ok(repo) = gix::open(checkout) {
                 let _ = git::remove_untracked_in_owned_worktree(&repo);
@@ -157,8 +167,7 @@ fn story_gate_rounds(
             }
             return;
         };
-        debug_assert!(!green);
-        if round >= gates.repairs || env.cancel.load(Ordering::SeqCst) {
+        if round >= gates.repairs {
             result.outcome = Outcome::GateFailed;
             let after = if round > 0 {
                 format!(" after {round} repair round(s)")
@@ -278,7 +287,10 @@ impl GateCheckout<'_> {
             self.logs_dir,
             &format!("integration.gate{n}"),
         );
-        let green = all_green(&r);
+        if env.cancel.load(Ordering::SeqCst) {
+            return Err(Error::git("interrupted"));
+        }
+        let green = all_green(env, &r);
         runs.extend(r);
         Ok(green)
     }

@@ -326,6 +326,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
             gates: gate_plan.gates(),
             timeout: ctx.settings.gate_timeout,
             repairs: ctx.settings.gate_repairs,
+            cancel: &cancel,
         },
     };
     match slots {
