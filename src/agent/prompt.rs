@@ -294,4 +294,22 @@ mod tests {
         );
         assert!(p.contains("the user's checkout") && !p.contains("Branch:"));
     }
+
+    #[test]
+    fn repair_prompt_names_the_check_and_carries_its_output_in_one_fence() {
+        let p = build_repair_prompt(
+            "2-3-checkout",
+            Path::new("docs/sprint-artifacts/2-3-checkout.md"),
+            Some("worktree/teleos-abc123-1"),
+            "npm test",
+            "exit code 1",
+            "FAIL src/cart.test.ts\n```\nexpected 3, got 2",
+        );
+        assert!(p.contains("story_key: `2-3-checkout`"));
+        assert!(p.contains("`npm test` (exit code 1)"));
+        assert!(p.contains("expected 3, got 2"));
+        assert!(p.contains("branch: `worktree/teleos-abc123-1`"));
+        // The output cannot close the fence it is shown in.
+        assert_eq!(p.matches("```").count(), 2, "{p}");
+    }
 }
