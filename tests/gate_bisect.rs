@@ -66,6 +66,7 @@ fn run(
         timeout: Duration::from_secs(60),
         repairs: 0,
         cancel: &std::sync::atomic::AtomicBool::new(false),
+        on_spawn: None,
     };
     let repo = gix::open(&r.root).unwrap();
     let logs = r.home.join("logs");

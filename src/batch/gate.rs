@@ -24,6 +24,8 @@ pub struct GateEnv<'a> {
     pub repairs: u32,
     /// Set on Ctrl-C: a running gate is stopped and no further one starts.
     pub cancel: &'a AtomicBool,
+    /// Told each gate's process group (recorded, so a clean-up after a crash stops it).
+    pub on_spawn: Option<&'a (dyn Fn(i32) + Sync)>,
 }
 
 impl GateEnv<'_> {
@@ -40,7 +42,7 @@ pub fn run_all(env: &GateEnv, cwd: &Path, logs_dir: &Path, label: &str) -> Vec<G
             break;
         }
         let log = logs_dir.join(format!("{label}-{}.log", i + 1));
-        let r = run_gate(g, cwd, &log, env.timeout);
+        let r = run_gate(g, cwd, &log, env.timeout, env.cancel, env.on_spawn);
         let red = !r.passed;
         out.push(r);
         if red {

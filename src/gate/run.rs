@@ -1,23 +1,32 @@
-//! Running one gate: in a given checkout, with a timeout that kills its whole process group,
-//! its output kept in a log and the end of it kept for the report and the repair prompt.
+//! Running one gate: in a given checkout, through the process module (no shell, `GIT_*`
+//! pinning variables removed, its own process group stopped whole at the timeout or on
+//! Ctrl-C), its whole output in a log and the end of it kept for the report and the repair
+//! prompt.
 
-use std::io::Write;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::Gate;
+use crate::process::{Cmd, Stop};
 
 /// Lines, then characters, of a red gate's output carried in reports and repair prompts.
 pub const TAIL_LINES: usize = 60;
 pub const TAIL_CHARS: usize = 6000;
+/// A gate's log stops growing here (a note marks the cut); the tail is kept in memory anyway.
+const LOG_CAP: u64 = 64 << 20;
+/// How much of the end of stdout and stderr is kept when the log cannot be written.
+const CAPTURE: usize = 64 << 10;
 
 /// What one gate run did.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GateResult {
     pub command: String,
-    /// `None` when it was killed (timeout) or could not start.
+    /// `None` when it was killed (timeout, Ctrl-C) or could not start.
     pub exit_code: Option<i32>,
     pub passed: bool,
     #[serde(default)]
@@ -39,43 +48,121 @@ impl GateResult {
                 .output_tail
                 .lines()
                 .last()
-                .unwrap_or("did not run")
-                .to_string(),
+                .map(|l| l.trim_start_matches("[git-teleos] ").to_string())
+                .unwrap_or_else(|| "did not run".to_string()),
         }
     }
 }
 
-/// Run `gate` in `cwd`; the whole output goes to `log_path`. Never fails: a gate that cannot
-/// start is a red gate, with the reason as its output.
-pub fn run_gate(gate: &Gate, cwd: &Path, log_path: &Path, timeout: Duration) -> GateResult {
+/// Run `gate` in `cwd`; its whole output goes to `log_path`. Never fails: a gate that cannot
+/// start is a red gate, with the reason as its output. `on_spawn` is told its process group.
+pub fn run_gate(
+    gate: &Gate,
+    cwd: &Path,
+    log_path: &Path,
+    timeout: Duration,
+    cancel: &AtomicBool,
+    on_spawn: Option<&(dyn Fn(i32) + Sync)>,
+) -> GateResult {
     let started = Instant::now();
-    let program = PathBuf::from(&gate.argv[0]);
-    let args: Vec<&str> = gate.argv[1..].iter().map(String::as_str).collect();
-    let run = crate::agent::run::run_captured_in(&program, &args, Some(cwd), timeout);
-    let duration = started.elapsed();
-    let (exit_code, timed_out, output) = match run {
-        Ok(Some(c)) => {
-            let mut text = c.stdout;
-            if !c.stderr.is_empty() {
-                if !text.is_empty() && !text.ends_with('\n') {
-                    text.push('\n');
-                }
-                text.push_str(&c.stderr);
-            }
-            (c.exit_code, false, text)
+    if let Some(dir) = log_path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let log = File::create(log_path).and_then(|mut f| {
+        writeln!(
+            f,
+            "=== gate: {} ({}) in {} ===",
+            gate.command,
+            gate.why,
+            cwd.display()
+        )?;
+        Ok(f)
+    });
+    let logged = log.is_ok();
+    let mut cmd = Cmd::new(&gate.argv[0])
+        .args(&gate.argv[1..])
+        .current_dir(cwd)
+        .timeout(timeout)
+        .cancel(cancel)
+        .capture(CAPTURE, CAPTURE);
+    if let Some(f) = on_spawn {
+        cmd = cmd.on_spawn(f);
+    }
+    if let Ok(f) = log {
+        cmd = cmd.log(f, LOG_CAP);
+    }
+    let (exit_code, passed, timed_out, note, captured) = match cmd.run() {
+        Ok(out) => {
+            let note = match out.stopped {
+                Some(Stop::Timeout) => Some(format!(
+                    "[git-teleos] stopped after {}s (teleos.gateTimeout)",
+                    timeout.as_secs()
+                )),
+                Some(Stop::Cancel) => Some("[git-teleos] stopped: interrupted".to_string()),
+                Some(Stop::Stall) => Some("[git-teleos] stopped: no output".to_string()),
+                None => out
+                    .signal()
+                    .map(|s| format!("[git-teleos] killed by signal {s}")),
+            };
+            let mut text = out.stdout_text();
+            text.push_str(&out.stderr_text());
+            (
+                if out.stopped.is_some() {
+                    None
+                } else {
+                    out.code()
+                },
+                out.success(),
+                out.stopped == Some(Stop::Timeout),
+                note,
+                text,
+            )
         }
-        Ok(None) => (
+        Err(e) => (
             None,
-            true,
-            format!(
-                "[git-teleos] killed after {}s (teleos.gateTimeout)\n",
-                timeout.as_secs()
-            ),
+            false,
+            false,
+            Some(format!("[git-teleos] could not start: {e}")),
+            String::new(),
         ),
-        Err(e) => (None, false, format!("[git-teleos] could not start: {e}\n")),
     };
-    let passed = exit_code == Some(0);
-    write_log(log_path, gate, cwd, &output, exit_code, duration);
+    let duration = started.elapsed();
+    let footer = format!(
+        "{}=== end: {} after {:.1}s ===\n",
+        note.as_deref()
+            .map(|n| format!("{n}\n"))
+            .unwrap_or_default(),
+        exit_code
+            .map(|c| format!("exit code {c}"))
+            .unwrap_or_else(|| "no exit code".into()),
+        duration.as_secs_f64()
+    );
+    if let Ok(mut f) = OpenOptions::new().append(true).open(log_path) {
+        let _ = write!(f, "\n{footer}");
+    }
+    // The log has stdout and stderr as they came, interleaved: the best tail to show.
+    let output = if logged {
+        read_end(log_path, CAPTURE as u64)
+            .map(|t| {
+                // Drop the header (short logs) and the footer; keep the note.
+                let body = t
+                    .strip_prefix("=== gate:")
+                    .and_then(|t| t.split_once('\n'))
+                    .map(|(_, rest)| rest)
+                    .unwrap_or(&t);
+                body.rsplit_once("=== end:")
+                    .map(|(b, _)| b.to_string())
+                    .unwrap_or_else(|| body.to_string())
+            })
+            .unwrap_or(captured)
+    } else {
+        let mut t = captured;
+        if let Some(n) = &note {
+            t.push('\n');
+            t.push_str(n);
+        }
+        t
+    };
     GateResult {
         command: gate.command.clone(),
         exit_code,
@@ -84,31 +171,6 @@ pub fn run_gate(gate: &Gate, cwd: &Path, log_path: &Path, timeout: Duration) -> 
         duration_secs: duration.as_secs_f64(),
         log_path: log_path.to_path_buf(),
         output_tail: if passed { String::new() } else { tail(&output) },
-    }
-}
-
-fn write_log(
-    path: &Path,
-    gate: &Gate,
-    cwd: &Path,
-    output: &str,
-    code: Option<i32>,
-    took: Duration,
-) {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    if let Ok(mut f) = std::fs::File::create(path) {
-        let _ = write!(
-            f,
-            "=== gate: {} ({}) in {} ===\n{output}\n=== end: {} after {:.1}s ===\n",
-            gate.command,
-            gate.why,
-            cwd.display(),
-            code.map(|c| format!("exit code {c}"))
-                .unwrap_or_else(|| "no exit code".into()),
-            took.as_secs_f64()
-        );
     }
 }
 
@@ -127,6 +189,16 @@ pub fn tail(output: &str) -> String {
         }
     }
     kept
+}
+
+/// The last `bytes` of a file, as text.
+fn read_end(path: &Path, bytes: u64) -> std::io::Result<String> {
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(bytes)))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 #[cfg(test)]
@@ -155,24 +227,16 @@ mod tests {
     fn a_gate_runs_without_a_shell_and_reports_red_and_green() {
         let dir = tempfile::tempdir().expect("tempdir");
         let logs = dir.path().join("logs");
+        let no = AtomicBool::new(false);
+        let secs = Duration::from_secs;
         // `$HOME` and `;` reach sh as plain text: the command line is split, never interpreted.
         let green = Gate::new("sh -c 'echo \"$0\" ok' '$HOME;x'", "test").expect("gate");
-        let r = run_gate(
-            &green,
-            dir.path(),
-            &logs.join("g.log"),
-            Duration::from_secs(20),
-        );
+        let r = run_gate(&green, dir.path(), &logs.join("g.log"), secs(20), &no, None);
         assert!(r.passed, "{r:?}");
         let log = std::fs::read_to_string(logs.join("g.log")).expect("log");
         assert!(log.contains("$HOME;x ok"), "{log}");
         let red = Gate::new("sh -c 'pwd; echo broken >&2; exit 3'", "test").expect("gate");
-        let r = run_gate(
-            &red,
-            dir.path(),
-            &logs.join("r.log"),
-            Duration::from_secs(20),
-        );
+        let r = run_gate(&red, dir.path(), &logs.join("r.log"), secs(20), &no, None);
         assert!(!r.passed);
         assert_eq!(r.exit_code, Some(3));
         assert!(r.output_tail.contains("broken"), "{r:?}");
@@ -183,11 +247,51 @@ mod tests {
             &missing,
             dir.path(),
             &logs.join("m.log"),
-            Duration::from_secs(20),
+            secs(20),
+            &no,
+            None,
         );
         assert!(!r.passed);
         assert!(
             r.status_text().contains("could not start"),
+            "{}",
+            r.status_text()
+        );
+    }
+
+    #[test]
+    fn a_hanging_gate_is_stopped_at_its_timeout_and_is_red() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let no = AtomicBool::new(false);
+        let g = Gate::new("sh -c 'echo started; sleep 30 & wait'", "test").expect("gate");
+        let log = dir.path().join("t.log");
+        let r = run_gate(&g, dir.path(), &log, Duration::from_secs(1), &no, None);
+        assert!(!r.passed && r.timed_out, "{r:?}");
+        assert!(
+            r.status_text().starts_with("timed out"),
+            "{}",
+            r.status_text()
+        );
+        assert!(r.output_tail.contains("started"), "{r:?}");
+        assert!(r.output_tail.contains("teleos.gateTimeout"), "{r:?}");
+    }
+
+    #[test]
+    fn a_cancelled_gate_is_red() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cancel = AtomicBool::new(true);
+        let g = Gate::new("sh -c 'sleep 30'", "test").expect("gate");
+        let r = run_gate(
+            &g,
+            dir.path(),
+            &dir.path().join("c.log"),
+            Duration::from_secs(60),
+            &cancel,
+            None,
+        );
+        assert!(!r.passed && !r.timed_out, "{r:?}");
+        assert!(
+            r.status_text().contains("interrupted"),
             "{}",
             r.status_text()
         );
