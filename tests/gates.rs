@@ -71,12 +71,21 @@ answer "$total" $((total - already)) "$already"
 }
 
 fn repo_with(keys: &[&str]) -> TestRepo {
+    repo_with_stories(
+        &keys
+            .iter()
+            .map(|k| (*k, story("A story", 9, 1)))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn repo_with_stories(stories: &[(&str, String)]) -> TestRepo {
     let r = TestRepo::new();
     r.git(&["config", "user.name", "Agent"]);
     r.git(&["config", "user.email", "agent@example.com"]);
     r.write("check.sh", CHECK);
-    for key in keys {
-        r.write(&format!("{DIR}/{key}.md"), &story("A story", 9, 1));
+    for (key, text) in stories {
+        r.write(&format!("{DIR}/{key}.md"), text);
     }
     r.commit_all("stories and the project's check");
     r.git(&["config", "teleos.gate", "sh check.sh"]);
@@ -280,4 +289,53 @@ fn gates_off_or_absent_are_said_in_the_plan_and_the_debrief() {
         "{}",
         plan.stderr
     );
+}
+
+#[test]
+fn a_story_started_on_a_red_integration_is_not_blamed_for_it() {
+    // 2-3-after waits for alpha and beta, so it starts where both are merged: red, by no fault
+    // of its own.
+    let after =
+        story("After", 9, 1) + "\n## Dependencies\n\n- Story 2.1 (alpha)\n- Story 2.2 (beta)\n";
+    let r = repo_with_stories(&[
+        ("2-1-alpha", story("Alpha", 9, 1)),
+        ("2-2-beta", story("Beta", 9, 1)),
+        ("2-3-after", after),
+    ]);
+    let out = r.teleos(["close", "--parallel", "2", "--all", "--yes", "--json"]);
+    let j = out.json();
+    out.code(1);
+    let after = entry(&j["completed"], "2-3-after");
+    assert_eq!(
+        after["gate_repairs"], 0,
+        "no repair for a red it did not cause: {after}"
+    );
+    assert!(
+        after["discrepancies"]
+            .to_string()
+            .contains("already red where the story started"),
+        "{after}"
+    );
+    // No repair prompt was sent to its agent.
+    assert!(!r.home.join("agents/repair-2-3-after").exists());
+    // Its work was put back after the base was checked; the temporary ref is gone.
+    let refs = r.git(&["for-each-ref", "--format=%(refname)", "refs/teleos/"]);
+    assert!(!refs.contains("gate-check"), "{refs}");
+    let on_main: Vec<&str> = ["2-1-alpha", "2-2-beta"]
+        .into_iter()
+        .filter(|k| r.path(&format!("routes/{k}")).exists())
+        .collect();
+    assert_eq!(on_main.len(), 1, "{on_main:?}\n{j}");
+    let ejected = if on_main[0] == "2-1-alpha" {
+        "2-2-beta"
+    } else {
+        "2-1-alpha"
+    };
+    assert_eq!(
+        entry(&j["errors"], ejected)["outcome"],
+        "integration_failed"
+    );
+    assert_eq!(r.read("out/2-3-after.txt"), "2-3-after\n");
+    assert_eq!(r.git(&["status", "--porcelain"]), "");
+    assert!(check_passes(&r, &r.root), "main is red after the batch");
 }

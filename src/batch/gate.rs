@@ -67,24 +67,44 @@ fn red_summary(runs: &[GateResult]) -> Option<(String, &GateResult)> {
         .map(|r| (format!("`{}` ({})", r.command, r.status_text()), r))
 }
 
+/// Where a story gate runs.
+pub enum GatePlace<'a> {
+    /// The user's own checkout (sequential mode): files a gate leaves are reported, not removed.
+    UserCheckout,
+    /// A worktree of the batch (parallel mode), with a way to tell whether the gates were already
+    /// red where the story started: an earlier merge, not this story, broke them then.
+    Worktree(&'a mut dyn FnMut() -> Result<bool>),
+}
+
 /// The story gate: after the agent's commit, run the gates in `checkout`; on red, show the
 /// agent the failing command and the end of its output and let it repair, up to
 /// `env.gate.repairs` times. Still red: the story is `gate_failed`.
 ///
 /// Only work that would be merged is checked (completed or partial with a commit, checkout
-/// clean). `owned`: `checkout` is a worktree of the batch, where files a gate run leaves behind
-/// (untracked, not ignored) are removed; in the user's checkout they are only reported.
-/// `progress` is told what is happening.
+/// clean). In a batch worktree, files a gate run leaves behind (untracked, not ignored) are
+/// removed; in the user's checkout they are only reported. When the gates were already red at
+/// the story's base, the story is not blamed: no repair, and its merge goes on to the
+/// integration gate, whose bisection finds the merge at fault. `progress` is told what is
+/// happening.
 pub fn story_gate(
     env: &StoryEnv,
     story: &Story,
     checkout: &Path,
     branch: Option<&str>,
-    owned: bool,
+    mut place: GatePlace,
     result: &mut StoryResult,
     progress: &mut dyn FnMut(&str),
 ) {
-    story_gate_rounds(env, story, checkout, branch, owned, result, &mut *progress);
+    let owned = matches!(place, GatePlace::Worktree(_));
+    story_gate_rounds(
+        env,
+        story,
+        checkout,
+        branch,
+        &mut place,
+        result,
+        &mut *progress,
+    );
     if result.gates.is_empty() {
         return;
     }
@@ -111,10 +131,11 @@ fn story_gate_rounds(
     story: &Story,
     checkout: &Path,
     branch: Option<&str>,
-    owned: bool,
+    place: &mut GatePlace,
     result: &mut StoryResult,
     progress: &mut dyn FnMut(&str),
 ) {
+    let owned = matches!(place, GatePlace::Worktree(_));
     let gates = env.gate;
     if !gates.enabled()
         || !matches!(result.outcome, Outcome::Completed | Outcome::Partial)
@@ -169,6 +190,32 @@ fn story_gate_rounds(
             }
             return;
         };
+        if round == 0 {
+            if let GatePlace::Worktree(base_is_red) = place {
+                progress(&format!("{key}: gate red, checking the story's base"));
+                match base_is_red() {
+                    Ok(true) if !env.cancel.load(Ordering::SeqCst) => {
+                        result.discrepancies.push(format!(
+                            "gate {summary} is red, but it was already red where the story started (an earlier merge); the integration gate decides"
+                        ));
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        result.outcome = Outcome::GateFailed;
+                        result.error_message = Some(format!(
+                            "gate {summary} is red, and its base could not be checked: {e}"
+                        ));
+                        return;
+                    }
+                }
+                if env.cancel.load(Ordering::SeqCst) {
+                    result.outcome = Outcome::Error;
+                    result.error_message = Some(INTERRUPTED.to_string());
+                    return;
+                }
+            }
+        }
         if round >= gates.repairs {
             result.outcome = Outcome::GateFailed;
             let after = if round > 0 {
@@ -576,4 +623,29 @@ fn park_at(path: &Path, tip: ObjectId) {
         let _ = git::remove_untracked_in_owned_worktree(&wt);
         let _ = git::reset_worktree_to(&wt, tip);
     }
+}
+
+/// Are the gates red at `base`? Checked in the batch worktree at `path` (whose branch holds the
+/// story's work): that work is kept on `keep_ref` while the worktree shows `base`, then put
+/// back. If it cannot be put back, the work stays on `keep_ref` and this is an error.
+pub fn red_at_base(
+    env: &GateEnv,
+    repo: &gix::Repository,
+    path: &Path,
+    base: ObjectId,
+    keep_ref: &str,
+    logs: (&Path, &str),
+) -> Result<bool> {
+    let wt = gix::open(path).map_err(Error::git)?;
+    let tip = git::head_commit_id(&wt)?.ok_or_else(|| Error::git("the worktree has no HEAD"))?;
+    git::set_ref(repo, keep_ref, tip)?;
+    git::remove_untracked_in_owned_worktree(&wt)?;
+    git::reset_worktree_to(&wt, base)?;
+    let runs = run_all(env, path, logs.0, logs.1);
+    let red = !all_green(env, &runs);
+    git::remove_untracked_in_owned_worktree(&wt)?;
+    git::reset_worktree_to(&wt, tip)
+        .map_err(|e| Error::git(format!("{e}; the story's work is kept on {keep_ref}")))?;
+    let _ = git::delete_if_at(repo, keep_ref, tip);
+    Ok(red)
 }

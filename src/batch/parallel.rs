@@ -250,6 +250,9 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     let merge_lock = Mutex::new(batch_start);
     // Every merge this batch makes, in order: what the integration gate bisects.
     let merges = Mutex::new(Vec::<MergeRecord>::new());
+    // Whether the gates are red at an integration tip a story started from (checked only when a
+    // story gate is red, once per tip).
+    let base_checks = Mutex::new(BTreeMap::<ObjectId, bool>::new());
     let notes = Mutex::new(Vec::<String>::new());
     let shared = main.clone().into_sync();
 
@@ -277,8 +280,15 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         .map_err(|e| Error::setup(format!("cannot start worker threads: {e}"), "retry"))?;
     pool.scope(|scope| {
         for slot in &slots {
-            let (queue, cv, merge_lock, notes, shared, merges) =
-                (&queue, &cv, &merge_lock, &notes, &shared, &merges);
+            let (queue, cv, merge_lock, notes, shared, merges, base_checks) = (
+                &queue,
+                &cv,
+                &merge_lock,
+                &notes,
+                &shared,
+                &merges,
+                &base_checks,
+            );
             let manifest = &manifest;
             let integration_ref = integration_ref.as_str();
             scope.spawn(move |_| {
@@ -292,6 +302,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                     merge_lock,
                     manifest,
                     merges,
+                    base_checks,
                 };
                 if let Err(e) = w.prepare() {
                     let msg = format!("worktree {} could not be set up: {e}", slot.n);
@@ -463,6 +474,7 @@ struct Worker<'a, 'e> {
     merge_lock: &'a Mutex<ObjectId>,
     manifest: &'a ManifestFile,
     merges: &'a Mutex<Vec<MergeRecord>>,
+    base_checks: &'a Mutex<BTreeMap<ObjectId, bool>>,
 }
 
 impl Worker<'_, '_> {
@@ -593,7 +605,7 @@ impl Worker<'_, '_> {
             story,
             &self.slot.path,
             Some(&self.slot.branch),
-            true,
+            gate::GatePlace::Worktree(&mut || self.gates_red_at(key, tip)),
             &mut result,
             &mut |state| self.env.progress.slot(self.slot.n, state),
         );
@@ -603,6 +615,30 @@ impl Worker<'_, '_> {
             .slot(self.slot.n, &format!("{key}: merging"));
         let merged = self.after_story(story, tip, &mut result);
         (result, merged)
+    }
+
+    /// Whether the gates are red at `base` (once per base; workers asking meanwhile wait).
+    fn gates_red_at(&self, key: &str, base: ObjectId) -> Result<bool> {
+        let mut known = self
+            .base_checks
+            .lock()
+            .map_err(|_| Error::git("a gate thread panicked"))?;
+        if let Some(red) = known.get(&base) {
+            return Ok(*red);
+        }
+        let label = format!("base-{}.gate", base.to_hex_with_len(10));
+        let red = gate::red_at_base(
+            &self.story.gate,
+            self.repo,
+            &self.slot.path,
+            base,
+            &rescue_ref(self.env.session_id, key, "-gate-check"),
+            (self.story.logs_dir, &label),
+        )?;
+        if !self.story.cancel.load(Ordering::SeqCst) {
+            known.insert(base, red);
+        }
+        Ok(red)
     }
 
     /// Keep leftovers, merge what is good, keep what did not merge on a ref; leave the

@@ -109,6 +109,11 @@ fn gate_note(r: &StoryResult) -> String {
         return String::new();
     }
     let secs: f64 = r.gates.iter().map(|g| g.duration_secs).sum();
+    if r.gates.last().is_some_and(|g| !g.passed) {
+        return format!(
+            ", gates red as where it started ({secs:.1}s of checks; the integration gate decides)"
+        );
+    }
     let repairs = match r.gate_repairs {
         0 => String::new(),
         1 => " after 1 repair".to_string(),
@@ -253,7 +258,7 @@ pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) {
                 story,
                 env.root,
                 env.branch,
-                false,
+                crate::batch::gate::GatePlace::UserCheckout,
                 &mut r,
                 &mut |state| {
                     let _ = writeln!(progress, "   {state}");

@@ -30,6 +30,7 @@ pub use history::{
     commit_exists, commits_between, count_unreachable_from, files_changed, is_ancestor,
 };
 pub use merge::{merge_commits_in_memory, merge_into_branch, replay_in_memory, MergeOutcome};
+pub(crate) use refs::delete_if_at;
 pub use refs::{
     create_branch, create_ref_unique, delete_branch_guarded, local_branches, resolve_ref,
     set_head_branch, set_ref, update_ref_cas, CasOutcome,
