@@ -40,6 +40,7 @@ fn merge(r: &TestRepo, key: &str, tip: ObjectId, log: &mut Vec<MergeRecord>) {
         before,
         after: id(r, "integration"),
         story_tip: tip,
+        tip_green: false,
     });
 }
 

@@ -339,3 +339,20 @@ fn a_story_started_on_a_red_integration_is_not_blamed_for_it() {
     assert_eq!(r.git(&["status", "--porcelain"]), "");
     assert!(check_passes(&r, &r.root), "main is red after the batch");
 }
+
+#[test]
+fn with_one_worktree_the_last_story_gate_is_the_integration_gate() {
+    let r = repo_with(&["3-1-fine", "3-2-fine"]);
+    let out = r.teleos(["close", "--parallel", "1", "--all", "--yes", "--json"]);
+    out.ok();
+    let j = out.json();
+    // Each story started where the other had merged: the integration is the last story's
+    // gated commit, so its gates are not run a second time.
+    assert_eq!(j["integration_gates"], serde_json::json!([]), "{j}");
+    for key in ["3-1-fine", "3-2-fine"] {
+        let s = entry(&j["completed"], key);
+        assert_eq!(s["gates"][0]["passed"], true, "{s}");
+        assert_eq!(r.read(&format!("out/{key}.txt")), format!("{key}\n"));
+    }
+    assert!(check_passes(&r, &r.root));
+}

@@ -182,6 +182,9 @@ fn story_gate_rounds(
             .map(|(s, r)| (s, r.command.clone(), r.status_text(), r.output_tail.clone()));
         result.gates.extend(runs);
         let Some((summary, command, status, tail)) = red else {
+            result.gates_green_at = gix::open(checkout)
+                .ok()
+                .and_then(|r| git::head_commit_id(&r).ok().flatten());
             if round > 0 {
                 result.discrepancies.push(format!(
                     "a gate was red on the agent's first commit; green after {} repair round(s)",
@@ -288,6 +291,8 @@ pub struct MergeRecord {
     pub after: ObjectId,
     /// What was merged (the story's branch tip).
     pub story_tip: ObjectId,
+    /// Every gate passed on `story_tip` (its story gate).
+    pub tip_green: bool,
 }
 
 /// A story taken out of the integration.
@@ -367,6 +372,12 @@ pub fn integration_gate(
         n += 1;
         at.check(env, commit, n, runs)
     };
+    // A fast-forward onto a commit whose story gate was green (one worktree, or one story)
+    // needs no second run.
+    if last.tip_green && last.after == last.story_tip {
+        v.green = true;
+        return Ok(v);
+    }
     progress("integration: gate running");
     if check(last.after, &mut v.runs)? {
         v.green = true;

@@ -786,6 +786,7 @@ impl Worker<'_, '_> {
                     before,
                     after: id,
                     story_tip: tip,
+                    tip_green: result.gates_green_at == Some(tip),
                 });
             }
         }

@@ -86,6 +86,9 @@ pub struct StoryResult {
     /// Repair rounds the agent was given after a red gate.
     #[serde(default)]
     pub gate_repairs: u32,
+    /// The commit every gate passed on, when they did (saves running them again on it).
+    #[serde(skip)]
+    pub gates_green_at: Option<gix::ObjectId>,
 }
 
 impl StoryResult {
@@ -115,6 +118,7 @@ impl StoryResult {
             verified_clean: false,
             gates: Vec::new(),
             gate_repairs: 0,
+            gates_green_at: None,
         }
     }
 }
