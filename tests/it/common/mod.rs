@@ -1,7 +1,8 @@
 //! Hermetic test repositories and a runner for the real binary.
 //!
-//! Every git and git-teleos process gets the same fixed environment: no user or system git
-//! config, fixed author/committer and dates, `LC_ALL=C`, `HOME` inside the temp dir.
+//! Every git and git-teleos process gets the same environment, built from nothing by
+//! [`hermetic`]: no user or system git config, fixed author/committer and dates, `LC_ALL=C`,
+//! `HOME` inside the temp dir. In-process gix opens repositories with [`open_isolated`].
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
@@ -64,16 +65,21 @@ impl Run {
     }
 }
 
-/// Apply the hermetic environment to a command.
+/// Variables passed through from the test process: where temporary files go. Everything
+/// else a child sees is set by [`hermetic`].
+const PASSED_THROUGH: &[&str] = &["TMPDIR"];
+
+/// The one hermetic environment, for every git, git-teleos and stand-in process a test starts:
+/// the environment is cleared and only what the tests need comes back. No user or system git
+/// config (`HOME` and `XDG_CONFIG_HOME` inside the test's temp dir, `GIT_CONFIG_GLOBAL` empty,
+/// `GIT_CONFIG_NOSYSTEM`), fixed author, committer and dates, `LC_ALL=C`, `TZ=UTC`, stdin
+/// closed, and `PATH` with `bin_dir` (stand-in agent CLIs) first, then the test process's own
+/// (to find git, sh and the tools stand-ins use).
 pub fn hermetic(cmd: &mut Command, home: &Path, bin_dir: &Path) {
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().to_string();
-        if k.starts_with("GIT_")
-            || k.starts_with("TELEOS")
-            || k == "NO_COLOR"
-            || k == "CLICOLOR_FORCE"
-        {
-            cmd.env_remove(&k);
+    cmd.env_clear();
+    for key in PASSED_THROUGH {
+        if let Some(value) = std::env::var_os(key) {
+            cmd.env(key, value);
         }
     }
     let path = format!(
@@ -97,8 +103,13 @@ pub fn hermetic(cmd: &mut Command, home: &Path, bin_dir: &Path) {
         .stdin(Stdio::null());
 }
 
-/// Variables passed through from the test process: where temporary files go.
-const PASSED_THROUGH: &[&str] = &["TMPDIR"];
+/// Open a repository in this process the way tests must: gix reads only the repository's own
+/// config, never the user's or the system's, nor `GIT_*` and `XDG_*` variables (the test
+/// process runs with the developer's environment).
+pub fn open_isolated(dir: &Path) -> gix::Repository {
+    gix::discover_opts(dir, Default::default(), gix::open::Options::isolated())
+        .unwrap_or_else(|e| panic!("open {}: {e}", dir.display()))
+}
 
 /// The name libtest knows a test by (`module::test`), to run it again in a child process.
 macro_rules! test_path {
