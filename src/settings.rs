@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// Built-in defaults (SPEC §7).
+/// Built-in defaults (README, "Configuration"), those of the source workflow.
 pub mod defaults {
     pub const CLOSEABLE_THRESHOLD: f64 = 0.30;
     pub const MAX_WORKTREES: usize = 3;

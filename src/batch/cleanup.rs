@@ -1,6 +1,6 @@
-//! Orphaned sessions (SPEC §5): find the sessions in the manifest whose process is gone, keep
-//! every piece of their work on rescue refs, then remove their worktrees, branches and manifest
-//! entry — and nothing else, whatever the manifest says.
+//! Orphaned sessions (README, "Orphaned sessions"): find the sessions in the manifest whose process
+//! is gone, keep every piece of their work on rescue refs, then remove their worktrees, branches
+//! and manifest entry — and nothing else, whatever the manifest says.
 //!
 //! The manifest is input from disk that other tools (and people) write, so it is never trusted
 //! as a list of things to delete. A worktree is removed only when its path, after resolving `..`

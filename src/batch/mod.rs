@@ -14,8 +14,8 @@ pub mod worker;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A fresh 6-lowercase-hex session id (SPEC §4.3), from the kernel's random source, falling
-/// back to time and pid mixed together.
+/// A fresh 6-lowercase-hex session id (README, "Parallel mode"), from the kernel's random source,
+/// falling back to time and pid mixed together.
 pub fn new_session_id() -> String {
     use std::io::Read;
     let mut bytes = [0u8; 3];

@@ -1,6 +1,6 @@
-//! Parallel mode (SPEC §4.3): one linked worktree per slot, a worker thread per worktree, a
-//! dynamic queue that respects dependencies, in-memory merges into `integration-<sid>`, landing
-//! on the starting branch, and a clean-up that never drops unmerged work.
+//! Parallel mode (README, "Parallel mode"): one linked worktree per slot, a worker thread per
+//! worktree, a dynamic queue that respects dependencies, in-memory merges into `integration-<sid>`,
+//! landing on the starting branch, and a clean-up that never drops unmerged work.
 //!
 //! The user's checkout is never checked out, reset or merged into while agents run: every
 //! branch move happens on refs with compare-and-swap, and only the final landing touches the

@@ -1,5 +1,5 @@
-//! Sequential mode (SPEC §4.2): stories one after another in the user's own checkout, each
-//! story's commit landing on the current branch.
+//! Sequential mode (README, "How it works"): stories one after another in the user's own checkout,
+//! each story's commit landing on the current branch.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -122,7 +122,7 @@ fn gate_note(r: &StoryResult) -> String {
     format!(", gates green{repairs} ({secs:.1}s of checks)")
 }
 
-/// The per-story status line of SPEC §4.2.
+/// The per-story status line of sequential mode.
 pub fn status_line(r: &StoryResult, threshold: f64) -> String {
     match r.outcome {
         Outcome::Completed => format!(

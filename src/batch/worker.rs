@@ -1,5 +1,5 @@
 //! One story: build the prompt, run the agent, read its result, and verify every claim against
-//! the repository (SPEC §4.1 "verify, don't trust"). Used by sequential and parallel mode alike.
+//! the repository (README, "Verify, don't trust"). Used by sequential and parallel mode alike.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -391,7 +391,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                     keep_worktrees: args.keep_worktrees || ctx.settings.keep_worktrees,
                     progress: &progress,
                 };
-                // SPEC §4.3 step 5: orphans first, quietly; a failure never stops the batch.
+                // Orphans first, quietly (README, "Orphaned sessions"); a failure never stops the
+                // batch.
                 clean_orphans_before(&ctx, args.resume.as_deref(), &mut err);
                 parallel::run(&env, closeable, &mut report)?;
             }
@@ -619,7 +620,8 @@ fn confirm(question: &str) -> Result<bool, Error> {
     Ok(matches!(a.to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 
-/// The interactive phase 2: tables, then the four choices of SPEC §3.
+/// The interactive phase 2: tables, then the choices (all closeable, pick by number, all or
+/// some needs-pipeline stories, quit).
 fn pick_interactively(scan: &ScanResult, threshold: f64) -> Result<Option<Selection>, Error> {
     let closeable: Vec<_> = scan
         .stories

@@ -1,5 +1,5 @@
 //! The man page, generated from the clap definitions plus the configuration keys and exit codes.
-//! `tests/man.rs` keeps `man/git-teleos.1` in sync with this.
+//! `tests/it/man.rs` keeps `man/git-teleos.1` in sync with this.
 
 use std::io::Write;
 

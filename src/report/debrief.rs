@@ -1,4 +1,4 @@
-//! Phase 4: the debrief tables and final summary (SPEC §6).
+//! Phase 4: the debrief tables and final summary (ARCHITECTURE.md, "Bird's-eye view").
 
 use std::io::{self, Write};
 

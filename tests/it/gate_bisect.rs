@@ -2,7 +2,7 @@
 //! what the rebuilt integration holds, and that ejected work does not come back through the
 //! history of a story that started after it merged.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -69,7 +69,7 @@ fn run(
         cancel: &std::sync::atomic::AtomicBool::new(false),
         on_spawn: None,
     };
-    let repo = gix::open(&r.root).unwrap();
+    let repo = common::open_isolated(&r.root);
     let logs = r.home.join("logs");
     let at = GateCheckout {
         repo: &repo,

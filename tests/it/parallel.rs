@@ -1,7 +1,7 @@
 //! End-to-end: `git teleos close --parallel` with a stand-in `claude` on PATH speaking Claude
 //! Code's protocol. Real git everywhere; the user's checkout is watched throughout.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

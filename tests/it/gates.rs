@@ -2,7 +2,7 @@
 //! project's test script) fails on a `BUG` marker and on a route registered twice; a stand-in
 //! `claude` on PATH speaking Claude Code's protocol writes what each story asks for.
 
-mod common;
+use crate::common;
 
 use common::{story, TestRepo};
 

@@ -1,10 +1,19 @@
 //! The `git` module against real repositories made and checked with the real git CLI.
+//!
+//! The `git` module runs in this process, which has the developer's environment: repositories
+//! are opened with [`common::open_isolated`], so the user's git config cannot change results.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::{self, in_child_process, test_path};
 use git_teleos::git::{self, CasOutcome, LandOutcome, MergeOutcome, ObjectId};
 use tempfile::TempDir;
+
+/// These tests work in bare temp folders, not a `TestRepo`: git gets a HOME that does not
+/// exist, so it finds no user config or ignore file there (its config is also `/dev/null`).
+const NO_HOME: &str = "/nonexistent/git-teleos-tests/home";
 
 /// Run git hermetically in `dir`; panics with its output on failure.
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -19,23 +28,10 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 fn git_raw(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "Test Author")
-        .env("GIT_AUTHOR_EMAIL", "author@example.com")
-        .env("GIT_AUTHOR_DATE", "2024-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_NAME", "Test Committer")
-        .env("GIT_COMMITTER_EMAIL", "committer@example.com")
-        .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
-        .env("LC_ALL", "C")
-        .output()
-        .expect("git runs")
+    let mut cmd = Command::new("git");
+    cmd.args(args).current_dir(dir);
+    common::hermetic(&mut cmd, Path::new(NO_HOME), Path::new(NO_HOME));
+    cmd.output().expect("git runs")
 }
 
 fn write(dir: &Path, rela: &str, content: &str) {
@@ -74,17 +70,90 @@ fn repo() -> (TempDir, PathBuf) {
 }
 
 fn open(dir: &Path) -> gix::Repository {
-    git::discover(dir).unwrap()
+    common::open_isolated(dir)
 }
 
 fn status(dir: &Path) -> String {
     git(dir, &["status", "--porcelain", "--untracked-files=all"])
 }
 
+/// What a developer's config could do to the in-process tests: ignore every untracked file
+/// (`core.excludesFile`, `$XDG_CONFIG_HOME/git/ignore`) and sign commits with another name.
+fn write_hostile_config(home: &Path) {
+    let user = "[user]\n\tname = Hostile User\n\temail = hostile@example.com\n";
+    write(
+        home,
+        ".gitconfig",
+        &format!(
+            "{user}[core]\n\texcludesFile = {}\n",
+            home.join("ignore-all").display()
+        ),
+    );
+    write(home, "ignore-all", "*\n");
+    write(home, "xdg/git/config", user);
+    write(home, "xdg/git/ignore", "*\n");
+}
+
+#[test]
+fn in_process_gix_reads_no_user_config_and_no_git_variables() {
+    let test = test_path!(in_process_gix_reads_no_user_config_and_no_git_variables);
+    if !common::is_child_process(test) {
+        // HOME, XDG_CONFIG_HOME and GIT_* variables belong to the whole process: set them only
+        // in a child process of the test binary.
+        let hostile = TempDir::new().unwrap();
+        let home = hostile.path().canonicalize().unwrap();
+        write_hostile_config(&home);
+        let xdg = home.join("xdg");
+        in_child_process(
+            test,
+            &[
+                ("HOME", home.as_os_str()),
+                ("XDG_CONFIG_HOME", xdg.as_os_str()),
+                ("GIT_AUTHOR_NAME", OsStr::new("Hostile Variable")),
+                ("GIT_COMMITTER_NAME", OsStr::new("Hostile Variable")),
+            ],
+        );
+        return;
+    }
+    let (_tmp, root) = repo();
+    write(&root, "new.txt", "untracked\n");
+
+    // The hostile config is in force for a repository opened the ordinary way (so this test
+    // can fail): the untracked file is hidden and commits would carry the hostile names.
+    let exposed = gix::discover(&root).unwrap();
+    assert!(
+        git::is_clean(&exposed).unwrap(),
+        "the user's ignore file is read"
+    );
+    assert_eq!(
+        exposed.committer().unwrap().unwrap().name,
+        "Hostile Variable"
+    );
+
+    // Opened as the tests open repositories, only the repository's own config counts.
+    let repo = open(&root);
+    assert!(!git::is_clean(&repo).unwrap());
+    assert_eq!(
+        git::dirty_paths(&repo).unwrap(),
+        vec!["new.txt".to_string()]
+    );
+    let id = git::snapshot_uncommitted(&repo, "snapshot")
+        .unwrap()
+        .unwrap();
+    let id = id.to_string();
+    assert_eq!(
+        git(&root, &["log", "-1", "--format=%an <%ae> / %cn <%ce>", &id]),
+        "Repo User <repo@example.com> / Repo User <repo@example.com>\n"
+    );
+    assert!(git(&root, &["ls-tree", "--name-only", &id]).contains("new.txt\n"));
+}
+
 #[test]
 fn discover_from_subfolder_and_not_a_repo() {
     let (tmp, root) = repo();
-    let repo = open(&root.join("dir"));
+    // The library's own discovery (it reads the user's config, as git does: nothing here
+    // depends on it); every other test opens isolated.
+    let repo = git::discover(&root.join("dir")).unwrap();
     assert_eq!(git::work_tree_root(&repo).unwrap(), root);
     assert_eq!(git::common_dir(&repo), root.join(".git"));
     assert_eq!(

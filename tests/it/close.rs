@@ -1,7 +1,7 @@
 //! End-to-end: `git teleos close` (sequential) and `debrief` with stand-in agent CLIs on PATH
 //! that speak Claude Code's protocol: prompt on stdin, one JSON envelope on stdout, exit codes.
 
-mod common;
+use crate::common;
 
 use common::{story, TestRepo};
 use serde_json::{json, Value};

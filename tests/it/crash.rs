@@ -2,7 +2,7 @@
 //! no agent work is lost, the user's branch is untouched or correctly landed, the manifest is
 //! never torn, `git fsck` is clean, and no worktree is left.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 
