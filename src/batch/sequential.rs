@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
+use crate::batch::timing;
 use crate::batch::worker::{close_story, Answers, StoryEnv};
 use crate::error::{Error, Result};
 use crate::git;
@@ -155,6 +156,7 @@ pub fn route(
         crate::batch::worker::safe_name(&story.story_key)
     ));
     let started = std::time::Instant::now();
+    let started_ms = timing::now_ms();
     let status = std::fs::create_dir_all(logs_dir)
         .and_then(|_| std::fs::File::create(&log))
         .and_then(|f| {
@@ -168,8 +170,14 @@ pub fn route(
                 .stderr(err)
                 .status()
         });
-    r.log_path = Some(log);
+    r.log_path = Some(log.clone());
     r.duration_secs = started.elapsed().as_secs_f64();
+    let mut attempt = timing::Attempt {
+        attempt: 1,
+        log_path: Some(log),
+        ..Default::default()
+    };
+    attempt.push(timing::Phase::until_now(timing::PIPELINE, started_ms));
     match status {
         Ok(s) if s.success() => {}
         Ok(s) => {
@@ -181,6 +189,8 @@ pub fn route(
             r.error_message = Some(format!("pipeline command could not start: {e}"));
         }
     }
+    attempt.outcome = Some(timing::outcome_name(r.outcome));
+    r.timeline.push(attempt);
     r
 }
 
