@@ -526,3 +526,65 @@ fn lists(h: &mut String, report: &BatchReport) {
     );
     section(h, "Notes", report.notes.iter().map(|n| esc(n)).collect());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::timing::{Attempt, Lane};
+
+    fn phase(name: &str, start: i64, end: i64) -> Phase {
+        Phase {
+            phase: name.into(),
+            start,
+            end,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn escaping_covers_markup_quotes_and_control_characters() {
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>\u{1b}"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;\u{FFFD}"
+        );
+    }
+
+    /// Phases and outcomes added by other parts of the batch (gates, the rate governor) are
+    /// drawn without this module knowing more than their names.
+    #[test]
+    fn gate_and_rate_limit_phases_and_new_outcomes_are_drawn() {
+        let r: BatchReport = serde_json::from_str(
+            r#"{"session_id":"s1","mode":"parallel (1 worktree)","agent":"claude",
+            "started_at":"2026-11-30T10:00:00Z","finished_at":null,"branch":null,
+            "stopped":null,"stories":[{"story_key":"4-1-<b>x</b>","path":"a.md",
+            "outcome":"partial","tasks_total":2,"tasks_done":1,"tasks_done_before":1,
+            "tasks_blocked":1,"unchecked_before":1,"pct_unchecked":50.0,"commit_hash":null,
+            "error_message":null,"blocker_questions":[],"human_validation_tasks":[],
+            "discrepancies":[],"log_path":null,"cost_usd":null,"duration_secs":4.0,
+            "attempts":1,"rescue_ref":null}]}"#,
+        )
+        .unwrap();
+        let mut r = r;
+        let mut a = Attempt {
+            attempt: 1,
+            lane: Some(1),
+            outcome: Some("gate_failed".into()),
+            ..Attempt::default()
+        };
+        a.push(phase("agent", 1_000, 3_000));
+        a.push(phase("gate", 3_000, 4_000));
+        a.push(phase("something_new", 4_000, 4_500));
+        r.stories[0].timeline.push(a);
+        r.lanes.push(Lane {
+            lane: 1,
+            phases: vec![phase("rate_limit_wait", 0, 1_000)],
+        });
+        let html = render(&r);
+        assert!(html.contains("data-outcome=\"gate_failed\""), "{html}");
+        assert!(html.contains("url(#p-hlines)"));
+        for p in ["gate", "rate_limit_wait", "something_new"] {
+            assert!(html.contains(&format!("data-phase=\"{p}\"")), "{p}");
+        }
+        assert!(html.contains("4-1-&lt;b&gt;x&lt;/b&gt;") && !html.contains("<b>"));
+    }
+}
