@@ -17,7 +17,7 @@ use crate::batch::progress::Progress;
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
 use crate::batch::sequential::{status_line, Stopper};
 use crate::batch::setup::{self, SetupPlan};
-use crate::batch::timing::{self, Lane, Phase};
+use crate::batch::timing::{self, Attempt, Lane, Phase};
 use crate::batch::worker::{close_story, Answers, StoryEnv};
 use crate::error::{Error, Result};
 use crate::git::{self, LandOutcome, MergeOutcome, ObjectId};
@@ -555,13 +555,22 @@ impl Worker<'_, '_> {
     /// Run one story here; returns its result and whether its work is on integration.
     fn run_story(&self, story: &Story) -> (StoryResult, bool) {
         let key = &story.story_key;
+        // Start from everything merged so far.
+        let setup_start = timing::now_ms();
         let failed = |msg: String| {
             let mut r = StoryResult::not_run(story, Outcome::Error, Some(msg));
             r.attempts = 0;
+            // No agent ran, but the slot spent this time on the story: draw it.
+            let mut a = Attempt {
+                attempt: 1,
+                lane: Some(self.slot.n as u32),
+                outcome: Some(timing::outcome_name(Outcome::Error)),
+                ..Attempt::default()
+            };
+            a.push(Phase::until_now(timing::SETUP, setup_start));
+            r.timeline.push(a);
             (r, false)
         };
-        // Start from everything merged so far.
-        let setup_start = timing::now_ms();
         let tip = match self.integration_tip() {
             Ok(t) => t,
             Err(e) => return failed(e.to_string()),

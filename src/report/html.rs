@@ -100,6 +100,9 @@ svg .tick { stroke: #e2e8f0; }
 svg .bar:hover .box, svg .bar:focus .box { stroke: #000; stroke-width: 3; }
 svg .bar:focus { outline: none; }
 svg .bar { cursor: default; }
+svg .tip { visibility: hidden; }
+svg .tip-default { fill: #718096; font-style: italic; }
+svg:has(.bar:hover, .bar:focus) .tip-default { visibility: hidden; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #edf2f7; vertical-align: top; }
 th { background: #f7fafc; }
@@ -116,6 +119,7 @@ ul.plain { margin: 4px 0; padding-left: 20px; }
   .layout { display: block; }
   .summary { margin-top: 12px; }
   section, tr, svg { break-inside: avoid; }
+  svg .tips { display: none; }
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 }
 "#;
@@ -230,6 +234,8 @@ const AXIS_H: f64 = 28.0;
 const LANE_H: f64 = 46.0;
 const BAR_H: f64 = 26.0;
 const MARK_H: f64 = 8.0;
+/// The details row under the lanes: three lines of text.
+const TIP_H: f64 = 56.0;
 
 /// A tick step in seconds giving at most about eight ticks over `span` seconds.
 fn tick_step(span: f64) -> f64 {
@@ -251,10 +257,11 @@ fn timeline_svg(h: &mut String, report: &BatchReport) {
     let span_ms = (tl.t1 - tl.t0).max(1) as f64;
     let plot_w = WIDTH - LABEL_W - 10.0;
     let x = |t: i64| LABEL_W + (t - tl.t0) as f64 / span_ms * plot_w;
-    let height = AXIS_H + LANE_H * tl.lanes.len() as f64 + 4.0;
+    let lanes_bottom = AXIS_H + LANE_H * tl.lanes.len() as f64 + 4.0;
+    let height = lanes_bottom + TIP_H;
     let _ = writeln!(
         h,
-        "<svg viewBox=\"0 0 {WIDTH} {height}\" role=\"group\" aria-label=\"Timeline: one lane per worktree, one bar per story attempt\">"
+        "<svg id=\"timeline\" viewBox=\"0 0 {WIDTH} {height}\" role=\"group\" aria-label=\"Timeline: one lane per worktree, one bar per story attempt\">"
     );
     h.push_str(PATTERNS);
     h.push('\n');
@@ -265,12 +272,13 @@ fn timeline_svg(h: &mut String, report: &BatchReport) {
         let tx = x(tl.t0 + (s * 1000.0) as i64);
         let _ = writeln!(
             h,
-            "<line class=\"tick\" x1=\"{tx:.1}\" y1=\"{:.1}\" x2=\"{tx:.1}\" y2=\"{height:.1}\"/><text x=\"{tx:.1}\" y=\"16\" text-anchor=\"middle\">{}</text>",
+            "<line class=\"tick\" x1=\"{tx:.1}\" y1=\"{:.1}\" x2=\"{tx:.1}\" y2=\"{lanes_bottom:.1}\"/><text x=\"{tx:.1}\" y=\"16\" text-anchor=\"middle\">{}</text>",
             AXIS_H - 6.0,
             human_duration(s)
         );
         s += step;
     }
+    let mut tips: Vec<String> = Vec::new();
     for (i, lane) in tl.lanes.iter().enumerate() {
         let y = AXIS_H + LANE_H * i as f64;
         let _ = writeln!(
@@ -285,17 +293,19 @@ fn timeline_svg(h: &mut String, report: &BatchReport) {
             phase_mark(h, p, x(p.start), x(p.end), y + 8.0 + BAR_H + 2.0, None);
         }
         for bar in &lane.bars {
-            bar_svg(
+            let tip = bar_svg(
                 h,
                 bar,
-                x(bar.attempt.start),
-                x(bar.attempt.end),
+                (x(bar.attempt.start), x(bar.attempt.end)),
                 y + 8.0,
+                tips.len(),
                 &x,
             );
+            tips.push(tip);
         }
         h.push_str("</g>\n");
     }
+    details_row(h, &tips, lanes_bottom);
     h.push_str("</svg>\n");
     legend(h);
 }
@@ -320,7 +330,15 @@ fn phase_mark(h: &mut String, p: &Phase, x0: f64, x1: f64, y: f64, key: Option<&
     );
 }
 
-fn bar_svg(h: &mut String, bar: &Bar, x0: f64, x1: f64, y: f64, x: &dyn Fn(i64) -> f64) {
+/// Draw one attempt's bar (id `b<n>`); returns its details, one line per `\n`.
+fn bar_svg(
+    h: &mut String,
+    bar: &Bar,
+    (x0, x1): (f64, f64),
+    y: f64,
+    n: usize,
+    x: &dyn Fn(i64) -> f64,
+) -> String {
     let (label, color, pattern) = outcome_style(&bar.outcome);
     let label = if label == "other" {
         bar.outcome.as_str()
@@ -338,19 +356,26 @@ fn bar_svg(h: &mut String, bar: &Bar, x0: f64, x1: f64, y: f64, x: &dyn Fn(i64) 
     if let Some(c) = a.cost_usd {
         tip.push_str(&format!(", ${c:.2}"));
     }
-    for p in &a.phases {
-        tip.push_str(&format!(
-            "\n{}: {}",
-            p.phase,
-            human_duration((p.end - p.start) as f64 / 1000.0)
-        ));
+    if !a.phases.is_empty() {
+        let phases: Vec<String> = a
+            .phases
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {}",
+                    p.phase,
+                    human_duration((p.end - p.start) as f64 / 1000.0)
+                )
+            })
+            .collect();
+        tip.push_str(&format!("\nphases: {}", phases.join(" · ")));
     }
     if let Some(l) = &a.log_path {
         tip.push_str(&format!("\nlog: {}", l.display()));
     }
     let _ = writeln!(
         h,
-        "<g class=\"bar o-{}\" tabindex=\"0\" role=\"img\" aria-label=\"{}\" data-story=\"{}\" data-attempt=\"{}\" data-outcome=\"{}\" data-start=\"{}\" data-end=\"{}\"><title>{}</title>",
+        "<g id=\"b{n}\" class=\"bar o-{}\" tabindex=\"0\" role=\"img\" aria-label=\"{}\" data-story=\"{}\" data-attempt=\"{}\" data-outcome=\"{}\" data-start=\"{}\" data-end=\"{}\"><title>{}</title>",
         esc(&bar.outcome),
         esc(&tip.replace('\n', "; ")),
         esc(key),
@@ -404,6 +429,39 @@ fn bar_svg(h: &mut String, bar: &Bar, x0: f64, x1: f64, y: f64, x: &dyn Fn(i64) 
         phase_mark(h, p, x(p.start), x(p.end), y + BAR_H + 2.0, Some(key));
     }
     h.push_str("</g>\n");
+    tip
+}
+
+/// A row under the lanes showing the details of the bar hovered or focused (keyboard users
+/// get them too, which a `<title>` tooltip alone does not give). CSS only: one generated
+/// `:has()` rule per bar, no script.
+fn details_row(h: &mut String, tips: &[String], y: f64) {
+    let _ = writeln!(
+        h,
+        "<g class=\"tips\" aria-hidden=\"true\"><text class=\"tip-default\" x=\"{LABEL_W}\" y=\"{:.1}\">Hover or focus (Tab) a bar for its details.</text>",
+        y + 18.0
+    );
+    for (n, tip) in tips.iter().enumerate() {
+        let _ = write!(h, "<text id=\"t{n}\" class=\"tip\" y=\"{:.1}\">", y + 18.0);
+        for (i, line) in tip.lines().enumerate() {
+            let _ = write!(
+                h,
+                "<tspan x=\"{LABEL_W}\" dy=\"{}\"{}>{}</tspan>",
+                if i == 0 { 0.0 } else { 16.0 },
+                if i == 0 { " class=\"lbl\"" } else { "" },
+                esc(line)
+            );
+        }
+        h.push_str("</text>\n");
+    }
+    h.push_str("</g>\n<style>\n");
+    for n in 0..tips.len() {
+        let _ = writeln!(
+            h,
+            "#timeline:has(#b{n}:hover, #b{n}:focus) #t{n} {{ visibility: visible; }}"
+        );
+    }
+    h.push_str("</style>\n");
 }
 
 fn legend(h: &mut String) {
