@@ -9,6 +9,7 @@ pub mod select;
 pub mod sequential;
 pub mod setup;
 pub mod status;
+pub mod timing;
 pub mod worker;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -17,6 +17,7 @@ use crate::batch::progress::Progress;
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
 use crate::batch::sequential::{status_line, Stopper};
 use crate::batch::setup::{self, SetupPlan};
+use crate::batch::timing::{self, Attempt, Lane, Phase};
 use crate::batch::worker::{close_story, Answers, StoryEnv};
 use crate::error::{Error, Result};
 use crate::git::{self, LandOutcome, MergeOutcome, ObjectId};
@@ -92,7 +93,8 @@ enum Next {
 
 impl Queue {
     /// The next story this worker should run, waiting while dependencies are still running.
-    fn next(lock: &Mutex<Queue>, cv: &Condvar, cancel: &AtomicBool) -> Next {
+    /// `waited` is set when the worker had to wait for a dependency (drawn on its lane).
+    fn next(lock: &Mutex<Queue>, cv: &Condvar, cancel: &AtomicBool, waited: &mut bool) -> Next {
         let Ok(mut q) = lock.lock() else {
             return Next::Done;
         };
@@ -143,6 +145,7 @@ impl Queue {
                 return Next::Done;
             }
             // Wake up now and then to notice Ctrl-C.
+            *waited = true;
             q = match cv.wait_timeout(q, Duration::from_millis(200)) {
                 Ok((g, _)) => g,
                 Err(_) => return Next::Done,
@@ -247,6 +250,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     // made behind our back (an agent committing to it) is noticed and undone.
     let merge_lock = Mutex::new(start_or_existing(&main, &integration_ref, start)?);
     let notes = Mutex::new(Vec::<String>::new());
+    let lanes = Mutex::new(Vec::<Lane>::new());
     let shared = main.clone().into_sync();
 
     // Agents' process groups go into the manifest so a clean-up after a crash can stop them.
@@ -269,8 +273,8 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         .map_err(|e| Error::setup(format!("cannot start worker threads: {e}"), "retry"))?;
     pool.scope(|scope| {
         for slot in &slots {
-            let (queue, cv, merge_lock, notes, shared) =
-                (&queue, &cv, &merge_lock, &notes, &shared);
+            let (queue, cv, merge_lock, notes, shared, lanes) =
+                (&queue, &cv, &merge_lock, &notes, &shared, &lanes);
             let manifest = &manifest;
             let integration_ref = integration_ref.as_str();
             scope.spawn(move |_| {
@@ -284,7 +288,21 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                     merge_lock,
                     manifest,
                 };
-                if let Err(e) = w.prepare() {
+                let mut lane = Lane {
+                    lane: slot.n as u32,
+                    phases: Vec::new(),
+                };
+                let setup_start = timing::now_ms();
+                let prepared = w.prepare();
+                lane.phases
+                    .push(Phase::until_now(timing::SETUP, setup_start));
+                let keep_lane = |lane: Lane| {
+                    if let Ok(mut l) = lanes.lock() {
+                        l.push(lane);
+                    }
+                };
+                if let Err(e) = prepared {
+                    keep_lane(lane);
                     let msg = format!("worktree {} could not be set up: {e}", slot.n);
                     env.progress.line(&format!("warning: {msg}"));
                     if let Ok(mut n) = notes.lock() {
@@ -293,12 +311,24 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                     env.progress.slot(slot.n, "unavailable");
                     return;
                 }
-                while let Next::Run(story) = Queue::next(queue, cv, env.story.cancel) {
+                loop {
+                    let mut waited = false;
+                    let wait_start = timing::now_ms();
+                    let Next::Run(story) = Queue::next(queue, cv, env.story.cancel, &mut waited)
+                    else {
+                        break;
+                    };
+                    if waited {
+                        let mut p = Phase::until_now(timing::WAIT_DEPENDENCY, wait_start);
+                        p.detail = Some(format!("before {}", story.story_key));
+                        lane.phases.push(p);
+                    }
                     let (result, merged) = w.run_story(&story);
                     env.progress.line(&status_line(&result, 0.0));
                     env.progress.story_done();
                     Queue::finish(queue, cv, result, merged);
                 }
+                keep_lane(lane);
                 env.progress.slot(slot.n, "idle");
             });
         }
@@ -321,6 +351,9 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     }
     report.stories.extend(q.results);
     report.notes.extend(notes.into_inner().unwrap_or_default());
+    let mut lanes = lanes.into_inner().unwrap_or_default();
+    lanes.sort_by_key(|l| l.lane);
+    report.lanes.extend(lanes);
     if q.stopped.is_some() {
         report.stopped = q.stopped.clone();
     }
@@ -529,12 +562,22 @@ impl Worker<'_, '_> {
     /// Run one story here; returns its result and whether its work is on integration.
     fn run_story(&self, story: &Story) -> (StoryResult, bool) {
         let key = &story.story_key;
+        // Start from everything merged so far.
+        let setup_start = timing::now_ms();
         let failed = |msg: String| {
             let mut r = StoryResult::not_run(story, Outcome::Error, Some(msg));
             r.attempts = 0;
+            // No agent ran, but the slot spent this time on the story: draw it.
+            let mut a = Attempt {
+                attempt: 1,
+                lane: Some(self.slot.n as u32),
+                outcome: Some(timing::outcome_name(Outcome::Error)),
+                ..Attempt::default()
+            };
+            a.push(Phase::until_now(timing::SETUP, setup_start));
+            r.timeline.push(a);
             (r, false)
         };
-        // Start from everything merged so far.
         let tip = match self.integration_tip() {
             Ok(t) => t,
             Err(e) => return failed(e.to_string()),
@@ -552,6 +595,7 @@ impl Worker<'_, '_> {
         self.set_manifest_story(Some(key));
         let answers = self.env.answers.get(key).cloned().unwrap_or_default();
         crate::fault::point_later("agent-running", Duration::from_millis(500));
+        let setup = Phase::until_now(timing::SETUP, setup_start);
         let mut result = close_story(
             self.story,
             story,
@@ -563,7 +607,23 @@ impl Worker<'_, '_> {
         self.env
             .progress
             .slot(self.slot.n, &format!("{key}: merging"));
+        let merge_start = timing::now_ms();
         let merged = self.after_story(story, tip, &mut result);
+        let lane = self.slot.n as u32;
+        for a in &mut result.timeline {
+            a.lane = Some(lane);
+        }
+        if let Some(first) = result.timeline.first_mut() {
+            first.push(setup);
+            first.phases.sort_by_key(|p| p.start);
+        }
+        let outcome = timing::outcome_name(result.outcome);
+        if let Some(last) = result.timeline.last_mut() {
+            last.push(Phase::until_now(timing::MERGE, merge_start));
+            last.phases.sort_by_key(|p| p.start);
+            // The merge can change the outcome (a conflict): the last attempt ends as the story.
+            last.outcome = Some(outcome);
+        }
         (result, merged)
     }
 
@@ -725,6 +785,7 @@ impl Worker<'_, '_> {
             .slot(self.slot.n, &format!("{key}: agent resolving a conflict"));
         let prompt = crate::agent::build_resolve_prompt(key, &self.slot.branch, integration, paths);
         let log = self.story.logs_dir.join(format!("{key}.resolve.log"));
+        let resolve_start = timing::now_ms();
         let run = crate::agent::run_agent(&crate::agent::RunRequest {
             cwd: &self.slot.path,
             prompt: &prompt,
@@ -733,6 +794,9 @@ impl Worker<'_, '_> {
             cancel: self.story.cancel,
             on_spawn: self.story.on_agent_spawn,
         });
+        if let Some(last) = result.timeline.last_mut() {
+            last.push(Phase::until_now(timing::RESOLVE, resolve_start));
+        }
         let failed = |why: String, result: &mut StoryResult| {
             result
                 .discrepancies

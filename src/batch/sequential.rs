@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
+use crate::batch::timing;
 use crate::batch::worker::{close_story, Answers, StoryEnv};
 use crate::error::{Error, Result};
 use crate::git;
@@ -157,6 +158,7 @@ pub fn route(
         crate::batch::worker::safe_name(&story.story_key)
     ));
     let started = std::time::Instant::now();
+    let started_ms = timing::now_ms();
     let ran = std::fs::create_dir_all(env.logs_dir)
         .and_then(|_| std::fs::File::create(&log))
         .map_err(|e| format!("pipeline command could not start: {e}"))
@@ -175,12 +177,20 @@ pub fn route(
                     other => format!("pipeline command could not start: {other}"),
                 })
         });
-    r.log_path = Some(log);
+    r.log_path = Some(log.clone());
     r.duration_secs = started.elapsed().as_secs_f64();
+    let mut attempt = timing::Attempt {
+        attempt: 1,
+        log_path: Some(log),
+        ..Default::default()
+    };
+    attempt.push(timing::Phase::until_now(timing::PIPELINE, started_ms));
     if let Err(message) = ran {
         r.outcome = Outcome::Error;
         r.error_message = Some(message);
     }
+    attempt.outcome = Some(timing::outcome_name(r.outcome));
+    r.timeline.push(attempt);
     r
 }
 

@@ -286,6 +286,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         stopped: None,
         notes: Vec::new(),
         not_landed: false,
+        started_ms: Some(crate::batch::timing::now_ms()),
+        finished_ms: None,
+        lanes: Vec::new(),
     };
     let _ = writeln!(
         err,
@@ -375,8 +378,21 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         }
     }
     report.finished_at = Some(crate::batch::now_iso8601());
+    report.finished_ms = Some(crate::batch::timing::now_ms());
     let saved = results::save(&common_dir, &report)?;
     let _ = writeln!(err, "Results saved in {}", saved.display());
+    if let Some(h) = &ctx.settings.html_report {
+        // The report is a convenience: failing to write it never fails the batch.
+        let path = h.path(&common_dir, &ctx.root, &report.session_id);
+        match super::report::write_html(&path, &report) {
+            Ok(()) => {
+                let _ = writeln!(err, "HTML report written to {}", path.display());
+            }
+            Err(e) => {
+                let _ = writeln!(err, "warning: could not write the HTML report: {e}");
+            }
+        }
+    }
 
     super::print_report(&mut std::io::stdout().lock(), &report, args.json)?;
     if cancel.load(Ordering::SeqCst) {

@@ -19,6 +19,7 @@ mod man;
 #[allow(clippy::module_inception)]
 mod manifest;
 mod parallel;
+mod report;
 mod resources;
 mod scan;
 
