@@ -287,6 +287,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                     integration_ref,
                     merge_lock,
                     manifest,
+                    seen_clean: std::cell::Cell::new(false),
                 };
                 let mut lane = Lane {
                     lane: slot.n as u32,
@@ -467,6 +468,10 @@ struct Worker<'a, 'e> {
     integration_ref: &'a str,
     merge_lock: &'a Mutex<ObjectId>,
     manifest: &'a ManifestFile,
+    /// A full status walk found this worktree clean after the last thing that ran in it, so
+    /// bringing it to the next tip need only check the files that tip changes. Whatever runs
+    /// in the worktree after that walk must clear it.
+    seen_clean: std::cell::Cell<bool>,
 }
 
 impl Worker<'_, '_> {
@@ -586,7 +591,14 @@ impl Worker<'_, '_> {
             Ok(r) => r,
             Err(e) => return failed(format!("cannot open worktree: {e}")),
         };
-        if let Err(e) = git::reset_worktree_to(&wt, tip) {
+        // A worktree made or resumed here gets the full check; after a story the walk that
+        // verified it is recent enough.
+        let reset = if self.seen_clean.replace(false) {
+            git::reset_clean_worktree_to
+        } else {
+            git::reset_worktree_to
+        };
+        if let Err(e) = reset(&wt, tip) {
             return failed(format!("cannot bring the worktree up to date: {e}"));
         }
         self.env
@@ -664,6 +676,8 @@ impl Worker<'_, '_> {
             }
         }
 
+        // Verification's walk said clean, and left_branch would renew the worktree anyway.
+        self.seen_clean.set(result.verified_clean && !left_branch);
         // Uncommitted leftovers: saved as a commit on a ref, then the worktree is replaced.
         let mut rescued_snapshot = None;
         // Verification already walked the worktree; walk again only if it could not say
@@ -732,6 +746,7 @@ impl Worker<'_, '_> {
         }
 
         if rescued_snapshot.is_some() || left_branch {
+            // A renewed worktree ran its setup again: the next story walks it in full.
             if let Err(e) = self.replace_worktree(rescued_snapshot) {
                 result
                     .discrepancies
@@ -779,6 +794,8 @@ impl Worker<'_, '_> {
         let Ok(Some(before)) = git::resolve_ref(self.repo, &branch_ref) else {
             return false;
         };
+        // The agent runs here again: only the check below can say clean once more.
+        self.seen_clean.set(false);
         let _ = git::set_ref(self.repo, &rescue_ref(sid, key, "-before-resolve"), before);
         self.env
             .progress
@@ -842,6 +859,7 @@ impl Worker<'_, '_> {
             Ok(h) => h,
             Err(e) => return failed(e.to_string(), result),
         };
+        self.seen_clean.set(true);
         let message = format!("teleos: merge {key} (session {sid}, conflict resolved)");
         match self.merge_guarded(key, head, &message, result) {
             Ok(MergeOutcome::Conflict { .. }) => failed("it still conflicts".into(), result),

@@ -25,7 +25,9 @@ mod snapshot;
 mod status;
 mod worktree;
 
-pub use checkout::{land_fast_forward_checkout, reset_worktree_to, LandOutcome};
+pub use checkout::{
+    land_fast_forward_checkout, reset_clean_worktree_to, reset_worktree_to, LandOutcome,
+};
 pub use history::{
     commit_exists, commits_between, count_unreachable_from, files_changed, is_ancestor,
 };
