@@ -29,6 +29,7 @@ pub use checkout::{land_fast_forward_checkout, reset_worktree_to, LandOutcome};
 pub use history::{
     commit_exists, commits_between, count_unreachable_from, files_changed, is_ancestor,
 };
+pub use identity::require_identity;
 pub use merge::{merge_commits_in_memory, merge_into_branch, MergeOutcome};
 pub use refs::{
     create_branch, create_ref_unique, delete_branch_guarded, local_branches, resolve_ref,
