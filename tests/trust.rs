@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::{story, Run, TestRepo};
@@ -28,8 +28,8 @@ case "$key" in fail-*)
   printf '{{"type":"result","subtype":"error_during_execution","is_error":true,"result":"API Error: 500 Internal server error"}}\n'
   exit 1;;
 esac
-[ -f "$home/delay" ] && sleep "$(cat "$home/delay")"
 touch "$home/started-$key"
+[ -f "$home/delay" ] && sleep "$(cat "$home/delay")"
 already=$(grep -c '^- \[x\]' "$file")
 total=$(grep -c '^- \[' "$file")
 sed -i 's/^- \[ \] /- [x] /' "$file"
@@ -101,7 +101,11 @@ fn assert_nothing_created(r: &TestRepo, out: &Run) {
         1
     );
     let common = Path::new(&r.git(&["rev-parse", "--git-common-dir"])).to_path_buf();
-    assert!(!r.root.join(common).join("teleos").exists(), "{}", out.stderr);
+    assert!(
+        !r.root.join(common).join("teleos").exists(),
+        "{}",
+        out.stderr
+    );
     assert_eq!(r.git(&["status", "--porcelain"]), "");
     assert!(runs(r).is_empty(), "an agent ran: {:?}", runs(r));
 }
@@ -137,4 +141,168 @@ fn no_identity_sequential_is_refused_before_anything_is_created() {
     let out = without_identity(&r, &["close", "--all", "--sequential", "--yes"]);
     assert_identity_refused(&out);
     assert_nothing_created(&r, &out);
+}
+
+fn spawn(r: &TestRepo, args: &[&str]) -> std::process::Child {
+    r.teleos_cmd(&r.root)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: std::process::Child) -> (i32, serde_json::Value, String) {
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let j = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stderr}"));
+    (out.status.code().unwrap_or(-1), j, stderr)
+}
+
+/// Wait (without a time limit on the result, only on hanging) until the agent of `key` started.
+fn wait_started(r: &TestRepo, key: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !r.home.join(format!("started-{key}")).exists() {
+        assert!(std::time::Instant::now() < deadline, "{key} never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn story_keys(j: &serde_json::Value, section: &str) -> Vec<String> {
+    j[section]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["story_key"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `n` sessions started at once on the same four stories: each story's agent runs once in all,
+/// each story is completed by exactly one session, and every other session says why it
+/// skipped it (which session has it, or that it was closed meanwhile).
+fn same_stories_at_once(n: usize) {
+    let keys = ["1-1-a", "1-2-b", "1-3-c", "1-4-d"];
+    let r = repo_with(&keys);
+    std::fs::write(r.home.join("delay"), "1").unwrap();
+    let children: Vec<_> = (0..n)
+        .map(|_| {
+            spawn(
+                &r,
+                &["close", "--all", "--parallel", "2", "--yes", "--json"],
+            )
+        })
+        .collect();
+    let reports: Vec<_> = children.into_iter().map(finish).collect();
+    assert_eq!(runs(&r), keys, "each story's agent must run once in all");
+    let sids: Vec<String> = reports
+        .iter()
+        .map(|(_, j, _)| j["session_id"].as_str().unwrap().to_string())
+        .collect();
+    for key in keys {
+        let completed_by: Vec<&String> = reports
+            .iter()
+            .zip(&sids)
+            .filter(|((_, j, _), _)| story_keys(j, "completed").contains(&key.to_string()))
+            .map(|(_, sid)| sid)
+            .collect();
+        assert_eq!(completed_by.len(), 1, "{key}: {reports:?}");
+        for ((_, j, stderr), sid) in reports.iter().zip(&sids) {
+            if sid == completed_by[0] {
+                continue;
+            }
+            let skipped = j["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["story_key"] == key)
+                .unwrap_or_else(|| panic!("{sid} does not report {key}: {j}\n{stderr}"));
+            let why = skipped["error_message"].as_str().unwrap();
+            assert!(
+                why.contains(&format!("session {}", completed_by[0]))
+                    || why.contains("changed on main"),
+                "{why}"
+            );
+        }
+    }
+    for k in keys {
+        assert!(r.path(&format!("out/{k}.txt")).exists(), "{k} did not land");
+    }
+}
+
+#[test]
+fn two_sessions_on_the_same_stories_run_each_story_once() {
+    same_stories_at_once(2);
+}
+
+#[test]
+fn four_sessions_on_the_same_stories_run_each_story_once() {
+    same_stories_at_once(4);
+}
+
+#[test]
+fn sequential_sessions_claim_and_skip_claimed_stories() {
+    let r = repo_with(&["1-1-a", "1-2-b"]);
+    std::fs::write(r.home.join("delay"), "2").unwrap();
+    // A sequential session works on 1-1 …
+    let seq = spawn(&r, &["close", "1-1", "--sequential", "--yes", "--json"]);
+    wait_started(&r, "1-1-a");
+    // … so a parallel one started meanwhile leaves it alone and says who has it.
+    let par = spawn(
+        &r,
+        &[
+            "close",
+            "--all",
+            "--parallel",
+            "2",
+            "--no-land",
+            "--yes",
+            "--json",
+        ],
+    );
+    let (_, pj, perr) = finish(par);
+    let (scode, sj, serr) = finish(seq);
+    assert_eq!(scode, 0, "{sj}\n{serr}");
+    let seq_sid = sj["session_id"].as_str().unwrap();
+    assert_eq!(story_keys(&pj, "completed"), ["1-2-b"], "{pj}\n{perr}");
+    let skipped = &pj["errors"][0];
+    assert_eq!(skipped["story_key"], "1-1-a", "{pj}");
+    assert!(
+        skipped["error_message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("session {seq_sid}")),
+        "{pj}"
+    );
+
+    // And a sequential session skips what a parallel one holds.
+    let _ = std::fs::remove_file(r.home.join("started-1-2-b"));
+    r.write(&format!("{DIR}/1-3-c.md"), &story("Story", 9, 1));
+    r.commit_all("another story");
+    let par = spawn(
+        &r,
+        &[
+            "close",
+            "1-3",
+            "--parallel",
+            "1",
+            "--no-land",
+            "--yes",
+            "--json",
+        ],
+    );
+    wait_started(&r, "1-3-c");
+    let seq = r.teleos(["close", "1-3", "--sequential", "--yes", "--json"]);
+    let (pcode, pj, perr) = finish(par);
+    assert_eq!(pcode, 0, "{pj}\n{perr}");
+    let par_sid = pj["session_id"].as_str().unwrap();
+    let sj = seq.json();
+    assert!(
+        sj["errors"][0]["error_message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("session {par_sid}")),
+        "{sj}"
+    );
+    assert_eq!(runs(&r), ["1-1-a", "1-2-b", "1-3-c"]);
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use crate::batch::claims::Claimer;
 use crate::batch::pool;
 use crate::batch::progress::Progress;
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
@@ -246,6 +247,13 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     let merge_lock = Mutex::new(start_or_existing(&main, &integration_ref, start)?);
     let notes = Mutex::new(Vec::<String>::new());
     let shared = main.clone().into_sync();
+    let claimer = Claimer {
+        manifest: &manifest,
+        dir: &env.worktrees_dir,
+        session_id: sid,
+        branch: start_branch.as_deref(),
+        start: Some(start),
+    };
 
     // Agents' process groups go into the manifest so a clean-up after a crash can stop them.
     let record_agent = |pgid: i32| {
@@ -269,7 +277,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         for slot in &slots {
             let (queue, cv, merge_lock, notes, shared) =
                 (&queue, &cv, &merge_lock, &notes, &shared);
-            let manifest = &manifest;
+            let (manifest, claimer) = (&manifest, &claimer);
             let integration_ref = integration_ref.as_str();
             scope.spawn(move |_| {
                 let repo = shared.to_thread_local();
@@ -281,6 +289,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                     integration_ref,
                     merge_lock,
                     manifest,
+                    claimer,
                 };
                 if let Err(e) = w.prepare() {
                     let msg = format!("worktree {} could not be set up: {e}", slot.n);
@@ -404,7 +413,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
 
 /// Keep the worktrees folder out of the user's `git status` (via `info/exclude`, not a file
 /// of the checkout). Best effort: a failure only means `git status` lists the folder.
-fn exclude_worktrees_dir(repo: &gix::Repository, root: &Path, dir: &Path) {
+pub(crate) fn exclude_worktrees_dir(repo: &gix::Repository, root: &Path, dir: &Path) {
     let Ok(rel) = dir.strip_prefix(root) else {
         return;
     };
@@ -432,6 +441,7 @@ struct Worker<'a, 'e> {
     integration_ref: &'a str,
     merge_lock: &'a Mutex<ObjectId>,
     manifest: &'a ManifestFile,
+    claimer: &'a Claimer<'a>,
 }
 
 impl Worker<'_, '_> {
@@ -527,6 +537,10 @@ impl Worker<'_, '_> {
             r.attempts = 0;
             (r, false)
         };
+        // Another session started on the same stories may have this one: never run it twice.
+        if let Some(skipped) = self.claimer.claim(self.repo, story) {
+            return (skipped, false);
+        }
         // Start from everything merged so far.
         let tip = match self.integration_tip() {
             Ok(t) => t,

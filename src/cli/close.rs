@@ -323,9 +323,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                 max_budget_usd: args.max_budget_usd,
                 pipeline_command: ctx.settings.pipeline_command.as_deref(),
                 answers: &answers,
+                worktrees_dir: &ctx.root.join(&ctx.settings.worktree_dir),
                 progress: &mut err,
             };
-            sequential::run(&mut env, &selection.stories, &mut report);
+            sequential::run(&mut env, &selection.stories, &mut report)?;
         }
         Some(n) => {
             let (closeable, routed): (Vec<_>, Vec<_>) = selection

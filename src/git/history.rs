@@ -103,3 +103,19 @@ pub fn count_unreachable_from(
     }
     Ok(count)
 }
+
+/// The object id of the file at `rel_path` (relative to the work tree root) in `commit`'s
+/// tree; `None` when the commit has no such path.
+pub fn path_id_at(
+    repo: &Repository,
+    commit: ObjectId,
+    rel_path: &std::path::Path,
+) -> Result<Option<ObjectId>> {
+    let tree = repo
+        .find_commit(commit)
+        .map_err(|e| Error::git(format!("{commit} is not a commit: {e:#}")))?
+        .tree()
+        .map_err(gix_err)?;
+    let entry = tree.lookup_entry_by_path(rel_path).map_err(gix_err)?;
+    Ok(entry.map(|e| e.object_id()))
+}

@@ -27,7 +27,7 @@ mod worktree;
 
 pub use checkout::{land_fast_forward_checkout, reset_worktree_to, LandOutcome};
 pub use history::{
-    commit_exists, commits_between, count_unreachable_from, files_changed, is_ancestor,
+    commit_exists, commits_between, count_unreachable_from, files_changed, is_ancestor, path_id_at,
 };
 pub use identity::require_identity;
 pub use merge::{merge_commits_in_memory, merge_into_branch, MergeOutcome};
