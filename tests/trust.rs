@@ -30,6 +30,7 @@ case "$key" in fail-*)
 esac
 touch "$home/started-$key"
 [ -f "$home/delay" ] && sleep "$(cat "$home/delay")"
+[ -f "$home/delay-$key" ] && sleep "$(cat "$home/delay-$key")"
 already=$(grep -c '^- \[x\]' "$file")
 total=$(grep -c '^- \[' "$file")
 sed -i 's/^- \[ \] /- [x] /' "$file"
@@ -305,4 +306,177 @@ fn sequential_sessions_claim_and_skip_claimed_stories() {
         "{sj}"
     );
     assert_eq!(runs(&r), ["1-1-a", "1-2-b", "1-3-c"]);
+}
+
+/// The linked worktrees git knows besides the main one, and the branches besides `main`.
+fn leftovers(r: &TestRepo) -> (Vec<String>, Vec<String>) {
+    let worktrees = r
+        .git(&["worktree", "list", "--porcelain"])
+        .lines()
+        .filter_map(|l| l.strip_prefix("worktree "))
+        .filter(|p| Path::new(p) != r.root)
+        .map(str::to_string)
+        .collect();
+    let branches = r
+        .git(&["branch", "--format=%(refname:short)"])
+        .lines()
+        .filter(|b| *b != "main")
+        .map(str::to_string)
+        .collect();
+    (worktrees, branches)
+}
+
+/// Five stories on three worktrees, Ctrl-C once three have merged and the last two run.
+fn interrupted_after_three(r: &TestRepo) -> String {
+    for k in ["1-4-d", "1-5-e"] {
+        std::fs::write(r.home.join(format!("delay-{k}")), "60").unwrap();
+    }
+    let child = spawn(r, &["close", "--all", "--parallel", "3", "--yes", "--json"]);
+    wait_started(r, "1-4-d");
+    wait_started(r, "1-5-e");
+    // Three merges on the integration branch, then Ctrl-C.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let integ = r.git(&[
+            "for-each-ref",
+            "--format=%(refname)",
+            "refs/heads/integration-*",
+        ]);
+        let merged = if integ.is_empty() {
+            0
+        } else {
+            r.git(&["log", "--format=%s", &integ])
+                .matches("teleos: close")
+                .count()
+        };
+        if merged == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three stories never merged"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let (code, j, stderr) = finish(child);
+    assert_eq!(code, 130, "{stderr}");
+    for k in ["1-4-d", "1-5-e"] {
+        std::fs::remove_file(r.home.join(format!("delay-{k}"))).unwrap();
+    }
+    assert_eq!(
+        leftovers(r).0.len(),
+        3,
+        "the interrupted session keeps its worktrees"
+    );
+    j["session_id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn resume_removes_every_worktree_of_its_session() {
+    let r = repo_with(&["1-1-a", "1-2-b", "1-3-c", "1-4-d", "1-5-e"]);
+    let sid = interrupted_after_three(&r);
+    let out = r.teleos(["close", "--resume", &sid, "--yes", "--json"]);
+    out.ok();
+    assert_eq!(
+        out.json()["completed"].as_array().unwrap().len(),
+        5,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(leftovers(&r), (vec![], vec![]), "{}", out.stderr);
+    assert!(!r
+        .path(&format!(".claude/worktrees/teleos-{sid}-3"))
+        .exists());
+    // It reuses the worktrees it kept: it does not claim to create them.
+    assert!(!out.stderr.contains("creating worktree"), "{}", out.stderr);
+    assert!(out.stderr.contains("reusing"), "{}", out.stderr);
+    for k in ["1-1-a", "1-2-b", "1-3-c", "1-4-d", "1-5-e"] {
+        assert!(r.path(&format!("out/{k}.txt")).exists(), "{k} did not land");
+    }
+}
+
+#[test]
+fn resume_parks_every_worktree_of_its_session_when_keeping_them() {
+    let r = repo_with(&["1-1-a", "1-2-b", "1-3-c", "1-4-d", "1-5-e"]);
+    let sid = interrupted_after_three(&r);
+    let out = r.teleos([
+        "close",
+        "--resume",
+        &sid,
+        "--parallel",
+        "3",
+        "--keep-worktrees",
+        "--yes",
+    ]);
+    out.ok();
+    let (worktrees, branches) = leftovers(&r);
+    assert!(
+        worktrees.iter().all(|w| w.contains("teleos-pool-")),
+        "{worktrees:?}\n{}",
+        out.stderr
+    );
+    assert_eq!(worktrees.len(), 3, "{worktrees:?}");
+    assert!(
+        branches.iter().all(|b| b.contains("teleos-pool-")),
+        "{branches:?}"
+    );
+}
+
+#[test]
+fn clean_orphans_removes_worktrees_no_session_claims_and_keeps_their_work() {
+    let r = repo_with(&["1-1-a"]);
+    // A git-teleos worktree whose session is gone from the manifest (or never made it there),
+    // with a commit of its own and an uncommitted file.
+    let sid = "abc123";
+    let dir = r.path(&format!(".claude/worktrees/teleos-{sid}-3"));
+    let branch = format!("worktree/teleos-{sid}-3");
+    r.git(&[
+        "worktree",
+        "add",
+        "-q",
+        "-b",
+        &branch,
+        dir.to_str().unwrap(),
+    ]);
+    r.git(&[
+        "worktree",
+        "lock",
+        "--reason",
+        &format!("git-teleos session {sid} (pid 999999) is using this worktree"),
+        dir.to_str().unwrap(),
+    ]);
+    std::fs::write(dir.join("work.txt"), "committed\n").unwrap();
+    r.git_in(&dir, &["add", "work.txt"]).ok();
+    r.git_in(&dir, &["commit", "-qm", "unmerged work"]).ok();
+    std::fs::write(dir.join("draft.txt"), "not committed\n").unwrap();
+    std::fs::create_dir_all(r.path(".claude/worktrees")).unwrap();
+    std::fs::write(
+        r.path(".claude/worktrees/manifest.json"),
+        "{\"sessions\": {}}\n",
+    )
+    .unwrap();
+
+    let out = r.teleos(["clean-orphans"]);
+    out.ok();
+    assert!(out.stdout.contains(sid), "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(leftovers(&r), (vec![], vec![]), "{}", out.stdout);
+    // The commit and the uncommitted file are kept on rescue refs.
+    let refs = r.git(&[
+        "for-each-ref",
+        "--format=%(refname)",
+        &format!("refs/teleos/rescue/{sid}"),
+    ]);
+    let mut found_commit = false;
+    let mut found_draft = false;
+    for name in refs.lines() {
+        found_commit |= r
+            .git(&["log", "--format=%s", name])
+            .contains("unmerged work");
+        found_draft |= r
+            .git_in(&r.root, &["show", &format!("{name}:draft.txt")])
+            .code
+            == 0;
+    }
+    assert!(found_commit && found_draft, "refs: {refs}\n{}", out.stdout);
 }

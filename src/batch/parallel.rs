@@ -204,11 +204,25 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             branch: worktree_branch(sid, n),
         })
         .collect();
-    manifest.update(|m| {
+    // Resuming: the earlier run may have had more worktrees than this one needs. They are
+    // not used, but they are the session's: kept in the manifest and cleaned up at the end.
+    let unused: Vec<Slot> = manifest.update(|m| {
+        let unused: Vec<Slot> = m
+            .sessions
+            .get(sid)
+            .map(|old| {
+                old.worktrees
+                    .iter()
+                    .filter_map(|w| earlier_slot(&env.worktrees_dir, sid, w))
+                    .filter(|e| !slots.iter().any(|s| s.n == e.n))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut session = Session::new(
             integration.clone(),
             slots
                 .iter()
+                .chain(&unused)
                 .map(|s| WorktreeEntry::new(s.path.to_string_lossy(), s.branch.clone()))
                 .collect(),
         );
@@ -217,7 +231,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             session.extra = old.extra.clone();
         }
         m.sessions.insert(sid.to_string(), session);
-        Ok(())
+        Ok(unused)
     })?;
     if git::resolve_ref(&main, &integration_ref)?.is_none() {
         git::create_branch(&main, &integration, start)?;
@@ -402,13 +416,32 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     let park = env
         .keep_worktrees
         .then_some((&manifest, env.worktrees_dir.as_path()));
-    cleanup(&main, &slots, &integration, landed, park, report);
+    let all_slots: Vec<Slot> = slots.into_iter().chain(unused).collect();
+    cleanup(&main, &all_slots, &integration, landed, park, report);
     manifest.update(|m| {
         m.sessions.remove(sid);
         Ok(())
     })?;
     session_lock.release_and_remove()?;
     Ok(())
+}
+
+/// A worktree an earlier run of session `sid` recorded, if it follows the session's naming
+/// (anything else in the manifest is not ours to remove).
+fn earlier_slot(dir: &Path, sid: &str, w: &WorktreeEntry) -> Option<Slot> {
+    let path = PathBuf::from(w.path.as_deref()?);
+    if path.parent() != Some(dir) {
+        return None;
+    }
+    let name = path.file_name()?.to_str()?;
+    let n: usize = name.strip_prefix(&format!("teleos-{sid}-"))?.parse().ok()?;
+    (worktree_name(sid, n) == name && w.branch.as_deref() == Some(&worktree_branch(sid, n))).then(
+        || Slot {
+            n,
+            path,
+            branch: worktree_branch(sid, n),
+        },
+    )
 }
 
 /// Keep the worktrees folder out of the user's `git status` (via `info/exclude`, not a file
@@ -454,10 +487,18 @@ impl Worker<'_, '_> {
     fn prepare(&self) -> Result<()> {
         let sid = self.env.session_id;
         let slot = self.slot;
-        self.env.progress.slot(slot.n, "creating worktree");
         let exists = git::list_worktrees(self.repo)?
             .iter()
             .any(|w| git::worktree_path_eq(&w.path, &slot.path));
+        // Say what really happens: a resumed session reuses the worktrees it kept.
+        self.env.progress.slot(
+            slot.n,
+            if exists {
+                "reusing the session's worktree"
+            } else {
+                "creating worktree"
+            },
+        );
         let branch_ref = format!("refs/heads/{}", slot.branch);
         if !exists && git::resolve_ref(self.repo, &branch_ref)?.is_some() {
             // A branch left by an interrupted run: its work is on integration or a rescue ref
