@@ -15,7 +15,8 @@ const DIR: &str = "docs/sprint-artifacts";
 /// A stand-in `claude`: appends the story key to `<home>/runs` (every run, across sessions),
 /// waits `<home>/delay` seconds if that file exists, ticks the story's boxes, writes
 /// `out/<key>.txt`, commits, and answers with the worker result in Claude's envelope.
-/// Stories whose key starts with `fail-` fail as Claude does on an API error.
+/// Stories whose key ends in `-fail` fail as Claude does on an API error; those ending in
+/// `-dirty` leave an uncommitted file behind.
 fn install_agent(r: &TestRepo) {
     let script = format!(
         r#"#!/bin/sh
@@ -24,7 +25,7 @@ prompt=$(cat)
 {story_from_prompt}
 home="{home}"
 echo "$key" >> "$home/runs"
-case "$key" in fail-*)
+case "$key" in *-fail)
   printf '{{"type":"result","subtype":"error_during_execution","is_error":true,"result":"API Error: 500 Internal server error"}}\n'
   exit 1;;
 esac
@@ -36,7 +37,7 @@ total=$(grep -c '^- \[' "$file")
 sed -i 's/^- \[ \] /- [x] /' "$file"
 done_now=$((total - already))
 mkdir -p out && echo "$key" > "out/$key.txt"
-case "$key" in dirty-*) echo "not committed" > "scratch-$key.txt";; esac
+case "$key" in *-dirty) echo "not committed" > "scratch-$key.txt";; esac
 git add out "$file" && git commit -qm "teleos: close $key"
 printf '{{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.1,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":%s,\\"tasks_completed_by_closer\\":%s,\\"tasks_already_done\\":%s}}"}}\n' "$key" "$total" "$done_now" "$already"
 "#,
@@ -479,4 +480,124 @@ fn clean_orphans_removes_worktrees_no_session_claims_and_keeps_their_work() {
             == 0;
     }
     assert!(found_commit && found_draft, "refs: {refs}\n{}", out.stdout);
+}
+
+/// The rows of a debrief section's table (after its heading and column line).
+fn section_rows(debrief: &str, heading: &str) -> usize {
+    let mut lines = debrief.lines().skip_while(|l| l.trim() != heading);
+    if lines.next().is_none() {
+        return 0;
+    }
+    lines.skip(1).take_while(|l| !l.trim().is_empty()).count()
+}
+
+/// The number on a summary line (`  Errors:             2`).
+fn summary(debrief: &str, label: &str) -> usize {
+    debrief
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{label}:")))
+        .unwrap_or_else(|| panic!("no {label} in\n{debrief}"))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[track_caller]
+fn no_debug_dump(out: &Run) {
+    for text in [&out.stdout, &out.stderr] {
+        for dump in ["Message {", "Some(", "None)", "Caused by"] {
+            assert!(
+                !text.contains(dump),
+                "a Debug dump reached the user:\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn nothing_merged_is_never_reported_as_landed() {
+    let r = repo_with(&["1-1-a-fail", "1-2-b-fail"]);
+    let start = r.git(&["rev-parse", "main"]);
+    let out = r.teleos([
+        "close",
+        "--all",
+        "--parallel",
+        "2",
+        "--retries",
+        "0",
+        "--yes",
+    ]);
+    out.code(1);
+    no_debug_dump(&out);
+    assert_eq!(r.git(&["rev-parse", "main"]), start);
+    assert!(!out.stdout.contains("landed on"), "{}", out.stdout);
+    assert!(out.stdout.contains("nothing to land"), "{}", out.stdout);
+
+    // One story lands: now it says so.
+    r.write(&format!("{DIR}/1-3-c.md"), &story("Story", 9, 1));
+    r.commit_all("one more");
+    let out = r.teleos(["close", "1-3", "--parallel", "1", "--yes"]);
+    out.ok();
+    assert!(out.stdout.contains("landed on main"), "{}", out.stdout);
+}
+
+#[test]
+fn summary_counts_equal_the_rows_listed() {
+    // One story fails, the breaker trips, the others never start.
+    let r = repo_with(&["1-1-a-fail", "1-2-b", "1-3-c"]);
+    let out = r.teleos([
+        "close",
+        "--all",
+        "--parallel",
+        "1",
+        "--retries",
+        "0",
+        "--circuit-breaker",
+        "1",
+        "--yes",
+    ]);
+    out.code(1);
+    no_debug_dump(&out);
+    let d = &out.stdout;
+    let errors = section_rows(d, "Errors");
+    assert_eq!(errors, 3, "{d}");
+    assert_eq!(summary(d, "Errors"), errors, "{d}");
+    assert_eq!(
+        summary(d, "Selected"),
+        summary(d, "Completed")
+            + summary(d, "Partially blocked")
+            + summary(d, "Routed to pipeline")
+            + summary(d, "Errors"),
+        "{d}"
+    );
+    assert!(!d.contains("landed on"), "{d}");
+    let j = r.teleos(["debrief", "--json"]).json();
+    assert_eq!(
+        j["summary"]["errors"].as_u64().unwrap() as usize,
+        j["errors"].as_array().unwrap().len(),
+        "{j}"
+    );
+}
+
+#[test]
+fn parallel_debrief_says_where_uncommitted_changes_are() {
+    let r = repo_with(&["1-1-a-dirty"]);
+    let out = r.teleos(["close", "--all", "--parallel", "1", "--yes"]);
+    no_debug_dump(&out);
+    let d = &out.stdout;
+    assert!(!d.contains("kept as they are"), "{d}");
+    let sid = d.split_whitespace().nth(2).unwrap();
+    let name = format!("refs/teleos/{sid}/1-1-a-dirty-uncommitted");
+    assert!(
+        d.contains(&format!(
+            "uncommitted changes (scratch-1-1-a-dirty.txt); they are saved on {name}"
+        )),
+        "{d}"
+    );
+    assert_eq!(
+        r.git(&["show", &format!("{name}:scratch-1-1-a-dirty.txt")]),
+        "not committed"
+    );
 }

@@ -18,7 +18,7 @@ use crate::batch::progress::Progress;
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
 use crate::batch::sequential::{status_line, Stopper};
 use crate::batch::setup::{self, SetupPlan};
-use crate::batch::worker::{close_story, Answers, StoryEnv};
+use crate::batch::worker::{close_story, Answers, StoryEnv, UNCOMMITTED};
 use crate::error::{Error, Result};
 use crate::git::{self, LandOutcome, MergeOutcome, ObjectId};
 use crate::manifest::{ManifestFile, Session, SessionLock, WorktreeEntry};
@@ -661,6 +661,20 @@ impl Worker<'_, '_> {
                 Ok(Some(snap)) => {
                     let name = rescue_ref(sid, key, "-uncommitted");
                     if git::set_ref(self.repo, &name, snap).is_ok() {
+                        // The worktree is renewed: say where the changes are now.
+                        let saved = format!(
+                            "; they are saved on {name} (see them with: git show --stat {name})"
+                        );
+                        match result
+                            .discrepancies
+                            .iter_mut()
+                            .find(|d| d.starts_with(UNCOMMITTED))
+                        {
+                            Some(d) => d.push_str(&saved),
+                            None => result
+                                .discrepancies
+                                .push(format!("{UNCOMMITTED} in its worktree{saved}")),
+                        }
                         result.rescue_ref = Some(name);
                         rescued_snapshot = Some(snap);
                     }
@@ -899,6 +913,8 @@ fn land(
         return false;
     };
     let finish_hint = format!("finish with: git merge {integration}");
+    // Whether the branch really moved: "landed" is said only then.
+    let mut moved = false;
     // Sessions that finish together land one at a time: while one moves the branch and then
     // the files, another would see a half-updated checkout and refuse it as dirty.
     let lock_path = crate::batch::results::results_dir(&git::common_dir(main)).join("land.lock");
@@ -920,6 +936,7 @@ fn land(
             return Ok(Some(true));
         }
         // Fast-forward when the branch did not move; else one merge commit made in memory.
+        moved = false;
         let target = if git::is_ancestor(main, current, tip)? {
             tip
         } else {
@@ -947,9 +964,11 @@ fn land(
             match git::land_fast_forward_checkout(&user, branch, target)? {
                 // The branch moved under us: compute the landing again on its new tip.
                 LandOutcome::NotFastForward | LandOutcome::Moved => None,
-                LandOutcome::UpToDate
-                | LandOutcome::CheckedOut { .. }
-                | LandOutcome::RefUpdated => Some(true),
+                LandOutcome::UpToDate => Some(true),
+                LandOutcome::CheckedOut { .. } | LandOutcome::RefUpdated => {
+                    moved = true;
+                    Some(true)
+                }
                 LandOutcome::Dirty(paths) => {
                     report.notes.push(format!(
                     "your checkout has uncommitted changes ({}): it was not touched; {finish_hint}",
@@ -982,10 +1001,12 @@ fn land(
             false
         }
         Ok(Some(true)) => {
-            report.notes.push(format!(
-                "landed on {}",
-                branch.trim_start_matches("refs/heads/")
-            ));
+            let short = branch.trim_start_matches("refs/heads/");
+            report.notes.push(if moved {
+                format!("landed on {short}")
+            } else {
+                format!("nothing to land on {short}: no story's work was merged")
+            });
             true
         }
         Ok(Some(false)) => false,

@@ -209,7 +209,7 @@ fn update_index_and_files(repo: &Repository, target_tree: ObjectId) -> Result<us
                 outcome
                     .errors
                     .iter()
-                    .map(|e| format!("{}: {:#}", e.path, e.error)),
+                    .map(|e| format!("{}: {}", e.path, super::error_chain(&e.error))),
             )
             .collect();
         return Err(Error::git(format!(

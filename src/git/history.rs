@@ -71,16 +71,22 @@ pub fn files_changed(repo: &Repository, base: ObjectId, tip: ObjectId) -> Result
 }
 
 pub(crate) fn commit_tree(repo: &Repository, commit: ObjectId) -> Result<gix::Tree<'_>> {
-    let commit = repo
-        .find_commit(commit)
-        .map_err(|e| Error::git(format!("{commit} is not a commit: {e:#}")))?;
+    let commit = repo.find_commit(commit).map_err(|e| {
+        Error::git(format!(
+            "{commit} is not a commit: {}",
+            super::error_chain(&e)
+        ))
+    })?;
     commit.tree().map_err(gix_err)
 }
 
 pub(crate) fn commit_tree_id(repo: &Repository, commit: ObjectId) -> Result<ObjectId> {
-    let commit = repo
-        .find_commit(commit)
-        .map_err(|e| Error::git(format!("{commit} is not a commit: {e:#}")))?;
+    let commit = repo.find_commit(commit).map_err(|e| {
+        Error::git(format!(
+            "{commit} is not a commit: {}",
+            super::error_chain(&e)
+        ))
+    })?;
     Ok(commit.tree_id().map_err(gix_err)?.detach())
 }
 
@@ -113,7 +119,12 @@ pub fn path_id_at(
 ) -> Result<Option<ObjectId>> {
     let tree = repo
         .find_commit(commit)
-        .map_err(|e| Error::git(format!("{commit} is not a commit: {e:#}")))?
+        .map_err(|e| {
+            Error::git(format!(
+                "{commit} is not a commit: {}",
+                super::error_chain(&e)
+            ))
+        })?
         .tree()
         .map_err(gix_err)?;
     let entry = tree.lookup_entry_by_path(rel_path).map_err(gix_err)?;
