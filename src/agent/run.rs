@@ -655,9 +655,23 @@ pub(crate) fn run_captured(
     args: &[&str],
     timeout: Duration,
 ) -> Result<Option<Captured>, AgentError> {
+    run_captured_with_input(program, args, None, timeout)
+}
+
+/// [`run_captured`], with `input` written to the command's stdin (a buffer to sign).
+pub(crate) fn run_captured_with_input(
+    program: &Path,
+    args: &[&str],
+    input: Option<Vec<u8>>,
+    timeout: Duration,
+) -> Result<Option<Captured>, AgentError> {
     let mut cmd = Command::new(program);
     cmd.args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -669,6 +683,14 @@ pub(crate) fn run_captured(
         source: e,
     })?;
     let pgid = child.id() as libc::pid_t;
+    // Written from a thread: a command that prints before it has read everything must not
+    // deadlock against us. A command that stops reading just closes the pipe (EPIPE, ignored).
+    let writer = match (input, child.stdin.take()) {
+        (Some(bytes), Some(mut stdin)) => Some(thread::spawn(move || {
+            let _ = stdin.write_all(&bytes);
+        })),
+        _ => None,
+    };
     let read_all = |src: Option<Box<dyn Read + Send>>| {
         thread::spawn(move || {
             let mut s = Vec::new();
@@ -703,6 +725,9 @@ pub(crate) fn run_captured(
         let _ = child.wait();
     }
     stop_group(pgid, Duration::from_millis(200));
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
     let Some(status) = status else {
         return Ok(None);
     };

@@ -21,6 +21,7 @@ mod identity;
 mod merge;
 mod refs;
 mod repo;
+mod sign;
 mod snapshot;
 mod status;
 mod worktree;
