@@ -17,7 +17,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use gix::objs::WriteTo;
 use gix::Repository;
 
 use crate::error::{Error, Result};
+use crate::process::{Cmd, Output};
 
 /// How long a signer may take (it may ask for a passphrase through its agent).
 const SIGN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -111,52 +112,52 @@ fn sign_error(message: String, hint: &str) -> Error {
     }
 }
 
+/// Run a signer through the process module (own process group, `GIT_*` scrubbed, killed with
+/// its group after [`SIGN_TIMEOUT`]). `failed` turns the reason into the error to return.
+fn run_signer(
+    program: &str,
+    args: &[&str],
+    stdin: Option<Vec<u8>>,
+    failed: &dyn Fn(String) -> Error,
+) -> Result<Output> {
+    let mut cmd = Cmd::new(program).args(args).timeout(SIGN_TIMEOUT);
+    if let Some(bytes) = stdin {
+        cmd = cmd.stdin(bytes);
+    }
+    let out = cmd.run().map_err(|e| failed(e.to_string()))?;
+    if out.stopped.is_some() {
+        return Err(failed(format!("no answer in {} s", SIGN_TIMEOUT.as_secs())));
+    }
+    Ok(out)
+}
+
 fn sign_gpg(program: &str, key: &str, payload: Vec<u8>) -> Result<String> {
-    let args = ["--status-fd=2", "-bsau", key];
-    let run = crate::agent::run::run_captured_with_input(
-        Path::new(program),
-        &args,
-        Some(payload),
-        SIGN_TIMEOUT,
-    );
     let hint = "check gpg.program / gpg.x509.program and user.signingkey, and that the key can sign (git commit -S)";
-    let out = match run {
-        Ok(Some(out)) => out,
-        Ok(None) => {
-            return Err(sign_error(
-                format!(
-                    "{program} failed to sign the data: no answer in {} s",
-                    SIGN_TIMEOUT.as_secs()
-                ),
-                hint,
-            ))
-        }
-        Err(e) => {
-            return Err(sign_error(
-                format!("{program} failed to sign the data: {e}"),
-                hint,
-            ))
-        }
-    };
-    let created = out
-        .stderr
+    let failed =
+        |why: String| sign_error(format!("{program} failed to sign the data: {why}"), hint);
+    let out = run_signer(
+        program,
+        &["--status-fd=2", "-bsau", key],
+        Some(payload),
+        &failed,
+    )?;
+    let stderr = out.stderr_text();
+    // git's test: a `[GNUPG:] SIG_CREATED ` line on the status fd, whatever the exit code says.
+    let created = stderr
         .lines()
         .any(|l| l.starts_with("[GNUPG:] SIG_CREATED "));
-    if out.exit_code != Some(0) || !created || out.stdout.trim().is_empty() {
-        return Err(sign_error(
-            format!(
-                "{program} failed to sign the data: {}",
-                signer_said(&out.stderr)
-            ),
-            hint,
-        ));
+    let signature = out.stdout_text();
+    if !out.success() || !created || signature.trim().is_empty() {
+        return Err(failed(signer_said(&stderr)));
     }
-    Ok(out.stdout)
+    Ok(signature)
 }
 
 fn sign_ssh(program: &str, key: &str, payload: &[u8]) -> Result<String> {
     let hint =
         "check gpg.ssh.program and user.signingkey, and that the key can sign (git commit -S)";
+    let failed =
+        |why: String| sign_error(format!("{program} failed to sign the data: {why}"), hint);
     let literal = key
         .strip_prefix("key::")
         .or_else(|| key.starts_with("ssh-").then_some(key));
@@ -180,18 +181,15 @@ fn sign_ssh(program: &str, key: &str, payload: &[u8]) -> Result<String> {
         args.push("-U");
     }
     args.push(buffer_arg.as_str());
-    let run = crate::agent::run::run_captured(Path::new(program), &args, SIGN_TIMEOUT);
-    let failed =
-        |why: String| sign_error(format!("{program} failed to sign the data: {why}"), hint);
-    match run {
-        Ok(Some(out)) if out.exit_code == Some(0) => {}
-        Ok(Some(out)) if out.stderr.contains("usage:") => return Err(failed(
+    let out = run_signer(program, &args, None, &failed)?;
+    if !out.success() {
+        let stderr = out.stderr_text();
+        return Err(failed(if stderr.contains("usage:") {
             "ssh-keygen -Y sign is needed for ssh signing (available in openssh version 8.2p1+)"
-                .into(),
-        )),
-        Ok(Some(out)) => return Err(failed(signer_said(&out.stderr))),
-        Ok(None) => return Err(failed(format!("no answer in {} s", SIGN_TIMEOUT.as_secs()))),
-        Err(e) => return Err(failed(e.to_string())),
+                .into()
+        } else {
+            signer_said(&stderr)
+        }));
     }
     let signature = std::fs::read_to_string(&sig_path).map_err(|e| {
         failed(format!(
