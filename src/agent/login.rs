@@ -98,6 +98,11 @@ pub(crate) fn codex_login(exit_code: Option<i32>, stdout: &str, stderr: &str) ->
     }
 }
 
+/// "exit 1", or "killed by a signal" when there is no exit code (never a Debug `Some(1)`).
+fn exit_text(exit_code: Option<i32>) -> String {
+    exit_code.map_or_else(|| "killed by a signal".to_string(), |c| format!("exit {c}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,9 +185,4 @@ mod tests {
         };
         assert!(matches!(login_status(&gemini), Ok(LoginStatus::Unknown(_))));
     }
-}
-
-/// "exit 1", or "killed by a signal" when there is no exit code (never a Debug `Some(1)`).
-fn exit_text(exit_code: Option<i32>) -> String {
-    exit_code.map_or_else(|| "killed by a signal".to_string(), |c| format!("exit {c}"))
 }

@@ -128,8 +128,13 @@ pub fn status_line(r: &StoryResult, threshold: f64) -> String {
             r.story_key,
             r.error_message.as_deref().unwrap_or("merge conflict")
         ),
-        Outcome::Error | Outcome::NotStarted => format!(
+        Outcome::Error => format!(
             "❌ {} — Error: {}",
+            r.story_key,
+            r.error_message.as_deref().unwrap_or("unknown")
+        ),
+        Outcome::NotStarted => format!(
+            "⏭️ {} — not started: {}",
             r.story_key,
             r.error_message.as_deref().unwrap_or("unknown")
         ),
