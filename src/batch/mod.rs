@@ -1,5 +1,6 @@
 //! Phases 2–3: selection, running stories sequentially (and in parallel), results.
 
+pub mod claims;
 pub mod cleanup;
 pub mod parallel;
 pub mod pool;

@@ -12,13 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use crate::batch::claims::Claimer;
 use crate::batch::pool;
 use crate::batch::progress::Progress;
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
 use crate::batch::sequential::{status_line, Stopper};
 use crate::batch::setup::{self, SetupPlan};
 use crate::batch::timing::{self, Attempt, Lane, Phase};
-use crate::batch::worker::{close_story, Answers, StoryEnv};
+use crate::batch::worker::{close_story, Answers, StoryEnv, UNCOMMITTED};
 use crate::error::{Error, Result};
 use crate::git::{self, LandOutcome, MergeOutcome, ObjectId};
 use crate::manifest::{ManifestFile, Session, SessionLock, WorktreeEntry};
@@ -208,11 +209,25 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             branch: worktree_branch(sid, n),
         })
         .collect();
-    manifest.update(|m| {
+    // Resuming: the earlier run may have had more worktrees than this one needs. They are
+    // not used, but they are the session's: kept in the manifest and cleaned up at the end.
+    let unused: Vec<Slot> = manifest.update(|m| {
+        let unused: Vec<Slot> = m
+            .sessions
+            .get(sid)
+            .map(|old| {
+                old.worktrees
+                    .iter()
+                    .filter_map(|w| earlier_slot(&env.worktrees_dir, sid, w))
+                    .filter(|e| !slots.iter().any(|s| s.n == e.n))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut session = Session::new(
             integration.clone(),
             slots
                 .iter()
+                .chain(&unused)
                 .map(|s| WorktreeEntry::new(s.path.to_string_lossy(), s.branch.clone()))
                 .collect(),
         );
@@ -221,7 +236,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             session.extra = old.extra.clone();
         }
         m.sessions.insert(sid.to_string(), session);
-        Ok(())
+        Ok(unused)
     })?;
     if git::resolve_ref(&main, &integration_ref)?.is_none() {
         git::create_branch(&main, &integration, start)?;
@@ -252,6 +267,13 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     let notes = Mutex::new(Vec::<String>::new());
     let lanes = Mutex::new(Vec::<Lane>::new());
     let shared = main.clone().into_sync();
+    let claimer = Claimer {
+        manifest: &manifest,
+        dir: &env.worktrees_dir,
+        session_id: sid,
+        branch: start_branch.as_deref(),
+        start: Some(start),
+    };
 
     // Agents' process groups go into the manifest so a clean-up after a crash can stop them.
     let record_agent = |pgid: i32| {
@@ -275,7 +297,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         for slot in &slots {
             let (queue, cv, merge_lock, notes, shared, lanes) =
                 (&queue, &cv, &merge_lock, &notes, &shared, &lanes);
-            let manifest = &manifest;
+            let (manifest, claimer) = (&manifest, &claimer);
             let integration_ref = integration_ref.as_str();
             scope.spawn(move |_| {
                 let repo = shared.to_thread_local();
@@ -288,6 +310,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                     merge_lock,
                     manifest,
                     seen_clean: std::cell::Cell::new(false),
+                    claimer,
                 };
                 let mut lane = Lane {
                     lane: slot.n as u32,
@@ -429,7 +452,8 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     let park = env
         .keep_worktrees
         .then_some((&manifest, env.worktrees_dir.as_path()));
-    cleanup(&main, &slots, &integration, landed, park, report);
+    let all_slots: Vec<Slot> = slots.into_iter().chain(unused).collect();
+    cleanup(&main, &all_slots, &integration, landed, park, report);
     manifest.update(|m| {
         m.sessions.remove(sid);
         Ok(())
@@ -438,9 +462,27 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     Ok(())
 }
 
+/// A worktree an earlier run of session `sid` recorded, if it follows the session's naming
+/// (anything else in the manifest is not ours to remove).
+fn earlier_slot(dir: &Path, sid: &str, w: &WorktreeEntry) -> Option<Slot> {
+    let path = PathBuf::from(w.path.as_deref()?);
+    if path.parent() != Some(dir) {
+        return None;
+    }
+    let name = path.file_name()?.to_str()?;
+    let n: usize = name.strip_prefix(&format!("teleos-{sid}-"))?.parse().ok()?;
+    (worktree_name(sid, n) == name && w.branch.as_deref() == Some(&worktree_branch(sid, n))).then(
+        || Slot {
+            n,
+            path,
+            branch: worktree_branch(sid, n),
+        },
+    )
+}
+
 /// Keep the worktrees folder out of the user's `git status` (via `info/exclude`, not a file
 /// of the checkout). Best effort: a failure only means `git status` lists the folder.
-fn exclude_worktrees_dir(repo: &gix::Repository, root: &Path, dir: &Path) {
+pub(crate) fn exclude_worktrees_dir(repo: &gix::Repository, root: &Path, dir: &Path) {
     let Ok(rel) = dir.strip_prefix(root) else {
         return;
     };
@@ -472,6 +514,7 @@ struct Worker<'a, 'e> {
     /// bringing it to the next tip need only check the files that tip changes. Whatever runs
     /// in the worktree after that walk must clear it.
     seen_clean: std::cell::Cell<bool>,
+    claimer: &'a Claimer<'a>,
 }
 
 impl Worker<'_, '_> {
@@ -484,10 +527,18 @@ impl Worker<'_, '_> {
     fn prepare(&self) -> Result<()> {
         let sid = self.env.session_id;
         let slot = self.slot;
-        self.env.progress.slot(slot.n, "creating worktree");
         let exists = git::list_worktrees(self.repo)?
             .iter()
             .any(|w| git::worktree_path_eq(&w.path, &slot.path));
+        // Say what really happens: a resumed session reuses the worktrees it kept.
+        self.env.progress.slot(
+            slot.n,
+            if exists {
+                "reusing the session's worktree"
+            } else {
+                "creating worktree"
+            },
+        );
         let branch_ref = format!("refs/heads/{}", slot.branch);
         if !exists && git::resolve_ref(self.repo, &branch_ref)?.is_some() {
             // A branch left by an interrupted run: its work is on integration or a rescue ref
@@ -583,6 +634,10 @@ impl Worker<'_, '_> {
             r.timeline.push(a);
             (r, false)
         };
+        // Another session started on the same stories may have this one: never run it twice.
+        if let Some(skipped) = self.claimer.claim(self.repo, story) {
+            return (skipped, false);
+        }
         let tip = match self.integration_tip() {
             Ok(t) => t,
             Err(e) => return failed(e.to_string()),
@@ -687,6 +742,20 @@ impl Worker<'_, '_> {
                 Ok(Some(snap)) => {
                     let name = rescue_ref(sid, key, "-uncommitted");
                     if git::set_ref(self.repo, &name, snap).is_ok() {
+                        // The worktree is renewed: say where the changes are now.
+                        let saved = format!(
+                            "; they are saved on {name} (see them with: git show --stat {name})"
+                        );
+                        match result
+                            .discrepancies
+                            .iter_mut()
+                            .find(|d| d.starts_with(UNCOMMITTED))
+                        {
+                            Some(d) => d.push_str(&saved),
+                            None => result
+                                .discrepancies
+                                .push(format!("{UNCOMMITTED} in its worktree{saved}")),
+                        }
                         result.rescue_ref = Some(name);
                         rescued_snapshot = Some(snap);
                     }
@@ -933,6 +1002,8 @@ fn land(
         return false;
     };
     let finish_hint = format!("finish with: git merge {integration}");
+    // Whether the branch really moved: "landed" is said only then.
+    let mut moved = false;
     // Sessions that finish together land one at a time: while one moves the branch and then
     // the files, another would see a half-updated checkout and refuse it as dirty.
     let lock_path = crate::batch::results::results_dir(&git::common_dir(main)).join("land.lock");
@@ -954,6 +1025,7 @@ fn land(
             return Ok(Some(true));
         }
         // Fast-forward when the branch did not move; else one merge commit made in memory.
+        moved = false;
         let target = if git::is_ancestor(main, current, tip)? {
             tip
         } else {
@@ -981,9 +1053,11 @@ fn land(
             match git::land_fast_forward_checkout(&user, branch, target)? {
                 // The branch moved under us: compute the landing again on its new tip.
                 LandOutcome::NotFastForward | LandOutcome::Moved => None,
-                LandOutcome::UpToDate
-                | LandOutcome::CheckedOut { .. }
-                | LandOutcome::RefUpdated => Some(true),
+                LandOutcome::UpToDate => Some(true),
+                LandOutcome::CheckedOut { .. } | LandOutcome::RefUpdated => {
+                    moved = true;
+                    Some(true)
+                }
                 LandOutcome::Dirty(paths) => {
                     report.notes.push(format!(
                     "your checkout has uncommitted changes ({}): it was not touched; {finish_hint}",
@@ -1016,10 +1090,12 @@ fn land(
             false
         }
         Ok(Some(true)) => {
-            report.notes.push(format!(
-                "landed on {}",
-                branch.trim_start_matches("refs/heads/")
-            ));
+            let short = branch.trim_start_matches("refs/heads/");
+            report.notes.push(if moved {
+                format!("landed on {short}")
+            } else {
+                format!("nothing to land on {short}: no story's work was merged")
+            });
             true
         }
         Ok(Some(false)) => false,

@@ -27,6 +27,20 @@ pub enum Outcome {
     NotStarted,
 }
 
+impl Outcome {
+    /// How the report names the outcome.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Partial => "partially blocked",
+            Outcome::Error => "error",
+            Outcome::Conflict => "conflict",
+            Outcome::Routed => "routed to pipeline",
+            Outcome::NotStarted => "not started",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BlockerQuestion {
     pub task: String,
@@ -209,7 +223,7 @@ impl BatchReport {
             }))).collect::<Vec<_>>(),
             "errors": self.stories.iter().filter(|s| matches!(s.outcome, Outcome::Error | Outcome::Conflict | Outcome::NotStarted)).map(|s| merge(json!({
                 "story_key": s.story_key,
-                "error_message": s.error_message.clone().unwrap_or_else(|| format!("{:?}", s.outcome).to_lowercase()),
+                "error_message": s.error_message.clone().unwrap_or_else(|| s.outcome.label().to_string()),
                 "outcome": s.outcome,
             }), extras(s))).collect::<Vec<_>>(),
             "summary": {
@@ -217,7 +231,8 @@ impl BatchReport {
                 "completed": self.count(Outcome::Completed),
                 "partial": self.count(Outcome::Partial),
                 "routed": self.count(Outcome::Routed),
-                "errors": self.count(Outcome::Error),
+                // As many as the "errors" list holds; conflicts and not started are among them.
+                "errors": self.count(Outcome::Error) + self.count(Outcome::Conflict) + self.count(Outcome::NotStarted),
                 "conflicts": self.count(Outcome::Conflict),
                 "not_started": self.count(Outcome::NotStarted),
                 "blocker_questions": self.stories.iter().map(|s| s.blocker_questions.len()).sum::<usize>(),

@@ -11,6 +11,9 @@ use crate::batch::timing::{self, Attempt, Phase};
 use crate::git;
 use crate::stories::{parse_story, ParseOptions, Story};
 
+/// How a discrepancy about uncommitted leftovers starts.
+pub const UNCOMMITTED: &str = "the agent left uncommitted changes";
+
 /// What every story of a batch shares.
 #[derive(Clone, Copy)]
 pub struct StoryEnv<'a> {
@@ -196,10 +199,17 @@ fn verify(
     result.commit_hash = new_commits.first().map(|c| c.to_string());
     if !dirty.is_empty() {
         let shown: Vec<&str> = dirty.iter().take(5).map(String::as_str).collect();
+        // In this checkout they stay where they are; a worktree's are saved on a ref by the
+        // parallel batch, which adds where.
         result.discrepancies.push(format!(
-            "the agent left uncommitted changes ({}{}); they were kept as they are",
+            "{UNCOMMITTED} ({}{}){}",
             shown.join(", "),
-            if dirty.len() > 5 { ", …" } else { "" }
+            if dirty.len() > 5 { ", …" } else { "" },
+            if env.worktree_mode {
+                ""
+            } else {
+                "; they were kept as they are in your checkout"
+            }
         ));
     }
     if after.is_none() {

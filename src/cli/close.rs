@@ -227,6 +227,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         None => sequential::check_checkout(&ctx.repo)?,
         Some(_) => crate::git::current_branch(&ctx.repo)?,
     };
+    // The agents commit, and so does git-teleos (merges, snapshots, reflogs): git must know who.
+    if selection.closeable() > 0 {
+        crate::git::require_identity(&ctx.repo)?;
+    }
     let agent_cfg = agent_config(&ctx.settings)?;
     if selection.closeable() > 0 {
         agent::preflight(&agent_cfg)?;
@@ -322,9 +326,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                 max_budget_usd: args.max_budget_usd,
                 pipeline_command: ctx.settings.pipeline_command.as_deref(),
                 answers: &answers,
+                worktrees_dir: &ctx.root.join(&ctx.settings.worktree_dir),
                 progress: &mut err,
             };
-            sequential::run(&mut env, &selection.stories, &mut report);
+            sequential::run(&mut env, &selection.stories, &mut report)?;
         }
         Some(n) => {
             let (closeable, routed): (Vec<_>, Vec<_>) = selection

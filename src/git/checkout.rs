@@ -303,7 +303,7 @@ impl UpdatePlan {
                     outcome
                         .errors
                         .iter()
-                        .map(|e| format!("{}: {:#}", e.path, e.error)),
+                        .map(|e| format!("{}: {}", e.path, super::error_chain(&e.error))),
                 )
                 .collect();
             return Err(Error::git(format!(
