@@ -1,5 +1,6 @@
 //! Phases 2–3: selection, running stories sequentially (and in parallel), results.
 
+pub mod claims;
 pub mod cleanup;
 pub mod gate;
 pub mod parallel;
@@ -10,6 +11,7 @@ pub mod select;
 pub mod sequential;
 pub mod setup;
 pub mod status;
+pub mod timing;
 pub mod worker;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -241,6 +241,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         None => sequential::check_checkout(&ctx.repo)?,
         Some(_) => crate::git::current_branch(&ctx.repo)?,
     };
+    // The agents commit, and so does git-teleos (merges, snapshots, reflogs): git must know who.
+    if selection.closeable() > 0 {
+        crate::git::require_identity(&ctx.repo)?;
+    }
     let agent_cfg = agent_config(&ctx.settings)?;
     if selection.closeable() > 0 {
         agent::preflight(&agent_cfg)?;
@@ -303,6 +307,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         gate_plan: gate_plan.describe(),
         gates_off: gate_plan.off_note(),
         integration_gates: Vec::new(),
+        started_ms: Some(crate::batch::timing::now_ms()),
+        finished_ms: None,
+        lanes: Vec::new(),
     };
     let _ = writeln!(
         err,
@@ -343,9 +350,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                 max_budget_usd: args.max_budget_usd,
                 pipeline_command: ctx.settings.pipeline_command.as_deref(),
                 answers: &answers,
+                worktrees_dir: &ctx.root.join(&ctx.settings.worktree_dir),
                 progress: &mut err,
             };
-            sequential::run(&mut env, &selection.stories, &mut report);
+            sequential::run(&mut env, &selection.stories, &mut report)?;
         }
         Some(n) => {
             let (closeable, routed): (Vec<_>, Vec<_>) = selection
@@ -399,8 +407,21 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         }
     }
     report.finished_at = Some(crate::batch::now_iso8601());
+    report.finished_ms = Some(crate::batch::timing::now_ms());
     let saved = results::save(&common_dir, &report)?;
     let _ = writeln!(err, "Results saved in {}", saved.display());
+    if let Some(h) = &ctx.settings.html_report {
+        // The report is a convenience: failing to write it never fails the batch.
+        let path = h.path(&common_dir, &ctx.root, &report.session_id);
+        match super::report::write_html(&path, &report) {
+            Ok(()) => {
+                let _ = writeln!(err, "HTML report written to {}", path.display());
+            }
+            Err(e) => {
+                let _ = writeln!(err, "warning: could not write the HTML report: {e}");
+            }
+        }
+    }
 
     super::print_report(&mut std::io::stdout().lock(), &report, args.json)?;
     if cancel.load(Ordering::SeqCst) {

@@ -7,8 +7,10 @@ mod completions;
 mod context;
 mod debrief;
 mod demo;
+mod history;
 mod hooks;
 pub mod man;
+mod report;
 mod scan;
 mod status;
 
@@ -75,6 +77,8 @@ pub enum Command {
     Scan(scan::Args),
     Close(Box<close::Args>),
     Debrief(debrief::Args),
+    Report(report::Args),
+    History(history::Args),
     Status(status::Args),
     CleanOrphans(clean_orphans::Args),
     Hooks(hooks::Args),
@@ -115,6 +119,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
         Command::Scan(args) => scan::run(args, &cli.global),
         Command::Close(args) => close::run(*args, &cli.global),
         Command::Debrief(args) => debrief::run(args, &cli.global),
+        Command::Report(args) => report::run(args, &cli.global),
+        Command::History(args) => history::run(args, &cli.global),
         Command::Status(args) => status::run(args, &cli.global),
         Command::CleanOrphans(args) => clean_orphans::run(args, &cli.global),
         Command::Hooks(args) => hooks::run(args, &cli.global),

@@ -54,7 +54,7 @@ pub fn add_worktree(repo: &Repository, path: &Path, branch: &str, start: ObjectI
         };
         // gix rolled back its files; undo our branch too, but only if it is still where we put it.
         let _ = delete_if_at(repo, &full, start);
-        let message = format!("{e:#}");
+        let message = super::error_chain(&e);
         // gix reads every admin folder to check the branch is not checked out elsewhere; one
         // that another thread is creating at that moment has no `gitdir` yet. Try again.
         let racing = message.contains("Failed to read or iterate worktree directories");

@@ -655,6 +655,45 @@ fn reset_worktree_rewrites_changed_files_and_leaves_status_clean() {
 }
 
 #[test]
+fn reset_of_a_worktree_seen_clean_checks_what_it_touches_and_loses_nothing() {
+    let (tmp, root) = repo();
+    let repo = open(&root);
+    let start = rev(&root, "HEAD");
+    git(&root, &["checkout", "-q", "-b", "target"]);
+    write(&root, "a.txt", "one\nTWO\nthree\n");
+    write(&root, "deep/er/c.txt", "sea\n");
+    let target = commit_all(&root, "target");
+    git(&root, &["checkout", "-q", "main"]);
+    let wt = tmp.path().canonicalize().unwrap().join("wt");
+    git::add_worktree(&repo, &wt, "worktree/teleos-abc123-1", start).unwrap();
+    let wt_repo = open(&wt);
+
+    // An untracked file where the update writes: kept, and the reset refused.
+    write(&wt, "deep/er/c.txt", "mine\n");
+    assert!(git::reset_clean_worktree_to(&wt_repo, target).is_err());
+    assert_eq!(read(&wt, "deep/er/c.txt"), "mine\n");
+    assert_eq!(rev(&wt, "HEAD"), start);
+    std::fs::remove_dir_all(wt.join("deep")).unwrap();
+
+    // A tracked file the update rewrites, edited: kept, and the reset refused.
+    write(&wt, "a.txt", "edited\n");
+    assert!(git::reset_clean_worktree_to(&wt_repo, target).is_err());
+    assert_eq!(read(&wt, "a.txt"), "edited\n");
+    assert_eq!(rev(&wt, "HEAD"), start);
+    git(&wt, &["checkout", "--", "a.txt"]);
+
+    // Clean: the update happens, only the changed files are written.
+    git::reset_clean_worktree_to(&wt_repo, target).unwrap();
+    assert_eq!(rev(&wt, "HEAD"), target);
+    assert_eq!(status(&wt), "");
+    assert_eq!(read(&wt, "a.txt"), "one\nTWO\nthree\n");
+    assert_eq!(read(&wt, "deep/er/c.txt"), "sea\n");
+    git::reset_clean_worktree_to(&wt_repo, start).unwrap();
+    assert_eq!(status(&wt), "");
+    assert!(!wt.join("deep").exists());
+}
+
+#[test]
 fn land_updates_a_clean_checkout_and_refuses_a_dirty_one() {
     let (_tmp, root) = repo();
     let start = rev(&root, "HEAD");

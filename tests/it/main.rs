@@ -21,8 +21,11 @@ mod man;
 #[allow(clippy::module_inception)]
 mod manifest;
 mod parallel;
+mod report;
 mod resources;
 mod scan;
+mod signing;
+mod trust;
 
 /// A test file added as `tests/<name>.rs` would build and link a binary of its own, and one
 /// added under `tests/it/` without a `mod` line here would never run.
