@@ -307,10 +307,10 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
 
     let mut q = queue
         .into_inner()
-        .map_err(|_| Error::git("a worker thread panicked"))?;
+        .map_err(|_| Error::Internal("a worker thread panicked".into()))?;
     let expected_tip = merge_lock
         .into_inner()
-        .map_err(|_| Error::git("a worker thread panicked"))?;
+        .map_err(|_| Error::Internal("a worker thread panicked".into()))?;
     for s in std::mem::take(&mut q.pending) {
         let why = q
             .stopped
@@ -693,7 +693,7 @@ impl Worker<'_, '_> {
         let mut expected = self
             .merge_lock
             .lock()
-            .map_err(|_| Error::git("a merge thread panicked"))?;
+            .map_err(|_| Error::Internal("a merge thread panicked".into()))?;
         if let Some(note) = restore_integration(
             self.repo,
             self.integration_ref,
