@@ -7,9 +7,11 @@
 //! user's files, and only when their checkout is clean.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
 use std::time::Duration;
 
 use crate::batch::pool;
@@ -165,6 +167,19 @@ impl Queue {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The text a panic carried, for the report (the panic hook has printed where it happened).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned());
+    format!("panicked: {}", text.as_deref().unwrap_or("(no message)"))
+}
+
 /// One slot's worktree.
 struct Slot {
     n: usize,
@@ -262,55 +277,85 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         on_agent_spawn: Some(&record_agent),
         ..env.story
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(slots.len())
-        .thread_name(|i| format!("teleos-wt-{}", i + 1))
-        .build()
-        .map_err(|e| Error::setup(format!("cannot start worker threads: {e}"), "retry"))?;
-    pool.scope(|scope| {
+    // One plain thread per worktree, not a rayon pool: each spends up to an hour blocked on
+    // an agent, and rayon's pool is for short CPU work (the scan).
+    thread::scope(|scope| {
         for slot in &slots {
             let (queue, cv, merge_lock, notes, shared) =
                 (&queue, &cv, &merge_lock, &notes, &shared);
             let manifest = &manifest;
+            let story_env = &story_env;
             let integration_ref = integration_ref.as_str();
-            scope.spawn(move |_| {
+            let note = move |msg: String| {
+                env.progress.line(&format!("warning: {msg}"));
+                lock(notes).push(msg);
+            };
+            let work = move || {
                 let repo = shared.to_thread_local();
                 let w = Worker {
                     env,
-                    story: &story_env,
+                    story: story_env,
                     repo: &repo,
                     slot,
                     integration_ref,
                     merge_lock,
                     manifest,
                 };
-                if let Err(e) = w.prepare() {
-                    let msg = format!("worktree {} could not be set up: {e}", slot.n);
-                    env.progress.line(&format!("warning: {msg}"));
-                    if let Ok(mut n) = notes.lock() {
-                        n.push(msg);
-                    }
+                let prepared = panic::catch_unwind(AssertUnwindSafe(|| w.prepare()))
+                    .unwrap_or_else(|p| Err(Error::Internal(panic_message(&*p))));
+                if let Err(e) = prepared {
+                    note(format!("worktree {} could not be set up: {e}", slot.n));
                     env.progress.slot(slot.n, "unavailable");
                     return;
                 }
                 while let Next::Run(story) = Queue::next(queue, cv, env.story.cancel) {
-                    let (result, merged) = w.run_story(&story);
+                    // A bug while one story runs ends that story, not the batch and its report.
+                    let ran = panic::catch_unwind(AssertUnwindSafe(|| w.run_story(&story)));
+                    let (result, merged, panicked) = match ran {
+                        Ok((result, merged)) => (result, merged, false),
+                        Err(p) => {
+                            let why = format!(
+                                "internal error (a bug in git-teleos, please report it): {}; \
+                                 worktree {} is kept as it was",
+                                panic_message(&*p),
+                                slot.n
+                            );
+                            let mut r = StoryResult::not_run(&story, Outcome::Error, Some(why));
+                            r.attempts = 0;
+                            (r, false, true)
+                        }
+                    };
                     env.progress.line(&status_line(&result, 0.0));
                     env.progress.story_done();
                     Queue::finish(queue, cv, result, merged);
+                    if panicked {
+                        // Its worktree is in an unknown state: no further story runs there.
+                        note(format!(
+                            "worktree {} was retired after an internal error in {}",
+                            slot.n, story.story_key
+                        ));
+                        env.progress.slot(slot.n, "unavailable");
+                        return;
+                    }
                 }
                 env.progress.slot(slot.n, "idle");
-            });
+            };
+            let started = thread::Builder::new()
+                .name(format!("teleos-wt-{}", slot.n))
+                .spawn_scoped(scope, work);
+            if let Err(e) = started {
+                note(format!("worktree {}: cannot start its thread: {e}", slot.n));
+            }
         }
     });
     env.progress.finish();
 
-    let mut q = queue
-        .into_inner()
-        .map_err(|_| Error::Internal("a worker thread panicked".into()))?;
+    // A panic caught above may have poisoned these; what they hold is still consistent enough
+    // to report (and a moved integration tip is checked against the branch below).
+    let mut q = queue.into_inner().unwrap_or_else(PoisonError::into_inner);
     let expected_tip = merge_lock
         .into_inner()
-        .map_err(|_| Error::Internal("a worker thread panicked".into()))?;
+        .unwrap_or_else(PoisonError::into_inner);
     for s in std::mem::take(&mut q.pending) {
         let why = q
             .stopped
@@ -320,7 +365,9 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             .push(StoryResult::not_run(&s, Outcome::NotStarted, Some(why)));
     }
     report.stories.extend(q.results);
-    report.notes.extend(notes.into_inner().unwrap_or_default());
+    report
+        .notes
+        .extend(notes.into_inner().unwrap_or_else(PoisonError::into_inner));
     if q.stopped.is_some() {
         report.stopped = q.stopped.clone();
     }
@@ -690,10 +737,9 @@ impl Worker<'_, '_> {
         message: &str,
         result: &mut StoryResult,
     ) -> Result<MergeOutcome> {
-        let mut expected = self
-            .merge_lock
-            .lock()
-            .map_err(|_| Error::Internal("a merge thread panicked".into()))?;
+        // Poisoned only by a panic caught in another story; the tip it holds is checked
+        // against the branch right below, so it is still safe to use.
+        let mut expected = lock(self.merge_lock);
         if let Some(note) = restore_integration(
             self.repo,
             self.integration_ref,
