@@ -2,9 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::AtomicBool;
 
 use git_teleos::git::{self, CasOutcome, LandOutcome, MergeOutcome, ObjectId};
 use tempfile::TempDir;
+
+/// For the checkouts: never set.
+static NO_CANCEL: AtomicBool = AtomicBool::new(false);
 
 /// Run git hermetically in `dir`; panics with its output on failure.
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -168,14 +172,30 @@ fn commit_questions() {
 }
 
 #[test]
+fn a_cancelled_worktree_checkout_stops_and_leaves_nothing() {
+    let (_tmp, root) = repo();
+    let repo = open(&root);
+    let head = rev(&root, "HEAD");
+    let wt = root.join(".claude/worktrees/teleos-abc123-1");
+    let cancelled = AtomicBool::new(true);
+    let err = git::add_worktree(&repo, &wt, "worktree/teleos-abc123-1", head, &cancelled)
+        .expect_err("cancelled");
+    assert!(err.to_string().contains("could not add worktree"), "{err}");
+    assert!(!wt.join("dir/b.txt").exists());
+    assert_eq!(git(&root, &["branch", "--list", "worktree/*"]), "");
+    let listed = git(&root, &["worktree", "list", "--porcelain"]);
+    assert_eq!(listed.matches("worktree ").count(), 1, "{listed}");
+}
+
+#[test]
 fn worktrees_made_by_gix_are_accepted_by_git() {
     let (tmp, root) = repo();
     let repo = open(&root);
     let head = rev(&root, "HEAD");
     let wt1 = root.join(".claude/worktrees/teleos-abc123-1");
     let wt2 = tmp.path().canonicalize().unwrap().join("wt2");
-    git::add_worktree(&repo, &wt1, "worktree/teleos-abc123-1", head).unwrap();
-    git::add_worktree(&repo, &wt2, "worktree/teleos-abc123-2", head).unwrap();
+    git::add_worktree(&repo, &wt1, "worktree/teleos-abc123-1", head, &NO_CANCEL).unwrap();
+    git::add_worktree(&repo, &wt2, "worktree/teleos-abc123-2", head, &NO_CANCEL).unwrap();
 
     let listed = git(&root, &["worktree", "list", "--porcelain"]);
     assert!(
@@ -191,7 +211,7 @@ fn worktrees_made_by_gix_are_accepted_by_git() {
 
     // The same branch cannot be added twice, and a failed add leaves no branch behind.
     let wt3 = tmp.path().join("wt3");
-    assert!(git::add_worktree(&repo, &wt3, "worktree/teleos-abc123-1", head).is_err());
+    assert!(git::add_worktree(&repo, &wt3, "worktree/teleos-abc123-1", head, &NO_CANCEL).is_err());
 
     assert_eq!(
         rev(&root, "worktree/teleos-abc123-1"),
@@ -275,7 +295,14 @@ fn prune_drops_admin_folders_of_vanished_worktrees_but_not_locked_ones() {
     let head = rev(&root, "HEAD");
     let base = tmp.path().canonicalize().unwrap();
     for n in 1..=3 {
-        git::add_worktree(&repo, &base.join(format!("w{n}")), &format!("wt-{n}"), head).unwrap();
+        git::add_worktree(
+            &repo,
+            &base.join(format!("w{n}")),
+            &format!("wt-{n}"),
+            head,
+            &NO_CANCEL,
+        )
+        .unwrap();
     }
     git::lock_worktree(&repo, &base.join("w2"), "keep").unwrap();
     for n in 1..=3 {
@@ -486,7 +513,7 @@ fn delete_branch_is_guarded() {
     let head = rev(&root, "HEAD");
     let ours = |name: &str| name.starts_with("worktree/teleos-abc123-") || name == "main";
     let wt = tmp.path().canonicalize().unwrap().join("wt");
-    git::add_worktree(&repo, &wt, "worktree/teleos-abc123-1", head).unwrap();
+    git::add_worktree(&repo, &wt, "worktree/teleos-abc123-1", head, &NO_CANCEL).unwrap();
 
     // Checked out here or in a linked worktree: refused even when the predicate allows it.
     assert!(git::delete_branch_guarded(&repo, "main", ours).is_err());
@@ -538,7 +565,7 @@ fn reset_worktree_rewrites_changed_files_and_leaves_status_clean() {
     git(&root, &["checkout", "-q", "main"]);
 
     let wt = tmp.path().canonicalize().unwrap().join("wt");
-    git::add_worktree(&repo, &wt, "worktree/teleos-abc123-1", start).unwrap();
+    git::add_worktree(&repo, &wt, "worktree/teleos-abc123-1", start, &NO_CANCEL).unwrap();
     let wt_repo = open(&wt);
     let untouched_before = std::fs::metadata(wt.join(".gitignore"))
         .unwrap()
@@ -547,12 +574,12 @@ fn reset_worktree_rewrites_changed_files_and_leaves_status_clean() {
 
     write(&wt, "stray.txt", "dirty\n");
     assert!(
-        git::reset_worktree_to(&wt_repo, target).is_err(),
+        git::reset_worktree_to(&wt_repo, target, &NO_CANCEL).is_err(),
         "dirty worktree refused"
     );
     std::fs::remove_file(wt.join("stray.txt")).unwrap();
 
-    git::reset_worktree_to(&wt_repo, target).unwrap();
+    git::reset_worktree_to(&wt_repo, target, &NO_CANCEL).unwrap();
     assert_eq!(rev(&wt, "HEAD"), target);
     assert_eq!(status(&wt), "");
     assert_eq!(git(&wt, &["diff", "--stat", "HEAD"]), "");
@@ -578,7 +605,7 @@ fn reset_worktree_rewrites_changed_files_and_leaves_status_clean() {
     );
 
     // And back again.
-    git::reset_worktree_to(&wt_repo, start).unwrap();
+    git::reset_worktree_to(&wt_repo, start, &NO_CANCEL).unwrap();
     assert_eq!(status(&wt), "");
     assert_eq!(read(&wt, "dir/b.txt"), "bee\n");
     assert!(!wt.join("deep").exists());

@@ -521,7 +521,13 @@ impl Worker<'_, '_> {
             });
         if !exists && !adopted {
             let tip = self.integration_tip()?;
-            git::add_worktree(self.repo, &slot.path, &slot.branch, tip)?;
+            git::add_worktree(
+                self.repo,
+                &slot.path,
+                &slot.branch,
+                tip,
+                self.env.story.cancel,
+            )?;
             crate::fault::point("after-worktree-create");
         }
         let reason = format!(
@@ -590,7 +596,7 @@ impl Worker<'_, '_> {
             Ok(r) => r,
             Err(e) => return failed(format!("cannot open worktree: {e}")),
         };
-        if let Err(e) = git::reset_worktree_to(&wt, tip) {
+        if let Err(e) = git::reset_worktree_to(&wt, tip, self.env.story.cancel) {
             return failed(format!("cannot bring the worktree up to date: {e}"));
         }
         self.env

@@ -85,14 +85,23 @@ pub fn land_fast_forward_checkout(
     if update_ref_cas(repo, branch_full, new, Some(old), &log)? == CasOutcome::Conflict {
         return Ok(LandOutcome::Moved);
     }
-    let files_updated = update_index_and_files(repo, commit_tree_id(repo, new)?)?;
+    // Not interruptible: the branch has moved, and stopping half way would leave the user's
+    // checkout half updated. Only the changed files are written, so this is short.
+    let files_updated =
+        update_index_and_files(repo, commit_tree_id(repo, new)?, &AtomicBool::new(false))?;
     Ok(LandOutcome::CheckedOut { files_updated })
 }
 
 /// Move the branch checked out in `worktree_repo` (opened at that worktree) to `commit`, and
 /// make its index and files match so `git status` is clean. Only changed files are rewritten.
 /// Refuses a worktree with any staged, unstaged or untracked change, and a detached `HEAD`.
-pub fn reset_worktree_to(worktree_repo: &Repository, commit: ObjectId) -> Result<()> {
+/// Setting `cancel` (Ctrl-C) stops a long checkout part way: the worktree is then left with
+/// changes, which the batch keeps like any other.
+pub fn reset_worktree_to(
+    worktree_repo: &Repository,
+    commit: ObjectId,
+    cancel: &AtomicBool,
+) -> Result<()> {
     let repo = worktree_repo;
     let root = work_tree_root(repo).ok_or_else(|| Error::git("no worktree to reset"))?;
     let branch = current_branch(repo)?
@@ -117,7 +126,7 @@ pub fn reset_worktree_to(worktree_repo: &Repository, commit: ObjectId) -> Result
             root.display()
         )));
     }
-    update_index_and_files(repo, target_tree)?;
+    update_index_and_files(repo, target_tree, cancel)?;
     Ok(())
 }
 
@@ -152,7 +161,11 @@ fn overlaps(a: &str, b: &str) -> bool {
 /// the current index before (the caller checked the worktree is clean). Entries whose id and
 /// mode are unchanged keep their file and stat data; the others are written by gix's checkout;
 /// paths no longer in the tree are deleted. Returns the number of files written or removed.
-fn update_index_and_files(repo: &Repository, target_tree: ObjectId) -> Result<usize> {
+fn update_index_and_files(
+    repo: &Repository,
+    target_tree: ObjectId,
+    cancel: &AtomicBool,
+) -> Result<usize> {
     let root = work_tree_root(repo).ok_or_else(|| Error::git("no worktree to update"))?;
     let current = repo.index_or_load_from_head_or_empty().map_err(gix_err)?;
     let mut target = repo.index_from_tree(&target_tree).map_err(gix_err)?;
@@ -196,7 +209,7 @@ fn update_index_and_files(repo: &Repository, target_tree: ObjectId) -> Result<us
         objects,
         &gix::progress::Discard,
         &gix::progress::Discard,
-        &AtomicBool::new(false),
+        cancel,
         options,
     )
     .map_err(gix_err)?;
