@@ -268,6 +268,19 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         let _ = signal_hook::flag::register(sig, Arc::clone(&cancel));
         let _ = signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize);
     }
+    // Say, once, what the first signal does and how to skip the wait (a thread of its own:
+    // nothing may be printed from a signal handler).
+    let signals = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+    if let Ok(mut caught) = signal_hook::iterator::Signals::new(signals) {
+        std::thread::spawn(move || {
+            if caught.forever().next().is_some() {
+                eprintln!(
+                    "\ninterrupted: stopping the agents and keeping their work; \
+                     press Ctrl-C again to exit at once"
+                );
+            }
+        });
+    }
 
     let session_id = args
         .resume
