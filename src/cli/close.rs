@@ -257,12 +257,33 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         None => None,
     };
 
-    // Ctrl-C / SIGTERM: stop the agents, record the batch, exit 128+n.
+    // Ctrl-C / SIGTERM: stop the agents, record the batch, exit 128+n. A second one exits at
+    // once (stopping agents can take their kill grace, a stuck step longer): the agents then
+    // die with us (parent-death signal) and a later clean-up rescues what they left. The
+    // shutdown action is registered first so it sees the flag as the first signal left it.
     let cancel = Arc::new(AtomicBool::new(false));
     let signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(
+            sig,
+            ExitCode::signal(sig).into(),
+            Arc::clone(&cancel),
+        );
         let _ = signal_hook::flag::register(sig, Arc::clone(&cancel));
         let _ = signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize);
+    }
+    // Say, once, what the first signal does and how to skip the wait (a thread of its own:
+    // nothing may be printed from a signal handler).
+    let signals = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+    if let Ok(mut caught) = signal_hook::iterator::Signals::new(signals) {
+        std::thread::spawn(move || {
+            if caught.forever().next().is_some() {
+                eprintln!(
+                    "\ninterrupted: stopping the agents and keeping their work; \
+                     press Ctrl-C again to exit at once"
+                );
+            }
+        });
     }
 
     let session_id = args
