@@ -29,7 +29,10 @@ pub use checkout::{land_fast_forward_checkout, reset_worktree_to, LandOutcome};
 pub use history::{
     commit_exists, commits_between, count_unreachable_from, files_changed, is_ancestor,
 };
-pub use merge::{merge_commits_in_memory, merge_into_branch, MergeOutcome};
+pub use merge::{
+    merge_commits_in_memory, merge_commits_in_memory_owning, merge_into_branch,
+    merge_into_branch_owning, MergeOutcome, OwnedPath, OwnedReport,
+};
 pub use refs::{
     create_branch, create_ref_unique, delete_branch_guarded, local_branches, resolve_ref,
     set_head_branch, set_ref, update_ref_cas, CasOutcome,
