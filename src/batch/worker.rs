@@ -23,6 +23,10 @@ pub struct StoryEnv<'a> {
     pub retries: u32,
     pub cancel: &'a AtomicBool,
     pub worktree_mode: bool,
+    /// Who writes `sprint-status.yaml` in this batch.
+    pub tracker: crate::stories::tracker::TrackerMode,
+    /// The tracker files, relative to the work tree root (empty: none found).
+    pub tracker_files: &'a [PathBuf],
     /// Told each agent's process group as it starts (recorded for clean-up after a crash).
     pub on_agent_spawn: Option<&'a (dyn Fn(i32) + Sync)>,
 }
@@ -104,6 +108,12 @@ pub(crate) fn safe_name(key: &str) -> String {
 }
 
 fn build_prompt(env: &StoryEnv, story: &Story, branch: Option<&str>, answers: &Answers) -> String {
+    // Where the tracker is, else where BMAD would put it.
+    let tracker_file = env
+        .tracker_files
+        .first()
+        .cloned()
+        .unwrap_or_else(|| env.artifacts_dir.join("sprint-status.yaml"));
     let input = agent::PromptInput {
         story_key: &story.story_key,
         story_file: &story.path,
@@ -122,6 +132,8 @@ fn build_prompt(env: &StoryEnv, story: &Story, branch: Option<&str>, answers: &A
             .collect(),
         worktree_mode: env.worktree_mode,
         branch: branch.map(str::to_string),
+        tracker: env.tracker,
+        tracker_file: &tracker_file,
     };
     agent::build_prompt(&input)
 }

@@ -28,8 +28,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
     let ctx = Context::open(global, &overrides)?;
     let report = status::status(
         &ctx.repo,
-        &ctx.root,
-        &ctx.root.join(&ctx.settings.worktree_dir),
+        &ctx.main_root,
+        &ctx.worktrees_dir(),
         ctx.settings.stale_hours,
         crate::manifest::now_unix(),
     )?;

@@ -37,7 +37,9 @@ pub use refs::{
     create_branch, create_ref_unique, delete_branch_guarded, local_branches, resolve_ref,
     set_head_branch, set_ref, update_ref_cas, CasOutcome,
 };
-pub use repo::{common_dir, current_branch, discover, head_commit_id, work_tree_root};
+pub use repo::{
+    common_dir, current_branch, discover, head_commit_id, main_worktree_root, work_tree_root,
+};
 pub use snapshot::snapshot_uncommitted;
 pub use status::{changed_paths, dirty_paths, is_clean, DIRTY_PATHS_LIMIT};
 pub use worktree::{

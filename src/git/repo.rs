@@ -29,6 +29,19 @@ pub fn common_dir(repo: &Repository) -> PathBuf {
     absolute(repo, repo.common_dir())
 }
 
+/// The root of the main worktree (the one holding the `.git` folder), from any worktree of the
+/// repository: shared state other tools expect there (the worktrees manifest) lives under it.
+/// Falls back to this handle's own work tree when there is no main worktree (a bare repository
+/// with linked worktrees).
+pub fn main_worktree_root(repo: &Repository) -> Option<PathBuf> {
+    let common = common_dir(repo);
+    let from_common = (common.file_name() == Some(std::ffi::OsStr::new(".git")))
+        .then(|| common.parent().map(Path::to_path_buf))
+        .flatten()
+        .filter(|root| root.is_dir());
+    from_common.or_else(|| work_tree_root(repo))
+}
+
 /// The commit `HEAD` points at, or `None` on an unborn branch.
 pub fn head_commit_id(repo: &Repository) -> Result<Option<ObjectId>> {
     let head = repo.head().map_err(gix_err)?;
