@@ -54,7 +54,7 @@ impl Context {
 }
 
 fn discover(start: &Path) -> Result<gix::Repository> {
-    gix::discover(start).map_err(|_| Error::NotARepository {
+    crate::git::discover_gix(start)?.map_err(|_| Error::NotARepository {
         path: start.to_path_buf(),
     })
 }

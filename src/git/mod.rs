@@ -15,6 +15,7 @@
 //! - Every branch move is a compare-and-swap against the value read before the work started.
 
 mod checkout;
+pub mod config_env;
 mod history;
 pub mod hooks;
 mod identity;
@@ -37,6 +38,7 @@ pub use refs::{
     create_branch, create_ref_unique, delete_branch_guarded, local_branches, resolve_ref,
     set_head_branch, set_ref, update_ref_cas, CasOutcome,
 };
+pub(crate) use repo::discover_gix;
 pub use repo::{
     common_dir, current_branch, discover, head_commit_id, main_worktree_root, work_tree_root,
 };
