@@ -14,8 +14,8 @@ pub struct Args {
     /// Print the sessions as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Hours after which another tool's session with a dead pid counts as dead
-    /// [config: teleos.staleHours; default 4].
+    /// Hours after which another tool's session with a dead pid counts as dead; 0 means no grace
+    /// period [config: teleos.staleHours; default 4].
     #[arg(long, value_name = "H")]
     pub stale_hours: Option<f64>,
 }
