@@ -183,3 +183,37 @@ fn no_tracker_leaves_the_file_byte_for_byte() {
         tracker_text().as_bytes()
     );
 }
+
+#[test]
+fn sequential_mode_keeps_the_agent_writing_its_line() {
+    let r = repo();
+    let out = r.teleos(["close", "2-3", "--sequential", "--yes", "--json"]);
+    out.code(0);
+    // What the agent wrote is what lands (this stand-in's sed drops the quotes and the CR of
+    // its line: the fidelity is the agent's in this mode).
+    let text = String::from_utf8(std::fs::read(r.path(TRACKER)).unwrap()).unwrap();
+    assert!(text.contains("  2-3-session-timeout: done\n"), "{text}");
+    assert!(text.contains("  2-1-login-form: in-progress\r\n"), "{text}");
+    assert_eq!(
+        out.json()["completed"][0]["discrepancies"],
+        serde_json::json!([])
+    );
+
+    // Told to leave it alone, the agent's edit (kept: it is its commit on your branch) is reported.
+    let out = r.teleos([
+        "close",
+        "2-1",
+        "--sequential",
+        "--no-tracker",
+        "--yes",
+        "--json",
+    ]);
+    out.code(0);
+    let notes = out.json()["completed"][0]["discrepancies"].to_string();
+    assert!(
+        notes.contains(&format!(
+            "the agent edited {TRACKER} although the tracker was to be left alone"
+        )),
+        "{notes}"
+    );
+}

@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::agent::{self, AgentConfig, RunOutcome, RunRequest, WorkerResult, WorkerStatus};
 use crate::batch::results::{BlockerQuestion, Outcome, StoryResult};
 use crate::git;
+use crate::stories::tracker::TrackerMode;
 use crate::stories::{parse_story, ParseOptions, Story};
 
 /// What every story of a batch shares.
@@ -52,7 +53,7 @@ pub fn close_story(
             return result;
         }
     };
-    let prompt = build_prompt(env, story, branch, answers);
+    let prompt = build_prompt(env, story, checkout, branch, answers);
     let mut cost = 0.0;
     let mut any_cost = false;
     let mut attempt = 0;
@@ -107,13 +108,14 @@ pub(crate) fn safe_name(key: &str) -> String {
         .collect()
 }
 
-fn build_prompt(env: &StoryEnv, story: &Story, branch: Option<&str>, answers: &Answers) -> String {
-    // Where the tracker is, else where BMAD would put it.
-    let tracker_file = env
-        .tracker_files
-        .first()
-        .cloned()
-        .unwrap_or_else(|| env.artifacts_dir.join("sprint-status.yaml"));
+fn build_prompt(
+    env: &StoryEnv,
+    story: &Story,
+    checkout: &Path,
+    branch: Option<&str>,
+    answers: &Answers,
+) -> String {
+    let tracker_file = tracker_file_for(env, story, checkout);
     let input = agent::PromptInput {
         story_key: &story.story_key,
         story_file: &story.path,
@@ -136,6 +138,29 @@ fn build_prompt(env: &StoryEnv, story: &Story, branch: Option<&str>, answers: &A
         tracker_file: &tracker_file,
     };
     agent::build_prompt(&input)
+}
+
+/// The tracker that holds the story's key (trackers may be split over folders), else the first
+/// one, else where BMAD would put it. Read from the checkout the agent works in.
+fn tracker_file_for(env: &StoryEnv, story: &Story, checkout: &Path) -> PathBuf {
+    let holds_key = |rel: &&PathBuf| {
+        std::fs::read_to_string(checkout.join(rel)).is_ok_and(|text| {
+            let statuses = crate::stories::sprint_status::read_statuses(&text);
+            let keys: Vec<&String> = statuses.keys().collect();
+            let index = crate::stories::deps::KeyIndex::new(&keys);
+            crate::stories::sprint_status::sprint_key_for(&statuses, &index, &story.story_key)
+                .is_some()
+        })
+    };
+    let found = if env.tracker_files.len() > 1 {
+        env.tracker_files.iter().find(holds_key)
+    } else {
+        None
+    };
+    found
+        .or(env.tracker_files.first())
+        .cloned()
+        .unwrap_or_else(|| env.artifacts_dir.join("sprint-status.yaml"))
 }
 
 fn open_head(checkout: &Path) -> Result<gix::ObjectId, String> {
@@ -195,6 +220,22 @@ fn verify(
         result.tasks_done = after.checked;
     }
     result.commit_hash = new_commits.first().map(|c| c.to_string());
+    // Sequential mode with the tracker left alone: the agent was told not to edit it. Its commit
+    // is the user's branch already, so an edit is reported, not undone. (Parallel mode drops
+    // such an edit when merging.)
+    if env.tracker == TrackerMode::Off && !env.worktree_mode {
+        if let Some(h) = head.filter(|h| *h != base) {
+            let changed = git::files_changed(&repo, base, h).unwrap_or_default();
+            for t in env.tracker_files {
+                let t = t.to_string_lossy().replace('\\', "/");
+                if changed.contains(&t) {
+                    result.discrepancies.push(format!(
+                        "the agent edited {t} although the tracker was to be left alone (--no-tracker)"
+                    ));
+                }
+            }
+        }
+    }
     if !dirty.is_empty() {
         let shown: Vec<&str> = dirty.iter().take(5).map(String::as_str).collect();
         result.discrepancies.push(format!(
