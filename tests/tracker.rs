@@ -157,6 +157,20 @@ fn six_parallel_stories_on_adjacent_tracker_lines_all_land_and_the_tracker_says_
         assert!(!r.read(&format!("{DIR}/{key}.md")).contains("- [ ]"));
     }
     assert_eq!(r.git(&["status", "--porcelain"]), "");
+
+    // The debrief says what was set and what was dropped.
+    let debrief = r.teleos(["debrief"]);
+    let text = &debrief.ok().stdout;
+    assert!(text.contains("Sprint tracker"), "{text}");
+    for key in KEYS {
+        assert!(text.contains(&format!("  {key}: done")), "{text}");
+        assert!(
+            text.contains(&format!(
+                "  {key}: the agent edited {TRACKER}; that change was dropped"
+            )),
+            "{text}"
+        );
+    }
 }
 
 #[test]
