@@ -69,13 +69,14 @@ fn install_agent(r: &TestRepo) {
 if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
 prompt=$(cat)
 {story_from_prompt}
-arts=$(printf '%s\n' "$prompt" | sed -n 's/^.*sprint_artifacts[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
+# The tracker the prompt names (whatever it says to do with it), as a real agent reads it.
+tracker=$(printf '%s\n' "$prompt" | sed -n 's/^.*`\([^`]*sprint-status\.yaml\)`.*$/\1/p' | head -n 1)
 sleep 1
 already=$(grep -c '^- \[x\]' "$file")
 total=$(grep -c '^- \[' "$file")
 sed -i 's/^- \[ \] /- [x] /' "$file"
 done_now=$((total - already))
-sed -i "s/^\(  $key: *\)[^ #]*/\1done/" "$arts/sprint-status.yaml"
+sed -i "s/^\(  $key: *\)[^ #]*/\1done/" "$tracker"
 mkdir -p src && echo "$key" > "src/$key.txt"
 git add -A && git commit -qm "teleos: close $key"
 printf '{{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.1,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":%s,\\"tasks_completed_by_closer\\":%s,\\"tasks_already_done\\":%s,\\"sprint_status\\":\\"done\\"}}"}}\n' "$key" "$total" "$done_now" "$already"
@@ -229,5 +230,45 @@ fn sequential_mode_keeps_the_agent_writing_its_line() {
             "the agent edited {TRACKER} although the tracker was to be left alone"
         )),
         "{notes}"
+    );
+}
+
+#[test]
+fn a_tracker_in_the_stories_parent_folder_gets_the_same_treatment() {
+    // BMAD v6 layout: stories one folder below the tracker.
+    let arts = "_bmad-output/implementation-artifacts";
+    let tracker = format!("{arts}/sprint-status.yaml");
+    let text = "development_status:\n  # Epic 3\n  3-1-search: ready-for-dev\n  3-2-filters: ready-for-dev\n";
+    let r = TestRepo::new();
+    r.git(&["config", "user.name", "Agent"]);
+    r.git(&["config", "user.email", "agent@example.com"]);
+    r.git(&[
+        "config",
+        "teleos.sprintArtifacts",
+        &format!("{arts}/stories"),
+    ]);
+    r.write(&tracker, text);
+    for key in ["3-1-search", "3-2-filters"] {
+        r.write(&format!("{arts}/stories/{key}.md"), &story(key, 9, 1));
+    }
+    r.commit_all("epic 3");
+    install_agent(&r);
+    let j = close(&r, &[]);
+    assert_eq!(j["completed"].as_array().unwrap().len(), 2, "{j}");
+    // The prompt named the tracker in the parent folder; the agents' edits of it were dropped
+    // and git-teleos set both values.
+    for c in j["completed"].as_array().unwrap() {
+        assert_eq!(c["tracker_status"], "done", "{c}");
+        assert!(
+            c["discrepancies"].to_string().contains(&format!(
+                "the agent edited {tracker}; that change was dropped"
+            )),
+            "{c}"
+        );
+    }
+    assert_eq!(
+        r.read(&tracker),
+        text.replace("3-1-search: ready-for-dev", "3-1-search: done")
+            .replace("3-2-filters: ready-for-dev", "3-2-filters: done")
     );
 }
