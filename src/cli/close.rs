@@ -17,6 +17,7 @@ use crate::batch::setup;
 use crate::batch::worker::{self, Answers, StoryEnv};
 use crate::error::{Error, ExitCode};
 use crate::settings::{Overrides, Settings};
+use crate::stories::tracker::{self, TrackerMode};
 use crate::stories::{Category, ParseOptions, ScanResult};
 
 use super::scan::{scan_stories, ScanFlags};
@@ -95,6 +96,10 @@ pub struct Args {
     /// Stop starting stories after this many consecutive failures [config: teleos.circuitBreaker].
     #[arg(long, value_name = "N")]
     pub circuit_breaker: Option<u32>,
+    /// Leave sprint-status.yaml alone: agents are told not to edit it and git-teleos writes nothing
+    /// to it [config: teleos.updateTracker=false].
+    #[arg(long)]
+    pub no_tracker: bool,
     /// Stop starting new stories once the agents' reported cost reaches this many US dollars.
     #[arg(long, value_name = "USD")]
     pub max_budget_usd: Option<f64>,
@@ -112,6 +117,7 @@ impl Args {
         o.story_timeout = self.timeout;
         o.retries = self.retries;
         o.circuit_breaker = self.circuit_breaker;
+        o.update_tracker = self.no_tracker.then_some(false);
         Ok(o)
     }
 }
@@ -322,7 +328,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         ctx.settings.agent,
         logs_dir.display()
     );
+    let tracker_files = tracker::tracker_files(&ctx.root, &scan.artifacts_dir);
     let story_env = StoryEnv {
+        tracker: TrackerMode::for_batch(slots.is_some(), ctx.settings.update_tracker),
+        tracker_files: &tracker_files,
         agent: &agent_cfg,
         parse: &parse,
         artifacts_dir: &scan.artifacts_dir,
@@ -383,7 +392,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                 let env = ParallelEnv {
                     story: story_env,
                     root: &ctx.root,
-                    worktrees_dir: ctx.root.join(&ctx.settings.worktree_dir),
+                    worktrees_dir: ctx.worktrees_dir(),
                     slots: n,
                     session_id: &session_id,
                     circuit_breaker: ctx.settings.circuit_breaker,
@@ -431,7 +440,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
 /// Clean orphaned sessions before a parallel batch, keeping `resuming`; one line per session
 /// cleaned, and a warning (never an error) when it fails.
 fn clean_orphans_before(ctx: &Context, resuming: Option<&str>, err: &mut dyn Write) {
-    let mut opts = CleanOptions::new(&ctx.root, &ctx.settings);
+    let mut opts = CleanOptions::new(&ctx.main_root, &ctx.settings);
     opts.keep_session = resuming.map(str::to_string);
     match cleanup::clean_orphans(&ctx.repo, &opts) {
         Ok(report) => {
