@@ -12,7 +12,7 @@ use crate::batch::worker::{safe_name, StoryEnv};
 use crate::error::{Error, Result};
 use crate::gate::{run_gate, Gate, GateResult};
 use crate::git::{self, MergeOutcome, ObjectId};
-use crate::stories::Story;
+use crate::stories::{tracker, Story};
 
 /// The gates every story of a batch shares.
 #[derive(Clone, Copy)]
@@ -293,6 +293,8 @@ pub struct MergeRecord {
     pub story_tip: ObjectId,
     /// Every gate passed on `story_tip` (its story gate).
     pub tip_green: bool,
+    /// The status this merge wrote for the story in the sprint tracker, if it wrote one.
+    pub tracker_status: Option<&'static str>,
 }
 
 /// A story taken out of the integration.
@@ -334,7 +336,7 @@ impl GateCheckout<'_> {
         let wt = gix::open(self.path).map_err(Error::git)?;
         // What an earlier run left behind must not block moving to the next candidate.
         git::remove_untracked_in_owned_worktree(&wt)?;
-        git::reset_worktree_to(&wt, commit)?;
+        git::reset_worktree_to(&wt, commit, env.cancel)?;
         let r = run_all(
             env,
             self.path,
@@ -357,6 +359,7 @@ impl GateCheckout<'_> {
 pub fn integration_gate(
     env: &GateEnv,
     at: &GateCheckout,
+    tracker_files: &[String],
     start: ObjectId,
     merges: &[MergeRecord],
     message: &dyn Fn(&MergeRecord, &[Ejected]) -> String,
@@ -441,6 +444,17 @@ pub fn integration_gate(
             } else {
                 vec![cur, r.story_tip]
             };
+            // The tracker is the integration's own file: the rebuild keeps its version and
+            // sets this story's status again, as the merge did.
+            let edit = |bytes: &[u8]| -> Option<Vec<u8>> {
+                let text = std::str::from_utf8(bytes).ok()?;
+                let (new, _) = tracker::set_story_status(text, &r.key, r.tracker_status?).ok()?;
+                Some(new.into_bytes())
+            };
+            let owned: Vec<git::OwnedPath> = tracker_files
+                .iter()
+                .map(|path| git::OwnedPath { path, edit: &edit })
+                .collect();
             match git::replay_in_memory(
                 at.repo,
                 cur,
@@ -448,6 +462,7 @@ pub fn integration_gate(
                 r.after,
                 &parents,
                 &message(r, &v.ejected),
+                &owned,
             )? {
                 MergeOutcome::Merged(id) | MergeOutcome::FastForward(id) => {
                     rebuilt_records.push(MergeRecord {
@@ -498,6 +513,8 @@ pub struct IntegrationEnv<'a> {
     pub integration_ref: &'a str,
     /// The integration branch's tip before this batch's first merge.
     pub start: ObjectId,
+    /// Sprint-tracker files git-teleos writes in the integration ('/'-separated paths).
+    pub tracker_files: Vec<String>,
 }
 
 /// Run the integration gate, move the integration branch to the green rebuild, mark ejected
@@ -545,9 +562,15 @@ pub fn gate_integration(
             keys.join(", ")
         )
     };
-    let verdict = integration_gate(ie.gate, &at, ie.start, merges, &message, &mut |s| {
-        progress(s)
-    });
+    let verdict = integration_gate(
+        ie.gate,
+        &at,
+        &ie.tracker_files,
+        ie.start,
+        merges,
+        &message,
+        &mut |s| progress(s),
+    );
     let verdict = match verdict {
         Ok(v) => v,
         Err(e) => {
@@ -632,7 +655,7 @@ pub fn gate_integration(
 fn park_at(path: &Path, tip: ObjectId) {
     if let Ok(wt) = gix::open(path) {
         let _ = git::remove_untracked_in_owned_worktree(&wt);
-        let _ = git::reset_worktree_to(&wt, tip);
+        let _ = git::reset_worktree_to(&wt, tip, &AtomicBool::new(false));
     }
 }
 
@@ -650,13 +673,16 @@ pub fn red_at_base(
     let wt = gix::open(path).map_err(Error::git)?;
     let tip = git::head_commit_id(&wt)?.ok_or_else(|| Error::git("the worktree has no HEAD"))?;
     git::set_ref(repo, keep_ref, tip)?;
-    git::remove_untracked_in_owned_worktree(&wt)?;
-    git::reset_worktree_to(&wt, base)?;
-    let runs = run_all(env, path, logs.0, logs.1);
-    let red = !all_green(env, &runs);
-    git::remove_untracked_in_owned_worktree(&wt)?;
-    git::reset_worktree_to(&wt, tip)
+    let checked = (|| -> Result<bool> {
+        git::remove_untracked_in_owned_worktree(&wt)?;
+        git::reset_worktree_to(&wt, base, env.cancel)?;
+        let runs = run_all(env, path, logs.0, logs.1);
+        Ok(!all_green(env, &runs))
+    })();
+    // Whatever happened, the story's work goes back on its branch (never cut short).
+    let _ = git::remove_untracked_in_owned_worktree(&wt);
+    git::reset_worktree_to(&wt, tip, &AtomicBool::new(false))
         .map_err(|e| Error::git(format!("{e}; the story's work is kept on {keep_ref}")))?;
     let _ = git::delete_if_at(repo, keep_ref, tip);
-    Ok(red)
+    checked
 }

@@ -7,9 +7,11 @@
 //! user's files, and only when their checkout is clean.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
 use std::time::Duration;
 
 use crate::batch::claims::Claimer;
@@ -24,6 +26,7 @@ use crate::batch::worker::{close_story, Answers, StoryEnv, UNCOMMITTED};
 use crate::error::{Error, Result};
 use crate::git::{self, LandOutcome, MergeOutcome, ObjectId};
 use crate::manifest::{ManifestFile, Session, SessionLock, WorktreeEntry};
+use crate::stories::tracker::{self, TrackerMode};
 use crate::stories::Story;
 
 /// Everything a parallel batch needs besides the stories.
@@ -170,6 +173,19 @@ impl Queue {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The text a panic carried, for the report (the panic hook has printed where it happened).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned());
+    format!("panicked: {}", text.as_deref().unwrap_or("(no message)"))
+}
+
 /// One slot's worktree.
 struct Slot {
     n: usize,
@@ -299,23 +315,25 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         },
         ..env.story
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(slots.len())
-        .thread_name(|i| format!("teleos-wt-{}", i + 1))
-        .build()
-        .map_err(|e| Error::setup(format!("cannot start worker threads: {e}"), "retry"))?;
-    pool.scope(|scope| {
+    // One plain thread per worktree, not a rayon pool: each spends up to an hour blocked on
+    // an agent, and rayon's pool is for short CPU work (the scan).
+    thread::scope(|scope| {
         for slot in &slots {
             let (queue, cv, merge_lock, notes, shared, lanes) =
                 (&queue, &cv, &merge_lock, &notes, &shared, &lanes);
             let (manifest, claimer) = (&manifest, &claimer);
             let (merges, base_checks) = (&merges, &base_checks);
+            let story_env = &story_env;
             let integration_ref = integration_ref.as_str();
-            scope.spawn(move |_| {
+            let note = move |msg: String| {
+                env.progress.line(&format!("warning: {msg}"));
+                lock(notes).push(msg);
+            };
+            let work = move || {
                 let repo = shared.to_thread_local();
                 let w = Worker {
                     env,
-                    story: &story_env,
+                    story: story_env,
                     repo: &repo,
                     slot,
                     integration_ref,
@@ -330,22 +348,15 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                     lane: slot.n as u32,
                     phases: Vec::new(),
                 };
+                let keep_lane = |lane: Lane| lock(lanes).push(lane);
                 let setup_start = timing::now_ms();
-                let prepared = w.prepare();
+                let prepared = panic::catch_unwind(AssertUnwindSafe(|| w.prepare()))
+                    .unwrap_or_else(|p| Err(Error::Internal(panic_message(&*p))));
                 lane.phases
                     .push(Phase::until_now(timing::SETUP, setup_start));
-                let keep_lane = |lane: Lane| {
-                    if let Ok(mut l) = lanes.lock() {
-                        l.push(lane);
-                    }
-                };
                 if let Err(e) = prepared {
                     keep_lane(lane);
-                    let msg = format!("worktree {} could not be set up: {e}", slot.n);
-                    env.progress.line(&format!("warning: {msg}"));
-                    if let Ok(mut n) = notes.lock() {
-                        n.push(msg);
-                    }
+                    note(format!("worktree {} could not be set up: {e}", slot.n));
                     env.progress.slot(slot.n, "unavailable");
                     return;
                 }
@@ -361,24 +372,55 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                         p.detail = Some(format!("before {}", story.story_key));
                         lane.phases.push(p);
                     }
-                    let (result, merged) = w.run_story(&story);
+                    // A bug while one story runs ends that story, not the batch and its report.
+                    let ran = panic::catch_unwind(AssertUnwindSafe(|| w.run_story(&story)));
+                    let (result, merged, panicked) = match ran {
+                        Ok((result, merged)) => (result, merged, false),
+                        Err(p) => {
+                            let why = format!(
+                                "internal error (a bug in git-teleos, please report it): {}; \
+                                 worktree {} is kept as it was",
+                                panic_message(&*p),
+                                slot.n
+                            );
+                            let mut r = StoryResult::not_run(&story, Outcome::Error, Some(why));
+                            r.attempts = 0;
+                            (r, false, true)
+                        }
+                    };
                     env.progress.line(&status_line(&result, 0.0));
                     env.progress.story_done();
                     Queue::finish(queue, cv, result, merged);
+                    if panicked {
+                        // Its worktree is in an unknown state: no further story runs there.
+                        keep_lane(lane);
+                        note(format!(
+                            "worktree {} was retired after an internal error in {}",
+                            slot.n, story.story_key
+                        ));
+                        env.progress.slot(slot.n, "unavailable");
+                        return;
+                    }
                 }
                 keep_lane(lane);
                 env.progress.slot(slot.n, "idle");
-            });
+            };
+            let started = thread::Builder::new()
+                .name(format!("teleos-wt-{}", slot.n))
+                .spawn_scoped(scope, work);
+            if let Err(e) = started {
+                note(format!("worktree {}: cannot start its thread: {e}", slot.n));
+            }
         }
     });
     env.progress.finish();
 
-    let mut q = queue
-        .into_inner()
-        .map_err(|_| Error::git("a worker thread panicked"))?;
+    // A panic caught above may have poisoned these; what they hold is still consistent enough
+    // to report (and a moved integration tip is checked against the branch below).
+    let mut q = queue.into_inner().unwrap_or_else(PoisonError::into_inner);
     let expected_tip = merge_lock
         .into_inner()
-        .map_err(|_| Error::git("a worker thread panicked"))?;
+        .unwrap_or_else(PoisonError::into_inner);
     for s in std::mem::take(&mut q.pending) {
         let why = q
             .stopped
@@ -388,8 +430,10 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             .push(StoryResult::not_run(&s, Outcome::NotStarted, Some(why)));
     }
     report.stories.extend(q.results);
-    report.notes.extend(notes.into_inner().unwrap_or_default());
-    let mut lanes = lanes.into_inner().unwrap_or_default();
+    report
+        .notes
+        .extend(notes.into_inner().unwrap_or_else(PoisonError::into_inner));
+    let mut lanes = lanes.into_inner().unwrap_or_else(PoisonError::into_inner);
     lanes.sort_by_key(|l| l.lane);
     report.lanes.extend(lanes);
     if q.stopped.is_some() {
@@ -457,6 +501,15 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         session_id: sid,
         integration_ref: &integration_ref,
         start: batch_start,
+        tracker_files: match env.story.tracker {
+            TrackerMode::Teleos => env
+                .story
+                .tracker_files
+                .iter()
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .collect(),
+            _ => Vec::new(),
+        },
     };
     let gate_ok = gate::gate_integration(&ie, &merges, &|s| env.progress.line(s), report);
 
@@ -516,7 +569,12 @@ fn earlier_slot(dir: &Path, sid: &str, w: &WorktreeEntry) -> Option<Slot> {
 /// Keep the worktrees folder out of the user's `git status` (via `info/exclude`, not a file
 /// of the checkout). Best effort: a failure only means `git status` lists the folder.
 pub(crate) fn exclude_worktrees_dir(repo: &gix::Repository, root: &Path, dir: &Path) {
-    let Ok(rel) = dir.strip_prefix(root) else {
+    // The folder sits under the main worktree, also when the batch starts from a linked one.
+    let main_root = git::main_worktree_root(repo).unwrap_or_else(|| root.to_path_buf());
+    let Ok(rel) = dir
+        .strip_prefix(&main_root)
+        .or_else(|_| dir.strip_prefix(root))
+    else {
         return;
     };
     let pattern = format!("/{}/", rel.to_string_lossy().trim_end_matches('/'));
@@ -598,7 +656,13 @@ impl Worker<'_, '_> {
             });
         if !exists && !adopted {
             let tip = self.integration_tip()?;
-            git::add_worktree(self.repo, &slot.path, &slot.branch, tip)?;
+            git::add_worktree(
+                self.repo,
+                &slot.path,
+                &slot.branch,
+                tip,
+                self.env.story.cancel,
+            )?;
             crate::fault::point("after-worktree-create");
         }
         let reason = format!(
@@ -688,7 +752,7 @@ impl Worker<'_, '_> {
         } else {
             git::reset_worktree_to
         };
-        if let Err(e) = reset(&wt, tip) {
+        if let Err(e) = reset(&wt, tip, self.env.story.cancel) {
             return failed(format!("cannot bring the worktree up to date: {e}"));
         }
         self.env
@@ -878,7 +942,18 @@ impl Worker<'_, '_> {
                     result.rescue_ref.get_or_insert(name);
                 }
             }
-            (Outcome::Completed | Outcome::Partial, None) => merged = true,
+            (Outcome::Completed | Outcome::Partial, None) => {
+                merged = true;
+                // No commits, but the tracker may still need the story's status.
+                if self.story.tracker == TrackerMode::Teleos {
+                    let message = format!("teleos: status of {key} (session {sid})");
+                    if let Err(e) = self.merge_guarded(key, base, &message, result) {
+                        result
+                            .discrepancies
+                            .push(format!("the tracker could not be updated: {e}"));
+                    }
+                }
+            }
             _ => {}
         }
 
@@ -902,10 +977,9 @@ impl Worker<'_, '_> {
         message: &str,
         result: &mut StoryResult,
     ) -> Result<MergeOutcome> {
-        let mut expected = self
-            .merge_lock
-            .lock()
-            .map_err(|_| Error::git("a merge thread panicked"))?;
+        // Poisoned only by a panic caught in another story; the tip it holds is checked
+        // against the branch right below, so it is still safe to use.
+        let mut expected = lock(self.merge_lock);
         if let Some(note) = restore_integration(
             self.repo,
             self.integration_ref,
@@ -915,7 +989,32 @@ impl Worker<'_, '_> {
             result.discrepancies.push(note);
         }
         let before = *expected;
-        let outcome = git::merge_into_branch(self.repo, self.integration_ref, tip, message)?;
+        let status =
+            tracker::status_for(result.tasks_done, result.tasks_total, result.tasks_blocked);
+        let edit = |bytes: &[u8]| -> Option<Vec<u8>> {
+            if self.story.tracker != TrackerMode::Teleos {
+                return None;
+            }
+            let text = std::str::from_utf8(bytes).ok()?;
+            let (new, _) = tracker::set_story_status(text, key, status).ok()?;
+            Some(new.into_bytes())
+        };
+        // Git paths: relative, '/'-separated.
+        let paths: Vec<String> = match self.story.tracker {
+            TrackerMode::Agent => Vec::new(),
+            TrackerMode::Teleos | TrackerMode::Off => self
+                .story
+                .tracker_files
+                .iter()
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .collect(),
+        };
+        let owned: Vec<git::OwnedPath> = paths
+            .iter()
+            .map(|path| git::OwnedPath { path, edit: &edit })
+            .collect();
+        let (outcome, report) =
+            git::merge_into_branch_owning(self.repo, self.integration_ref, tip, message, &owned)?;
         if let MergeOutcome::Merged(id) | MergeOutcome::FastForward(id) = outcome {
             *expected = id;
             if let Ok(mut m) = self.merges.lock() {
@@ -925,8 +1024,21 @@ impl Worker<'_, '_> {
                     after: id,
                     story_tip: tip,
                     tip_green: result.gates_green_at == Some(tip),
+                    tracker_status: (self.story.tracker == TrackerMode::Teleos).then_some(status),
                 });
             }
+        }
+        let why = match self.story.tracker {
+            TrackerMode::Off => "the tracker is left alone in this batch (--no-tracker)",
+            _ => "git-teleos is the tracker's only writer in parallel mode",
+        };
+        for path in &report.dropped {
+            result.discrepancies.push(format!(
+                "the agent edited {path}; that change was dropped ({why}), the rest of its work merged"
+            ));
+        }
+        if !report.edited.is_empty() {
+            result.tracker_status = Some(status.to_string());
         }
         Ok(outcome)
     }

@@ -386,7 +386,7 @@ fn undo_red_story(env: &BatchEnv, base: Option<gix::ObjectId>, r: &mut StoryResu
         return;
     }
     r.rescue_ref = Some(name.clone());
-    match git::reset_worktree_to(&repo, base) {
+    match git::reset_worktree_to(&repo, base, &std::sync::atomic::AtomicBool::new(false)) {
         Ok(()) => {
             let m = r.error_message.take().unwrap_or_default();
             r.error_message = Some(format!(

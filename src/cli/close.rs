@@ -19,6 +19,7 @@ use crate::batch::worker::{self, Answers, StoryEnv};
 use crate::error::{Error, ExitCode};
 use crate::gate::GatePlan;
 use crate::settings::{Overrides, Settings};
+use crate::stories::tracker::{self, TrackerMode};
 use crate::stories::{Category, ParseOptions, ScanResult};
 
 use super::scan::{scan_stories, ScanFlags};
@@ -97,6 +98,10 @@ pub struct Args {
     /// Stop starting stories after this many consecutive failures [config: teleos.circuitBreaker].
     #[arg(long, value_name = "N")]
     pub circuit_breaker: Option<u32>,
+    /// Leave sprint-status.yaml alone: agents are told not to edit it and git-teleos writes nothing
+    /// to it [config: teleos.updateTracker=false].
+    #[arg(long)]
+    pub no_tracker: bool,
     /// Stop starting new stories once the agents' reported cost reaches this many US dollars.
     #[arg(long, value_name = "USD")]
     pub max_budget_usd: Option<f64>,
@@ -122,6 +127,7 @@ impl Args {
         o.circuit_breaker = self.circuit_breaker;
         o.gates = self.gates.clone();
         o.no_gate = self.no_gate;
+        o.update_tracker = self.no_tracker.then_some(false);
         Ok(o)
     }
 }
@@ -271,12 +277,33 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         None => None,
     };
 
-    // Ctrl-C / SIGTERM: stop the agents, record the batch, exit 128+n.
+    // Ctrl-C / SIGTERM: stop the agents, record the batch, exit 128+n. A second one exits at
+    // once (stopping agents can take their kill grace, a stuck step longer): the agents then
+    // die with us (parent-death signal) and a later clean-up rescues what they left. The
+    // shutdown action is registered first so it sees the flag as the first signal left it.
     let cancel = Arc::new(AtomicBool::new(false));
     let signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(
+            sig,
+            ExitCode::signal(sig).into(),
+            Arc::clone(&cancel),
+        );
         let _ = signal_hook::flag::register(sig, Arc::clone(&cancel));
         let _ = signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize);
+    }
+    // Say, once, what the first signal does and how to skip the wait (a thread of its own:
+    // nothing may be printed from a signal handler).
+    let signals = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+    if let Ok(mut caught) = signal_hook::iterator::Signals::new(signals) {
+        std::thread::spawn(move || {
+            if caught.forever().next().is_some() {
+                eprintln!(
+                    "\ninterrupted: stopping the agents and keeping their work; \
+                     press Ctrl-C again to exit at once"
+                );
+            }
+        });
     }
 
     let session_id = args
@@ -318,7 +345,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         ctx.settings.agent,
         logs_dir.display()
     );
+    let tracker_files = tracker::tracker_files(&ctx.root, &scan.artifacts_dir);
     let story_env = StoryEnv {
+        tracker: TrackerMode::for_batch(slots.is_some(), ctx.settings.update_tracker),
+        tracker_files: &tracker_files,
         agent: &agent_cfg,
         parse: &parse,
         artifacts_dir: &scan.artifacts_dir,
@@ -386,7 +416,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                 let env = ParallelEnv {
                     story: story_env,
                     root: &ctx.root,
-                    worktrees_dir: ctx.root.join(&ctx.settings.worktree_dir),
+                    worktrees_dir: ctx.worktrees_dir(),
                     slots: n,
                     session_id: &session_id,
                     circuit_breaker: ctx.settings.circuit_breaker,
@@ -434,7 +464,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
 /// Clean orphaned sessions before a parallel batch, keeping `resuming`; one line per session
 /// cleaned, and a warning (never an error) when it fails.
 fn clean_orphans_before(ctx: &Context, resuming: Option<&str>, err: &mut dyn Write) {
-    let mut opts = CleanOptions::new(&ctx.root, &ctx.settings);
+    let mut opts = CleanOptions::new(&ctx.main_root, &ctx.settings);
     opts.keep_session = resuming.map(str::to_string);
     match cleanup::clean_orphans(&ctx.repo, &opts) {
         Ok(report) => {

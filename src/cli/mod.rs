@@ -25,7 +25,7 @@ pub use context::Context;
 
 const AFTER_HELP: &str = "\
 Exit status: 0 all selected work done; 1 some work incomplete (partial, error, conflict);
-2 usage or setup error; 128+n stopped by signal n.
+2 usage or setup error; 3 internal error (a bug); 128+n stopped by signal n.
 
 Settings come from flags, then `git config teleos.*`, then built-in defaults.
 See `man git-teleos` (or `git teleos --help`) for every configuration key.";
@@ -107,9 +107,11 @@ pub fn main() -> std::process::ExitCode {
         }
     };
     apply_color(cli.global.color);
-    let code = match run(cli) {
-        Ok(code) => code,
-        Err(e) => report_error(&e),
+    // The panic hook has printed where it happened; the exit code says it was a bug.
+    let code = match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => report_error(&e),
+        Err(_) => report_error(&Error::Internal("git-teleos panicked".into())),
     };
     std::process::ExitCode::from(code)
 }

@@ -86,15 +86,27 @@ pub fn land_fast_forward_checkout(
         return Ok(LandOutcome::Moved);
     }
     let root = work_tree_root(repo).ok_or_else(|| Error::git("no worktree to update"))?;
-    let files_updated = plan_update(repo, commit_tree_id(repo, new)?)?.apply(repo, &root)?;
+    // Not interruptible: the branch has moved, and stopping half way would leave the user's
+    // checkout half updated. Only the changed files are written, so this is short.
+    let files_updated = plan_update(repo, commit_tree_id(repo, new)?)?.apply(
+        repo,
+        &root,
+        &AtomicBool::new(false),
+    )?;
     Ok(LandOutcome::CheckedOut { files_updated })
 }
 
 /// Move the branch checked out in `worktree_repo` (opened at that worktree) to `commit`, and
 /// make its index and files match so `git status` is clean. Only changed files are rewritten.
 /// Refuses a worktree with any staged, unstaged or untracked change, and a detached `HEAD`.
-pub fn reset_worktree_to(worktree_repo: &Repository, commit: ObjectId) -> Result<()> {
-    reset_guarded(worktree_repo, commit, false)
+/// Setting `cancel` (Ctrl-C) stops a long checkout part way: the worktree is then left with
+/// changes, which the batch keeps like any other.
+pub fn reset_worktree_to(
+    worktree_repo: &Repository,
+    commit: ObjectId,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    reset_guarded(worktree_repo, commit, false, cancel)
 }
 
 /// [`reset_worktree_to`] for a worktree its caller saw clean (a full status walk) after the last
@@ -102,11 +114,20 @@ pub fn reset_worktree_to(worktree_repo: &Repository, commit: ObjectId) -> Result
 /// writes or removes are checked against the index before anything is touched; if one differs,
 /// or a new path is already taken, the full walk decides as in [`reset_worktree_to`]. The cost
 /// then follows what changed between the two commits, not the size of the repository.
-pub fn reset_clean_worktree_to(worktree_repo: &Repository, commit: ObjectId) -> Result<()> {
-    reset_guarded(worktree_repo, commit, true)
+pub fn reset_clean_worktree_to(
+    worktree_repo: &Repository,
+    commit: ObjectId,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    reset_guarded(worktree_repo, commit, true, cancel)
 }
 
-fn reset_guarded(repo: &Repository, commit: ObjectId, seen_clean: bool) -> Result<()> {
+fn reset_guarded(
+    repo: &Repository,
+    commit: ObjectId,
+    seen_clean: bool,
+    cancel: &AtomicBool,
+) -> Result<()> {
     let root = work_tree_root(repo).ok_or_else(|| Error::git("no worktree to reset"))?;
     let branch = current_branch(repo)?
         .ok_or_else(|| Error::git(format!("{}: HEAD is detached", root.display())))?;
@@ -129,7 +150,7 @@ fn reset_guarded(repo: &Repository, commit: ObjectId, seen_clean: bool) -> Resul
             root.display()
         )));
     }
-    plan.apply(repo, &root)?;
+    plan.apply(repo, &root, cancel)?;
     Ok(())
 }
 
@@ -270,7 +291,7 @@ impl UpdatePlan {
     /// (the caller checked). Entries whose id and mode are unchanged keep their file and stat
     /// data; the others are written by gix's checkout; paths no longer in the tree are
     /// deleted. Returns the number of files written or removed.
-    fn apply(mut self, repo: &Repository, root: &Path) -> Result<usize> {
+    fn apply(mut self, repo: &Repository, root: &Path, cancel: &AtomicBool) -> Result<usize> {
         for path in &self.removed {
             remove_file_and_empty_parents(root, path)?;
         }
@@ -290,7 +311,7 @@ impl UpdatePlan {
             objects,
             &gix::progress::Discard,
             &gix::progress::Discard,
-            &AtomicBool::new(false),
+            cancel,
             options,
         )
         .map_err(gix_err)?;

@@ -41,6 +41,7 @@ fn merge(r: &TestRepo, key: &str, tip: ObjectId, log: &mut Vec<MergeRecord>) {
         after: id(r, "integration"),
         story_tip: tip,
         tip_green: false,
+        tracker_status: None,
     });
 }
 
@@ -78,7 +79,7 @@ fn run(
     };
     let message =
         |m: &MergeRecord, e: &[Ejected]| format!("rebuilt {} without {}", m.key, e[0].key);
-    integration_gate(&env, &at, start, merges, &message, &mut |_| {}).unwrap()
+    integration_gate(&env, &at, &[], start, merges, &message, &mut |_| {}).unwrap()
 }
 
 fn tree_has(r: &TestRepo, commit: ObjectId, path: &str) -> bool {

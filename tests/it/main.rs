@@ -13,6 +13,7 @@ mod close;
 mod crash;
 mod gate_bisect;
 mod gates;
+mod git_config;
 mod git_ops;
 mod hostile_input;
 mod man;
@@ -25,6 +26,7 @@ mod report;
 mod resources;
 mod scan;
 mod signing;
+mod tracker;
 mod trust;
 
 /// A test file added as `tests/<name>.rs` would build and link a binary of its own, and one
