@@ -112,6 +112,13 @@ fn check_passes(r: &TestRepo, dir: &std::path::Path) -> bool {
 fn story_repair_and_integration_gates_in_one_parallel_batch() {
     let keys = ["1-1-bug", "1-2-fixable", "1-3-alpha", "1-4-beta"];
     let r = repo_with(&keys);
+    // The sprint tracker, which git-teleos writes as stories merge (and as it rebuilds).
+    let tracker = format!("{DIR}/sprint-status.yaml");
+    r.write(
+        &tracker,
+        "development_status:\n  epic-1: in-progress\n  1-1-bug: in-progress\n  1-2-fixable: in-progress\n  1-3-alpha: in-progress\n  1-4-beta: in-progress\n",
+    );
+    r.commit_all("sprint tracker");
     let start = r.git(&["rev-parse", "HEAD"]);
 
     // The plan names the gate and why it runs.
@@ -201,6 +208,20 @@ fn story_repair_and_integration_gates_in_one_parallel_batch() {
     assert!(!log.contains("1-1-bug"), "{log}");
     assert!(!log.contains(&format!("close {ejected_key}")), "{log}");
     assert!(log.contains("teleos: close 1-2-fixable"), "{log}");
+    // The tracker on main says done for exactly the stories that landed; the rebuild kept the
+    // status its replayed merge had written.
+    let statuses = r.read(&tracker);
+    for (key, status) in [
+        ("1-1-bug", "in-progress"),
+        ("1-2-fixable", "done"),
+        (on_main[0], "done"),
+        (ejected_key, "in-progress"),
+    ] {
+        assert!(
+            statuses.contains(&format!("  {key}: {status}\n")),
+            "{key}: {status}\n{statuses}"
+        );
+    }
     // The check's report file (not ignored here) was tidied from the worktrees, never committed.
     assert_eq!(r.git(&["status", "--porcelain"]), "");
     assert_eq!(r.git(&["ls-files", "check-report.txt"]), "");
