@@ -4,7 +4,7 @@
 //! prompt.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ pub const TAIL_LINES: usize = 60;
 pub const TAIL_CHARS: usize = 6000;
 /// A gate's log stops growing here (a note marks the cut); the tail is kept in memory anyway.
 const LOG_CAP: u64 = 64 << 20;
-/// How much of the end of stdout and stderr is kept when the log cannot be written.
+/// How much of the end of the output is kept in memory (the tail is cut from it).
 const CAPTURE: usize = 64 << 10;
 
 /// What one gate run did.
@@ -78,13 +78,14 @@ pub fn run_gate(
         )?;
         Ok(f)
     });
-    let logged = log.is_ok();
     let mut cmd = Cmd::new(&gate.argv[0])
         .args(&gate.argv[1..])
         .current_dir(cwd)
         .timeout(timeout)
         .cancel(cancel)
-        .capture(CAPTURE, CAPTURE);
+        .capture(CAPTURE, CAPTURE)
+        // One text in the order it was printed: a test runner's failures, then its summary.
+        .merge_stderr();
     if let Some(f) = on_spawn {
         cmd = cmd.on_spawn(f);
     }
@@ -104,8 +105,7 @@ pub fn run_gate(
                     .signal()
                     .map(|s| format!("[git-teleos] killed by signal {s}")),
             };
-            let mut text = out.stdout_text();
-            text.push_str(&out.stderr_text());
+            let text = out.stdout_text();
             (
                 if out.stopped.is_some() {
                     None
@@ -140,29 +140,11 @@ pub fn run_gate(
     if let Ok(mut f) = OpenOptions::new().append(true).open(log_path) {
         let _ = write!(f, "\n{footer}");
     }
-    // The log has stdout and stderr as they came, interleaved: the best tail to show.
-    let output = if logged {
-        read_end(log_path, CAPTURE as u64)
-            .map(|t| {
-                // Drop the header (short logs) and the footer; keep the note.
-                let body = t
-                    .strip_prefix("=== gate:")
-                    .and_then(|t| t.split_once('\n'))
-                    .map(|(_, rest)| rest)
-                    .unwrap_or(&t);
-                body.rsplit_once("=== end:")
-                    .map(|(b, _)| b.to_string())
-                    .unwrap_or_else(|| body.to_string())
-            })
-            .unwrap_or(captured)
-    } else {
-        let mut t = captured;
-        if let Some(n) = &note {
-            t.push('\n');
-            t.push_str(n);
-        }
-        t
-    };
+    let mut output = captured;
+    if let Some(n) = &note {
+        output.push('\n');
+        output.push_str(n);
+    }
     GateResult {
         command: gate.command.clone(),
         exit_code,
@@ -189,16 +171,6 @@ pub fn tail(output: &str) -> String {
         }
     }
     kept
-}
-
-/// The last `bytes` of a file, as text.
-fn read_end(path: &Path, bytes: u64) -> std::io::Result<String> {
-    let mut f = File::open(path)?;
-    let len = f.metadata()?.len();
-    f.seek(SeekFrom::Start(len.saturating_sub(bytes)))?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf)?;
-    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 #[cfg(test)]
