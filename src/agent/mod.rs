@@ -3,12 +3,14 @@
 
 mod envelope;
 pub mod error;
+pub mod gate;
 pub mod preset;
 pub mod prompt;
 pub mod result;
 pub mod run;
 
 pub use error::AgentError;
+pub use gate::StartGate;
 pub use preset::{
     build_invocation, login_status, preflight, AgentConfig, AgentKind, Invocation, LoginStatus,
 };

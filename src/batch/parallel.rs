@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use crate::batch::governor::Governor;
 use crate::batch::pool;
 use crate::batch::progress::Progress;
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
@@ -41,6 +42,8 @@ pub struct ParallelEnv<'a> {
     pub resolve: bool,
     /// Park clean, merged worktrees for the next batch instead of removing them.
     pub keep_worktrees: bool,
+    /// Time between agent starts (the governor's stagger).
+    pub stagger: Duration,
     pub progress: &'a Progress,
 }
 
@@ -256,8 +259,18 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             Ok(())
         });
     };
+    // One governor for every worker: staggered starts, a shared pause on rate limits, and
+    // a concurrency limit that drops on them and climbs back after twice the back-off.
+    let say = |text: &str| env.progress.line(text);
+    let governor = Governor::new(
+        slots.len(),
+        env.stagger,
+        env.story.agent.rate_limit_backoff.saturating_mul(2),
+        Some(&say),
+    );
     let story_env = StoryEnv {
         on_agent_spawn: Some(&record_agent),
+        gate: Some(&governor),
         ..env.story
     };
     let pool = rayon::ThreadPoolBuilder::new()
@@ -317,6 +330,8 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         q.results
             .push(StoryResult::not_run(&s, Outcome::NotStarted, Some(why)));
     }
+    let waits: f64 = q.results.iter().map(|r| r.rate_limit_wait_secs).sum();
+    report.governor = Some(governor.summary(waits));
     report.stories.extend(q.results);
     report.notes.extend(notes.into_inner().unwrap_or_default());
     if q.stopped.is_some() {
@@ -725,6 +740,7 @@ impl Worker<'_, '_> {
             config: self.story.agent,
             cancel: self.story.cancel,
             on_spawn: self.story.on_agent_spawn,
+            gate: self.story.gate,
         });
         let failed = |why: String, result: &mut StoryResult| {
             result

@@ -67,6 +67,18 @@ pub struct StoryResult {
     /// Verification found the checkout clean after the run (saves walking it again).
     #[serde(skip)]
     pub verified_clean: bool,
+    /// Seconds this story's agent runs waited on rate limits (back-off, the shared pause).
+    #[serde(default)]
+    pub rate_limit_wait_secs: f64,
+    /// Its last run was still turned away by a rate limit: not counted by the circuit breaker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rate_limited: bool,
+    /// What the agent CLI reported without failing (e.g. codex error items).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// The agent CLI is not authenticated (a setup error: the batch stops).
+    #[serde(skip)]
+    pub setup_error: Option<String>,
 }
 
 impl StoryResult {
@@ -94,6 +106,10 @@ impl StoryResult {
             rescue_ref: None,
             review_summary: None,
             verified_clean: false,
+            rate_limit_wait_secs: 0.0,
+            rate_limited: false,
+            warnings: Vec::new(),
+            setup_error: None,
         }
     }
 }
@@ -117,12 +133,20 @@ pub struct BatchReport {
     /// The work was meant to land on the starting branch but did not (the notes say why).
     #[serde(default)]
     pub not_landed: bool,
+    /// Parallel mode: what the start governor did (rate limits, the concurrency limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governor: Option<crate::batch::governor::GovernorSummary>,
 }
 
 impl BatchReport {
     pub fn total_cost(&self) -> Option<f64> {
         let costs: Vec<f64> = self.stories.iter().filter_map(|s| s.cost_usd).collect();
         (!costs.is_empty()).then(|| costs.iter().sum())
+    }
+
+    /// Seconds the stories' agents waited on rate limits, summed over stories.
+    pub fn rate_limit_wait_secs(&self) -> f64 {
+        self.stories.iter().map(|s| s.rate_limit_wait_secs).sum()
     }
 
     pub fn count(&self, o: Outcome) -> usize {
@@ -149,6 +173,8 @@ impl BatchReport {
                 "cost_usd": s.cost_usd,
                 "duration_secs": s.duration_secs,
                 "attempts": s.attempts,
+                "rate_limit_wait_secs": s.rate_limit_wait_secs,
+                "warnings": s.warnings,
                 "discrepancies": s.discrepancies,
                 "rescue_ref": s.rescue_ref,
             })
@@ -210,7 +236,9 @@ impl BatchReport {
                 "blocker_questions": self.stories.iter().map(|s| s.blocker_questions.len()).sum::<usize>(),
                 "human_validation_tasks": self.stories.iter().map(|s| s.human_validation_tasks.len()).sum::<usize>(),
                 "cost_usd": self.total_cost(),
+                "rate_limit_wait_secs": self.rate_limit_wait_secs(),
             },
+            "governor": self.governor,
             "stopped": self.stopped,
             "not_landed": self.not_landed,
             "notes": self.notes,

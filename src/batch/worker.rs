@@ -25,7 +25,13 @@ pub struct StoryEnv<'a> {
     pub worktree_mode: bool,
     /// Told each agent's process group as it starts (recorded for clean-up after a crash).
     pub on_agent_spawn: Option<&'a (dyn Fn(i32) + Sync)>,
+    /// When agents may start (parallel mode's governor).
+    pub gate: Option<&'a dyn agent::StartGate>,
 }
+
+/// How many extra times a story turned away by a rate limit (its runner's own retries spent)
+/// is tried again. These tries never count against `retries`.
+const RATE_LIMITED_ROUNDS: u32 = 2;
 
 /// Answers the user gave to a story's earlier blocker questions.
 pub type Answers = Vec<BlockerQuestion>;
@@ -52,6 +58,9 @@ pub fn close_story(
     let mut cost = 0.0;
     let mut any_cost = false;
     let mut attempt = 0;
+    // Tries that count against `retries`: not those a rate limit turned away.
+    let mut counted = 0;
+    let mut rate_limited_rounds = 0;
     loop {
         attempt += 1;
         let log_path = env.logs_dir.join(if attempt == 1 {
@@ -66,6 +75,7 @@ pub fn close_story(
             config: env.agent,
             cancel: env.cancel,
             on_spawn: env.on_agent_spawn,
+            gate: env.gate,
         };
         result.log_path = Some(log_path.clone());
         let run = agent::run_agent(&req);
@@ -75,12 +85,28 @@ pub fn close_story(
                 any_cost = true;
             }
             result.attempts += r.attempts.max(1);
+            result.rate_limit_wait_secs += r.rate_limit_wait.as_secs_f64();
+            result.rate_limited = r.rate_limited;
+            result.setup_error = r.setup_error.clone();
+            for w in &r.warnings {
+                if !result.warnings.contains(w) {
+                    result.warnings.push(w.clone());
+                }
+            }
         } else {
             result.attempts += 1;
+            result.rate_limited = false;
         }
         result = verify(env, story, checkout, base, run, result);
+        if result.rate_limited && result.outcome == Outcome::Error {
+            rate_limited_rounds += 1;
+        } else {
+            counted += 1;
+        }
         let retryable = result.outcome == Outcome::Error
-            && attempt <= env.retries as usize
+            && result.setup_error.is_none()
+            && counted <= env.retries
+            && rate_limited_rounds <= RATE_LIMITED_ROUNDS
             && !env.cancel.load(Ordering::SeqCst)
             && result.commit_hash.is_none()
             && is_clean(checkout)

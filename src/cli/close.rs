@@ -286,6 +286,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         stopped: None,
         notes: Vec::new(),
         not_landed: false,
+        governor: None,
     };
     let _ = writeln!(
         err,
@@ -305,6 +306,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         cancel: &cancel,
         worktree_mode: slots.is_some(),
         on_agent_spawn: None,
+        gate: None,
     };
     match slots {
         None => {
@@ -364,6 +366,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                     land: !args.no_land,
                     resolve: args.resolve,
                     keep_worktrees: args.keep_worktrees || ctx.settings.keep_worktrees,
+                    stagger: ctx.settings.agent_stagger,
                     progress: &progress,
                 };
                 // SPEC §4.3 step 5: orphans first, quietly; a failure never stops the batch.

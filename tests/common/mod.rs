@@ -115,6 +115,9 @@ impl TestRepo {
             bin_dir,
         };
         repo.git(&["init", "-q", "-b", "main"]);
+        // Parallel agents start 2 s apart by default; tests that count agents running at once
+        // need them started together (a test may set it again).
+        repo.git(&["config", "teleos.agentStagger", "0"]);
         repo.write("README.md", "# test project\n");
         repo.commit_all("initial commit");
         repo
