@@ -652,7 +652,7 @@ mod tests {
         assert!(err
             .hints()
             .iter()
-            .any(|h| h == "run 'claude' once and log in"));
+            .any(|h| h == "run 'claude auth login' (or set ANTHROPIC_API_KEY)"));
         check(&ok).expect("logged in");
         let gemini = AgentConfig {
             kind: AgentKind::Gemini,

@@ -1,6 +1,7 @@
 //! Phases 2–3: selection, running stories sequentially (and in parallel), results.
 
 pub mod cleanup;
+pub mod footprint;
 pub mod governor;
 pub mod parallel;
 pub mod pool;

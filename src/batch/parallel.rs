@@ -84,6 +84,8 @@ struct Queue {
     results: Vec<StoryResult>,
     stopper: Stopper,
     stopped: Option<String>,
+    /// An agent said it is not authenticated: no story starts after it.
+    setup_error: Option<String>,
 }
 
 enum Next {
@@ -160,6 +162,11 @@ impl Queue {
                 q.failed.insert(result.story_key.clone());
             }
             q.stopper.record(&result);
+            if let Some(e) = &result.setup_error {
+                q.stopped
+                    .get_or_insert_with(|| format!("the agent is not authenticated: {e}"));
+                q.setup_error.get_or_insert_with(|| e.clone());
+            }
             q.results.push(result);
         }
         cv.notify_all();
@@ -242,6 +249,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         results: Vec::new(),
         stopper: Stopper::new(env.circuit_breaker, env.max_budget_usd),
         stopped: None,
+        setup_error: None,
     });
     let cv = Condvar::new();
     // Serialises merges, and remembers where we last left the integration branch so a move
@@ -338,6 +346,16 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         report.stopped = q.stopped.clone();
     }
 
+    // Not authenticated, and nothing done yet: take back everything this run created.
+    if let Some(e) = q.setup_error.clone() {
+        if q.merged.is_empty() && report.no_work_done() {
+            undo_session(&main, &slots, &integration, &manifest, sid, report);
+            session_lock.release_and_remove()?;
+            report.setup_error = Some(e);
+            return Ok(());
+        }
+    }
+
     let interrupted = env.story.cancel.load(Ordering::SeqCst);
     if interrupted {
         manifest.update(|m| {
@@ -415,6 +433,49 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     })?;
     session_lock.release_and_remove()?;
     Ok(())
+}
+
+/// Remove what a session created that did no work: its worktrees, their branches, the
+/// integration branch and its manifest entry. Anything that refuses to go is reported.
+fn undo_session(
+    main: &gix::Repository,
+    slots: &[Slot],
+    integration: &str,
+    manifest: &ManifestFile,
+    sid: &str,
+    report: &mut BatchReport,
+) {
+    for slot in slots {
+        let registered = git::list_worktrees(main)
+            .map(|l| l.iter().any(|w| git::worktree_path_eq(&w.path, &slot.path)))
+            .unwrap_or(false);
+        if registered {
+            let _ = git::unlock_worktree(main, &slot.path);
+            if let Err(e) = git::remove_worktree(main, &slot.path, false) {
+                report
+                    .notes
+                    .push(format!("kept worktree {}: {e}", slot.path.display()));
+                continue;
+            }
+        }
+        if matches!(
+            git::resolve_ref(main, &format!("refs/heads/{}", slot.branch)),
+            Ok(Some(_))
+        ) {
+            if let Err(e) = git::delete_branch_guarded(main, &slot.branch, |b| b == slot.branch) {
+                report
+                    .notes
+                    .push(format!("kept branch {}: {e}", slot.branch));
+            }
+        }
+    }
+    if let Err(e) = git::delete_branch_guarded(main, integration, |b| b == integration) {
+        report.notes.push(format!("kept branch {integration}: {e}"));
+    }
+    let _ = manifest.update(|m| {
+        m.sessions.remove(sid);
+        Ok(())
+    });
 }
 
 /// Keep the worktrees folder out of the user's `git status` (via `info/exclude`, not a file
@@ -872,12 +933,15 @@ fn land(
                 .open(&lock_path)
         })
         .and_then(|f| f.lock().map(|_| f));
+    // Nothing of the batch was new to the branch: true, but not "landed".
+    let mut nothing_new = false;
     let mut attempt = || -> Result<Option<bool>> {
         let tip = git::resolve_ref(main, integration_ref)?
             .ok_or_else(|| Error::git(format!("{integration_ref} disappeared")))?;
         let current = git::resolve_ref(main, branch)?
             .ok_or_else(|| Error::git(format!("{branch} disappeared")))?;
         if git::is_ancestor(main, tip, current)? {
+            nothing_new = true;
             return Ok(Some(true));
         }
         // Fast-forward when the branch did not move; else one merge commit made in memory.
@@ -892,7 +956,10 @@ fn land(
                 &format!("Merge branch '{integration}'"),
             )? {
                 MergeOutcome::Merged(id) | MergeOutcome::FastForward(id) => id,
-                MergeOutcome::UpToDate => return Ok(Some(true)),
+                MergeOutcome::UpToDate => {
+                    nothing_new = true;
+                    return Ok(Some(true));
+                }
                 MergeOutcome::Conflict { paths } => {
                     report.notes.push(format!(
                         "{branch} moved on and conflicts with the batch ({}): nothing was touched; {finish_hint}",
@@ -941,6 +1008,12 @@ fn land(
                 "{branch} kept moving while landing: nothing was touched; {finish_hint}"
             ));
             false
+        }
+        Ok(Some(true)) if nothing_new => {
+            report.notes.push(format!(
+                "nothing to land: no commit of this batch reached {integration}"
+            ));
+            true
         }
         Ok(Some(true)) => {
             report.notes.push(format!(

@@ -136,12 +136,25 @@ pub struct BatchReport {
     /// Parallel mode: what the start governor did (rate limits, the concurrency limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub governor: Option<crate::batch::governor::GovernorSummary>,
+    /// The agent CLI said it is not authenticated before any work was done: the batch undid
+    /// what it created and ends as a setup error (nothing is recorded).
+    #[serde(skip)]
+    pub setup_error: Option<String>,
 }
 
 impl BatchReport {
     pub fn total_cost(&self) -> Option<f64> {
         let costs: Vec<f64> = self.stories.iter().filter_map(|s| s.cost_usd).collect();
         (!costs.is_empty()).then(|| costs.iter().sum())
+    }
+
+    /// No story has left anything behind: no commit, nothing kept on a ref, nothing routed.
+    pub fn no_work_done(&self) -> bool {
+        self.stories.iter().all(|s| {
+            matches!(s.outcome, Outcome::Error | Outcome::NotStarted)
+                && s.commit_hash.is_none()
+                && s.rescue_ref.is_none()
+        })
     }
 
     /// Seconds the stories' agents waited on rate limits, summed over stories.

@@ -260,7 +260,17 @@ pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) {
         };
         let _ = writeln!(env.progress, "{}", status_line(&result, env.threshold));
         stopper.record(&result);
+        let setup_error = result.setup_error.clone();
         report.stories.push(result);
+        // Not authenticated: no other story can do better. Before any work, the batch ends as
+        // a setup error; after some, it stops and says why.
+        if let Some(e) = setup_error {
+            if report.no_work_done() {
+                report.setup_error = Some(e.clone());
+            }
+            report.stopped = Some(format!("the agent is not authenticated: {e}"));
+            continue;
+        }
         // Look at the checkout itself, not at what the agent said about it.
         let repo = gix::open(env.root).ok();
         let branch_now = repo

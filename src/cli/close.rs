@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::agent::{self, AgentConfig, AgentKind};
 use crate::batch::cleanup::{self, CleanOptions};
+use crate::batch::footprint::Footprint;
 use crate::batch::parallel::{self, ParallelEnv};
 use crate::batch::progress::Progress;
 use crate::batch::results::{self, BatchReport, BlockerQuestion, Outcome};
@@ -253,6 +254,31 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         None => None,
     };
 
+    // A batch that ends in a setup error before any work (an agent that turns out not to be
+    // authenticated) leaves all of this as it was.
+    let session_id = args
+        .resume
+        .clone()
+        .unwrap_or_else(crate::batch::new_session_id);
+    let logs_dir = worker::logs_dir(&common_dir, &session_id);
+    let teleos_dir = results::results_dir(&common_dir);
+    let worktrees_dir = ctx.root.join(&ctx.settings.worktree_dir);
+    let manifest = crate::manifest::ManifestFile::new(&worktrees_dir);
+    let footprint = Footprint::capture(
+        &[
+            manifest.path().to_path_buf(),
+            manifest.lock_path().to_path_buf(),
+            common_dir.join("info").join("exclude"),
+            teleos_dir.join("land.lock"),
+        ],
+        &[
+            Footprint::dirs_up_to(&ctx.root, &worktrees_dir),
+            vec![teleos_dir.join("logs"), teleos_dir.clone()],
+        ]
+        .concat(),
+        std::slice::from_ref(&logs_dir),
+    );
+
     // Ctrl-C / SIGTERM: stop the agents, record the batch, exit 128+n.
     let cancel = Arc::new(AtomicBool::new(false));
     let signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -261,11 +287,6 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         let _ = signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize);
     }
 
-    let session_id = args
-        .resume
-        .clone()
-        .unwrap_or_else(crate::batch::new_session_id);
-    let logs_dir = worker::logs_dir(&common_dir, &session_id);
     let parse = ParseOptions {
         task_sections: ctx.settings.task_sections.clone(),
         human_patterns: ctx.settings.human_patterns.clone(),
@@ -287,6 +308,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         notes: Vec::new(),
         not_landed: false,
         governor: None,
+        setup_error: None,
     };
     let _ = writeln!(
         err,
@@ -356,7 +378,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                 let env = ParallelEnv {
                     story: story_env,
                     root: &ctx.root,
-                    worktrees_dir: ctx.root.join(&ctx.settings.worktree_dir),
+                    worktrees_dir,
                     slots: n,
                     session_id: &session_id,
                     circuit_breaker: ctx.settings.circuit_breaker,
@@ -374,6 +396,19 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                 parallel::run(&env, closeable, &mut report)?;
             }
         }
+    }
+    if let Some(detail) = report.setup_error.take() {
+        for problem in footprint.restore() {
+            let _ = writeln!(err, "warning: could not undo {problem}");
+        }
+        for n in &report.notes {
+            let _ = writeln!(err, "note: {n}");
+        }
+        return Err(agent::AgentError::NotLoggedIn {
+            kind: agent_cfg.kind,
+            detail,
+        }
+        .into());
     }
     report.finished_at = Some(crate::batch::now_iso8601());
     let saved = results::save(&common_dir, &report)?;
