@@ -347,3 +347,39 @@ fn landed_is_said_only_when_commits_landed() {
     assert!(notes.contains("nothing to land"), "{notes}");
     assert_eq!(r.git(&["rev-parse", "HEAD"]), head);
 }
+
+#[test]
+fn dry_run_shows_the_exact_agent_command() {
+    let r = repo(&["7-1-a"]);
+    let codex = r.install_script("codex", "#!/bin/sh\nexit 0\n");
+    let out = r.teleos([
+        "close",
+        "--sequential",
+        "--all",
+        "--dry-run",
+        "--agent",
+        "codex",
+    ]);
+    out.ok();
+    let line = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("Agent command: "))
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    let words = shlex::split(line).unwrap();
+    assert_eq!(words[0], codex.to_string_lossy());
+    assert_eq!(
+        words[1..6],
+        [
+            "exec",
+            "--json",
+            "--dangerously-bypass-approvals-and-sandbox",
+            "--skip-git-repo-check",
+            "-C"
+        ]
+    );
+    assert_eq!(words[6], r.root.to_string_lossy());
+    assert_eq!(words.last().map(String::as_str), Some("-"));
+    // Nothing was created.
+    assert!(!r.root.join(".git/teleos").exists());
+}

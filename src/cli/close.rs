@@ -63,7 +63,7 @@ pub struct Args {
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub yes: bool,
-    /// Show what would run, run nothing.
+    /// Show what would run (the stories and the agent command line), run nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Print the batch results as JSON (the source workflow's batch_results shape).
@@ -192,6 +192,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
     }
     print_plan(&mut err, &selection, &ctx.settings);
     if args.dry_run {
+        if selection.closeable() > 0 {
+            print_agent_command(&mut err, &ctx, &common_dir, &selection)?;
+        }
         let _ = writeln!(err, "dry run: nothing was started.");
         return Ok(ExitCode::SUCCESS);
     }
@@ -420,6 +423,36 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         return Ok(ExitCode::signal(if sig == 0 { 2 } else { sig }));
     }
     Ok(report.exit_code())
+}
+
+/// The exact command line the preset would run for the first closeable story (in this
+/// checkout; a parallel batch runs the same in each worktree). `scripts/check-real-clis.sh`
+/// feeds it to the real CLIs.
+fn print_agent_command(
+    err: &mut dyn Write,
+    ctx: &Context,
+    common_dir: &std::path::Path,
+    selection: &Selection,
+) -> Result<(), Error> {
+    let cfg = agent_config(&ctx.settings)?;
+    let key = selection
+        .stories
+        .iter()
+        .find(|s| s.category == Category::Closeable)
+        .map(|s| worker::safe_name(&s.story_key))
+        .unwrap_or_default();
+    let log = worker::logs_dir(common_dir, "dry-run").join(format!("{key}.log"));
+    let output_file = PathBuf::from(format!("{}.final.txt", log.display()));
+    match agent::build_invocation(&cfg, &ctx.root, &output_file) {
+        Ok(inv) => {
+            let env: String = inv.env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+            let _ = writeln!(err, "Agent command: {env}{}", inv.display());
+        }
+        Err(e) => {
+            let _ = writeln!(err, "Agent command: not available: {e}");
+        }
+    }
+    Ok(())
 }
 
 /// Clean orphaned sessions before a parallel batch, keeping `resuming`; one line per session
