@@ -264,3 +264,14 @@ pub fn heredoc(text: &str, to_stderr: bool) -> String {
         if text.ends_with('\n') { "" } else { "\n" }
     )
 }
+
+/// A shell line printing claude's real envelope (`claude.out` turned into a success) whose
+/// `result` is the output of the shell command `result_cmd`, JSON-escaped.
+pub fn claude_envelope_sh(result_cmd: &str, cost: f64) -> String {
+    let envelope = claude_envelope("@RESULT@", cost);
+    let (pre, post) = envelope.split_once("@RESULT@").expect("placeholder");
+    assert!(!pre.contains('\'') && !post.contains('\''));
+    format!(
+        r#"printf '%s%s%s\n' '{pre}' "$({result_cmd} | sed 's/\\/\\\\/g; s/"/\\"/g')" '{post}'"#
+    ) + "\n"
+}
