@@ -50,6 +50,9 @@ pub enum Error {
     Setup { message: String, hints: Vec<String> },
     #[error("interrupted by signal {0}")]
     Interrupted(i32),
+    /// A child process (setup command, pipeline command, git) could not run or failed.
+    #[error(transparent)]
+    Process(#[from] crate::process::ProcessError),
 }
 
 impl Error {

@@ -2,7 +2,8 @@
 //!
 //! Layers (dependencies point downwards only):
 //! `cli` → `batch` → {`stories`, `agent`, `git`, `manifest`, `report`}.
-//! Nothing below `cli` knows about flags or terminals.
+//! Nothing below `cli` knows about flags or terminals. Every child process is started through
+//! `process`, which depends on nothing else of ours.
 
 pub mod agent;
 pub mod batch;
@@ -12,6 +13,7 @@ pub mod fault;
 pub mod fsutil;
 pub mod git;
 pub mod manifest;
+pub mod process;
 pub mod report;
 pub mod settings;
 pub mod stories;

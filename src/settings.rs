@@ -11,6 +11,9 @@ pub mod defaults {
     pub const CLOSEABLE_THRESHOLD: f64 = 0.30;
     pub const MAX_WORKTREES: usize = 3;
     pub const STORY_TIMEOUT_SECS: u64 = 3600;
+    /// Long enough for a cold `npm ci` of a large project; short enough that a hung one frees
+    /// its slot the same morning.
+    pub const SETUP_TIMEOUT_SECS: u64 = 1800;
     pub const STALE_HOURS: f64 = 4.0;
     pub const RETRIES: u32 = 2;
     pub const AGENT_STAGGER_SECS: f64 = 2.0;
@@ -56,6 +59,7 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
     ("teleos.keepWorktrees", "Boolean. Keep a parallel batch's clean, merged worktrees (with their installed dependencies) for the next batch instead of removing them. Default false."),
     ("teleos.setup", "Per-worktree setup: auto (default: install when a lock file says how), install, symlink, or none."),
     ("teleos.installCommand", "Install command for teleos.setup=install, e.g. 'npm ci'."),
+    ("teleos.setupTimeout", "Seconds the install command of one worktree may run before its whole process group is killed. Default 1800."),
 ];
 
 /// Where a setting's raw values come from. Implemented for gix's config snapshot; tests use maps.
@@ -140,6 +144,8 @@ pub struct Settings {
     pub keep_worktrees: bool,
     pub setup: String,
     pub install_command: Option<String>,
+    /// Limit on one worktree's install command.
+    pub setup_timeout: Duration,
 }
 
 impl Settings {
@@ -163,6 +169,7 @@ impl Settings {
         let circuit_breaker = c.count("teleos.circuitBreaker", 0, 100_000)?;
         let stale_hours = c.positive("teleos.staleHours")?;
         let setup = c.choice("teleos.setup", SETUP_MODES)?;
+        let setup_timeout = c.count("teleos.setupTimeout", 1, 7 * 24 * 3600)?;
 
         let headings = c.0.get_all("teleos.taskSectionHeading");
         let task_sections = if flags.task_sections.or(task_sections_on).unwrap_or(false) {
@@ -279,6 +286,9 @@ impl Settings {
             keep_worktrees: keep_worktrees.unwrap_or(false),
             setup: setup.unwrap_or_else(|| "auto".to_string()),
             install_command: c.string("teleos.installCommand"),
+            setup_timeout: Duration::from_secs(
+                setup_timeout.map_or(defaults::SETUP_TIMEOUT_SECS, |n| n as u64),
+            ),
         })
     }
 }

@@ -4,6 +4,8 @@
 mod envelope;
 pub mod error;
 pub mod gate;
+pub mod kind;
+pub mod login;
 pub mod preset;
 pub mod prompt;
 pub mod result;
@@ -11,9 +13,9 @@ pub mod run;
 
 pub use error::AgentError;
 pub use gate::StartGate;
-pub use preset::{
-    build_invocation, login_status, preflight, AgentConfig, AgentKind, Invocation, LoginStatus,
-};
+pub use kind::{AgentKind, UnknownAgent};
+pub use login::{login_status, preflight, LoginStatus};
+pub use preset::{build_invocation, AgentConfig, Invocation};
 pub use prompt::{build_prompt, build_resolve_prompt, PromptInput, DEFAULT_INSTRUCTIONS};
 pub use result::{
     extract_result, BlockerQuestion, ExtractError, ReviewSummary, WorkerResult, WorkerStatus,

@@ -625,26 +625,8 @@ fn stop_agents(session: &Session, worktrees_dir: &Path) -> Vec<i32> {
         .copied()
         .filter(|&g| g > 1 && g != own && group_works_in(g, worktrees_dir))
         .collect();
-    for &g in &groups {
-        // SAFETY: a negative pid addresses process group `g`; g > 1 was checked.
-        unsafe { libc::kill(-g, libc::SIGTERM) };
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    while std::time::Instant::now() < deadline && groups.iter().any(|&g| group_exists(g)) {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    for &g in &groups {
-        if group_exists(g) {
-            // SAFETY: as above.
-            unsafe { libc::kill(-g, libc::SIGKILL) };
-        }
-    }
+    crate::process::stop_groups(&groups, std::time::Duration::from_secs(3));
     groups
-}
-
-fn group_exists(g: i32) -> bool {
-    // SAFETY: signal 0 only checks.
-    unsafe { libc::kill(-g, 0) == 0 }
 }
 
 /// Whether a process of group `g` has its working directory inside `dir` (Linux `/proc`).

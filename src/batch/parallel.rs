@@ -37,6 +37,8 @@ pub struct ParallelEnv<'a> {
     pub max_budget_usd: Option<f64>,
     pub answers: &'a BTreeMap<String, Answers>,
     pub setup: SetupPlan,
+    /// Limit on each worktree's install command.
+    pub setup_timeout: Duration,
     pub land: bool,
     /// On a merge conflict, ask the agent to merge the integration branch and resolve it.
     pub resolve: bool,
@@ -570,10 +572,15 @@ impl Worker<'_, '_> {
             } else {
                 &self.env.setup
             };
-            setup::run(plan, self.env.root, &slot.path, &log).map_err(|e| {
+            let limits = setup::SetupLimits {
+                timeout: self.env.setup_timeout,
+                cancel: self.env.story.cancel,
+            };
+            setup::run(plan, self.env.root, &slot.path, &log, limits).map_err(|e| {
                 Error::setup(
-                    e,
-                    "fix teleos.setup / teleos.installCommand, or use --setup none",
+                    e.to_string(),
+                    "fix teleos.setup / teleos.installCommand / teleos.setupTimeout, \
+                     or use --setup none",
                 )
             })?;
         }

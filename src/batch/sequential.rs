@@ -10,6 +10,7 @@ use crate::batch::results::{BatchReport, Outcome, StoryResult};
 use crate::batch::worker::{close_story, Answers, StoryEnv};
 use crate::error::{Error, Result};
 use crate::git;
+use crate::process::{Cmd, ProcessError};
 use crate::stories::{Category, Story};
 
 /// Everything a batch run needs besides the stories.
@@ -173,10 +174,11 @@ pub fn status_line(r: &StoryResult, threshold: f64) -> String {
     }
 }
 
-/// Route a NEEDS_PIPELINE story: record it, or run the configured pipeline command on it.
+/// Route a NEEDS_PIPELINE story: record it, or run the configured pipeline command on it
+/// (story key appended), under the story timeout and the batch's cancel flag.
 pub fn route(
     pipeline_command: Option<&str>,
-    logs_dir: &Path,
+    env: &StoryEnv,
     story: &Story,
     cwd: &Path,
 ) -> StoryResult {
@@ -192,36 +194,34 @@ pub fn route(
             return r;
         }
     };
-    let log = logs_dir.join(format!(
+    let log = env.logs_dir.join(format!(
         "{}.pipeline.log",
         crate::batch::worker::safe_name(&story.story_key)
     ));
     let started = std::time::Instant::now();
-    let status = std::fs::create_dir_all(logs_dir)
+    let ran = std::fs::create_dir_all(env.logs_dir)
         .and_then(|_| std::fs::File::create(&log))
+        .map_err(|e| format!("pipeline command could not start: {e}"))
         .and_then(|f| {
-            let err = f.try_clone()?;
-            std::process::Command::new(&argv[0])
+            Cmd::new(&argv[0])
                 .args(&argv[1..])
                 .arg(&story.story_key)
                 .current_dir(cwd)
-                .stdin(std::process::Stdio::null())
-                .stdout(f)
-                .stderr(err)
-                .status()
+                .timeout(env.agent.timeout)
+                .kill_grace(env.agent.kill_grace)
+                .cancel(env.cancel)
+                .log(f, u64::MAX)
+                .run_checked()
+                .map_err(|e| match e {
+                    ProcessError::Failed(f) => format!("pipeline command failed: {f}"),
+                    other => format!("pipeline command could not start: {other}"),
+                })
         });
     r.log_path = Some(log);
     r.duration_secs = started.elapsed().as_secs_f64();
-    match status {
-        Ok(s) if s.success() => {}
-        Ok(s) => {
-            r.outcome = Outcome::Error;
-            r.error_message = Some(format!("pipeline command failed ({s})"));
-        }
-        Err(e) => {
-            r.outcome = Outcome::Error;
-            r.error_message = Some(format!("pipeline command could not start: {e}"));
-        }
+    if let Err(message) = ran {
+        r.outcome = Outcome::Error;
+        r.error_message = Some(message);
     }
     r
 }
@@ -245,7 +245,7 @@ pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) {
             continue;
         }
         let result = if story.category == Category::NeedsPipeline {
-            route(env.pipeline_command, env.story.logs_dir, story, env.root)
+            route(env.pipeline_command, &env.story, story, env.root)
         } else {
             let _ = writeln!(
                 env.progress,

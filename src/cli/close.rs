@@ -359,7 +359,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
             for story in &routed {
                 let r = sequential::route(
                     ctx.settings.pipeline_command.as_deref(),
-                    &logs_dir,
+                    &story_env,
                     story,
                     &ctx.root,
                 );
@@ -388,6 +388,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                     max_budget_usd: args.max_budget_usd,
                     answers: &answers,
                     setup: setup_plan,
+                    setup_timeout: ctx.settings.setup_timeout,
                     land: !args.no_land,
                     resolve: args.resolve,
                     keep_worktrees: args.keep_worktrees || ctx.settings.keep_worktrees,
