@@ -122,6 +122,22 @@ mod tests {
             codex_login(Some(1), "", "Not logged in"),
             LoginStatus::NotLoggedIn(String::new())
         );
+        // What the real CLIs print with no account (tests/fixtures/agent-cli).
+        assert_eq!(
+            claude_login(
+                Some(1),
+                include_str!("../../tests/fixtures/agent-cli/claude-auth.out")
+            ),
+            LoginStatus::NotLoggedIn(String::new())
+        );
+        assert_eq!(
+            codex_login(
+                Some(1),
+                "",
+                include_str!("../../tests/fixtures/agent-cli/codex-login.err")
+            ),
+            LoginStatus::NotLoggedIn(String::new())
+        );
         assert!(matches!(
             codex_login(Some(2), "", "error: unrecognized subcommand"),
             LoginStatus::Unknown(_)
