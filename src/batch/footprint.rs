@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
+
 /// Files and folders as they were before the batch.
 pub struct Footprint {
     /// Each file with its content then (`None`: it did not exist).
@@ -44,12 +46,36 @@ impl Footprint {
         out
     }
 
+    /// Whether putting `path` back cannot undo someone else's change: a JSON file (the
+    /// manifest, shared with other sessions) goes back only when it means what it meant
+    /// before, or holds nothing at all when it did not exist; a lock file goes only when no
+    /// one holds it.
+    fn only_ours_changed(&self, path: &Path, before: Option<&[u8]>, now: Option<&[u8]>) -> bool {
+        let json = |b: Option<&[u8]>| b.and_then(|b| serde_json::from_slice::<Value>(b).ok());
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => match (json(before), json(now)) {
+                (Some(a), Some(b)) => a == b,
+                (None, Some(Value::Object(m))) if before.is_none() => m
+                    .values()
+                    .all(|v| v.as_object().is_some_and(|o| o.is_empty())),
+                _ => false,
+            },
+            Some("lock") => {
+                before.is_none()
+                    && std::fs::File::open(path)
+                        .map(|f| f.try_lock().is_ok())
+                        .unwrap_or(false)
+            }
+            _ => true,
+        }
+    }
+
     /// Put everything back; returns what could not be (for a warning).
     pub fn restore(&self) -> Vec<String> {
         let mut problems = Vec::new();
         for (path, before) in &self.files {
             let now = std::fs::read(path).ok();
-            if now == *before {
+            if now == *before || !self.only_ours_changed(path, before.as_deref(), now.as_deref()) {
                 continue;
             }
             let result = match before {
@@ -104,6 +130,22 @@ mod tests {
             "before"
         );
         assert!(!root.join("a").exists() && !own.exists());
+
+        // A shared JSON file someone else changed meanwhile is left as it is now.
+        let manifest = root.join("manifest.json");
+        std::fs::write(&manifest, "{\"sessions\": {}}").expect("write");
+        let fp = Footprint::capture(std::slice::from_ref(&manifest), &[], &[]);
+        std::fs::write(&manifest, "{\"sessions\":{}}").expect("write");
+        assert!(fp.restore().is_empty());
+        assert_eq!(
+            std::fs::read_to_string(&manifest).expect("read"),
+            "{\"sessions\": {}}"
+        );
+        std::fs::write(&manifest, "{\"sessions\":{\"abc123\":{}}}").expect("write");
+        assert!(fp.restore().is_empty());
+        assert!(std::fs::read_to_string(&manifest)
+            .expect("read")
+            .contains("abc123"));
 
         // A folder holding something else is left alone.
         std::fs::create_dir_all(&created).expect("mkdir");

@@ -230,7 +230,9 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         m.sessions.insert(sid.to_string(), session);
         Ok(())
     })?;
-    if git::resolve_ref(&main, &integration_ref)?.is_none() {
+    // A resumed session's integration branch (and worktrees) are not this run's to undo.
+    let fresh_session = git::resolve_ref(&main, &integration_ref)?.is_none();
+    if fresh_session {
         git::create_branch(&main, &integration, start)?;
     }
     report.branch = start_branch.clone();
@@ -350,7 +352,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
 
     // Not authenticated, and nothing done yet: take back everything this run created.
     if let Some(e) = q.setup_error.clone() {
-        if q.merged.is_empty() && report.no_work_done() {
+        if fresh_session && q.merged.is_empty() && report.no_work_done() {
             undo_session(&main, &slots, &integration, &manifest, sid, report);
             session_lock.release_and_remove()?;
             report.setup_error = Some(e);

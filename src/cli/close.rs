@@ -272,7 +272,6 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
             manifest.path().to_path_buf(),
             manifest.lock_path().to_path_buf(),
             common_dir.join("info").join("exclude"),
-            teleos_dir.join("land.lock"),
         ],
         &[
             Footprint::dirs_up_to(&ctx.root, &worktrees_dir),
