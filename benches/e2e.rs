@@ -647,6 +647,7 @@ fn gix_worktrees(repo: &Path) -> f64 {
                     &wt_path(repo, n),
                     &format!("worktree/teleos-d0d0d0-{n}"),
                     head,
+                    &std::sync::atomic::AtomicBool::new(false),
                 )
                 .expect("add_worktree");
             });
@@ -736,7 +737,12 @@ fn gix_reuse(bench: &Bench, repo: &Path) -> f64 {
                 .expect("adopt");
                 assert!(taken, "no parked worktree to take");
                 let wt = gix::open(&path).expect("open worktree");
-                git_teleos::git::reset_worktree_to(&wt, head).expect("reset to the new base");
+                git_teleos::git::reset_worktree_to(
+                    &wt,
+                    head,
+                    &std::sync::atomic::AtomicBool::new(false),
+                )
+                .expect("reset to the new base");
             });
         }
     });

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// Built-in defaults (SPEC §7).
+/// Built-in defaults (README, "Configuration"), those of the source workflow.
 pub mod defaults {
     pub const CLOSEABLE_THRESHOLD: f64 = 0.30;
     pub const MAX_WORKTREES: usize = 3;
@@ -57,10 +57,31 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
     ("teleos.staleHours", "Age in hours after which a session of another tool whose pid is dead counts as orphaned. Default 4."),
     ("teleos.worktreeDir", "Where parallel worktrees are created, relative to the repository root. Default .claude/worktrees."),
     ("teleos.keepWorktrees", "Boolean. Keep a parallel batch's clean, merged worktrees (with their installed dependencies) for the next batch instead of removing them. Default false."),
+    ("teleos.htmlReport", "Write each batch's HTML report (timeline, summary, stories) when close finishes: true for .git/teleos/reports/<sid>.html, or a folder (relative to the repository root) to write <sid>.html in. debrief then prints its path. Default: off."),
     ("teleos.setup", "Per-worktree setup: auto (default: install when a lock file says how), install, symlink, or none."),
     ("teleos.installCommand", "Install command for teleos.setup=install, e.g. 'npm ci'."),
     ("teleos.setupTimeout", "Seconds the install command of one worktree may run before its whole process group is killed. Default 1800."),
 ];
+
+/// `teleos.htmlReport`: where a batch's HTML report is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HtmlReport {
+    /// `<git common dir>/teleos/reports/`.
+    DefaultDir,
+    /// A folder, relative to the repository root unless absolute.
+    Dir(PathBuf),
+}
+
+impl HtmlReport {
+    /// The report file of session `sid`.
+    pub fn path(&self, common_dir: &std::path::Path, root: &std::path::Path, sid: &str) -> PathBuf {
+        let dir = match self {
+            HtmlReport::DefaultDir => common_dir.join("teleos").join("reports"),
+            HtmlReport::Dir(d) => root.join(d),
+        };
+        dir.join(format!("{sid}.html"))
+    }
+}
 
 /// Where a setting's raw values come from. Implemented for gix's config snapshot; tests use maps.
 pub trait ConfigSource {
@@ -142,6 +163,8 @@ pub struct Settings {
     pub stale_hours: f64,
     pub worktree_dir: PathBuf,
     pub keep_worktrees: bool,
+    /// Where `close` writes the HTML report; `None`: it does not.
+    pub html_report: Option<HtmlReport>,
     pub setup: String,
     pub install_command: Option<String>,
     /// Limit on one worktree's install command.
@@ -157,6 +180,7 @@ impl Settings {
         let task_sections_on = c.boolean("teleos.taskSections")?;
         let recursive = c.boolean("teleos.recursive")?;
         let keep_worktrees = c.boolean("teleos.keepWorktrees")?;
+        let html_report = c.html_report("teleos.htmlReport")?;
         let max_worktrees = c.count("teleos.maxWorktrees", 1, defaults::MAX_WORKTREES_LIMIT)?;
         let agent = c.choice("teleos.agent", AGENT_NAMES)?;
         let agent_command = c.string("teleos.agentCommand");
@@ -284,6 +308,7 @@ impl Settings {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(defaults::WORKTREE_DIR)),
             keep_worktrees: keep_worktrees.unwrap_or(false),
+            html_report,
             setup: setup.unwrap_or_else(|| "auto".to_string()),
             install_command: c.string("teleos.installCommand"),
             setup_timeout: Duration::from_secs(
@@ -346,6 +371,18 @@ impl Reader<'_> {
                 "false" | "no" | "off" | "0" => Some(false),
                 _ => None,
             }
+        })
+    }
+
+    /// A boolean (true: the default folder), or a folder.
+    fn html_report(&self, key: &str) -> Result<Option<HtmlReport>> {
+        let Some(v) = self.0.get(key) else {
+            return Ok(None);
+        };
+        Ok(match v.trim().to_ascii_lowercase().as_str() {
+            "" | "true" | "yes" | "on" | "1" => Some(HtmlReport::DefaultDir),
+            "false" | "no" | "off" | "0" => None,
+            _ => Some(HtmlReport::Dir(PathBuf::from(v.trim()))),
         })
     }
 

@@ -388,10 +388,10 @@ fn has_status_429(text: &str) -> bool {
 mod tests {
     use super::*;
 
-    /// Real CLI outputs (see tests/fixtures/agent-cli/README.md).
+    /// Real CLI outputs (see tests/it/common/fixtures/agent-cli/README.md).
     macro_rules! fixture {
         ($name:literal) => {
-            include_str!(concat!("../../tests/fixtures/agent-cli/", $name))
+            include_str!(concat!("../../tests/it/common/fixtures/agent-cli/", $name))
         };
     }
 

@@ -77,7 +77,8 @@ pub(crate) fn claude_login(exit_code: Option<i32>, stdout: &str) -> LoginStatus 
         Some(false) => LoginStatus::NotLoggedIn(String::new()),
         // No JSON: an older or different CLI; its exit code alone is not proof either way.
         None => LoginStatus::Unknown(format!(
-            "unexpected answer from 'claude auth status' (exit {exit_code:?})"
+            "unexpected answer from 'claude auth status' ({})",
+            exit_text(exit_code)
         )),
     }
 }
@@ -91,9 +92,15 @@ pub(crate) fn codex_login(exit_code: Option<i32>, stdout: &str, stderr: &str) ->
         // unknown subcommand on an old version) cannot tell.
         Some(_) if text.contains("not logged in") => LoginStatus::NotLoggedIn(String::new()),
         _ => LoginStatus::Unknown(format!(
-            "unexpected answer from 'codex login status' (exit {exit_code:?})"
+            "unexpected answer from 'codex login status' ({})",
+            exit_text(exit_code)
         )),
     }
+}
+
+/// "exit 1", or "killed by a signal" when there is no exit code (never a Debug `Some(1)`).
+fn exit_text(exit_code: Option<i32>) -> String {
+    exit_code.map_or_else(|| "killed by a signal".to_string(), |c| format!("exit {c}"))
 }
 
 #[cfg(test)]
@@ -122,11 +129,11 @@ mod tests {
             codex_login(Some(1), "", "Not logged in"),
             LoginStatus::NotLoggedIn(String::new())
         );
-        // What the real CLIs print with no account (tests/fixtures/agent-cli).
+        // What the real CLIs print with no account (tests/it/common/fixtures/agent-cli).
         assert_eq!(
             claude_login(
                 Some(1),
-                include_str!("../../tests/fixtures/agent-cli/claude-auth.out")
+                include_str!("../../tests/it/common/fixtures/agent-cli/claude-auth.out")
             ),
             LoginStatus::NotLoggedIn(String::new())
         );
@@ -134,7 +141,7 @@ mod tests {
             codex_login(
                 Some(1),
                 "",
-                include_str!("../../tests/fixtures/agent-cli/codex-login.err")
+                include_str!("../../tests/it/common/fixtures/agent-cli/codex-login.err")
             ),
             LoginStatus::NotLoggedIn(String::new())
         );

@@ -428,8 +428,7 @@ mod tests {
     }
 
     fn alive(pid: i32) -> bool {
-        // SAFETY: signal 0 only checks for existence.
-        if unsafe { libc::kill(pid, 0) } != 0 {
+        if !crate::process::pid_alive(pid) {
             return false;
         }
         // A zombie waiting for a reaper (containers may lack one) is dead for our purpose.

@@ -1,24 +1,28 @@
-//! Parallel mode (SPEC §4.3): one linked worktree per slot, a worker thread per worktree, a
-//! dynamic queue that respects dependencies, in-memory merges into `integration-<sid>`, landing
-//! on the starting branch, and a clean-up that never drops unmerged work.
+//! Parallel mode (README, "Parallel mode"): one linked worktree per slot, a worker thread per
+//! worktree, a dynamic queue that respects dependencies, in-memory merges into `integration-<sid>`,
+//! landing on the starting branch, and a clean-up that never drops unmerged work.
 //!
 //! The user's checkout is never checked out, reset or merged into while agents run: every
 //! branch move happens on refs with compare-and-swap, and only the final landing touches the
 //! user's files, and only when their checkout is clean.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
 use std::time::Duration;
 
+use crate::batch::claims::Claimer;
 use crate::batch::governor::Governor;
 use crate::batch::pool;
 use crate::batch::progress::Progress;
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
 use crate::batch::sequential::{status_line, Stopper};
 use crate::batch::setup::{self, SetupPlan};
-use crate::batch::worker::{close_story, Answers, StoryEnv};
+use crate::batch::timing::{self, Attempt, Lane, Phase};
+use crate::batch::worker::{close_story, Answers, StoryEnv, UNCOMMITTED};
 use crate::error::{Error, Result};
 use crate::git::{self, LandOutcome, MergeOutcome, ObjectId};
 use crate::manifest::{ManifestFile, Session, SessionLock, WorktreeEntry};
@@ -97,7 +101,8 @@ enum Next {
 
 impl Queue {
     /// The next story this worker should run, waiting while dependencies are still running.
-    fn next(lock: &Mutex<Queue>, cv: &Condvar, cancel: &AtomicBool) -> Next {
+    /// `waited` is set when the worker had to wait for a dependency (drawn on its lane).
+    fn next(lock: &Mutex<Queue>, cv: &Condvar, cancel: &AtomicBool, waited: &mut bool) -> Next {
         let Ok(mut q) = lock.lock() else {
             return Next::Done;
         };
@@ -148,6 +153,7 @@ impl Queue {
                 return Next::Done;
             }
             // Wake up now and then to notice Ctrl-C.
+            *waited = true;
             q = match cv.wait_timeout(q, Duration::from_millis(200)) {
                 Ok((g, _)) => g,
                 Err(_) => return Next::Done,
@@ -173,6 +179,19 @@ impl Queue {
         }
         cv.notify_all();
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The text a panic carried, for the report (the panic hook has printed where it happened).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned());
+    format!("panicked: {}", text.as_deref().unwrap_or("(no message)"))
 }
 
 /// One slot's worktree.
@@ -215,11 +234,25 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             branch: worktree_branch(sid, n),
         })
         .collect();
-    manifest.update(|m| {
+    // Resuming: the earlier run may have had more worktrees than this one needs. They are
+    // not used, but they are the session's: kept in the manifest and cleaned up at the end.
+    let unused: Vec<Slot> = manifest.update(|m| {
+        let unused: Vec<Slot> = m
+            .sessions
+            .get(sid)
+            .map(|old| {
+                old.worktrees
+                    .iter()
+                    .filter_map(|w| earlier_slot(&env.worktrees_dir, sid, w))
+                    .filter(|e| !slots.iter().any(|s| s.n == e.n))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut session = Session::new(
             integration.clone(),
             slots
                 .iter()
+                .chain(&unused)
                 .map(|s| WorktreeEntry::new(s.path.to_string_lossy(), s.branch.clone()))
                 .collect(),
         );
@@ -228,7 +261,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             session.extra = old.extra.clone();
         }
         m.sessions.insert(sid.to_string(), session);
-        Ok(())
+        Ok(unused)
     })?;
     // A resumed session's integration branch (and worktrees) are not this run's to undo.
     let fresh_session = git::resolve_ref(&main, &integration_ref)?.is_none();
@@ -260,7 +293,15 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     // made behind our back (an agent committing to it) is noticed and undone.
     let merge_lock = Mutex::new(start_or_existing(&main, &integration_ref, start)?);
     let notes = Mutex::new(Vec::<String>::new());
+    let lanes = Mutex::new(Vec::<Lane>::new());
     let shared = main.clone().into_sync();
+    let claimer = Claimer {
+        manifest: &manifest,
+        dir: &env.worktrees_dir,
+        session_id: sid,
+        branch: start_branch.as_deref(),
+        start: Some(start),
+    };
 
     // Agents' process groups go into the manifest so a clean-up after a crash can stop them.
     let record_agent = |pgid: i32| {
@@ -285,55 +326,109 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         gate: Some(&governor),
         ..env.story
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(slots.len())
-        .thread_name(|i| format!("teleos-wt-{}", i + 1))
-        .build()
-        .map_err(|e| Error::setup(format!("cannot start worker threads: {e}"), "retry"))?;
-    pool.scope(|scope| {
+    // One plain thread per worktree, not a rayon pool: each spends up to an hour blocked on
+    // an agent, and rayon's pool is for short CPU work (the scan).
+    thread::scope(|scope| {
         for slot in &slots {
-            let (queue, cv, merge_lock, notes, shared) =
-                (&queue, &cv, &merge_lock, &notes, &shared);
-            let manifest = &manifest;
+            let (queue, cv, merge_lock, notes, shared, lanes) =
+                (&queue, &cv, &merge_lock, &notes, &shared, &lanes);
+            let (manifest, claimer) = (&manifest, &claimer);
+            let story_env = &story_env;
             let integration_ref = integration_ref.as_str();
-            scope.spawn(move |_| {
+            let note = move |msg: String| {
+                env.progress.line(&format!("warning: {msg}"));
+                lock(notes).push(msg);
+            };
+            let work = move || {
                 let repo = shared.to_thread_local();
                 let w = Worker {
                     env,
-                    story: &story_env,
+                    story: story_env,
                     repo: &repo,
                     slot,
                     integration_ref,
                     merge_lock,
                     manifest,
+                    seen_clean: std::cell::Cell::new(false),
+                    claimer,
                 };
-                if let Err(e) = w.prepare() {
-                    let msg = format!("worktree {} could not be set up: {e}", slot.n);
-                    env.progress.line(&format!("warning: {msg}"));
-                    if let Ok(mut n) = notes.lock() {
-                        n.push(msg);
-                    }
+                let mut lane = Lane {
+                    lane: slot.n as u32,
+                    phases: Vec::new(),
+                };
+                let keep_lane = |lane: Lane| lock(lanes).push(lane);
+                let setup_start = timing::now_ms();
+                let prepared = panic::catch_unwind(AssertUnwindSafe(|| w.prepare()))
+                    .unwrap_or_else(|p| Err(Error::Internal(panic_message(&*p))));
+                lane.phases
+                    .push(Phase::until_now(timing::SETUP, setup_start));
+                if let Err(e) = prepared {
+                    keep_lane(lane);
+                    note(format!("worktree {} could not be set up: {e}", slot.n));
                     env.progress.slot(slot.n, "unavailable");
                     return;
                 }
-                while let Next::Run(story) = Queue::next(queue, cv, env.story.cancel) {
-                    let (result, merged) = w.run_story(&story);
+                loop {
+                    let mut waited = false;
+                    let wait_start = timing::now_ms();
+                    let Next::Run(story) = Queue::next(queue, cv, env.story.cancel, &mut waited)
+                    else {
+                        break;
+                    };
+                    if waited {
+                        let mut p = Phase::until_now(timing::WAIT_DEPENDENCY, wait_start);
+                        p.detail = Some(format!("before {}", story.story_key));
+                        lane.phases.push(p);
+                    }
+                    // A bug while one story runs ends that story, not the batch and its report.
+                    let ran = panic::catch_unwind(AssertUnwindSafe(|| w.run_story(&story)));
+                    let (result, merged, panicked) = match ran {
+                        Ok((result, merged)) => (result, merged, false),
+                        Err(p) => {
+                            let why = format!(
+                                "internal error (a bug in git-teleos, please report it): {}; \
+                                 worktree {} is kept as it was",
+                                panic_message(&*p),
+                                slot.n
+                            );
+                            let mut r = StoryResult::not_run(&story, Outcome::Error, Some(why));
+                            r.attempts = 0;
+                            (r, false, true)
+                        }
+                    };
                     env.progress.line(&status_line(&result, 0.0));
                     env.progress.story_done();
                     Queue::finish(queue, cv, result, merged);
+                    if panicked {
+                        // Its worktree is in an unknown state: no further story runs there.
+                        keep_lane(lane);
+                        note(format!(
+                            "worktree {} was retired after an internal error in {}",
+                            slot.n, story.story_key
+                        ));
+                        env.progress.slot(slot.n, "unavailable");
+                        return;
+                    }
                 }
+                keep_lane(lane);
                 env.progress.slot(slot.n, "idle");
-            });
+            };
+            let started = thread::Builder::new()
+                .name(format!("teleos-wt-{}", slot.n))
+                .spawn_scoped(scope, work);
+            if let Err(e) = started {
+                note(format!("worktree {}: cannot start its thread: {e}", slot.n));
+            }
         }
     });
     env.progress.finish();
 
-    let mut q = queue
-        .into_inner()
-        .map_err(|_| Error::git("a worker thread panicked"))?;
+    // A panic caught above may have poisoned these; what they hold is still consistent enough
+    // to report (and a moved integration tip is checked against the branch below).
+    let mut q = queue.into_inner().unwrap_or_else(PoisonError::into_inner);
     let expected_tip = merge_lock
         .into_inner()
-        .map_err(|_| Error::git("a worker thread panicked"))?;
+        .unwrap_or_else(PoisonError::into_inner);
     for s in std::mem::take(&mut q.pending) {
         let why = q
             .stopped
@@ -345,7 +440,12 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     let waits: f64 = q.results.iter().map(|r| r.rate_limit_wait_secs).sum();
     report.governor = Some(governor.summary(waits));
     report.stories.extend(q.results);
-    report.notes.extend(notes.into_inner().unwrap_or_default());
+    report
+        .notes
+        .extend(notes.into_inner().unwrap_or_else(PoisonError::into_inner));
+    let mut lanes = lanes.into_inner().unwrap_or_else(PoisonError::into_inner);
+    lanes.sort_by_key(|l| l.lane);
+    report.lanes.extend(lanes);
     if q.stopped.is_some() {
         report.stopped = q.stopped.clone();
     }
@@ -430,7 +530,8 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     let park = env
         .keep_worktrees
         .then_some((&manifest, env.worktrees_dir.as_path()));
-    cleanup(&main, &slots, &integration, landed, park, report);
+    let all_slots: Vec<Slot> = slots.into_iter().chain(unused).collect();
+    cleanup(&main, &all_slots, &integration, landed, park, report);
     manifest.update(|m| {
         m.sessions.remove(sid);
         Ok(())
@@ -482,9 +583,27 @@ fn undo_session(
     });
 }
 
+/// A worktree an earlier run of session `sid` recorded, if it follows the session's naming
+/// (anything else in the manifest is not ours to remove).
+fn earlier_slot(dir: &Path, sid: &str, w: &WorktreeEntry) -> Option<Slot> {
+    let path = PathBuf::from(w.path.as_deref()?);
+    if path.parent() != Some(dir) {
+        return None;
+    }
+    let name = path.file_name()?.to_str()?;
+    let n: usize = name.strip_prefix(&format!("teleos-{sid}-"))?.parse().ok()?;
+    (worktree_name(sid, n) == name && w.branch.as_deref() == Some(&worktree_branch(sid, n))).then(
+        || Slot {
+            n,
+            path,
+            branch: worktree_branch(sid, n),
+        },
+    )
+}
+
 /// Keep the worktrees folder out of the user's `git status` (via `info/exclude`, not a file
 /// of the checkout). Best effort: a failure only means `git status` lists the folder.
-fn exclude_worktrees_dir(repo: &gix::Repository, root: &Path, dir: &Path) {
+pub(crate) fn exclude_worktrees_dir(repo: &gix::Repository, root: &Path, dir: &Path) {
     let Ok(rel) = dir.strip_prefix(root) else {
         return;
     };
@@ -512,6 +631,11 @@ struct Worker<'a, 'e> {
     integration_ref: &'a str,
     merge_lock: &'a Mutex<ObjectId>,
     manifest: &'a ManifestFile,
+    /// A full status walk found this worktree clean after the last thing that ran in it, so
+    /// bringing it to the next tip need only check the files that tip changes. Whatever runs
+    /// in the worktree after that walk must clear it.
+    seen_clean: std::cell::Cell<bool>,
+    claimer: &'a Claimer<'a>,
 }
 
 impl Worker<'_, '_> {
@@ -524,10 +648,18 @@ impl Worker<'_, '_> {
     fn prepare(&self) -> Result<()> {
         let sid = self.env.session_id;
         let slot = self.slot;
-        self.env.progress.slot(slot.n, "creating worktree");
         let exists = git::list_worktrees(self.repo)?
             .iter()
             .any(|w| git::worktree_path_eq(&w.path, &slot.path));
+        // Say what really happens: a resumed session reuses the worktrees it kept.
+        self.env.progress.slot(
+            slot.n,
+            if exists {
+                "reusing the session's worktree"
+            } else {
+                "creating worktree"
+            },
+        );
         let branch_ref = format!("refs/heads/{}", slot.branch);
         if !exists && git::resolve_ref(self.repo, &branch_ref)?.is_some() {
             // A branch left by an interrupted run: its work is on integration or a rescue ref
@@ -552,7 +684,13 @@ impl Worker<'_, '_> {
             });
         if !exists && !adopted {
             let tip = self.integration_tip()?;
-            git::add_worktree(self.repo, &slot.path, &slot.branch, tip)?;
+            git::add_worktree(
+                self.repo,
+                &slot.path,
+                &slot.branch,
+                tip,
+                self.env.story.cancel,
+            )?;
             crate::fault::point("after-worktree-create");
         }
         let reason = format!(
@@ -607,12 +745,26 @@ impl Worker<'_, '_> {
     /// Run one story here; returns its result and whether its work is on integration.
     fn run_story(&self, story: &Story) -> (StoryResult, bool) {
         let key = &story.story_key;
+        // Start from everything merged so far.
+        let setup_start = timing::now_ms();
         let failed = |msg: String| {
             let mut r = StoryResult::not_run(story, Outcome::Error, Some(msg));
             r.attempts = 0;
+            // No agent ran, but the slot spent this time on the story: draw it.
+            let mut a = Attempt {
+                attempt: 1,
+                lane: Some(self.slot.n as u32),
+                outcome: Some(timing::outcome_name(Outcome::Error)),
+                ..Attempt::default()
+            };
+            a.push(Phase::until_now(timing::SETUP, setup_start));
+            r.timeline.push(a);
             (r, false)
         };
-        // Start from everything merged so far.
+        // Another session started on the same stories may have this one: never run it twice.
+        if let Some(skipped) = self.claimer.claim(self.repo, story) {
+            return (skipped, false);
+        }
         let tip = match self.integration_tip() {
             Ok(t) => t,
             Err(e) => return failed(e.to_string()),
@@ -621,7 +773,14 @@ impl Worker<'_, '_> {
             Ok(r) => r,
             Err(e) => return failed(format!("cannot open worktree: {e}")),
         };
-        if let Err(e) = git::reset_worktree_to(&wt, tip) {
+        // A worktree made or resumed here gets the full check; after a story the walk that
+        // verified it is recent enough.
+        let reset = if self.seen_clean.replace(false) {
+            git::reset_clean_worktree_to
+        } else {
+            git::reset_worktree_to
+        };
+        if let Err(e) = reset(&wt, tip, self.env.story.cancel) {
             return failed(format!("cannot bring the worktree up to date: {e}"));
         }
         self.env
@@ -630,6 +789,7 @@ impl Worker<'_, '_> {
         self.set_manifest_story(Some(key));
         let answers = self.env.answers.get(key).cloned().unwrap_or_default();
         crate::fault::point_later("agent-running", Duration::from_millis(500));
+        let setup = Phase::until_now(timing::SETUP, setup_start);
         let mut result = close_story(
             self.story,
             story,
@@ -641,7 +801,23 @@ impl Worker<'_, '_> {
         self.env
             .progress
             .slot(self.slot.n, &format!("{key}: merging"));
+        let merge_start = timing::now_ms();
         let merged = self.after_story(story, tip, &mut result);
+        let lane = self.slot.n as u32;
+        for a in &mut result.timeline {
+            a.lane = Some(lane);
+        }
+        if let Some(first) = result.timeline.first_mut() {
+            first.push(setup);
+            first.phases.sort_by_key(|p| p.start);
+        }
+        let outcome = timing::outcome_name(result.outcome);
+        if let Some(last) = result.timeline.last_mut() {
+            last.push(Phase::until_now(timing::MERGE, merge_start));
+            last.phases.sort_by_key(|p| p.start);
+            // The merge can change the outcome (a conflict): the last attempt ends as the story.
+            last.outcome = Some(outcome);
+        }
         (result, merged)
     }
 
@@ -682,6 +858,8 @@ impl Worker<'_, '_> {
             }
         }
 
+        // Verification's walk said clean, and left_branch would renew the worktree anyway.
+        self.seen_clean.set(result.verified_clean && !left_branch);
         // Uncommitted leftovers: saved as a commit on a ref, then the worktree is replaced.
         let mut rescued_snapshot = None;
         // Verification already walked the worktree; walk again only if it could not say
@@ -691,6 +869,20 @@ impl Worker<'_, '_> {
                 Ok(Some(snap)) => {
                     let name = rescue_ref(sid, key, "-uncommitted");
                     if git::set_ref(self.repo, &name, snap).is_ok() {
+                        // The worktree is renewed: say where the changes are now.
+                        let saved = format!(
+                            "; they are saved on {name} (see them with: git show --stat {name})"
+                        );
+                        match result
+                            .discrepancies
+                            .iter_mut()
+                            .find(|d| d.starts_with(UNCOMMITTED))
+                        {
+                            Some(d) => d.push_str(&saved),
+                            None => result
+                                .discrepancies
+                                .push(format!("{UNCOMMITTED} in its worktree{saved}")),
+                        }
                         result.rescue_ref = Some(name);
                         rescued_snapshot = Some(snap);
                     }
@@ -750,6 +942,7 @@ impl Worker<'_, '_> {
         }
 
         if rescued_snapshot.is_some() || left_branch {
+            // A renewed worktree ran its setup again: the next story walks it in full.
             if let Err(e) = self.replace_worktree(rescued_snapshot) {
                 result
                     .discrepancies
@@ -768,10 +961,9 @@ impl Worker<'_, '_> {
         message: &str,
         result: &mut StoryResult,
     ) -> Result<MergeOutcome> {
-        let mut expected = self
-            .merge_lock
-            .lock()
-            .map_err(|_| Error::git("a merge thread panicked"))?;
+        // Poisoned only by a panic caught in another story; the tip it holds is checked
+        // against the branch right below, so it is still safe to use.
+        let mut expected = lock(self.merge_lock);
         if let Some(note) = restore_integration(
             self.repo,
             self.integration_ref,
@@ -797,12 +989,15 @@ impl Worker<'_, '_> {
         let Ok(Some(before)) = git::resolve_ref(self.repo, &branch_ref) else {
             return false;
         };
+        // The agent runs here again: only the check below can say clean once more.
+        self.seen_clean.set(false);
         let _ = git::set_ref(self.repo, &rescue_ref(sid, key, "-before-resolve"), before);
         self.env
             .progress
             .slot(self.slot.n, &format!("{key}: agent resolving a conflict"));
         let prompt = crate::agent::build_resolve_prompt(key, &self.slot.branch, integration, paths);
         let log = self.story.logs_dir.join(format!("{key}.resolve.log"));
+        let resolve_start = timing::now_ms();
         let run = crate::agent::run_agent(&crate::agent::RunRequest {
             cwd: &self.slot.path,
             prompt: &prompt,
@@ -812,6 +1007,9 @@ impl Worker<'_, '_> {
             on_spawn: self.story.on_agent_spawn,
             gate: self.story.gate,
         });
+        if let Some(last) = result.timeline.last_mut() {
+            last.push(Phase::until_now(timing::RESOLVE, resolve_start));
+        }
         let failed = |why: String, result: &mut StoryResult| {
             result
                 .discrepancies
@@ -857,6 +1055,7 @@ impl Worker<'_, '_> {
             Ok(h) => h,
             Err(e) => return failed(e.to_string(), result),
         };
+        self.seen_clean.set(true);
         let message = format!("teleos: merge {key} (session {sid}, conflict resolved)");
         match self.merge_guarded(key, head, &message, result) {
             Ok(MergeOutcome::Conflict { .. }) => failed("it still conflicts".into(), result),
@@ -930,6 +1129,8 @@ fn land(
         return false;
     };
     let finish_hint = format!("finish with: git merge {integration}");
+    // Whether the branch really moved: "landed" is said only then.
+    let mut moved = false;
     // Sessions that finish together land one at a time: while one moves the branch and then
     // the files, another would see a half-updated checkout and refuse it as dirty.
     let lock_path = crate::batch::results::results_dir(&git::common_dir(main)).join("land.lock");
@@ -942,18 +1143,16 @@ fn land(
                 .open(&lock_path)
         })
         .and_then(|f| f.lock().map(|_| f));
-    // Nothing of the batch was new to the branch: true, but not "landed".
-    let mut nothing_new = false;
     let mut attempt = || -> Result<Option<bool>> {
         let tip = git::resolve_ref(main, integration_ref)?
             .ok_or_else(|| Error::git(format!("{integration_ref} disappeared")))?;
         let current = git::resolve_ref(main, branch)?
             .ok_or_else(|| Error::git(format!("{branch} disappeared")))?;
         if git::is_ancestor(main, tip, current)? {
-            nothing_new = true;
             return Ok(Some(true));
         }
         // Fast-forward when the branch did not move; else one merge commit made in memory.
+        moved = false;
         let target = if git::is_ancestor(main, current, tip)? {
             tip
         } else {
@@ -965,10 +1164,7 @@ fn land(
                 &format!("Merge branch '{integration}'"),
             )? {
                 MergeOutcome::Merged(id) | MergeOutcome::FastForward(id) => id,
-                MergeOutcome::UpToDate => {
-                    nothing_new = true;
-                    return Ok(Some(true));
-                }
+                MergeOutcome::UpToDate => return Ok(Some(true)),
                 MergeOutcome::Conflict { paths } => {
                     report.notes.push(format!(
                         "{branch} moved on and conflicts with the batch ({}): nothing was touched; {finish_hint}",
@@ -984,9 +1180,11 @@ fn land(
             match git::land_fast_forward_checkout(&user, branch, target)? {
                 // The branch moved under us: compute the landing again on its new tip.
                 LandOutcome::NotFastForward | LandOutcome::Moved => None,
-                LandOutcome::UpToDate
-                | LandOutcome::CheckedOut { .. }
-                | LandOutcome::RefUpdated => Some(true),
+                LandOutcome::UpToDate => Some(true),
+                LandOutcome::CheckedOut { .. } | LandOutcome::RefUpdated => {
+                    moved = true;
+                    Some(true)
+                }
                 LandOutcome::Dirty(paths) => {
                     report.notes.push(format!(
                     "your checkout has uncommitted changes ({}): it was not touched; {finish_hint}",
@@ -1018,17 +1216,13 @@ fn land(
             ));
             false
         }
-        Ok(Some(true)) if nothing_new => {
-            report.notes.push(format!(
-                "nothing to land: no commit of this batch reached {integration}"
-            ));
-            true
-        }
         Ok(Some(true)) => {
-            report.notes.push(format!(
-                "landed on {}",
-                branch.trim_start_matches("refs/heads/")
-            ));
+            let short = branch.trim_start_matches("refs/heads/");
+            report.notes.push(if moved {
+                format!("landed on {short}")
+            } else {
+                format!("nothing to land on {short}: no story's work was merged")
+            });
             true
         }
         Ok(Some(false)) => false,

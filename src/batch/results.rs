@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::batch::timing::{Attempt, Lane};
 use crate::error::{Error, Result};
 
 /// How a story ended, after verification.
@@ -24,6 +25,20 @@ pub enum Outcome {
     Routed,
     /// Never started (circuit breaker, budget, interrupt, an earlier story left a mess).
     NotStarted,
+}
+
+impl Outcome {
+    /// How the report names the outcome.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Partial => "partially blocked",
+            Outcome::Error => "error",
+            Outcome::Conflict => "conflict",
+            Outcome::Routed => "routed to pipeline",
+            Outcome::NotStarted => "not started",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -79,6 +94,9 @@ pub struct StoryResult {
     /// The agent CLI is not authenticated (a setup error: the batch stops).
     #[serde(skip)]
     pub setup_error: Option<String>,
+    /// Each attempt with its lane and phases, first to last (empty in older records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<Attempt>,
 }
 
 impl StoryResult {
@@ -110,6 +128,7 @@ impl StoryResult {
             rate_limited: false,
             warnings: Vec::new(),
             setup_error: None,
+            timeline: Vec::new(),
         }
     }
 }
@@ -140,6 +159,14 @@ pub struct BatchReport {
     /// what it created and ends as a setup error (nothing is recorded).
     #[serde(skip)]
     pub setup_error: Option<String>,
+    /// When the batch started and finished, Unix ms (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<i64>,
+    /// Each worktree slot's own phases (set-up, waits); empty in sequential mode.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lanes: Vec<Lane>,
 }
 
 impl BatchReport {
@@ -235,7 +262,7 @@ impl BatchReport {
             }))).collect::<Vec<_>>(),
             "errors": self.stories.iter().filter(|s| matches!(s.outcome, Outcome::Error | Outcome::Conflict | Outcome::NotStarted)).map(|s| merge(json!({
                 "story_key": s.story_key,
-                "error_message": s.error_message.clone().unwrap_or_else(|| format!("{:?}", s.outcome).to_lowercase()),
+                "error_message": s.error_message.clone().unwrap_or_else(|| s.outcome.label().to_string()),
                 "outcome": s.outcome,
             }), extras(s))).collect::<Vec<_>>(),
             "summary": {
@@ -243,7 +270,8 @@ impl BatchReport {
                 "completed": self.count(Outcome::Completed),
                 "partial": self.count(Outcome::Partial),
                 "routed": self.count(Outcome::Routed),
-                "errors": self.count(Outcome::Error),
+                // As many as the "errors" list holds; conflicts and not started are among them.
+                "errors": self.count(Outcome::Error) + self.count(Outcome::Conflict) + self.count(Outcome::NotStarted),
                 "conflicts": self.count(Outcome::Conflict),
                 "not_started": self.count(Outcome::NotStarted),
                 "blocker_questions": self.stories.iter().map(|s| s.blocker_questions.len()).sum::<usize>(),
@@ -291,4 +319,124 @@ pub fn load_last(common_dir: &Path) -> Result<Option<BatchReport>> {
             "run a new batch with git teleos close",
         )
     })
+}
+
+/// The saved record of session `sid`.
+pub fn load_session(common_dir: &Path, sid: &str) -> Result<BatchReport> {
+    let valid = !sid.is_empty()
+        && sid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid {
+        return Err(Error::usage_hint(
+            format!("'{sid}' is not a session id"),
+            "list the batches with git teleos history",
+        ));
+    }
+    let path = results_dir(common_dir)
+        .join("batches")
+        .join(format!("{sid}.json"));
+    let text = std::fs::read(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::usage_hint(
+                format!("no batch with session id {sid} in this repository"),
+                "list the batches with git teleos history",
+            )
+        } else {
+            Error::io(format!("reading {}", path.display()), e)
+        }
+    })?;
+    parse_record(&path, &text)
+}
+
+fn parse_record(path: &Path, text: &[u8]) -> Result<BatchReport> {
+    serde_json::from_slice(text).map_err(|e| {
+        Error::usage_hint(
+            format!("{} is not a valid batch record: {e}", path.display()),
+            "run a new batch with git teleos close",
+        )
+    })
+}
+
+/// One file of `batches/`: its record, or why it cannot be read.
+pub struct Record {
+    pub path: PathBuf,
+    pub report: Result<BatchReport>,
+    /// When the file was last written (Unix seconds), to order records that cannot be read.
+    pub modified: i64,
+}
+
+/// Every saved batch record (`batches/*.json`), readable or not, in no particular order.
+pub fn load_all(common_dir: &Path) -> Result<Vec<Record>> {
+    let dir = results_dir(common_dir).join("batches");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let modified = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        let report = std::fs::read(&path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))
+            .and_then(|t| parse_record(&path, &t));
+        out.push(Record {
+            path,
+            report,
+            modified,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record as written before timing existed: no `timeline`, `lanes`, `started_ms`.
+    const OLD_RECORD: &str = r#"{
+      "session_id": "a1b2c3", "mode": "parallel (2 worktrees)", "agent": "claude",
+      "started_at": "2026-11-30T10:00:00Z", "finished_at": "2026-11-30T10:04:10Z",
+      "branch": "refs/heads/main", "stopped": null, "notes": ["landed on main"],
+      "not_landed": false,
+      "stories": [{
+        "story_key": "1-2-login", "path": "docs/stories/1-2-login.md", "outcome": "completed",
+        "tasks_total": 5, "tasks_done": 5, "tasks_done_before": 3, "tasks_blocked": 0,
+        "unchecked_before": 2, "pct_unchecked": 40.0, "commit_hash": "0123456789abcdef",
+        "error_message": null, "blocker_questions": [], "human_validation_tasks": [],
+        "discrepancies": [], "log_path": "/tmp/x.log", "cost_usd": 0.25,
+        "duration_secs": 130.0, "attempts": 1, "rescue_ref": null
+      }]
+    }"#;
+
+    #[test]
+    fn records_without_timing_still_load_and_render() {
+        let r: BatchReport = serde_json::from_str(OLD_RECORD).unwrap();
+        assert!(r.stories[0].timeline.is_empty() && r.lanes.is_empty());
+        assert_eq!(r.started_ms, None);
+        let t = crate::report::timeline::totals(&r);
+        assert_eq!(t.wall_secs, Some(250.0));
+        assert_eq!(t.agent_secs, 130.0);
+        let html = crate::report::html::render(&r);
+        assert!(
+            html.contains("1-2-login") && html.contains("$0.25"),
+            "{html}"
+        );
+        assert!(html.contains("No timing in this record"), "{html}");
+        let mut text = Vec::new();
+        crate::report::timeline::write_text(&mut text, &r, 80, false).unwrap();
+        assert!(text.is_empty(), "no timeline without timing");
+        // Written again, the new fields stay out of an old record's shape.
+        let again = serde_json::to_value(&r).unwrap();
+        assert!(again.get("lanes").is_none() && again.get("started_ms").is_none());
+    }
 }

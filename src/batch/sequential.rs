@@ -1,15 +1,18 @@
-//! Sequential mode (SPEC §4.2): stories one after another in the user's own checkout, each
-//! story's commit landing on the current branch.
+//! Sequential mode (README, "How it works"): stories one after another in the user's own checkout,
+//! each story's commit landing on the current branch.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
+use crate::batch::claims::Claimer;
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
+use crate::batch::timing;
 use crate::batch::worker::{close_story, Answers, StoryEnv};
 use crate::error::{Error, Result};
 use crate::git;
+use crate::manifest::{ManifestFile, Session, SessionLock};
 use crate::process::{Cmd, ProcessError};
 use crate::stories::{Category, Story};
 
@@ -26,6 +29,8 @@ pub struct BatchEnv<'a> {
     pub max_budget_usd: Option<f64>,
     pub pipeline_command: Option<&'a str>,
     pub answers: &'a BTreeMap<String, Answers>,
+    /// The worktrees folder: the session is recorded in its manifest, to claim its stories.
+    pub worktrees_dir: &'a Path,
     /// Progress lines (stderr).
     pub progress: &'a mut dyn Write,
 }
@@ -145,7 +150,7 @@ impl Stopper {
     }
 }
 
-/// The per-story status line of SPEC §4.2.
+/// The per-story status line of sequential mode.
 pub fn status_line(r: &StoryResult, threshold: f64) -> String {
     match r.outcome {
         Outcome::Completed => format!(
@@ -166,8 +171,13 @@ pub fn status_line(r: &StoryResult, threshold: f64) -> String {
             r.story_key,
             r.error_message.as_deref().unwrap_or("merge conflict")
         ),
-        Outcome::Error | Outcome::NotStarted => format!(
+        Outcome::Error => format!(
             "❌ {} — Error: {}",
+            r.story_key,
+            r.error_message.as_deref().unwrap_or("unknown")
+        ),
+        Outcome::NotStarted => format!(
+            "⏭️ {} — not started: {}",
             r.story_key,
             r.error_message.as_deref().unwrap_or("unknown")
         ),
@@ -199,6 +209,7 @@ pub fn route(
         crate::batch::worker::safe_name(&story.story_key)
     ));
     let started = std::time::Instant::now();
+    let started_ms = timing::now_ms();
     let ran = std::fs::create_dir_all(env.logs_dir)
         .and_then(|_| std::fs::File::create(&log))
         .map_err(|e| format!("pipeline command could not start: {e}"))
@@ -217,17 +228,60 @@ pub fn route(
                     other => format!("pipeline command could not start: {other}"),
                 })
         });
-    r.log_path = Some(log);
+    r.log_path = Some(log.clone());
     r.duration_secs = started.elapsed().as_secs_f64();
+    let mut attempt = timing::Attempt {
+        attempt: 1,
+        log_path: Some(log),
+        ..Default::default()
+    };
+    attempt.push(timing::Phase::until_now(timing::PIPELINE, started_ms));
     if let Err(message) = ran {
         r.outcome = Outcome::Error;
         r.error_message = Some(message);
     }
+    attempt.outcome = Some(timing::outcome_name(r.outcome));
+    r.timeline.push(attempt);
     r
 }
 
-/// Run the stories one after another in `env.root`.
-pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) {
+/// Run the stories one after another in `env.root`. The session is in the manifest while it
+/// runs, and each story is claimed there before its agent starts, as in parallel mode.
+pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) -> Result<()> {
+    let sid = env.session_id;
+    let session_lock = SessionLock::acquire(env.worktrees_dir, sid)?;
+    let manifest = ManifestFile::new(env.worktrees_dir);
+    let repo = git::discover(env.root)?;
+    crate::batch::parallel::exclude_worktrees_dir(&repo, env.root, env.worktrees_dir);
+    manifest.update(|m| {
+        // No worktrees and no integration branch: it works in the user's checkout.
+        let mut session = Session::new(String::new(), Vec::new());
+        session.integration_branch = None;
+        m.sessions.insert(sid.to_string(), session);
+        Ok(())
+    })?;
+    let claimer = Claimer {
+        manifest: &manifest,
+        dir: env.worktrees_dir,
+        session_id: sid,
+        branch: env.branch,
+        start: git::head_commit_id(&repo)?,
+    };
+    run_claimed(env, &claimer, &repo, stories, report);
+    manifest.update(|m| {
+        m.sessions.remove(sid);
+        Ok(())
+    })?;
+    session_lock.release_and_remove()
+}
+
+fn run_claimed(
+    env: &mut BatchEnv,
+    claimer: &Claimer,
+    repo: &gix::Repository,
+    stories: &[Story],
+    report: &mut BatchReport,
+) {
     let total = stories.len();
     let mut stopper = Stopper::new(env.circuit_breaker, env.max_budget_usd);
     let no_answers = Answers::new();
@@ -246,6 +300,9 @@ pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) {
         }
         let result = if story.category == Category::NeedsPipeline {
             route(env.pipeline_command, &env.story, story, env.root)
+        } else if let Some(skipped) = claimer.claim(repo, story) {
+            // Another session has it (or closed it meanwhile): never run it twice.
+            skipped
         } else {
             let _ = writeln!(
                 env.progress,

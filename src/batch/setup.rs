@@ -1,5 +1,5 @@
-//! Per-worktree set-up (SPEC §4.3 step 3): install dependencies or link them from the main
-//! checkout, and copy the git-ignored files `.worktreeinclude` lists (e.g. `.env`).
+//! Per-worktree set-up (README, "Parallel mode", step 1): install dependencies or link them from
+//! the main checkout, and copy the git-ignored files `.worktreeinclude` lists (e.g. `.env`).
 
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};

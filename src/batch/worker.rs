@@ -1,5 +1,5 @@
 //! One story: build the prompt, run the agent, read its result, and verify every claim against
-//! the repository (SPEC §4.1 "verify, don't trust"). Used by sequential and parallel mode alike.
+//! the repository (README, "Verify, don't trust"). Used by sequential and parallel mode alike.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,8 +7,12 @@ use std::time::Instant;
 
 use crate::agent::{self, AgentConfig, RunOutcome, RunRequest, WorkerResult, WorkerStatus};
 use crate::batch::results::{BlockerQuestion, Outcome, StoryResult};
+use crate::batch::timing::{self, Attempt, Phase};
 use crate::git;
 use crate::stories::{parse_story, ParseOptions, Story};
+
+/// How a discrepancy about uncommitted leftovers starts.
+pub const UNCOMMITTED: &str = "the agent left uncommitted changes";
 
 /// What every story of a batch shares.
 #[derive(Clone, Copy)]
@@ -57,7 +61,7 @@ pub fn close_story(
     let prompt = build_prompt(env, story, branch, answers);
     let mut cost = 0.0;
     let mut any_cost = false;
-    let mut attempt = 0;
+    let mut attempt: u32 = 0;
     // Tries that count against `retries`: not those a rate limit turned away.
     let mut counted = 0;
     let mut rate_limited_rounds = 0;
@@ -78,12 +82,20 @@ pub fn close_story(
             gate: env.gate,
         };
         result.log_path = Some(log_path.clone());
+        let agent_start = timing::now_ms();
         let run = agent::run_agent(&req);
+        let mut record = Attempt {
+            attempt,
+            log_path: Some(log_path.clone()),
+            ..Attempt::default()
+        };
+        record.push(Phase::until_now(timing::AGENT, agent_start));
         if let Ok(r) = &run {
             if let Some(c) = r.cost_usd {
                 cost += c;
                 any_cost = true;
             }
+            record.cost_usd = r.cost_usd;
             result.attempts += r.attempts.max(1);
             result.rate_limit_wait_secs += r.rate_limit_wait.as_secs_f64();
             result.rate_limited = r.rate_limited;
@@ -98,6 +110,8 @@ pub fn close_story(
             result.rate_limited = false;
         }
         result = verify(env, story, checkout, base, run, result);
+        record.outcome = Some(timing::outcome_name(result.outcome));
+        result.timeline.push(record);
         if result.rate_limited && result.outcome == Outcome::Error {
             rate_limited_rounds += 1;
         } else {
@@ -211,10 +225,17 @@ fn verify(
     result.commit_hash = new_commits.first().map(|c| c.to_string());
     if !dirty.is_empty() {
         let shown: Vec<&str> = dirty.iter().take(5).map(String::as_str).collect();
+        // In this checkout they stay where they are; a worktree's are saved on a ref by the
+        // parallel batch, which adds where.
         result.discrepancies.push(format!(
-            "the agent left uncommitted changes ({}{}); they were kept as they are",
+            "{UNCOMMITTED} ({}{}){}",
             shown.join(", "),
-            if dirty.len() > 5 { ", …" } else { "" }
+            if dirty.len() > 5 { ", …" } else { "" },
+            if env.worktree_mode {
+                ""
+            } else {
+                "; they were kept as they are in your checkout"
+            }
         ));
     }
     if after.is_none() {

@@ -1,5 +1,5 @@
 //! `git teleos clean-orphans`: clean sessions whose process is gone, keeping their work on
-//! rescue refs (SPEC §5).
+//! rescue refs (README, "Orphaned sessions").
 
 use std::io::Write;
 

@@ -231,6 +231,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         None => sequential::check_checkout(&ctx.repo)?,
         Some(_) => crate::git::current_branch(&ctx.repo)?,
     };
+    // The agents commit, and so does git-teleos (merges, snapshots, reflogs): git must know who.
+    if selection.closeable() > 0 {
+        crate::git::require_identity(&ctx.repo)?;
+    }
     let agent_cfg = agent_config(&ctx.settings)?;
     if selection.closeable() > 0 {
         agent::preflight(&agent_cfg)?;
@@ -281,12 +285,33 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         std::slice::from_ref(&logs_dir),
     );
 
-    // Ctrl-C / SIGTERM: stop the agents, record the batch, exit 128+n.
+    // Ctrl-C / SIGTERM: stop the agents, record the batch, exit 128+n. A second one exits at
+    // once (stopping agents can take their kill grace, a stuck step longer): the agents then
+    // die with us (parent-death signal) and a later clean-up rescues what they left. The
+    // shutdown action is registered first so it sees the flag as the first signal left it.
     let cancel = Arc::new(AtomicBool::new(false));
     let signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(
+            sig,
+            ExitCode::signal(sig).into(),
+            Arc::clone(&cancel),
+        );
         let _ = signal_hook::flag::register(sig, Arc::clone(&cancel));
         let _ = signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize);
+    }
+    // Say, once, what the first signal does and how to skip the wait (a thread of its own:
+    // nothing may be printed from a signal handler).
+    let signals = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+    if let Ok(mut caught) = signal_hook::iterator::Signals::new(signals) {
+        std::thread::spawn(move || {
+            if caught.forever().next().is_some() {
+                eprintln!(
+                    "\ninterrupted: stopping the agents and keeping their work; \
+                     press Ctrl-C again to exit at once"
+                );
+            }
+        });
     }
 
     let parse = ParseOptions {
@@ -311,6 +336,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         not_landed: false,
         governor: None,
         setup_error: None,
+        started_ms: Some(crate::batch::timing::now_ms()),
+        finished_ms: None,
+        lanes: Vec::new(),
     };
     let _ = writeln!(
         err,
@@ -345,9 +373,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                 max_budget_usd: args.max_budget_usd,
                 pipeline_command: ctx.settings.pipeline_command.as_deref(),
                 answers: &answers,
+                worktrees_dir: &ctx.root.join(&ctx.settings.worktree_dir),
                 progress: &mut err,
             };
-            sequential::run(&mut env, &selection.stories, &mut report);
+            sequential::run(&mut env, &selection.stories, &mut report)?;
         }
         Some(n) => {
             let (closeable, routed): (Vec<_>, Vec<_>) = selection
@@ -394,7 +423,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                     stagger: ctx.settings.agent_stagger,
                     progress: &progress,
                 };
-                // SPEC §4.3 step 5: orphans first, quietly; a failure never stops the batch.
+                // Orphans first, quietly (README, "Orphaned sessions"); a failure never stops the
+                // batch.
                 clean_orphans_before(&ctx, args.resume.as_deref(), &mut err);
                 parallel::run(&env, closeable, &mut report)?;
             }
@@ -414,8 +444,21 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         .into());
     }
     report.finished_at = Some(crate::batch::now_iso8601());
+    report.finished_ms = Some(crate::batch::timing::now_ms());
     let saved = results::save(&common_dir, &report)?;
     let _ = writeln!(err, "Results saved in {}", saved.display());
+    if let Some(h) = &ctx.settings.html_report {
+        // The report is a convenience: failing to write it never fails the batch.
+        let path = h.path(&common_dir, &ctx.root, &report.session_id);
+        match super::report::write_html(&path, &report) {
+            Ok(()) => {
+                let _ = writeln!(err, "HTML report written to {}", path.display());
+            }
+            Err(e) => {
+                let _ = writeln!(err, "warning: could not write the HTML report: {e}");
+            }
+        }
+    }
 
     super::print_report(&mut std::io::stdout().lock(), &report, args.json)?;
     if cancel.load(Ordering::SeqCst) {
@@ -665,7 +708,8 @@ fn confirm(question: &str) -> Result<bool, Error> {
     Ok(matches!(a.to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 
-/// The interactive phase 2: tables, then the four choices of SPEC §3.
+/// The interactive phase 2: tables, then the choices (all closeable, pick by number, all or
+/// some needs-pipeline stories, quit).
 fn pick_interactively(scan: &ScanResult, threshold: f64) -> Result<Option<Selection>, Error> {
     let closeable: Vec<_> = scan
         .stories

@@ -1,5 +1,5 @@
 //! The man page, generated from the clap definitions plus the configuration keys and exit codes.
-//! `tests/man.rs` keeps `man/git-teleos.1` in sync with this.
+//! `tests/it/man.rs` keeps `man/git-teleos.1` in sync with this.
 
 use std::io::Write;
 
@@ -148,7 +148,8 @@ A malformed value is an error naming the key."
         ("0", "Success: every selected story completed (or nothing needed doing)."),
         ("1", "The command ran but some work did not complete: a story was partial, failed, or conflicted."),
         ("2", "Usage or setup error: bad flags or configuration, not a repository, no stories folder, agent not logged in. Nothing was changed."),
-        ("128+n", "Stopped by signal n (130 for Ctrl-C)."),
+        ("3", "Internal error: a bug in git-teleos (for example a panic) stopped the command. A panic while one story runs ends only that story, as an error, and the batch goes on."),
+        ("128+n", "Stopped by signal n (130 for Ctrl-C). A second Ctrl-C stops at once, without waiting for the agents or writing the report."),
     ] {
         writeln!(out, ".TP\n\\fB{code}\\fR\n{}", roff(meaning))?;
     }

@@ -126,7 +126,7 @@ pub fn merge_commits_in_memory(
             repo.objects.write_buf(*kind, data).map_err(gix_err)?;
         }
     }
-    let commit = gix::objs::Commit {
+    let mut commit = gix::objs::Commit {
         tree: tree_id,
         parents: [ours, theirs].into_iter().collect(),
         author: identity::author(repo)?,
@@ -135,6 +135,8 @@ pub fn merge_commits_in_memory(
         message: identity::commit_message(message).into(),
         extra_headers: Vec::new(),
     };
+    // With commit.gpgsign, a merge that cannot be signed is not written at all.
+    super::sign::sign_commit_if_configured(repo, &mut commit)?;
     let id = repo.write_object(&commit).map_err(gix_err)?.detach();
     Ok(MergeOutcome::Merged(id))
 }

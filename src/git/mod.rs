@@ -21,14 +21,18 @@ mod identity;
 mod merge;
 mod refs;
 mod repo;
+mod sign;
 mod snapshot;
 mod status;
 mod worktree;
 
-pub use checkout::{land_fast_forward_checkout, reset_worktree_to, LandOutcome};
-pub use history::{
-    commit_exists, commits_between, count_unreachable_from, files_changed, is_ancestor,
+pub use checkout::{
+    land_fast_forward_checkout, reset_clean_worktree_to, reset_worktree_to, LandOutcome,
 };
+pub use history::{
+    commit_exists, commits_between, count_unreachable_from, files_changed, is_ancestor, path_id_at,
+};
+pub use identity::require_identity;
 pub use merge::{merge_commits_in_memory, merge_into_branch, MergeOutcome};
 pub use refs::{
     create_branch, create_ref_unique, delete_branch_guarded, local_branches, resolve_ref,
@@ -46,8 +50,52 @@ pub use gix::{ObjectId, Repository};
 
 use crate::error::Error;
 
-/// Turn a gix error (or any displayable error) into ours, keeping gix's whole cause chain:
-/// gix 0.90 errors print only their top frame with `{}`, the chain with `{:#}`.
-pub(crate) fn gix_err(e: impl std::fmt::Display) -> Error {
-    Error::git(format!("{e:#}"))
+/// Turn a gix error into ours, keeping its whole cause chain as one line of sentences
+/// (`top: cause: cause`). gix 0.90 errors print only their top frame with `{}`, and with `{:#}`
+/// a report made of Debug labels (`Message { message: … }`) that must never reach the user.
+pub(crate) fn gix_err(e: impl std::error::Error) -> Error {
+    Error::git(error_chain(&e))
+}
+
+/// An error and its sources, each by its `Display`, joined with `: `; a cause whose text is
+/// already said is not repeated.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// gix's report of a failure with causes, as `repo.add_worktree` returns it.
+    fn gix_failure() -> gix::Error {
+        use gix::error::ResultExt;
+        let cause: std::result::Result<(), std::io::Error> =
+            Err(std::io::Error::other("no committer configured"));
+        cause
+            .or_raise(|| gix::error::message("Could not initialize the linked worktree HEAD"))
+            .unwrap_err()
+    }
+
+    #[test]
+    fn gix_errors_read_as_sentences_with_their_causes() {
+        let text = gix_err(gix_failure()).to_string();
+        assert!(!text.contains("Message {"), "{text}");
+        assert!(!text.contains("Caused by"), "{text}");
+        assert!(
+            text.contains("Could not initialize the linked worktree HEAD")
+                && text.contains("no committer configured"),
+            "{text}"
+        );
+    }
 }

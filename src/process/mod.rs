@@ -25,7 +25,8 @@
 //!     .args(["test", "--quiet"])
 //!     .current_dir("/path/to/worktree")
 //!     .timeout(Duration::from_secs(600))
-//!     .capture(8 << 10, 8 << 10)
+//!     .capture(8 << 10, 0)
+//!     .merge_stderr()
 //!     .run()?;
 //! let passed = out.success();
 //! let tail = out.stdout_text();
@@ -109,6 +110,7 @@ pub struct Cmd<'a> {
     cancel: Option<&'a AtomicBool>,
     stdout_cap: usize,
     stderr_cap: usize,
+    merge_stderr: bool,
     log: Option<(File, u64)>,
     on_spawn: Option<&'a (dyn Fn(i32) + Sync)>,
 }
@@ -130,6 +132,7 @@ impl<'a> Cmd<'a> {
             cancel: None,
             stdout_cap: DEFAULT_STDOUT_TAIL,
             stderr_cap: DEFAULT_STDERR_TAIL,
+            merge_stderr: false,
             log: None,
             on_spawn: None,
         }
@@ -206,6 +209,14 @@ impl<'a> Cmd<'a> {
     pub fn capture(mut self, stdout_bytes: usize, stderr_bytes: usize) -> Self {
         self.stdout_cap = stdout_bytes;
         self.stderr_cap = stderr_bytes;
+        self
+    }
+
+    /// Keep stderr in the stdout tail, interleaved as the chunks arrive (as a terminal would
+    /// show them: a test runner's failures and its summary in one text); [`Output::stderr`] is
+    /// then empty.
+    pub fn merge_stderr(mut self) -> Self {
+        self.merge_stderr = true;
         self
     }
 
@@ -290,7 +301,11 @@ impl<'a> Cmd<'a> {
             readers += 1;
         }
         if let Some(src) = child.stderr.take() {
-            let p = pipe(&err_tail);
+            let p = pipe(if self.merge_stderr {
+                &out_tail
+            } else {
+                &err_tail
+            });
             thread::spawn(move || p.drain(src));
             readers += 1;
         }

@@ -55,6 +55,20 @@ fn stdin_is_delivered_and_output_captured() {
 }
 
 #[test]
+fn merged_output_keeps_both_streams_in_one_tail() {
+    let out = sh("echo one; echo two >&2; sleep 0.2; echo three")
+        .merge_stderr()
+        .run_checked()
+        .expect("run");
+    let text = out.stdout_text();
+    assert!(
+        text.starts_with("one\n") && text.ends_with("three\n"),
+        "{text}"
+    );
+    assert!(text.contains("two\n") && out.stderr.is_empty(), "{text}");
+}
+
+#[test]
 fn without_input_stdin_is_empty() {
     let out = Cmd::new("cat").run_checked().expect("cat");
     assert!(out.stdout.is_empty());

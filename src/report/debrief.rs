@@ -1,4 +1,4 @@
-//! Phase 4: the debrief tables and final summary (SPEC §6).
+//! Phase 4: the debrief tables and final summary (ARCHITECTURE.md, "Bird's-eye view").
 
 use std::io::{self, Write};
 
@@ -228,21 +228,32 @@ pub fn render(w: &mut dyn Write, report: &BatchReport) -> io::Result<()> {
         report.count(Outcome::Partial)
     )?;
     writeln!(w, "  Routed to pipeline: {}", report.count(Outcome::Routed))?;
-    writeln!(w, "  Errors:             {}", report.count(Outcome::Error))?;
-    if report.count(Outcome::Conflict) > 0 {
-        writeln!(
-            w,
-            "  Conflicts:          {}",
-            report.count(Outcome::Conflict)
-        )?;
+    // The rows of the Errors section, so the counts add up to "Selected"; what they are
+    // follows in brackets.
+    let (conflicts, not_started) = (
+        report.count(Outcome::Conflict),
+        report.count(Outcome::NotStarted),
+    );
+    let mut kinds = Vec::new();
+    if conflicts > 0 {
+        kinds.push(format!(
+            "{conflicts} conflict{}",
+            if conflicts == 1 { "" } else { "s" }
+        ));
     }
-    if report.count(Outcome::NotStarted) > 0 {
-        writeln!(
-            w,
-            "  Not started:        {}",
-            report.count(Outcome::NotStarted)
-        )?;
+    if not_started > 0 {
+        kinds.push(format!("{not_started} not started"));
     }
+    writeln!(
+        w,
+        "  Errors:             {}{}",
+        failed.len(),
+        if kinds.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", kinds.join(", "))
+        }
+    )?;
     writeln!(w, "  Blocker questions:  {questions}")?;
     writeln!(w, "  Human validation:   {human}")?;
     if let Some(c) = report.total_cost() {

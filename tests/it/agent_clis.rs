@@ -1,9 +1,9 @@
 //! End-to-end with stand-ins that replay what the real agent CLIs print
-//! (tests/fixtures/agent-cli, captured from the npm releases): codex's transient reconnects,
+//! (tests/it/common/fixtures/agent-cli, captured from the npm releases): codex's transient reconnects,
 //! gemini's exit 41, claude's error subtypes and 429s, opencode's silence; the start governor;
 //! a batch that fails before any work leaving the repository as it was.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
