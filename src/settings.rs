@@ -54,10 +54,11 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
     ("teleos.circuitBreaker", "Consecutive story failures after which no new story starts. Default 3; 0 disables."),
     ("teleos.workerInstructions", "File (relative to the repository root) whose text replaces the built-in worker instructions."),
     ("teleos.pipelineCommand", "Command run for selected NEEDS_PIPELINE stories (story key appended as the last argument). Default: none, they are only recorded as routed."),
-    ("teleos.staleHours", "Age in hours after which a session of another tool whose pid is dead counts as orphaned. Default 4."),
+    ("teleos.staleHours", "Age in hours after which a session of another tool whose pid is dead counts as orphaned; 0 means no grace period. Default 4."),
     ("teleos.worktreeDir", "Where parallel worktrees are created, relative to the repository root. Default .claude/worktrees."),
     ("teleos.keepWorktrees", "Boolean. Keep a parallel batch's clean, merged worktrees (with their installed dependencies) for the next batch instead of removing them. Default false."),
     ("teleos.htmlReport", "Write each batch's HTML report (timeline, summary, stories) when close finishes: true for .git/teleos/reports/<sid>.html, or a folder (relative to the repository root) to write <sid>.html in. debrief then prints its path. Default: off."),
+    ("teleos.updateTracker", "Boolean. Keep sprint-status.yaml up to date: in parallel mode git-teleos sets each story's status when it merges it (agents' edits of the file are dropped); in sequential mode the agent sets it. false leaves the file alone. Default true."),
     ("teleos.setup", "Per-worktree setup: auto (default: install when a lock file says how), install, symlink, or none."),
     ("teleos.installCommand", "Install command for teleos.setup=install, e.g. 'npm ci'."),
     ("teleos.setupTimeout", "Seconds the install command of one worktree may run before its whole process group is killed. Default 1800."),
@@ -132,6 +133,8 @@ pub struct Overrides {
     pub stale_hours: Option<f64>,
     pub retries: Option<u32>,
     pub circuit_breaker: Option<u32>,
+    /// `--no-tracker` gives `Some(false)`.
+    pub update_tracker: Option<bool>,
 }
 
 /// Everything the program needs to know, resolved once.
@@ -165,6 +168,8 @@ pub struct Settings {
     pub keep_worktrees: bool,
     /// Where `close` writes the HTML report; `None`: it does not.
     pub html_report: Option<HtmlReport>,
+    /// Keep `sprint-status.yaml` up to date (see `stories::tracker`).
+    pub update_tracker: bool,
     pub setup: String,
     pub install_command: Option<String>,
     /// Limit on one worktree's install command.
@@ -181,6 +186,7 @@ impl Settings {
         let recursive = c.boolean("teleos.recursive")?;
         let keep_worktrees = c.boolean("teleos.keepWorktrees")?;
         let html_report = c.html_report("teleos.htmlReport")?;
+        let update_tracker = c.boolean("teleos.updateTracker")?;
         let max_worktrees = c.count("teleos.maxWorktrees", 1, defaults::MAX_WORKTREES_LIMIT)?;
         let agent = c.choice("teleos.agent", AGENT_NAMES)?;
         let agent_command = c.string("teleos.agentCommand");
@@ -191,7 +197,7 @@ impl Settings {
         let backoff = c.non_negative("teleos.rateLimitBackoff")?;
         let stagger = c.non_negative("teleos.agentStagger")?;
         let circuit_breaker = c.count("teleos.circuitBreaker", 0, 100_000)?;
-        let stale_hours = c.positive("teleos.staleHours")?;
+        let stale_hours = c.hours("teleos.staleHours")?;
         let setup = c.choice("teleos.setup", SETUP_MODES)?;
         let setup_timeout = c.count("teleos.setupTimeout", 1, 7 * 24 * 3600)?;
 
@@ -242,9 +248,10 @@ impl Settings {
             .or(threshold)
             .unwrap_or(defaults::CLOSEABLE_THRESHOLD);
         if let Some(h) = flags.stale_hours {
-            if !(h > 0.0 && h.is_finite()) {
+            // 0 is "no grace period": every dead session counts at once.
+            if !(h >= 0.0 && h.is_finite()) {
                 return Err(Error::usage(
-                    "--stale-hours must be a positive number of hours",
+                    "--stale-hours must be a number of hours, 0 or more",
                 ));
             }
         }
@@ -309,6 +316,7 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from(defaults::WORKTREE_DIR)),
             keep_worktrees: keep_worktrees.unwrap_or(false),
             html_report,
+            update_tracker: flags.update_tracker.or(update_tracker).unwrap_or(true),
             setup: setup.unwrap_or_else(|| "auto".to_string()),
             install_command: c.string("teleos.installCommand"),
             setup_timeout: Duration::from_secs(
@@ -342,9 +350,9 @@ impl Reader<'_> {
         })
     }
 
-    fn positive(&self, key: &str) -> Result<Option<f64>> {
-        self.parse(key, "expected a positive number", |v| {
-            v.parse::<f64>().ok().filter(|f| *f > 0.0 && f.is_finite())
+    fn hours(&self, key: &str) -> Result<Option<f64>> {
+        self.parse(key, "expected a number of hours (0 or more)", |v| {
+            v.parse::<f64>().ok().filter(|f| *f >= 0.0 && f.is_finite())
         })
     }
 
@@ -477,7 +485,9 @@ mod tests {
             ("teleos.closeableThreshold", "abc"),
             ("teleos.maxWorktrees", "0"),
             ("teleos.storyTimeout", "-5"),
-            ("teleos.staleHours", "0"),
+            ("teleos.staleHours", "-1"),
+            ("teleos.staleHours", "soon"),
+            ("teleos.updateTracker", "sometimes"),
             ("teleos.agent", "clippy"),
             ("teleos.taskSections", "maybe"),
         ] {
@@ -514,6 +524,43 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.task_sections.map(|v| v.len()), Some(3));
+    }
+
+    #[test]
+    fn stale_hours_zero_is_no_grace_period() {
+        let s =
+            Settings::resolve(&cfg(&[("teleos.staleHours", "0")]), &Overrides::default()).unwrap();
+        assert_eq!(s.stale_hours, 0.0);
+        let flags = Overrides {
+            stale_hours: Some(0.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            Settings::resolve(&cfg(&[]), &flags).unwrap().stale_hours,
+            0.0
+        );
+        let flags = Overrides {
+            stale_hours: Some(-1.0),
+            ..Default::default()
+        };
+        assert!(Settings::resolve(&cfg(&[]), &flags).is_err());
+    }
+
+    #[test]
+    fn update_tracker_flag_over_config() {
+        let on = Settings::resolve(&cfg(&[]), &Overrides::default()).unwrap();
+        assert!(on.update_tracker);
+        let c = cfg(&[("teleos.updateTracker", "false")]);
+        assert!(
+            !Settings::resolve(&c, &Overrides::default())
+                .unwrap()
+                .update_tracker
+        );
+        let flags = Overrides {
+            update_tracker: Some(false),
+            ..Default::default()
+        };
+        assert!(!Settings::resolve(&cfg(&[]), &flags).unwrap().update_tracker);
     }
 
     #[test]

@@ -178,7 +178,7 @@ pub fn orphan_verdict(
         let age_hours = session
             .started_at_unix()
             .map(|t| (opts.now - t) as f64 / 3600.0);
-        if age_hours.is_none_or(|h| h <= opts.stale_hours) {
+        if age_hours.is_none_or(|h| opts.stale_hours > 0.0 && h <= opts.stale_hours) {
             return Err(format!(
                 "interrupted, kept for `git teleos close --resume {sid}` (cleaned after {} h)",
                 opts.stale_hours

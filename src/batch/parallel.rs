@@ -26,6 +26,7 @@ use crate::batch::worker::{close_story, Answers, StoryEnv, UNCOMMITTED};
 use crate::error::{Error, Result};
 use crate::git::{self, LandOutcome, MergeOutcome, ObjectId};
 use crate::manifest::{ManifestFile, Session, SessionLock, WorktreeEntry};
+use crate::stories::tracker::{self, TrackerMode};
 use crate::stories::Story;
 
 /// Everything a parallel batch needs besides the stories.
@@ -604,7 +605,12 @@ fn earlier_slot(dir: &Path, sid: &str, w: &WorktreeEntry) -> Option<Slot> {
 /// Keep the worktrees folder out of the user's `git status` (via `info/exclude`, not a file
 /// of the checkout). Best effort: a failure only means `git status` lists the folder.
 pub(crate) fn exclude_worktrees_dir(repo: &gix::Repository, root: &Path, dir: &Path) {
-    let Ok(rel) = dir.strip_prefix(root) else {
+    // The folder sits under the main worktree, also when the batch starts from a linked one.
+    let main_root = git::main_worktree_root(repo).unwrap_or_else(|| root.to_path_buf());
+    let Ok(rel) = dir
+        .strip_prefix(&main_root)
+        .or_else(|_| dir.strip_prefix(root))
+    else {
         return;
     };
     let pattern = format!("/{}/", rel.to_string_lossy().trim_end_matches('/'));
@@ -937,7 +943,18 @@ impl Worker<'_, '_> {
                     result.rescue_ref.get_or_insert(name);
                 }
             }
-            (Outcome::Completed | Outcome::Partial, None) => merged = true,
+            (Outcome::Completed | Outcome::Partial, None) => {
+                merged = true;
+                // No commits, but the tracker may still need the story's status.
+                if self.story.tracker == TrackerMode::Teleos {
+                    let message = format!("teleos: status of {key} (session {sid})");
+                    if let Err(e) = self.merge_guarded(key, base, &message, result) {
+                        result
+                            .discrepancies
+                            .push(format!("the tracker could not be updated: {e}"));
+                    }
+                }
+            }
             _ => {}
         }
 
@@ -972,9 +989,46 @@ impl Worker<'_, '_> {
         )? {
             result.discrepancies.push(note);
         }
-        let outcome = git::merge_into_branch(self.repo, self.integration_ref, tip, message)?;
+        let status =
+            tracker::status_for(result.tasks_done, result.tasks_total, result.tasks_blocked);
+        let edit = |bytes: &[u8]| -> Option<Vec<u8>> {
+            if self.story.tracker != TrackerMode::Teleos {
+                return None;
+            }
+            let text = std::str::from_utf8(bytes).ok()?;
+            let (new, _) = tracker::set_story_status(text, key, status).ok()?;
+            Some(new.into_bytes())
+        };
+        // Git paths: relative, '/'-separated.
+        let paths: Vec<String> = match self.story.tracker {
+            TrackerMode::Agent => Vec::new(),
+            TrackerMode::Teleos | TrackerMode::Off => self
+                .story
+                .tracker_files
+                .iter()
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .collect(),
+        };
+        let owned: Vec<git::OwnedPath> = paths
+            .iter()
+            .map(|path| git::OwnedPath { path, edit: &edit })
+            .collect();
+        let (outcome, report) =
+            git::merge_into_branch_owning(self.repo, self.integration_ref, tip, message, &owned)?;
         if let MergeOutcome::Merged(id) | MergeOutcome::FastForward(id) = outcome {
             *expected = id;
+        }
+        let why = match self.story.tracker {
+            TrackerMode::Off => "the tracker is left alone in this batch (--no-tracker)",
+            _ => "git-teleos is the tracker's only writer in parallel mode",
+        };
+        for path in &report.dropped {
+            result.discrepancies.push(format!(
+                "the agent edited {path}; that change was dropped ({why}), the rest of its work merged"
+            ));
+        }
+        if !report.edited.is_empty() {
+            result.tracker_status = Some(status.to_string());
         }
         Ok(outcome)
     }

@@ -79,6 +79,9 @@ pub struct StoryResult {
     /// The agent's own review summary, when given.
     #[serde(default)]
     pub review_summary: Option<Value>,
+    /// The status git-teleos set for the story in `sprint-status.yaml` when it merged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracker_status: Option<String>,
     /// Verification found the checkout clean after the run (saves walking it again).
     #[serde(skip)]
     pub verified_clean: bool,
@@ -123,6 +126,7 @@ impl StoryResult {
             attempts: 0,
             rescue_ref: None,
             review_summary: None,
+            tracker_status: None,
             verified_clean: false,
             rate_limit_wait_secs: 0.0,
             rate_limited: false,
@@ -217,6 +221,7 @@ impl BatchReport {
                 "warnings": s.warnings,
                 "discrepancies": s.discrepancies,
                 "rescue_ref": s.rescue_ref,
+                "tracker_status": s.tracker_status,
             })
         };
         let merge = |mut a: Value, b: Value| {

@@ -18,6 +18,7 @@ use crate::batch::setup;
 use crate::batch::worker::{self, Answers, StoryEnv};
 use crate::error::{Error, ExitCode};
 use crate::settings::{Overrides, Settings};
+use crate::stories::tracker::{self, TrackerMode};
 use crate::stories::{Category, ParseOptions, ScanResult};
 
 use super::scan::{scan_stories, ScanFlags};
@@ -96,6 +97,10 @@ pub struct Args {
     /// Stop starting stories after this many consecutive failures [config: teleos.circuitBreaker].
     #[arg(long, value_name = "N")]
     pub circuit_breaker: Option<u32>,
+    /// Leave sprint-status.yaml alone: agents are told not to edit it and git-teleos writes nothing
+    /// to it [config: teleos.updateTracker=false].
+    #[arg(long)]
+    pub no_tracker: bool,
     /// Stop starting new stories once the agents' reported cost reaches this many US dollars.
     #[arg(long, value_name = "USD")]
     pub max_budget_usd: Option<f64>,
@@ -113,6 +118,7 @@ impl Args {
         o.story_timeout = self.timeout;
         o.retries = self.retries;
         o.circuit_breaker = self.circuit_breaker;
+        o.update_tracker = self.no_tracker.then_some(false);
         Ok(o)
     }
 }
@@ -269,7 +275,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         .unwrap_or_else(crate::batch::new_session_id);
     let logs_dir = worker::logs_dir(&common_dir, &session_id);
     let teleos_dir = results::results_dir(&common_dir);
-    let worktrees_dir = ctx.root.join(&ctx.settings.worktree_dir);
+    let worktrees_dir = ctx.worktrees_dir();
     let manifest = crate::manifest::ManifestFile::new(&worktrees_dir);
     let footprint = Footprint::capture(
         &[
@@ -278,7 +284,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
             common_dir.join("info").join("exclude"),
         ],
         &[
-            Footprint::dirs_up_to(&ctx.root, &worktrees_dir),
+            Footprint::dirs_up_to(&ctx.main_root, &worktrees_dir),
             vec![teleos_dir.join("logs"), teleos_dir.clone()],
         ]
         .concat(),
@@ -347,7 +353,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         ctx.settings.agent,
         logs_dir.display()
     );
+    let tracker_files = tracker::tracker_files(&ctx.root, &scan.artifacts_dir);
     let story_env = StoryEnv {
+        tracker: TrackerMode::for_batch(slots.is_some(), ctx.settings.update_tracker),
+        tracker_files: &tracker_files,
         agent: &agent_cfg,
         parse: &parse,
         artifacts_dir: &scan.artifacts_dir,
@@ -501,7 +510,7 @@ fn print_agent_command(
 /// Clean orphaned sessions before a parallel batch, keeping `resuming`; one line per session
 /// cleaned, and a warning (never an error) when it fails.
 fn clean_orphans_before(ctx: &Context, resuming: Option<&str>, err: &mut dyn Write) {
-    let mut opts = CleanOptions::new(&ctx.root, &ctx.settings);
+    let mut opts = CleanOptions::new(&ctx.main_root, &ctx.settings);
     opts.keep_session = resuming.map(str::to_string);
     match cleanup::clean_orphans(&ctx.repo, &opts) {
         Ok(report) => {

@@ -136,9 +136,11 @@ fn write_page(out: &mut Vec<u8>, cmd: &clap::Command) -> std::io::Result<()> {
     writeln!(out, ".SH CONFIGURATION")?;
     writeln!(
         out,
-        "Settings are read with \\fBgit config\\fR (system, global, repository and worktree scopes). \
-A command\\-line flag wins over the configuration, which wins over the built\\-in default. \
-A malformed value is an error naming the key."
+        "Settings are read with \\fBgit config\\fR (system, global, repository and worktree scopes), \
+then \\fBGIT_CONFIG_COUNT\\fR/\\fBGIT_CONFIG_KEY_\\fR\\fIn\\fR/\\fBGIT_CONFIG_VALUE_\\fR\\fIn\\fR, then \
+\\fBgit \\-c\\fR \\fIkey\\fR=\\fIvalue\\fR (as in \\fBgit \\-c teleos.agent=codex teleos close\\fR), the last \
+one winning. A command\\-line flag wins over the configuration, which wins over the built\\-in \
+default. A malformed value is an error naming the key."
     )?;
     for (key, help) in CONFIG_KEYS {
         writeln!(out, ".TP\n\\fB{}\\fR\n{}", roff(key), roff(help))?;

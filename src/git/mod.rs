@@ -15,6 +15,7 @@
 //! - Every branch move is a compare-and-swap against the value read before the work started.
 
 mod checkout;
+pub mod config_env;
 mod history;
 pub mod hooks;
 mod identity;
@@ -33,12 +34,18 @@ pub use history::{
     commit_exists, commits_between, count_unreachable_from, files_changed, is_ancestor, path_id_at,
 };
 pub use identity::require_identity;
-pub use merge::{merge_commits_in_memory, merge_into_branch, MergeOutcome};
+pub use merge::{
+    merge_commits_in_memory, merge_commits_in_memory_owning, merge_into_branch,
+    merge_into_branch_owning, MergeOutcome, OwnedPath, OwnedReport,
+};
 pub use refs::{
     create_branch, create_ref_unique, delete_branch_guarded, local_branches, resolve_ref,
     set_head_branch, set_ref, update_ref_cas, CasOutcome,
 };
-pub use repo::{common_dir, current_branch, discover, head_commit_id, work_tree_root};
+pub(crate) use repo::discover_gix;
+pub use repo::{
+    common_dir, current_branch, discover, head_commit_id, main_worktree_root, work_tree_root,
+};
 pub use snapshot::snapshot_uncommitted;
 pub use status::{changed_paths, dirty_paths, is_clean, DIRTY_PATHS_LIMIT};
 pub use worktree::{

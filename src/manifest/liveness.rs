@@ -71,7 +71,8 @@ pub fn session_liveness(
         };
     };
     let age_hours = (now_unix - started) as f64 / 3600.0;
-    if age_hours <= stale_hours {
+    // A grace period of 0 is none at all: a dead pid is dead even in its first second.
+    if stale_hours > 0.0 && age_hours <= stale_hours {
         return Liveness::Alive("too recent to judge");
     }
     Liveness::Dead(match pid_state {

@@ -170,6 +170,27 @@ pub fn render(w: &mut dyn Write, report: &BatchReport) -> io::Result<()> {
         }
     }
 
+    // Parallel mode: the statuses git-teleos wrote (the single-writer rule, `stories::tracker`).
+    let tracked: Vec<&StoryResult> = report
+        .stories
+        .iter()
+        .filter(|s| s.tracker_status.is_some())
+        .collect();
+    if !tracked.is_empty() {
+        heading(
+            w,
+            "Sprint tracker (set by git-teleos when each story merged)",
+        )?;
+        for s in tracked {
+            writeln!(
+                w,
+                "  {}: {}",
+                s.story_key,
+                s.tracker_status.as_deref().unwrap_or_default()
+            )?;
+        }
+    }
+
     let kept: Vec<&StoryResult> = report
         .stories
         .iter()

@@ -5,6 +5,7 @@ pub mod deps;
 pub mod scan;
 pub mod sprint_status;
 pub mod tasks;
+pub mod tracker;
 
 use serde::Serialize;
 use std::path::PathBuf;

@@ -809,3 +809,107 @@ fn concurrent_merges_into_one_branch_all_land() {
     }
     git(&root, &["fsck", "--no-progress"]);
 }
+
+#[test]
+fn owned_path_keeps_the_target_side_then_takes_the_edit() {
+    const T: &str = "sprint-status.yaml";
+    let tracker = "# c\ndevelopment_status:\n  1-1: backlog\n  1-2: backlog\n";
+    let (tmp, root) = repo();
+    write(&root, T, tracker);
+    let start = commit_all(&root, "tracker");
+    // Integration already set 1-1; the story branch edits the neighbouring line (a conflict
+    // without ownership) and does its real work.
+    git(&root, &["checkout", "-q", "-b", "integ"]);
+    write(&root, T, &tracker.replace("1-1: backlog", "1-1: done"));
+    write(&root, "one.txt", "1\n");
+    let integ = commit_all(&root, "1-1");
+    git(
+        &root,
+        &["checkout", "-q", "-b", "story", &start.to_string()],
+    );
+    write(
+        &root,
+        T,
+        &tracker.replace("1-2: backlog", "1-2: done # by agent"),
+    );
+    write(&root, "two.txt", "2\n");
+    let story = commit_all(&root, "1-2");
+    git(&root, &["checkout", "-q", "main"]);
+    let repo = open(&root);
+    let edit = |b: &[u8]| {
+        let t = std::str::from_utf8(b).ok()?;
+        Some(t.replace("1-2: backlog", "1-2: review").into_bytes())
+    };
+    let owned = [git::OwnedPath {
+        path: T,
+        edit: &edit,
+    }];
+
+    // Without ownership the tracker lines conflict.
+    let plain = git::merge_commits_in_memory(&repo, integ, story, "integ", "m").unwrap();
+    assert!(matches!(plain, MergeOutcome::Conflict { .. }), "{plain:?}");
+
+    let (out, report) =
+        git::merge_into_branch_owning(&repo, "refs/heads/integ", story, "merge 1-2", &owned)
+            .unwrap();
+    let MergeOutcome::Merged(id) = out else {
+        panic!("expected a merge, got {out:?}")
+    };
+    assert_eq!(report.dropped, vec![T.to_string()]);
+    assert_eq!(report.edited, vec![T.to_string()]);
+    assert_eq!(
+        git(&root, &["show", &format!("{id}:{T}")]),
+        "# c\ndevelopment_status:\n  1-1: done\n  1-2: review\n"
+    );
+    assert_eq!(git(&root, &["show", &format!("{id}:two.txt")]), "2\n");
+    assert_eq!(git(&root, &["show", &format!("{id}:one.txt")]), "1\n");
+    assert_eq!(
+        git(&root, &["rev-list", "--parents", "-n1", &id.to_string()]).trim(),
+        format!("{id} {integ} {story}")
+    );
+
+    // Where a fast-forward would do, the edit still lands in one merge commit.
+    git::create_branch(&repo, "ff", start).unwrap();
+    let (out, report) =
+        git::merge_into_branch_owning(&repo, "refs/heads/ff", story, "merge", &owned).unwrap();
+    let MergeOutcome::Merged(ff) = out else {
+        panic!("expected a merge commit, got {out:?}")
+    };
+    assert_eq!(report.dropped, vec![T.to_string()]);
+    assert_eq!(
+        git(&root, &["show", &format!("{ff}:{T}")]),
+        tracker.replace("1-2: backlog", "1-2: review")
+    );
+    assert_eq!(
+        git(&root, &["rev-list", "--parents", "-n1", &ff.to_string()]).trim(),
+        format!("{ff} {start} {story}")
+    );
+
+    // Nothing new to merge, but the edit: one commit on the target.
+    let (out, report) =
+        git::merge_into_branch_owning(&repo, "refs/heads/ff", start, "status", &owned).unwrap();
+    assert_eq!(
+        out,
+        MergeOutcome::UpToDate,
+        "already reviewed: nothing to write"
+    );
+    assert!(report.dropped.is_empty() && report.edited.is_empty());
+    git::create_branch(&repo, "plain", start).unwrap();
+    let (out, _) =
+        git::merge_into_branch_owning(&repo, "refs/heads/plain", start, "status", &owned).unwrap();
+    let MergeOutcome::Merged(c) = out else {
+        panic!("expected a status commit, got {out:?}")
+    };
+    assert_eq!(
+        git(&root, &["rev-list", "--parents", "-n1", &c.to_string()]).trim(),
+        format!("{c} {start}")
+    );
+    // No ownership, no change of behaviour: a fast-forward stays one.
+    git::create_branch(&repo, "bare-ff", start).unwrap();
+    let (out, report) =
+        git::merge_into_branch_owning(&repo, "refs/heads/bare-ff", story, "m", &[]).unwrap();
+    assert_eq!(out, MergeOutcome::FastForward(story));
+    assert!(report.dropped.is_empty());
+    git(&root, &["fsck", "--no-progress", "--strict"]);
+    drop(tmp);
+}

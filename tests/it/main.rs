@@ -12,6 +12,7 @@ mod agent_runner;
 mod cleanup;
 mod close;
 mod crash;
+mod git_config;
 mod git_ops;
 mod hostile_input;
 mod man;
@@ -24,6 +25,7 @@ mod report;
 mod resources;
 mod scan;
 mod signing;
+mod tracker;
 mod trust;
 
 /// A test file added as `tests/<name>.rs` would build and link a binary of its own, and one
