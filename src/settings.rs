@@ -16,6 +16,8 @@ pub mod defaults {
     pub const SETUP_TIMEOUT_SECS: u64 = 1800;
     pub const STALE_HOURS: f64 = 4.0;
     pub const RETRIES: u32 = 2;
+    pub const AGENT_STAGGER_SECS: f64 = 2.0;
+    pub const OPENCODE_STALL_SECS: u64 = 300;
     pub const CIRCUIT_BREAKER: u32 = 3;
     pub const AGENT: &str = "claude";
     pub const WORKTREE_DIR: &str = ".claude/worktrees";
@@ -48,8 +50,9 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
     ("teleos.model", "Model name passed to the agent CLI."),
     ("teleos.maxTurns", "Maximum agent turns per story (where the CLI supports it)."),
     ("teleos.storyTimeout", "Seconds an agent may run on one story before its whole process group is killed. Default 3600."),
-    ("teleos.stallTimeout", "Seconds without any agent output before it is killed as stalled. Default: off (0)."),
-    ("teleos.rateLimitBackoff", "Seconds to wait before retrying an agent run that hit a rate or usage limit; doubled for each further try (3 tries). Default 60."),
+    ("teleos.stallTimeout", "Seconds without any agent output before it is killed as stalled; 0 turns it off. Default: off, except 300 for the opencode preset (offline it retries silently forever)."),
+    ("teleos.rateLimitBackoff", "Seconds to wait before retrying an agent run that hit a rate or usage limit; doubled for each further try (3 tries). In parallel mode every worker holds new starts for that long, one agent fewer runs at once, and one more is allowed again after each quiet period of twice this without a rate limit. Default 60."),
+    ("teleos.agentStagger", "Seconds between agent starts in parallel mode, so agents do not all reach the provider at once. Default 2; 0 starts them together."),
     ("teleos.retries", "Retries of a story that failed with an error. Default 2."),
     ("teleos.circuitBreaker", "Consecutive story failures after which no new story starts. Default 3; 0 disables."),
     ("teleos.workerInstructions", "File (relative to the repository root) whose text replaces the built-in worker instructions."),
@@ -175,6 +178,8 @@ pub struct Settings {
     pub story_timeout: Duration,
     pub stall_timeout: Option<Duration>,
     pub rate_limit_backoff: Duration,
+    /// Time between agent starts in parallel mode.
+    pub agent_stagger: Duration,
     pub retries: u32,
     pub circuit_breaker: u32,
     pub worker_instructions: Option<PathBuf>,
@@ -214,6 +219,7 @@ impl Settings {
         let stall_timeout = c.count("teleos.stallTimeout", 0, 7 * 24 * 3600)?;
         let retries = c.count("teleos.retries", 0, 100)?;
         let backoff = c.non_negative("teleos.rateLimitBackoff")?;
+        let stagger = c.non_negative("teleos.agentStagger")?;
         let circuit_breaker = c.count("teleos.circuitBreaker", 0, 100_000)?;
         let stale_hours = c.hours("teleos.staleHours")?;
         let setup = c.choice("teleos.setup", SETUP_MODES)?;
@@ -282,6 +288,12 @@ impl Settings {
             )));
         }
 
+        let stall_timeout = match stall_timeout {
+            Some(n) => (n > 0).then(|| Duration::from_secs(n as u64)),
+            // opencode needs no login and, offline, retries silently forever.
+            None if agent == "opencode" => Some(Duration::from_secs(defaults::OPENCODE_STALL_SECS)),
+            None => None,
+        };
         Ok(Settings {
             sprint_artifacts: flags
                 .sprint_artifacts
@@ -308,10 +320,9 @@ impl Settings {
                     .or(story_timeout.map(|n| n as u64))
                     .unwrap_or(defaults::STORY_TIMEOUT_SECS),
             ),
-            stall_timeout: stall_timeout
-                .filter(|n| *n > 0)
-                .map(|n| Duration::from_secs(n as u64)),
+            stall_timeout,
             rate_limit_backoff: Duration::from_secs_f64(backoff.unwrap_or(60.0)),
+            agent_stagger: Duration::from_secs_f64(stagger.unwrap_or(defaults::AGENT_STAGGER_SECS)),
             retries: flags
                 .retries
                 .or(retries.map(|n| n as u32))
@@ -554,6 +565,23 @@ mod tests {
             assert!(err.to_string().contains(bad.0), "{err}");
             assert_eq!(err.exit_code(), 2);
         }
+    }
+
+    #[test]
+    fn opencode_gets_a_stall_timeout_unless_one_is_set() {
+        let flags = Overrides {
+            agent: Some("opencode".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&cfg(&[]), &flags).unwrap();
+        assert_eq!(s.stall_timeout, Some(Duration::from_secs(300)));
+        let s = Settings::resolve(&cfg(&[("teleos.stallTimeout", "0")]), &flags).unwrap();
+        assert_eq!(s.stall_timeout, None);
+        let s = Settings::resolve(&cfg(&[("teleos.stallTimeout", "30")]), &flags).unwrap();
+        assert_eq!(s.stall_timeout, Some(Duration::from_secs(30)));
+        let s = Settings::resolve(&cfg(&[]), &Overrides::default()).unwrap();
+        assert_eq!(s.stall_timeout, None);
+        assert_eq!(s.agent_stagger, Duration::from_secs(2));
     }
 
     #[test]

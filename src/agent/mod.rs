@@ -3,6 +3,7 @@
 
 mod envelope;
 pub mod error;
+pub mod gate;
 pub mod kind;
 pub mod login;
 pub mod preset;
@@ -11,6 +12,7 @@ pub mod result;
 pub mod run;
 
 pub use error::AgentError;
+pub use gate::StartGate;
 pub use kind::{AgentKind, UnknownAgent};
 pub use login::{login_status, preflight, LoginStatus};
 pub use preset::{build_invocation, AgentConfig, Invocation};

@@ -249,6 +249,7 @@ fn story_gate_rounds(
             config: env.agent,
             cancel: env.cancel,
             on_spawn: env.on_agent_spawn,
+            start_gate: env.start_gate,
         });
         match run {
             Ok(r) => {

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::batch::claims::Claimer;
 use crate::batch::gate::{self, MergeRecord};
+use crate::batch::governor::Governor;
 use crate::batch::pool;
 use crate::batch::progress::Progress;
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
@@ -49,6 +50,8 @@ pub struct ParallelEnv<'a> {
     pub resolve: bool,
     /// Park clean, merged worktrees for the next batch instead of removing them.
     pub keep_worktrees: bool,
+    /// Time between agent starts (the governor's stagger).
+    pub stagger: Duration,
     pub progress: &'a Progress,
 }
 
@@ -89,6 +92,8 @@ struct Queue {
     results: Vec<StoryResult>,
     stopper: Stopper,
     stopped: Option<String>,
+    /// An agent said it is not authenticated: no story starts after it.
+    setup_error: Option<String>,
 }
 
 enum Next {
@@ -167,6 +172,11 @@ impl Queue {
                 q.failed.insert(result.story_key.clone());
             }
             q.stopper.record(&result);
+            if let Some(e) = &result.setup_error {
+                q.stopped
+                    .get_or_insert_with(|| format!("the agent is not authenticated: {e}"));
+                q.setup_error.get_or_insert_with(|| e.clone());
+            }
             q.results.push(result);
         }
         cv.notify_all();
@@ -255,7 +265,9 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         m.sessions.insert(sid.to_string(), session);
         Ok(unused)
     })?;
-    if git::resolve_ref(&main, &integration_ref)?.is_none() {
+    // A resumed session's integration branch (and worktrees) are not this run's to undo.
+    let fresh_session = git::resolve_ref(&main, &integration_ref)?.is_none();
+    if fresh_session {
         git::create_branch(&main, &integration, start)?;
     }
     report.branch = start_branch.clone();
@@ -276,6 +288,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         results: Vec::new(),
         stopper: Stopper::new(env.circuit_breaker, env.max_budget_usd),
         stopped: None,
+        setup_error: None,
     });
     let cv = Condvar::new();
     // Serialises merges, and remembers where we last left the integration branch so a move
@@ -307,12 +320,22 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             Ok(())
         });
     };
+    // One governor for every worker: staggered starts, a shared pause on rate limits, and
+    // a concurrency limit that drops on them and climbs back after twice the back-off.
+    let say = |text: &str| env.progress.line(text);
+    let governor = Governor::new(
+        slots.len(),
+        env.stagger,
+        env.story.agent.rate_limit_backoff.saturating_mul(2),
+        Some(&say),
+    );
     let story_env = StoryEnv {
         on_agent_spawn: Some(&record_agent),
         gate: gate::GateEnv {
             on_spawn: Some(&record_agent),
             ..env.story.gate
         },
+        start_gate: Some(&governor),
         ..env.story
     };
     // One plain thread per worktree, not a rayon pool: each spends up to an hour blocked on
@@ -429,6 +452,8 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         q.results
             .push(StoryResult::not_run(&s, Outcome::NotStarted, Some(why)));
     }
+    let waits: f64 = q.results.iter().map(|r| r.rate_limit_wait_secs).sum();
+    report.governor = Some(governor.summary(waits));
     report.stories.extend(q.results);
     report
         .notes
@@ -438,6 +463,16 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     report.lanes.extend(lanes);
     if q.stopped.is_some() {
         report.stopped = q.stopped.clone();
+    }
+
+    // Not authenticated, and nothing done yet: take back everything this run created.
+    if let Some(e) = q.setup_error.clone() {
+        if fresh_session && q.merged.is_empty() && report.no_work_done() {
+            undo_session(&main, &slots, &integration, &manifest, sid, report);
+            session_lock.release_and_remove()?;
+            report.setup_error = Some(e);
+            return Ok(());
+        }
     }
 
     let interrupted = env.story.cancel.load(Ordering::SeqCst);
@@ -546,6 +581,49 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     })?;
     session_lock.release_and_remove()?;
     Ok(())
+}
+
+/// Remove what a session created that did no work: its worktrees, their branches, the
+/// integration branch and its manifest entry. Anything that refuses to go is reported.
+fn undo_session(
+    main: &gix::Repository,
+    slots: &[Slot],
+    integration: &str,
+    manifest: &ManifestFile,
+    sid: &str,
+    report: &mut BatchReport,
+) {
+    for slot in slots {
+        let registered = git::list_worktrees(main)
+            .map(|l| l.iter().any(|w| git::worktree_path_eq(&w.path, &slot.path)))
+            .unwrap_or(false);
+        if registered {
+            let _ = git::unlock_worktree(main, &slot.path);
+            if let Err(e) = git::remove_worktree(main, &slot.path, false) {
+                report
+                    .notes
+                    .push(format!("kept worktree {}: {e}", slot.path.display()));
+                continue;
+            }
+        }
+        if matches!(
+            git::resolve_ref(main, &format!("refs/heads/{}", slot.branch)),
+            Ok(Some(_))
+        ) {
+            if let Err(e) = git::delete_branch_guarded(main, &slot.branch, |b| b == slot.branch) {
+                report
+                    .notes
+                    .push(format!("kept branch {}: {e}", slot.branch));
+            }
+        }
+    }
+    if let Err(e) = git::delete_branch_guarded(main, integration, |b| b == integration) {
+        report.notes.push(format!("kept branch {integration}: {e}"));
+    }
+    let _ = manifest.update(|m| {
+        m.sessions.remove(sid);
+        Ok(())
+    });
 }
 
 /// A worktree an earlier run of session `sid` recorded, if it follows the session's naming
@@ -1069,6 +1147,7 @@ impl Worker<'_, '_> {
             config: self.story.agent,
             cancel: self.story.cancel,
             on_spawn: self.story.on_agent_spawn,
+            start_gate: self.story.start_gate,
         });
         if let Some(last) = result.timeline.last_mut() {
             last.push(Phase::until_now(timing::RESOLVE, resolve_start));

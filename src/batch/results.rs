@@ -109,6 +109,18 @@ pub struct StoryResult {
     /// The commit every gate passed on, when they did (saves running them again on it).
     #[serde(skip)]
     pub gates_green_at: Option<gix::ObjectId>,
+    /// Seconds this story's agent runs waited on rate limits (back-off, the shared pause).
+    #[serde(default)]
+    pub rate_limit_wait_secs: f64,
+    /// Its last run was still turned away by a rate limit: not counted by the circuit breaker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rate_limited: bool,
+    /// What the agent CLI reported without failing (e.g. codex error items).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// The agent CLI is not authenticated (a setup error: the batch stops).
+    #[serde(skip)]
+    pub setup_error: Option<String>,
     /// Each attempt with its lane and phases, first to last (empty in older records).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<Attempt>,
@@ -143,6 +155,10 @@ impl StoryResult {
             gates: Vec::new(),
             gate_repairs: 0,
             gates_green_at: None,
+            rate_limit_wait_secs: 0.0,
+            rate_limited: false,
+            warnings: Vec::new(),
+            setup_error: None,
             timeline: Vec::new(),
         }
     }
@@ -176,6 +192,13 @@ pub struct BatchReport {
     /// Every run of the gates on the integrated result (parallel mode), bisection included.
     #[serde(default)]
     pub integration_gates: Vec<crate::gate::GateResult>,
+    /// Parallel mode: what the start governor did (rate limits, the concurrency limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governor: Option<crate::batch::governor::GovernorSummary>,
+    /// The agent CLI said it is not authenticated before any work was done: the batch undid
+    /// what it created and ends as a setup error (nothing is recorded).
+    #[serde(skip)]
+    pub setup_error: Option<String>,
     /// When the batch started and finished, Unix ms (absent in older records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_ms: Option<i64>,
@@ -190,6 +213,20 @@ impl BatchReport {
     pub fn total_cost(&self) -> Option<f64> {
         let costs: Vec<f64> = self.stories.iter().filter_map(|s| s.cost_usd).collect();
         (!costs.is_empty()).then(|| costs.iter().sum())
+    }
+
+    /// No story has left anything behind: no commit, nothing kept on a ref, nothing routed.
+    pub fn no_work_done(&self) -> bool {
+        self.stories.iter().all(|s| {
+            matches!(s.outcome, Outcome::Error | Outcome::NotStarted)
+                && s.commit_hash.is_none()
+                && s.rescue_ref.is_none()
+        })
+    }
+
+    /// Seconds the stories' agents waited on rate limits, summed over stories.
+    pub fn rate_limit_wait_secs(&self) -> f64 {
+        self.stories.iter().map(|s| s.rate_limit_wait_secs).sum()
     }
 
     pub fn count(&self, o: Outcome) -> usize {
@@ -221,6 +258,8 @@ impl BatchReport {
                 "cost_usd": s.cost_usd,
                 "duration_secs": s.duration_secs,
                 "attempts": s.attempts,
+                "rate_limit_wait_secs": s.rate_limit_wait_secs,
+                "warnings": s.warnings,
                 "discrepancies": s.discrepancies,
                 "rescue_ref": s.rescue_ref,
                 "gates": s.gates,
@@ -290,7 +329,9 @@ impl BatchReport {
                 "blocker_questions": self.stories.iter().map(|s| s.blocker_questions.len()).sum::<usize>(),
                 "human_validation_tasks": self.stories.iter().map(|s| s.human_validation_tasks.len()).sum::<usize>(),
                 "cost_usd": self.total_cost(),
+                "rate_limit_wait_secs": self.rate_limit_wait_secs(),
             },
+            "governor": self.governor,
             "stopped": self.stopped,
             "not_landed": self.not_landed,
             "gates": self.gate_plan,

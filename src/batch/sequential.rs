@@ -68,7 +68,15 @@ pub struct Stopper {
     breaker: u32,
     budget: Option<f64>,
     spent: f64,
+    /// While no agent run has done anything else: the one way they all failed, and how many
+    /// runs failed so.
+    same_failure: Option<(String, u32)>,
+    any_other: bool,
 }
+
+/// Agent runs that all failed the same way, after which no new story starts: the next would
+/// almost surely fail again (an agent that cannot reach its provider stalls every time).
+const SAME_FAILURE_RUNS: u32 = 3;
 
 impl Stopper {
     pub fn new(breaker: u32, budget: Option<f64>) -> Self {
@@ -77,11 +85,38 @@ impl Stopper {
             breaker,
             budget,
             spent: 0.0,
+            same_failure: None,
+            any_other: false,
         }
     }
 
     pub fn record(&mut self, r: &StoryResult) {
         self.spent += r.cost_usd.unwrap_or(0.0);
+        // A provider's rate limit says nothing about the stories or the agent.
+        if r.rate_limited {
+            return;
+        }
+        match (r.outcome, r.error_message.as_deref()) {
+            // Only the run itself dying counts (stall, timeout, crash, the CLI's error), not
+            // an answer that did not hold for this story.
+            (Outcome::Error, Some(why))
+                if r.attempts > 0 && !self.any_other && why.starts_with("agent failed:") =>
+            {
+                match &mut self.same_failure {
+                    Some((cause, runs)) if cause == why => *runs += r.attempts,
+                    Some(_) => {
+                        self.same_failure = None;
+                        self.any_other = true;
+                    }
+                    None => self.same_failure = Some((why.to_string(), r.attempts)),
+                }
+            }
+            (Outcome::Completed | Outcome::Partial | Outcome::Error | Outcome::Conflict, _) => {
+                self.same_failure = None;
+                self.any_other = true;
+            }
+            _ => {}
+        }
         match r.outcome {
             Outcome::Error => self.consecutive_failures += 1,
             Outcome::Completed | Outcome::Partial | Outcome::Conflict => {
@@ -97,6 +132,13 @@ impl Stopper {
                 "circuit breaker: {} consecutive failures",
                 self.consecutive_failures
             ));
+        }
+        if let Some((cause, runs)) = &self.same_failure {
+            if *runs >= SAME_FAILURE_RUNS {
+                return Some(format!(
+                    "every agent run so far ({runs}) failed the same way: {cause}"
+                ));
+            }
         }
         match self.budget {
             Some(b) if self.spent >= b => Some(format!(
@@ -328,7 +370,17 @@ fn run_claimed(
         };
         let _ = writeln!(env.progress, "{}", status_line(&result, env.threshold));
         stopper.record(&result);
+        let setup_error = result.setup_error.clone();
         report.stories.push(result);
+        // Not authenticated: no other story can do better. Before any work, the batch ends as
+        // a setup error; after some, it stops and says why.
+        if let Some(e) = setup_error {
+            if report.no_work_done() {
+                report.setup_error = Some(e.clone());
+            }
+            report.stopped = Some(format!("the agent is not authenticated: {e}"));
+            continue;
+        }
         // Look at the checkout itself, not at what the agent said about it.
         let repo = gix::open(env.root).ok();
         let branch_now = repo

@@ -301,6 +301,31 @@ pub fn render(w: &mut dyn Write, report: &BatchReport) -> io::Result<()> {
     if let Some(c) = report.total_cost() {
         writeln!(w, "  Agent cost:         ${c:.2}")?;
     }
+    let waited = report.rate_limit_wait_secs();
+    if let Some(g) = report
+        .governor
+        .as_ref()
+        .filter(|g| g.rate_limit_signals > 0)
+    {
+        writeln!(
+            w,
+            "  Rate limits:        {} signal(s), {waited:.0}s waited; agents at once went down to {} of {}, {} at the end",
+            g.rate_limit_signals, g.min_limit, g.max_parallel, g.limit
+        )?;
+    } else if waited > 0.0 {
+        writeln!(w, "  Rate limits:        {waited:.0}s waited")?;
+    }
+    for s in report
+        .stories
+        .iter()
+        .filter(|s| s.rate_limit_wait_secs > 0.0)
+    {
+        writeln!(
+            w,
+            "    {} waited {:.0}s on rate limits",
+            s.story_key, s.rate_limit_wait_secs
+        )?;
+    }
     if report.not_landed {
         writeln!(w, "  Landed:             no (see the notes)")?;
     }

@@ -7,6 +7,7 @@
 
 mod common;
 
+mod agent_clis;
 mod agent_runner;
 mod cleanup;
 mod close;
