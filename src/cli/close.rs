@@ -294,10 +294,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         ctx.settings.agent,
         logs_dir.display()
     );
+    // Agents update the tracker and write completions where the tracker is.
+    let tracker_dir = scan.tracker_dir();
     let story_env = StoryEnv {
         agent: &agent_cfg,
         parse: &parse,
-        artifacts_dir: &scan.artifacts_dir,
+        artifacts_dir: &tracker_dir,
         instructions: instructions.as_deref(),
         date: &date,
         logs_dir: &logs_dir,
