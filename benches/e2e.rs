@@ -49,14 +49,16 @@ fn main() {
     let bench = Bench::new(&cfg);
     let mut report = Report {
         load_start: loadavg(),
+        fs: bench.fs,
         ..Report::default()
     };
     println!(
-        "e2e: workloads {:?}, {} rounds, {} files, fixtures in {}",
+        "e2e: workloads {:?}, {} rounds, {} files, fixtures in {}; each run on {}",
         cfg.workloads,
         cfg.rounds,
         cfg.files,
-        bench.root.display()
+        bench.root.display(),
+        bench.fs.describe()
     );
     if cfg.wants("A") || cfg.wants("E") {
         workload_a(&cfg, &bench, &mut report);
@@ -139,6 +141,8 @@ struct Bench {
     bin: PathBuf,
     teleos: PathBuf,
     baseline: PathBuf,
+    /// How each run gets a filesystem of its own (see [`FsKind`]).
+    fs: FsKind,
 }
 
 impl Bench {
@@ -159,6 +163,7 @@ impl Bench {
                 cfg.teleos.display()
             )
         });
+        let fs = FsKind::probe(&root);
         Bench {
             _tmp: tmp,
             root,
@@ -166,14 +171,37 @@ impl Bench {
             bin,
             teleos,
             baseline: Path::new(MANIFEST_DIR).join("benches/e2e/baseline.sh"),
+            fs,
         }
+    }
+
+    /// Where the stand-in agent appends the time (epoch seconds) at which each run started.
+    fn starts_file(&self) -> PathBuf {
+        self.root.join("agent-starts.txt")
+    }
+
+    /// Forget the agent start times of the previous run.
+    fn reset_starts(&self) {
+        fs::write(self.starts_file(), "").expect("reset agent starts");
+    }
+
+    /// Seconds from `spawned` (epoch seconds) to the first agent start recorded since the
+    /// last [`Bench::reset_starts`].
+    fn first_agent_after(&self, spawned: f64) -> Option<f64> {
+        let text = fs::read_to_string(self.starts_file()).ok()?;
+        text.lines()
+            .filter_map(|l| l.trim().parse::<f64>().ok())
+            .min_by(|a, b| a.total_cmp(b))
+            .map(|first| first - spawned)
     }
 
     /// Install the stand-in agent with this durations table (`key seconds`, `*` = default).
     fn install_agent(&self, durations: &str) {
         let table = self.root.join("durations.txt");
         fs::write(&table, durations).expect("write durations");
-        let script = STANDIN.replace("@DURATIONS@", &table.to_string_lossy());
+        let script = STANDIN
+            .replace("@DURATIONS@", &table.to_string_lossy())
+            .replace("@STARTS@", &self.starts_file().to_string_lossy());
         let path = self.bin.join("claude");
         fs::write(&path, script).expect("write stand-in agent");
         use std::os::unix::fs::PermissionsExt;
@@ -257,25 +285,30 @@ impl Bench {
         dir
     }
 
-    /// A fresh copy of `fixture` at `<root>/run` (not timed).
-    fn fresh_copy(&self, fixture: &Path) -> PathBuf {
-        let run = self.root.join("run");
-        remove_dir(&run);
+    /// A fresh copy of `fixture` on a filesystem of its own at `<root>/run` (not timed). The
+    /// returned guard unmounts and deletes it: no run inherits another's disk state (recently
+    /// freed inodes, dirty pages, a journal still being written back).
+    fn fresh_copy(&self, fixture: &Path) -> (FreshFs, PathBuf) {
+        let mnt = self.root.join("run");
+        let fresh = FreshFs::new(self.fs, &self.root, &mnt);
+        let repo = mnt.join("repo");
         let st = Command::new("cp")
             .arg("-a")
             .arg(fixture)
-            .arg(&run)
+            .arg(&repo)
             .status()
             .expect("cp");
         assert!(st.success(), "cp -a failed");
         sync();
-        run
+        (fresh, repo)
     }
 
     /// Time `git teleos close --parallel 3 --all --yes --json`; returns the run's figures.
     fn run_teleos(&self, repo: &Path) -> TeleosRun {
         let out = fs::File::create(self.root.join("teleos.out")).expect("stdout file");
         let err = fs::File::create(self.root.join("teleos.err")).expect("stderr file");
+        self.reset_starts();
+        let spawned = epoch_secs();
         let started = Instant::now();
         let child = self
             .cmd(&self.teleos, repo)
@@ -316,19 +349,22 @@ impl Bench {
         }
         TeleosRun {
             secs,
+            first_agent: self.first_agent_after(spawned).unwrap_or(f64::NAN),
             hwm_kib: peak.load(Ordering::SeqCst),
             maxrss_kib: usage.ru_maxrss as u64,
         }
     }
 
-    /// Time the baseline script on `repo`.
-    fn run_baseline(&self, repo: &Path, keys: &[String]) -> f64 {
+    /// Time the baseline script on `repo`: (wall seconds, seconds to the first agent start).
+    fn run_baseline(&self, repo: &Path, keys: &[String]) -> (f64, f64) {
         let list = self.root.join("stories.tsv");
         let text: String = keys
             .iter()
             .map(|k| format!("{k}\t{ARTIFACTS}/{k}.md\n"))
             .collect();
         fs::write(&list, text).expect("write story list");
+        self.reset_starts();
+        let spawned = epoch_secs();
         let started = Instant::now();
         let out = self
             .cmd("bash", repo)
@@ -348,7 +384,7 @@ impl Bench {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        secs
+        (secs, self.first_agent_after(spawned).unwrap_or(f64::NAN))
     }
 
     /// Not timed: every story's output is on `main`, and no worktree or work branch is left.
@@ -385,6 +421,8 @@ impl Bench {
 
 struct TeleosRun {
     secs: f64,
+    /// From spawn to the first agent process starting: the wait a user feels.
+    first_agent: f64,
     /// Peak RSS of the git-teleos process itself (VmHWM), last value polled before it exited.
     hwm_kib: u64,
     /// wait4's ru_maxrss: the larger of git-teleos's peak and its reaped descendants'.
@@ -462,7 +500,7 @@ fn alternate(
     fixture: &Path,
     keys: &[String],
     failures: &mut Vec<String>,
-) -> (Vec<TeleosRun>, Vec<f64>) {
+) -> Sides {
     let (mut teleos_runs, mut baseline_runs) = (Vec::new(), Vec::new());
     for round in 0..cfg.rounds {
         let order = if round % 2 == 0 {
@@ -471,25 +509,30 @@ fn alternate(
             ["baseline", "teleos"]
         };
         for side in order {
-            let repo = bench.fresh_copy(fixture);
+            let (fresh, repo) = bench.fresh_copy(fixture);
             if side == "teleos" {
                 let r = bench.run_teleos(&repo);
                 println!(
-                    "{label} round {}: git-teleos {:.2} s (VmHWM {:.1} MiB, maxrss {:.1} MiB)",
+                    "{label} round {}: git-teleos {:.2} s, first agent after {:.2} s (VmHWM {:.1} MiB, maxrss {:.1} MiB)",
                     round + 1,
                     r.secs,
+                    r.first_agent,
                     r.hwm_kib as f64 / 1024.0,
                     r.maxrss_kib as f64 / 1024.0
                 );
                 teleos_runs.push(r);
             } else {
-                let secs = bench.run_baseline(&repo, keys);
-                println!("{label} round {}: baseline   {secs:.2} s", round + 1);
-                baseline_runs.push(secs);
+                let (secs, first) = bench.run_baseline(&repo, keys);
+                println!(
+                    "{label} round {}: baseline   {secs:.2} s, first agent after {first:.2} s",
+                    round + 1
+                );
+                baseline_runs.push((secs, first));
             }
             if !bench.verify(side, &repo, keys) {
                 failures.push(format!("{label} round {} {side}", round + 1));
             }
+            drop(fresh);
         }
     }
     (teleos_runs, baseline_runs)
@@ -525,7 +568,7 @@ fn workload_b(cfg: &Config, bench: &Bench, report: &mut Report) {
     let (t, b) = alternate(cfg, bench, "B", &fixture, &keys, &mut report.failures);
     let total: f64 = durations.iter().sum();
     let longest = durations.iter().copied().fold(0.0, f64::max);
-    report.b = Some((t, b, (total / SLOTS as f64).max(longest)));
+    report.b = Some(((t, b), (total / SLOTS as f64).max(longest)));
 }
 
 fn workload_d(cfg: &Config, bench: &Bench, report: &mut Report) {
@@ -541,7 +584,7 @@ fn workload_d(cfg: &Config, bench: &Bench, report: &mut Report) {
         let mut sides = ["gix", "git-serial", "git-parallel"];
         sides.rotate_left(round % 3);
         for side in sides {
-            let repo = bench.fresh_copy(&fixture);
+            let (_fresh, repo) = bench.fresh_copy(&fixture);
             let secs = match side {
                 "gix" => gix_worktrees(&repo),
                 "git-serial" => git_worktrees(bench, &repo, false),
@@ -604,6 +647,7 @@ fn gix_worktrees(repo: &Path) -> f64 {
                     &wt_path(repo, n),
                     &format!("worktree/teleos-d0d0d0-{n}"),
                     head,
+                    &std::sync::atomic::AtomicBool::new(false),
                 )
                 .expect("add_worktree");
             });
@@ -693,7 +737,12 @@ fn gix_reuse(bench: &Bench, repo: &Path) -> f64 {
                 .expect("adopt");
                 assert!(taken, "no parked worktree to take");
                 let wt = gix::open(&path).expect("open worktree");
-                git_teleos::git::reset_worktree_to(&wt, head).expect("reset to the new base");
+                git_teleos::git::reset_worktree_to(
+                    &wt,
+                    head,
+                    &std::sync::atomic::AtomicBool::new(false),
+                )
+                .expect("reset to the new base");
             });
         }
     });
@@ -718,14 +767,20 @@ struct WorkloadD {
     git_parallel: Vec<f64>,
 }
 
+/// One workload's runs: git-teleos's, and the baseline's (wall seconds, seconds to the first
+/// agent).
+type Sides = (Vec<TeleosRun>, Vec<(f64, f64)>);
+
 #[derive(Default)]
 struct Report {
-    a: Option<(Vec<TeleosRun>, Vec<f64>)>,
-    b: Option<(Vec<TeleosRun>, Vec<f64>, f64)>,
+    a: Option<Sides>,
+    /// B's runs and its lower bound max(total/3, longest).
+    b: Option<(Sides, f64)>,
     d: Option<WorkloadD>,
     failures: Vec<String>,
     load_start: String,
     load_end: String,
+    fs: FsKind,
 }
 
 fn secs_list(xs: &[f64]) -> String {
@@ -781,15 +836,12 @@ impl Report {
             "- load average (1/5/15 min) at start: {}; at end: {}",
             self.load_start, self.load_end
         );
-        let _ = writeln!(
-            s,
-            "- shared machine: other builds may run at the same time; the sides alternate each \
-             round so drift hits both, and medians are reported\n"
-        );
+        let _ = writeln!(s, "- every run's filesystem: {}\n", self.fs.describe());
         let _ = writeln!(s, "### Method\n");
         let _ = writeln!(
             s,
-            "Each run starts from a fresh `cp -a` of a fixture repository built with the git CLI \
+            "Each run starts from a fresh `cp -a`, onto a filesystem made for that run alone and \
+             removed after it, of a fixture repository built with the git CLI \
              (hermetic: `GIT_CONFIG_GLOBAL=/dev/null`, `GIT_CONFIG_NOSYSTEM=1`, fixed identities \
              and dates; filler files under `src/`, stories in `{ARTIFACTS}/` with 9 of 10 boxes \
              ticked; committed, then `git gc`). The copy and the checks are not timed. Both sides \
@@ -822,7 +874,8 @@ impl Report {
         let mut details = String::new();
         if let Some((t, b)) = &self.a {
             let ts: Vec<f64> = t.iter().map(|r| r.secs).collect();
-            let (mt, mb) = (median(&ts), median(b));
+            let b: Vec<f64> = b.iter().map(|x| x.0).collect();
+            let (mt, mb) = (median(&ts), median(&b));
             if cfg.wants("A") {
                 let _ = writeln!(
                     s,
@@ -835,7 +888,7 @@ impl Report {
                     details,
                     "- A samples (s): git-teleos {}; baseline {}",
                     secs_list(&ts),
-                    secs_list(b)
+                    secs_list(&b)
                 );
             }
             if cfg.wants("E") {
@@ -858,9 +911,10 @@ impl Report {
                 );
             }
         }
-        if let Some((t, b, bound)) = &self.b {
+        if let Some(((t, b), bound)) = &self.b {
             let ts: Vec<f64> = t.iter().map(|r| r.secs).collect();
-            let (mt, mb) = (median(&ts), median(b));
+            let b: Vec<f64> = b.iter().map(|x| x.0).collect();
+            let (mt, mb) = (median(&ts), median(&b));
             let _ = writeln!(
                 s,
                 "| B: 12 skewed stories (4 × {} s at positions 0,3,6,9, 8 × {} s), {} files | {mt:.2} s | {mb:.2} s | {:.2} × | ≤ 0.6 × | {} |",
@@ -875,9 +929,37 @@ impl Report {
                 "- B samples (s): git-teleos {}; baseline {}. Lower bound max(total/3, longest) \
                  = {bound:.2} s: git-teleos at {:.2} × the bound, baseline at {:.2} ×",
                 secs_list(&ts),
-                secs_list(b),
+                secs_list(&b),
                 mt / bound,
                 mb / bound
+            );
+        }
+        let first_agent = [
+            (
+                "A",
+                self.a
+                    .as_ref()
+                    .filter(|_| cfg.wants("A"))
+                    .map(|a| (&a.0, &a.1)),
+            ),
+            ("B", self.b.as_ref().map(|b| (&b.0 .0, &b.0 .1))),
+        ];
+        for (label, runs) in first_agent {
+            let Some((t, b)) = runs else { continue };
+            let tf: Vec<f64> = t.iter().map(|r| r.first_agent).collect();
+            let bf: Vec<f64> = b.iter().map(|x| x.1).collect();
+            let (mt, mb) = (median(&tf), median(&bf));
+            let _ = writeln!(
+                s,
+                "| {label}: time to first agent (spawn to the first agent process) | {mt:.2} s | {mb:.2} s | {:.2} × | ≤ 0.5 × | {} |",
+                mt / mb,
+                verdict(mt / mb <= 0.5)
+            );
+            let _ = writeln!(
+                details,
+                "- {label} time to first agent, samples (s): git-teleos {}; baseline {}",
+                secs_list(&tf),
+                secs_list(&bf)
             );
         }
         if let Some(d) = &self.d {
@@ -1002,4 +1084,141 @@ fn write_section(path: &Path, section: &str) -> std::io::Result<()> {
         _ => format!("{}\n\n{section}", current.trim_end()),
     };
     fs::write(path, new)
+}
+
+fn epoch_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// How a run gets a filesystem of its own, decided once by [`FsKind::probe`].
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+enum FsKind {
+    /// A new ext4 image, loop-mounted (needs root): the same kind of disk filesystem users have.
+    #[default]
+    LoopExt4,
+    /// A new tmpfs mount (needs the right to mount, not a loop device): isolated, but in memory.
+    Tmpfs,
+    /// Neither could be mounted: a new folder on the shared disk, so runs may inherit each
+    /// other's disk state. Said in the output and in BENCHMARKS.md.
+    Folder,
+}
+
+impl FsKind {
+    /// Try each kind once, best first, in a scratch mount point under `root`.
+    fn probe(root: &Path) -> FsKind {
+        if std::env::var("E2E_FS").as_deref() == Ok("folder") {
+            return FsKind::Folder;
+        }
+        for kind in [FsKind::LoopExt4, FsKind::Tmpfs] {
+            let mnt = root.join("probe");
+            if let Some(fresh) = FreshFs::mount(kind, root, &mnt) {
+                drop(fresh);
+                return kind;
+            }
+        }
+        warn("cannot mount a filesystem (not root?): runs share one disk; figures may be biased");
+        FsKind::Folder
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            FsKind::LoopExt4 => {
+                "a new loop-mounted ext4 image (made, mounted, unmounted and deleted per run)"
+            }
+            FsKind::Tmpfs => "a new tmpfs mount per run (loop devices were not available)",
+            FsKind::Folder => {
+                "a new folder on the shared disk (**not isolated**: mounting was not allowed)"
+            }
+        }
+    }
+}
+
+/// A filesystem made for one run; dropping it unmounts and deletes it.
+struct FreshFs {
+    kind: FsKind,
+    mnt: PathBuf,
+    image: Option<PathBuf>,
+}
+
+impl FreshFs {
+    fn new(kind: FsKind, root: &Path, mnt: &Path) -> FreshFs {
+        FreshFs::mount(kind, root, mnt)
+            .unwrap_or_else(|| panic!("could not make a fresh filesystem at {}", mnt.display()))
+    }
+
+    fn mount(kind: FsKind, root: &Path, mnt: &Path) -> Option<FreshFs> {
+        remove_dir(mnt);
+        fs::create_dir_all(mnt).ok()?;
+        let quiet = |c: &mut Command| {
+            c.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let image = match kind {
+            FsKind::Folder => None,
+            FsKind::Tmpfs => {
+                let ok = quiet(
+                    Command::new("mount")
+                        .args(["-t", "tmpfs", "-o", "size=4g", "tmpfs"])
+                        .arg(mnt),
+                );
+                if !ok {
+                    return None;
+                }
+                None
+            }
+            FsKind::LoopExt4 => {
+                let image = root.join("run.img");
+                let _ = fs::remove_file(&image);
+                // Sparse, so only what a run writes takes disk. Inode tables and the journal
+                // are initialised now, not lazily by a kernel thread writing during the run.
+                let ok = quiet(Command::new("truncate").args(["-s", "4G"]).arg(&image))
+                    && quiet(
+                        Command::new("mkfs.ext4")
+                            .args(["-q", "-F", "-i", "8192", "-E"])
+                            .arg("lazy_itable_init=0,lazy_journal_init=0")
+                            .arg(&image),
+                    )
+                    && quiet(
+                        Command::new("mount")
+                            .args(["-o", "loop"])
+                            .arg(&image)
+                            .arg(mnt),
+                    );
+                if !ok {
+                    let _ = fs::remove_file(&image);
+                    return None;
+                }
+                Some(image)
+            }
+        };
+        Some(FreshFs {
+            kind,
+            mnt: mnt.to_path_buf(),
+            image,
+        })
+    }
+}
+
+impl Drop for FreshFs {
+    fn drop(&mut self) {
+        if self.kind != FsKind::Folder {
+            sync();
+            let ok = Command::new("umount")
+                .arg(&self.mnt)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                // Something still holds a file there; a lazy unmount still frees it for reuse.
+                let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+            }
+        }
+        if let Some(image) = &self.image {
+            let _ = fs::remove_file(image);
+        }
+        remove_dir(&self.mnt);
+    }
 }

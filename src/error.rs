@@ -7,16 +7,20 @@ use std::path::PathBuf;
 pub enum ExitCode {
     /// Everything selected was done.
     Success = 0,
-    /// The command ran, but some work did not complete (partial, error, conflict).
+    /// The command ran, but some work did not complete (partial, error, conflict, red gates).
     Incomplete = 1,
     /// Bad usage or a setup problem: nothing was attempted.
     Usage = 2,
+    /// A bug in git-teleos (a panic, a broken internal invariant), as jj and nextest give
+    /// theirs a code of its own: a script can tell it from the user's mistakes.
+    Internal = 3,
 }
 
 impl ExitCode {
     pub const SUCCESS: u8 = 0;
     pub const INCOMPLETE: u8 = 1;
     pub const USAGE: u8 = 2;
+    pub const INTERNAL: u8 = 3;
     /// 128 + n when stopped by signal n (as shells report it).
     pub fn signal(n: i32) -> u8 {
         (128 + n).clamp(0, 255) as u8
@@ -50,6 +54,12 @@ pub enum Error {
     Setup { message: String, hints: Vec<String> },
     #[error("interrupted by signal {0}")]
     Interrupted(i32),
+    /// A bug of ours, not the user's: exits with [`ExitCode::INTERNAL`].
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// A child process (setup command, pipeline command, git) could not run or failed.
+    #[error(transparent)]
+    Process(#[from] crate::process::ProcessError),
 }
 
 impl Error {
@@ -95,6 +105,9 @@ impl Error {
             Error::Config { key, .. } => vec![format!(
                 "fix it with: git config {key} <value>   (or remove it: git config --unset {key})"
             )],
+            Error::Internal(_) => {
+                vec!["this is a bug in git-teleos; please report it with the message above".into()]
+            }
             _ => Vec::new(),
         }
     }
@@ -103,6 +116,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Interrupted(sig) => ExitCode::signal(*sig),
+            Error::Internal(_) => ExitCode::INTERNAL,
             _ => ExitCode::USAGE,
         }
     }

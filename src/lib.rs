@@ -2,7 +2,8 @@
 //!
 //! Layers (dependencies point downwards only):
 //! `cli` → `batch` → {`stories`, `agent`, `git`, `manifest`, `report`}.
-//! Nothing below `cli` knows about flags or terminals.
+//! Nothing below `cli` knows about flags or terminals. Every child process is started through
+//! `process`, which depends on nothing else of ours.
 
 pub mod agent;
 pub mod batch;
@@ -10,8 +11,10 @@ pub mod cli;
 pub mod error;
 pub mod fault;
 pub mod fsutil;
+pub mod gate;
 pub mod git;
 pub mod manifest;
+pub mod process;
 pub mod report;
 pub mod settings;
 pub mod stories;

@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// Built-in defaults (SPEC §7).
+/// Built-in defaults (README, "Configuration"), those of the source workflow.
 pub mod defaults {
     pub const CLOSEABLE_THRESHOLD: f64 = 0.30;
     pub const MAX_WORKTREES: usize = 3;
     pub const STORY_TIMEOUT_SECS: u64 = 3600;
+    /// Long enough for a cold `npm ci` of a large project; short enough that a hung one frees
+    /// its slot the same morning.
+    pub const SETUP_TIMEOUT_SECS: u64 = 1800;
     pub const STALE_HOURS: f64 = 4.0;
     pub const RETRIES: u32 = 2;
     pub const CIRCUIT_BREAKER: u32 = 3;
@@ -18,6 +21,9 @@ pub mod defaults {
     pub const WORKTREE_DIR: &str = ".claude/worktrees";
     /// Upper bound on parallel worktrees: each runs a paid agent; more is almost surely a typo.
     pub const MAX_WORKTREES_LIMIT: usize = 64;
+    /// A test suite that runs longer than this is almost surely hung.
+    pub const GATE_TIMEOUT_SECS: u64 = 1800;
+    pub const GATE_REPAIRS: u32 = 1;
 }
 
 /// The agent presets `teleos.agent` accepts.
@@ -48,12 +54,38 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
     ("teleos.circuitBreaker", "Consecutive story failures after which no new story starts. Default 3; 0 disables."),
     ("teleos.workerInstructions", "File (relative to the repository root) whose text replaces the built-in worker instructions."),
     ("teleos.pipelineCommand", "Command run for selected NEEDS_PIPELINE stories (story key appended as the last argument). Default: none, they are only recorded as routed."),
-    ("teleos.staleHours", "Age in hours after which a session of another tool whose pid is dead counts as orphaned. Default 4."),
+    ("teleos.staleHours", "Age in hours after which a session of another tool whose pid is dead counts as orphaned; 0 means no grace period. Default 4."),
     ("teleos.worktreeDir", "Where parallel worktrees are created, relative to the repository root. Default .claude/worktrees."),
     ("teleos.keepWorktrees", "Boolean. Keep a parallel batch's clean, merged worktrees (with their installed dependencies) for the next batch instead of removing them. Default false."),
+    ("teleos.htmlReport", "Write each batch's HTML report (timeline, summary, stories) when close finishes: true for .git/teleos/reports/<sid>.html, or a folder (relative to the repository root) to write <sid>.html in. debrief then prints its path. Default: off."),
+    ("teleos.updateTracker", "Boolean. Keep sprint-status.yaml up to date: in parallel mode git-teleos sets each story's status when it merges it (agents' edits of the file are dropped); in sequential mode the agent sets it. false leaves the file alone. Default true."),
     ("teleos.setup", "Per-worktree setup: auto (default: install when a lock file says how), install, symlink, or none."),
     ("teleos.installCommand", "Install command for teleos.setup=install, e.g. 'npm ci'."),
+    ("teleos.setupTimeout", "Seconds the install command of one worktree may run before its whole process group is killed. Default 1800."),
+    ("teleos.gate", "Multi-valued. A check every story and the integrated result must pass before landing (e.g. 'cargo test'), split like a shell would but never run by one ('sh -c \"…\"' for a shell). Replaces auto-detection (package.json test script, Cargo.toml, pytest configuration, go.mod, Makefile test target). 'none' turns gates off."),
+    ("teleos.gateTimeout", "Seconds one gate command may run before its whole process group is killed (counts as red). Default 1800."),
+    ("teleos.gateRepairs", "Times the agent is shown a red gate's output and asked to fix it before the story is gate_failed. Default 1; 0 disables repair."),
 ];
+
+/// `teleos.htmlReport`: where a batch's HTML report is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HtmlReport {
+    /// `<git common dir>/teleos/reports/`.
+    DefaultDir,
+    /// A folder, relative to the repository root unless absolute.
+    Dir(PathBuf),
+}
+
+impl HtmlReport {
+    /// The report file of session `sid`.
+    pub fn path(&self, common_dir: &std::path::Path, root: &std::path::Path, sid: &str) -> PathBuf {
+        let dir = match self {
+            HtmlReport::DefaultDir => common_dir.join("teleos").join("reports"),
+            HtmlReport::Dir(d) => root.join(d),
+        };
+        dir.join(format!("{sid}.html"))
+    }
+}
 
 /// Where a setting's raw values come from. Implemented for gix's config snapshot; tests use maps.
 pub trait ConfigSource {
@@ -104,6 +136,23 @@ pub struct Overrides {
     pub stale_hours: Option<f64>,
     pub retries: Option<u32>,
     pub circuit_breaker: Option<u32>,
+    /// `--no-tracker` gives `Some(false)`.
+    pub update_tracker: Option<bool>,
+    /// `--gate CMD` (repeatable): replaces `teleos.gate` and auto-detection.
+    pub gates: Vec<String>,
+    /// `--no-gate`.
+    pub no_gate: bool,
+}
+
+/// Which checks gate stories and landings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateSetting {
+    /// Detect them from the project's files.
+    Auto,
+    /// `--no-gate` or `teleos.gate=none`; the string says which.
+    Off(String),
+    /// Given commands, and where they came from (`--gate` or `teleos.gate`).
+    Commands(Vec<String>, &'static str),
 }
 
 /// Everything the program needs to know, resolved once.
@@ -133,8 +182,17 @@ pub struct Settings {
     pub stale_hours: f64,
     pub worktree_dir: PathBuf,
     pub keep_worktrees: bool,
+    /// Where `close` writes the HTML report; `None`: it does not.
+    pub html_report: Option<HtmlReport>,
+    /// Keep `sprint-status.yaml` up to date (see `stories::tracker`).
+    pub update_tracker: bool,
     pub setup: String,
     pub install_command: Option<String>,
+    /// Limit on one worktree's install command.
+    pub setup_timeout: Duration,
+    pub gate: GateSetting,
+    pub gate_timeout: Duration,
+    pub gate_repairs: u32,
 }
 
 impl Settings {
@@ -146,6 +204,8 @@ impl Settings {
         let task_sections_on = c.boolean("teleos.taskSections")?;
         let recursive = c.boolean("teleos.recursive")?;
         let keep_worktrees = c.boolean("teleos.keepWorktrees")?;
+        let html_report = c.html_report("teleos.htmlReport")?;
+        let update_tracker = c.boolean("teleos.updateTracker")?;
         let max_worktrees = c.count("teleos.maxWorktrees", 1, defaults::MAX_WORKTREES_LIMIT)?;
         let agent = c.choice("teleos.agent", AGENT_NAMES)?;
         let agent_command = c.string("teleos.agentCommand");
@@ -155,8 +215,12 @@ impl Settings {
         let retries = c.count("teleos.retries", 0, 100)?;
         let backoff = c.non_negative("teleos.rateLimitBackoff")?;
         let circuit_breaker = c.count("teleos.circuitBreaker", 0, 100_000)?;
-        let stale_hours = c.positive("teleos.staleHours")?;
+        let stale_hours = c.hours("teleos.staleHours")?;
         let setup = c.choice("teleos.setup", SETUP_MODES)?;
+        let setup_timeout = c.count("teleos.setupTimeout", 1, 7 * 24 * 3600)?;
+        let gate_timeout = c.count("teleos.gateTimeout", 1, 7 * 24 * 3600)?;
+        let gate_repairs = c.count("teleos.gateRepairs", 0, 10)?;
+        let gate = gate_setting(c.0.get_all("teleos.gate"), flags)?;
 
         let headings = c.0.get_all("teleos.taskSectionHeading");
         let task_sections = if flags.task_sections.or(task_sections_on).unwrap_or(false) {
@@ -205,9 +269,10 @@ impl Settings {
             .or(threshold)
             .unwrap_or(defaults::CLOSEABLE_THRESHOLD);
         if let Some(h) = flags.stale_hours {
-            if !(h > 0.0 && h.is_finite()) {
+            // 0 is "no grace period": every dead session counts at once.
+            if !(h >= 0.0 && h.is_finite()) {
                 return Err(Error::usage(
-                    "--stale-hours must be a positive number of hours",
+                    "--stale-hours must be a number of hours, 0 or more",
                 ));
             }
         }
@@ -266,10 +331,64 @@ impl Settings {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(defaults::WORKTREE_DIR)),
             keep_worktrees: keep_worktrees.unwrap_or(false),
+            html_report,
+            update_tracker: flags.update_tracker.or(update_tracker).unwrap_or(true),
             setup: setup.unwrap_or_else(|| "auto".to_string()),
             install_command: c.string("teleos.installCommand"),
+            setup_timeout: Duration::from_secs(
+                setup_timeout.map_or(defaults::SETUP_TIMEOUT_SECS, |n| n as u64),
+            ),
+            gate,
+            gate_timeout: Duration::from_secs(
+                gate_timeout
+                    .map(|n| n as u64)
+                    .unwrap_or(defaults::GATE_TIMEOUT_SECS),
+            ),
+            gate_repairs: gate_repairs
+                .map(|n| n as u32)
+                .unwrap_or(defaults::GATE_REPAIRS),
         })
     }
+}
+
+/// `--no-gate` over `--gate` over `teleos.gate` over auto-detection. A command that a shell
+/// could not split is refused here, before any agent starts.
+fn gate_setting(config: Vec<String>, flags: &Overrides) -> Result<GateSetting> {
+    if flags.no_gate {
+        return Ok(GateSetting::Off("--no-gate".into()));
+    }
+    let (values, from, key) = if flags.gates.is_empty() {
+        (config, "teleos.gate", "teleos.gate")
+    } else {
+        (flags.gates.clone(), "--gate", "--gate")
+    };
+    let values: Vec<String> = values
+        .into_iter()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if values.is_empty() {
+        return Ok(GateSetting::Auto);
+    }
+    if values.iter().any(|v| v.eq_ignore_ascii_case("none")) {
+        if values.len() > 1 {
+            return Err(Error::usage_hint(
+                format!("{key} has 'none' and other commands"),
+                "use either 'none' (no gates) or the commands to run",
+            ));
+        }
+        return Ok(GateSetting::Off(format!("{key}=none")));
+    }
+    for v in &values {
+        if shlex::split(v).is_none_or(|a| a.is_empty()) {
+            return Err(Error::Config {
+                key: key.to_string(),
+                value: v.clone(),
+                reason: "cannot be split into a command line (unbalanced quotes?)".into(),
+            });
+        }
+    }
+    Ok(GateSetting::Commands(values, from))
 }
 
 /// Typed reads of raw config strings, each failing with the key's name.
@@ -296,9 +415,9 @@ impl Reader<'_> {
         })
     }
 
-    fn positive(&self, key: &str) -> Result<Option<f64>> {
-        self.parse(key, "expected a positive number", |v| {
-            v.parse::<f64>().ok().filter(|f| *f > 0.0 && f.is_finite())
+    fn hours(&self, key: &str) -> Result<Option<f64>> {
+        self.parse(key, "expected a number of hours (0 or more)", |v| {
+            v.parse::<f64>().ok().filter(|f| *f >= 0.0 && f.is_finite())
         })
     }
 
@@ -325,6 +444,18 @@ impl Reader<'_> {
                 "false" | "no" | "off" | "0" => Some(false),
                 _ => None,
             }
+        })
+    }
+
+    /// A boolean (true: the default folder), or a folder.
+    fn html_report(&self, key: &str) -> Result<Option<HtmlReport>> {
+        let Some(v) = self.0.get(key) else {
+            return Ok(None);
+        };
+        Ok(match v.trim().to_ascii_lowercase().as_str() {
+            "" | "true" | "yes" | "on" | "1" => Some(HtmlReport::DefaultDir),
+            "false" | "no" | "off" | "0" => None,
+            _ => Some(HtmlReport::Dir(PathBuf::from(v.trim()))),
         })
     }
 
@@ -376,6 +507,53 @@ mod tests {
         assert_eq!(s.circuit_breaker, 3);
         assert!(s.task_sections.is_none());
         assert_eq!(s.human_patterns.len(), 7);
+        assert_eq!(s.gate, GateSetting::Auto);
+        assert_eq!(s.gate_timeout, Duration::from_secs(1800));
+        assert_eq!(s.gate_repairs, 1);
+    }
+
+    #[test]
+    fn gates_from_flag_config_or_none() {
+        let c = cfg(&[
+            ("teleos.gate", "cargo test"),
+            ("teleos.gate", "sh -c 'make lint'"),
+        ]);
+        let s = Settings::resolve(&c, &Overrides::default()).unwrap();
+        assert_eq!(
+            s.gate,
+            GateSetting::Commands(
+                vec!["cargo test".into(), "sh -c 'make lint'".into()],
+                "teleos.gate"
+            )
+        );
+        let flags = Overrides {
+            gates: vec!["./check.sh".into()],
+            ..Default::default()
+        };
+        let s = Settings::resolve(&c, &flags).unwrap();
+        assert_eq!(
+            s.gate,
+            GateSetting::Commands(vec!["./check.sh".into()], "--gate")
+        );
+        let flags = Overrides {
+            no_gate: true,
+            ..flags
+        };
+        assert!(matches!(
+            Settings::resolve(&c, &flags).unwrap().gate,
+            GateSetting::Off(_)
+        ));
+        let s = Settings::resolve(&cfg(&[("teleos.gate", "none")]), &Overrides::default()).unwrap();
+        assert_eq!(s.gate, GateSetting::Off("teleos.gate=none".into()));
+        for bad in [
+            ("teleos.gate", "sh -c 'oops"),
+            ("teleos.gateRepairs", "many"),
+            ("teleos.gateTimeout", "0"),
+        ] {
+            let err = Settings::resolve(&cfg(&[bad]), &Overrides::default()).expect_err(bad.1);
+            assert!(err.to_string().contains(bad.0), "{err}");
+            assert_eq!(err.exit_code(), 2);
+        }
     }
 
     #[test]
@@ -402,7 +580,9 @@ mod tests {
             ("teleos.closeableThreshold", "abc"),
             ("teleos.maxWorktrees", "0"),
             ("teleos.storyTimeout", "-5"),
-            ("teleos.staleHours", "0"),
+            ("teleos.staleHours", "-1"),
+            ("teleos.staleHours", "soon"),
+            ("teleos.updateTracker", "sometimes"),
             ("teleos.agent", "clippy"),
             ("teleos.taskSections", "maybe"),
         ] {
@@ -439,6 +619,43 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.task_sections.map(|v| v.len()), Some(3));
+    }
+
+    #[test]
+    fn stale_hours_zero_is_no_grace_period() {
+        let s =
+            Settings::resolve(&cfg(&[("teleos.staleHours", "0")]), &Overrides::default()).unwrap();
+        assert_eq!(s.stale_hours, 0.0);
+        let flags = Overrides {
+            stale_hours: Some(0.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            Settings::resolve(&cfg(&[]), &flags).unwrap().stale_hours,
+            0.0
+        );
+        let flags = Overrides {
+            stale_hours: Some(-1.0),
+            ..Default::default()
+        };
+        assert!(Settings::resolve(&cfg(&[]), &flags).is_err());
+    }
+
+    #[test]
+    fn update_tracker_flag_over_config() {
+        let on = Settings::resolve(&cfg(&[]), &Overrides::default()).unwrap();
+        assert!(on.update_tracker);
+        let c = cfg(&[("teleos.updateTracker", "false")]);
+        assert!(
+            !Settings::resolve(&c, &Overrides::default())
+                .unwrap()
+                .update_tracker
+        );
+        let flags = Overrides {
+            update_tracker: Some(false),
+            ..Default::default()
+        };
+        assert!(!Settings::resolve(&cfg(&[]), &flags).unwrap().update_tracker);
     }
 
     #[test]

@@ -5,8 +5,11 @@
 # close. It sleeps the story's duration, ticks the unchecked box, writes out/K.txt, commits,
 # and prints the worker result inside Claude's JSON envelope.
 #
-# @DURATIONS@ is replaced by a file of `key seconds` lines (`*` is the default duration).
+# @DURATIONS@ is replaced by a file of `key seconds` lines (`*` is the default duration),
+# @STARTS@ by the file each run appends its start time to.
 if [ "$1" = auth ]; then echo '{"loggedIn": true}'; exit 0; fi
+# When this run started (epoch seconds), for the benchmark's time to first agent.
+date +%s.%N >> "@STARTS@"
 prompt=$(cat)
 key=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_key[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
 file=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_file[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)

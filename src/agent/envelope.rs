@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::preset::AgentKind;
+use super::kind::AgentKind;
 
 /// What the CLI's own output says about the run.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -1,13 +1,14 @@
 //! What can go wrong before or around an agent run (not a story failure: those are outcomes).
 
-use super::preset::AgentKind;
+use super::kind::{AgentKind, UnknownAgent};
+use crate::process::ProcessError;
 
 /// A setup or I/O problem with the agent itself. A story the agent failed is not an error:
 /// it is reported in [`super::RunOutcome`].
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("unknown agent '{name}'")]
-    UnknownAgent { name: String },
+    #[error(transparent)]
+    UnknownAgent(#[from] UnknownAgent),
     #[error("the '{kind}' agent preset runs '{program}', which was not found on PATH")]
     NotFound { kind: AgentKind, program: String },
     #[error("the '{kind}' agent is not logged in{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
@@ -26,6 +27,22 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// Waiting for the agent (or its login check) failed.
+    #[error(transparent)]
+    Process(ProcessError),
+}
+
+impl From<ProcessError> for AgentError {
+    /// Keeps "could not start agent" (and its source) apart from other process failures.
+    fn from(e: ProcessError) -> Self {
+        match e {
+            ProcessError::Spawn { command, source } => AgentError::Spawn {
+                program: command.program_name(),
+                source,
+            },
+            other => AgentError::Process(other),
+        }
+    }
 }
 
 const CHOOSE_AGENT_HINT: &str =
@@ -46,7 +63,7 @@ impl AgentError {
     /// Hints printed after the message, one `hint:` line each.
     pub fn hints(&self) -> Vec<String> {
         match self {
-            AgentError::UnknownAgent { .. } => vec![
+            AgentError::UnknownAgent(_) => vec![
                 "known agents: claude, codex, gemini, opencode, custom".into(),
                 CUSTOM_COMMAND_HINT.into(),
             ],
@@ -74,7 +91,7 @@ impl AgentError {
                  but never run through a shell"
                     .into(),
             ],
-            AgentError::Spawn { .. } | AgentError::Io { .. } => Vec::new(),
+            AgentError::Spawn { .. } | AgentError::Io { .. } | AgentError::Process(_) => Vec::new(),
         }
     }
 }
@@ -83,10 +100,17 @@ impl From<AgentError> for crate::Error {
     fn from(e: AgentError) -> Self {
         match e {
             AgentError::Io { context, source } => crate::Error::Io { context, source },
+            AgentError::Process(e) => crate::Error::Process(e),
             other => crate::Error::Setup {
                 message: other.to_string(),
                 hints: other.hints(),
             },
         }
+    }
+}
+
+impl From<UnknownAgent> for crate::Error {
+    fn from(e: UnknownAgent) -> Self {
+        AgentError::from(e).into()
     }
 }

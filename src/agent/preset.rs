@@ -1,70 +1,10 @@
 //! Which agent CLI to run and the exact command line each preset needs.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use super::error::AgentError;
-
-/// A known agent CLI, or a custom command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AgentKind {
-    #[default]
-    Claude,
-    Codex,
-    Gemini,
-    Opencode,
-    Custom,
-}
-
-impl AgentKind {
-    pub const ALL: [AgentKind; 5] = [
-        AgentKind::Claude,
-        AgentKind::Codex,
-        AgentKind::Gemini,
-        AgentKind::Opencode,
-        AgentKind::Custom,
-    ];
-
-    /// The name used on the command line and in git config.
-    pub fn name(self) -> &'static str {
-        match self {
-            AgentKind::Claude => "claude",
-            AgentKind::Codex => "codex",
-            AgentKind::Gemini => "gemini",
-            AgentKind::Opencode => "opencode",
-            AgentKind::Custom => "custom",
-        }
-    }
-
-    /// The executable a preset runs; `None` for a custom command, which names its own.
-    pub fn default_program(self) -> Option<&'static str> {
-        match self {
-            AgentKind::Custom => None,
-            other => Some(other.name()),
-        }
-    }
-}
-
-impl fmt::Display for AgentKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for AgentKind {
-    type Err = AgentError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let wanted = s.trim().to_ascii_lowercase();
-        AgentKind::ALL
-            .into_iter()
-            .find(|k| k.name() == wanted)
-            .ok_or_else(|| AgentError::UnknownAgent {
-                name: s.to_string(),
-            })
-    }
-}
+use super::kind::AgentKind;
 
 /// Everything needed to run the agent, resolved from flags, git config and defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -296,88 +236,6 @@ pub(crate) fn running_as_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// What a preset's login check said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LoginStatus {
-    LoggedIn,
-    NotLoggedIn(String),
-    /// The check could not tell (no check for this preset, unexpected output, timeout…).
-    Unknown(String),
-}
-
-const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Ask the agent CLI whether it is logged in. Errors only when the CLI cannot be found or run.
-pub fn login_status(cfg: &AgentConfig) -> Result<LoginStatus, AgentError> {
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    let line = command_line(cfg, &cwd, Path::new("/dev/null"), false)?;
-    let program = resolve_program(cfg.kind, &line.program, &cwd)?;
-    let check: &[&str] = match cfg.kind {
-        AgentKind::Claude => &["auth", "status"],
-        AgentKind::Codex => &["login", "status"],
-        AgentKind::Gemini | AgentKind::Opencode | AgentKind::Custom => {
-            return Ok(LoginStatus::Unknown(format!(
-                "the '{}' preset has no reliable login check",
-                cfg.kind
-            )))
-        }
-    };
-    let Some(out) = super::run::run_captured(&program, check, PREFLIGHT_TIMEOUT)? else {
-        return Ok(LoginStatus::Unknown(format!(
-            "'{} {}' did not answer in time",
-            cfg.kind,
-            check.join(" ")
-        )));
-    };
-    Ok(match cfg.kind {
-        AgentKind::Claude => claude_login(out.exit_code, &out.stdout),
-        _ => codex_login(out.exit_code, &out.stdout, &out.stderr),
-    })
-}
-
-/// Stop a batch before anything is created when the agent is missing or not logged in.
-/// When the check cannot tell, the batch goes ahead (a story failure will say why).
-pub fn preflight(cfg: &AgentConfig) -> Result<(), AgentError> {
-    match login_status(cfg)? {
-        LoginStatus::NotLoggedIn(detail) => Err(AgentError::NotLoggedIn {
-            kind: cfg.kind,
-            detail,
-        }),
-        LoginStatus::LoggedIn | LoginStatus::Unknown(_) => Ok(()),
-    }
-}
-
-/// `claude auth status` prints JSON with `loggedIn` and exits 1 when not logged in.
-pub(crate) fn claude_login(exit_code: Option<i32>, stdout: &str) -> LoginStatus {
-    let parsed: Option<serde_json::Value> = serde_json::from_str(stdout.trim()).ok();
-    match parsed
-        .as_ref()
-        .and_then(|v| v.get("loggedIn"))
-        .and_then(|v| v.as_bool())
-    {
-        Some(true) => LoginStatus::LoggedIn,
-        Some(false) => LoginStatus::NotLoggedIn(String::new()),
-        // No JSON: an older or different CLI; its exit code alone is not proof either way.
-        None => LoginStatus::Unknown(format!(
-            "unexpected answer from 'claude auth status' (exit {exit_code:?})"
-        )),
-    }
-}
-
-/// `codex login status` exits 0 when logged in.
-pub(crate) fn codex_login(exit_code: Option<i32>, stdout: &str, stderr: &str) -> LoginStatus {
-    let text = format!("{stdout}\n{stderr}").to_ascii_lowercase();
-    match exit_code {
-        Some(0) => LoginStatus::LoggedIn,
-        // Only a non-zero exit that says so is a verdict; anything else (an
-        // unknown subcommand on an old version) cannot tell.
-        Some(_) if text.contains("not logged in") => LoginStatus::NotLoggedIn(String::new()),
-        _ => LoginStatus::Unknown(format!(
-            "unexpected answer from 'codex login status' (exit {exit_code:?})"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,20 +395,6 @@ mod tests {
     }
 
     #[test]
-    fn kind_names_round_trip() {
-        for kind in AgentKind::ALL {
-            assert_eq!(kind.to_string().parse::<AgentKind>().expect("parse"), kind);
-        }
-        assert_eq!(
-            " Claude ".parse::<AgentKind>().expect("parse"),
-            AgentKind::Claude
-        );
-        let err = "copilot".parse::<AgentKind>().expect_err("unknown");
-        assert_eq!(err.to_string(), "unknown agent 'copilot'");
-        assert_eq!(AgentKind::default(), AgentKind::Claude);
-    }
-
-    #[test]
     fn missing_cli_names_the_preset_and_how_to_choose_another() {
         let err = resolve_program(
             AgentKind::Gemini,
@@ -581,84 +425,5 @@ mod tests {
         let found = resolve_program(AgentKind::Custom, Path::new("./bin/agent"), dir.path())
             .expect("found");
         assert_eq!(found.canonicalize().ok(), exe.canonicalize().ok());
-    }
-
-    #[test]
-    fn login_checks() {
-        assert_eq!(
-            claude_login(Some(0), r#"{"loggedIn":true,"authMethod":"claude.ai"}"#),
-            LoginStatus::LoggedIn
-        );
-        assert_eq!(
-            claude_login(Some(1), r#"{"loggedIn":false}"#),
-            LoginStatus::NotLoggedIn(String::new())
-        );
-        assert!(matches!(
-            claude_login(Some(1), "error: unknown command 'auth'"),
-            LoginStatus::Unknown(_)
-        ));
-        assert_eq!(
-            codex_login(Some(0), "Logged in using ChatGPT", ""),
-            LoginStatus::LoggedIn
-        );
-        assert_eq!(
-            codex_login(Some(1), "", "Not logged in"),
-            LoginStatus::NotLoggedIn(String::new())
-        );
-        assert!(matches!(
-            codex_login(Some(2), "", "error: unrecognized subcommand"),
-            LoginStatus::Unknown(_)
-        ));
-    }
-
-    #[test]
-    fn preflight_with_stand_in_clis() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let fake = |name: &str, body: &str| {
-            let p = dir.path().join(name);
-            std::fs::write(&p, format!("#!/bin/sh\n{body}")).expect("write");
-            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-                .expect("chmod");
-            p
-        };
-        let out = fake("claude-out", "echo '{\"loggedIn\":false}'\nexit 1\n");
-        let ok = fake("claude-ok", "echo '{\"loggedIn\":true}'\n");
-        // Fresh executables can be busy for a moment while other tests fork (ETXTBSY).
-        let check = |program: &Path| {
-            let c = AgentConfig {
-                program: Some(program.to_path_buf()),
-                ..AgentConfig::default()
-            };
-            for _ in 0..20 {
-                match preflight(&c) {
-                    Err(AgentError::Spawn { source, .. })
-                        if source.raw_os_error() == Some(libc::ETXTBSY) =>
-                    {
-                        std::thread::sleep(Duration::from_millis(50))
-                    }
-                    other => return other,
-                }
-            }
-            preflight(&c)
-        };
-        let err = check(&out).expect_err("not logged in");
-        assert!(matches!(
-            err,
-            AgentError::NotLoggedIn {
-                kind: AgentKind::Claude,
-                ..
-            }
-        ));
-        assert!(err
-            .hints()
-            .iter()
-            .any(|h| h == "run 'claude' once and log in"));
-        check(&ok).expect("logged in");
-        let gemini = AgentConfig {
-            kind: AgentKind::Gemini,
-            program: Some(ok),
-            ..AgentConfig::default()
-        };
-        assert!(matches!(login_status(&gemini), Ok(LoginStatus::Unknown(_))));
     }
 }

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use crate::stories::tracker::TrackerMode;
+
 /// What the prompt is built from.
 #[derive(Debug, Clone)]
 pub struct PromptInput<'a> {
@@ -22,10 +24,14 @@ pub struct PromptInput<'a> {
     /// Running in a worktree of its own (parallel mode) rather than the user's checkout.
     pub worktree_mode: bool,
     pub branch: Option<String>,
+    /// Who writes the sprint tracker in this batch, and the file (relative, as the agent opens it).
+    pub tracker: TrackerMode,
+    pub tracker_file: &'a Path,
 }
 
 /// The built-in worker instructions. `{story_key}`, `{story_file}`, `{sprint_artifacts}`,
-/// `{unchecked_count}` and `{date}` are filled in (also in a repository's own file).
+/// `{unchecked_count}`, `{date}` and `{tracker_step}` (what to do about `sprint-status.yaml` in
+/// this batch) are filled in (also in a repository's own file).
 pub const DEFAULT_INSTRUCTIONS: &str = r#"## Your job
 
 You are closing story `{story_key}`: it is nearly finished and {unchecked_count} of its tasks are
@@ -45,10 +51,7 @@ still unchecked. Work autonomously; nobody will answer questions during this run
    Fix every must-fix finding and review again; up to three review iterations.
 6. Tick a task's box (`- [x]`) only when there is evidence it is done: code present, tests
    passing. Do not tick boxes you did not verify. Do not reword or remove tasks.
-7. Update `{sprint_artifacts}/sprint-status.yaml`: set the status of `{story_key}` from the
-   final ratio of checked to total tasks in the story file: `done` if at least 0.95 are checked
-   and nothing is blocked; `review` if at least 0.80 are checked; otherwise `in-progress`.
-   Change no other entry.
+7. {tracker_step}
 8. Write `{sprint_artifacts}/completions/{story_key}-summary.md` (create the folder if needed):
    what was done, tests run and their result, review findings, blockers, human-validation tasks.
 9. Make exactly one git commit for the story containing all your changes, with the message
@@ -56,6 +59,31 @@ still unchecked. Work autonomously; nobody will answer questions during this run
    touch other stories' files.
 10. Never ask the user questions; record blockers instead and finish.
 "#;
+
+/// The status rule, stated once for every tracker mode (`stories::tracker::status_for`).
+const STATUS_RULE: &str = "from the final ratio of checked to total tasks in the story file: \
+`done` if at least 0.95 are checked and nothing is blocked; `review` if at least 0.80 are \
+checked; otherwise `in-progress`";
+
+/// Step 7 of the instructions: who updates `sprint-status.yaml`.
+fn tracker_step(input: &PromptInput) -> String {
+    let file = input.tracker_file.display();
+    let key = input.story_key;
+    match input.tracker {
+        TrackerMode::Agent => format!(
+            "Update `{file}`: set the status of `{key}` {STATUS_RULE}.\n   Change no other entry."
+        ),
+        TrackerMode::Teleos => format!(
+            "Do not edit `{file}`: git-teleos is its only writer in this batch and sets the \
+             status of `{key}` itself when it merges your work, {STATUS_RULE}. Any change you \
+             make to that file is dropped. Report that status as `sprint_status` in your result."
+        ),
+        TrackerMode::Off => format!(
+            "Do not edit `{file}`: it is left as it is in this batch. Report the status `{key}` \
+             would have, {STATUS_RULE}, as `sprint_status` in your result."
+        ),
+    }
+}
 
 /// Always appended, also after a repository's own instructions: the batch reads this result.
 const RESULT_CONTRACT: &str = r#"## Your final answer
@@ -145,6 +173,8 @@ pub fn build_prompt(input: &PromptInput) -> String {
 
 fn fill(template: &str, input: &PromptInput) -> String {
     template
+        // First: the step itself holds placeholders filled below.
+        .replace("{tracker_step}", &tracker_step(input))
         .replace("{story_key}", input.story_key)
         .replace("{story_file}", &input.story_file.display().to_string())
         .replace(
@@ -183,6 +213,39 @@ pub fn build_resolve_prompt(
     )
 }
 
+/// A repair round: the project's check `command` is red on the story's commits; `output` is
+/// the (already bounded) end of what it printed.
+pub fn build_repair_prompt(
+    story_key: &str,
+    story_file: &Path,
+    branch: Option<&str>,
+    command: &str,
+    status: &str,
+    output: &str,
+) -> String {
+    let branch_line = branch
+        .map(|b| format!("- branch: `{b}` (stay on it)\n"))
+        .unwrap_or_default();
+    format!(
+        "# git-teleos worker: repair story {story_key}: the project's check is red\n\n\
+         - story_key: `{story_key}`\n\
+         - story_file: `{}`\n\
+         {branch_line}\
+         - failing check: `{command}` ({status})\n\n\
+         Your commits for this story were checked with `{command}`, run at the repository root, \
+         and it failed. The last lines of its output:\n\n\
+         ```text\n{}\n```\n\n\
+         Fix the cause in the code (do not weaken or skip the check), run `{command}` until it \
+         passes, and commit the fix. Do not switch branches, rebase or push.\n\n\
+         End your answer with a fenced `json` block: \
+         {{\"story_key\": \"{story_key}\", \"status\": \"completed\"}} when the fix is committed, \
+         or status `error` with `errors` explaining why not.\n",
+        story_file.display(),
+        // The output must not close the fence it is shown in.
+        output.replace("```", "'''"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,7 +263,33 @@ mod tests {
             answers: Vec::new(),
             worktree_mode: true,
             branch: Some("teleos/2-3-checkout".into()),
+            tracker: TrackerMode::Teleos,
+            tracker_file: Path::new("docs/sprint-artifacts/sprint-status.yaml"),
         }
+    }
+
+    #[test]
+    fn the_tracker_step_follows_the_mode() {
+        let mut i = input(&[]);
+        i.tracker_file = Path::new("_bmad-output/sprint-status.yaml");
+        let parallel = build_prompt(&i);
+        assert!(parallel.contains(
+            "Do not edit `_bmad-output/sprint-status.yaml`: git-teleos is its only writer"
+        ));
+        assert!(parallel.contains("sets the status of `2-3-checkout` itself when it merges"));
+        assert!(!parallel.contains("Update `"), "{parallel}");
+        i.tracker = TrackerMode::Agent;
+        let sequential = build_prompt(&i);
+        assert!(sequential.contains(
+            "Update `_bmad-output/sprint-status.yaml`: set the status of `2-3-checkout` from the final ratio"
+        ));
+        assert!(
+            sequential.contains("at least 0.95") && sequential.contains("Change no other entry")
+        );
+        i.tracker = TrackerMode::Off;
+        let off = build_prompt(&i);
+        assert!(off.contains("Do not edit `_bmad-output/sprint-status.yaml`: it is left as it is"));
+        assert!(!off.contains("{tracker_step}") && !off.contains("{story_key}"));
     }
 
     #[test]
@@ -260,5 +349,23 @@ mod tests {
             "the result contract is always there"
         );
         assert!(p.contains("the user's checkout") && !p.contains("Branch:"));
+    }
+
+    #[test]
+    fn repair_prompt_names_the_check_and_carries_its_output_in_one_fence() {
+        let p = build_repair_prompt(
+            "2-3-checkout",
+            Path::new("docs/sprint-artifacts/2-3-checkout.md"),
+            Some("worktree/teleos-abc123-1"),
+            "npm test",
+            "exit code 1",
+            "FAIL src/cart.test.ts\n```\nexpected 3, got 2",
+        );
+        assert!(p.contains("story_key: `2-3-checkout`"));
+        assert!(p.contains("`npm test` (exit code 1)"));
+        assert!(p.contains("expected 3, got 2"));
+        assert!(p.contains("branch: `worktree/teleos-abc123-1`"));
+        // The output cannot close the fence it is shown in.
+        assert_eq!(p.matches("```").count(), 2, "{p}");
     }
 }

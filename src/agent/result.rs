@@ -46,8 +46,9 @@ pub struct ReviewSummary {
     pub iterations: u32,
 }
 
-/// The worker result (SPEC §4.1). Missing fields take their defaults; counts may be given as
-/// strings; `story_key` and `status` are checked by [`extract_result`].
+/// The worker result (checked as README "Verify, don't trust" says). Missing fields take their
+/// defaults; counts may be given as strings; `story_key` and `status` are checked by
+/// [`extract_result`].
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(default)]
 pub struct WorkerResult {

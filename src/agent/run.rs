@@ -1,20 +1,18 @@
-//! Running the agent CLI as a child process: prompt on stdin, output captured to a log, a
-//! timeout that kills its whole process group, and retries when a rate limit turns it away.
+//! Running the agent CLI on one story: the log's header and footer, reading the answer, and
+//! retries with back-off when a rate limit turns it away. Starting, watching and stopping the
+//! child (stdin, timeouts, process group) is `crate::process`'s job.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::envelope::{interpret, mentions_rate_limit};
 use super::error::AgentError;
 use super::preset::{build_invocation, AgentConfig, Invocation};
+use crate::process::{tail_str, Cmd, Stop};
 
 /// One run of the agent on one story.
 pub struct RunRequest<'a> {
@@ -128,22 +126,6 @@ impl Default for Limits {
 
 const POLL: Duration = Duration::from_millis(50);
 
-/// Variables git sets (for hooks, or `git teleos` as an extension) that pin a repository: the
-/// agent must find the checkout it runs in, not ours.
-const PINNING_GIT_VARS: &[&str] = &[
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-    "GIT_PREFIX",
-    "GIT_QUARANTINE_PATH",
-    "GIT_SHALLOW_FILE",
-    "GIT_INTERNAL_SUPER_PREFIX",
-];
-
 /// Run the agent on one story, retrying while a rate or usage limit turns it away.
 pub fn run_agent(req: &RunRequest) -> Result<RunOutcome, AgentError> {
     run_agent_with(req, Limits::default())
@@ -216,13 +198,6 @@ fn sidecar(log_path: &Path, suffix: &str) -> PathBuf {
     log_path.with_file_name(name)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum StopReason {
-    Timeout,
-    Stall,
-    Cancel,
-}
-
 fn run_once(
     inv: &Invocation,
     req: &RunRequest,
@@ -234,98 +209,50 @@ fn run_once(
         // A previous attempt's answer must not pass for this one's.
         let _ = fs::remove_file(f);
     }
-    let log = Arc::new(Mutex::new(LogSink::open(req.log_path, limits.log_bytes)?));
-    lock(&log).header(inv, req.cwd, attempt, req.prompt.len());
+    // Append: an earlier run's log of the same story is evidence worth keeping.
+    let open_log = || {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(req.log_path)
+            .map_err(|e| {
+                AgentError::io(
+                    format!("cannot open agent log {}", req.log_path.display()),
+                    e,
+                )
+            })
+    };
+    let mut log = open_log()?;
+    // A full disk must not stop the run: the log is evidence, not a requirement.
+    let _ = log.write_all(header(inv, req.cwd, attempt, req.prompt.len()).as_bytes());
 
-    let mut cmd = Command::new(&inv.program);
-    cmd.args(&inv.args)
+    let mut cmd = Cmd::new(&inv.program)
+        .args(&inv.args)
         .current_dir(req.cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own group, so one signal reaches everything it started.
-        .process_group(0);
-    for var in PINNING_GIT_VARS {
-        cmd.env_remove(var);
-    }
+        .stdin(req.prompt)
+        .timeout(cfg.timeout)
+        .stall_timeout(cfg.stall_timeout)
+        .kill_grace(cfg.kill_grace)
+        .cancel(req.cancel)
+        .capture(limits.stdout_bytes, limits.stderr_bytes)
+        .log(open_log()?, limits.log_bytes);
     for (k, v) in &inv.env {
-        cmd.env(k, v);
+        cmd = cmd.env(k, v);
     }
-    die_with_parent(&mut cmd);
-
-    let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| AgentError::Spawn {
-        program: inv.program.to_string_lossy().into_owned(),
-        source: e,
-    })?;
-    let pgid = child.id() as libc::pid_t;
     if let Some(f) = req.on_spawn {
-        f(pgid);
+        cmd = cmd.on_spawn(f);
     }
+    let out = cmd.run()?;
 
-    if let Some(mut stdin) = child.stdin.take() {
-        let prompt = req.prompt.to_owned();
-        // A thread, so a child that reads slowly (or never) cannot deadlock us; dropping the
-        // pipe at the end is the EOF the agent waits for. EPIPE from an agent that quit is fine.
-        thread::spawn(move || {
-            let _ = stdin.write_all(prompt.as_bytes());
-        });
-    }
-    let last_output_ms = Arc::new(AtomicU64::new(0));
-    let (done_tx, done_rx) = mpsc::channel();
-    let out_tail = Arc::new(Mutex::new(Tail::new(limits.stdout_bytes)));
-    let err_tail = Arc::new(Mutex::new(Tail::new(limits.stderr_bytes)));
-    let readers = [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    ];
-    let mut reader_count = 0;
-    for (src, tail) in readers
-        .into_iter()
-        .zip([out_tail.clone(), err_tail.clone()])
-    {
-        if let Some(src) = src {
-            reader_count += 1;
-            let pipe = Pipe {
-                tail,
-                log: log.clone(),
-                last_output_ms: last_output_ms.clone(),
-                start,
-                done: done_tx.clone(),
-            };
-            thread::spawn(move || pipe.drain(src));
-        }
-    }
-    drop(done_tx);
-
-    let (status, stop) = watch(&mut child, pgid, req, start, &last_output_ms)?;
-    // The agent's own exit does not end what it left running in its group (dev servers, sleeps).
-    stop_group(pgid, cfg.kill_grace);
-    if !wait_readers(
-        &done_rx,
-        reader_count,
-        cfg.kill_grace.max(Duration::from_secs(1)),
-    ) {
-        lock(&log)
-            .note("output pipes still open (a process left the agent's group); stopped reading");
-    }
-
-    let exit_code = status.code();
-    let signal = status.signal();
-    let stdout = lock(&out_tail).text();
-    let stderr = lock(&err_tail).text();
+    let exit_code = out.code();
+    let stdout = out.stdout_text();
+    let stderr = out.stderr_text();
     let file_text = inv
         .output_file
         .as_ref()
         .and_then(|f| fs::read_to_string(f).ok());
     let envelope = interpret(inv.kind, exit_code, &stdout, &stderr, file_text.as_deref());
-    let killed_by_us = stop.is_some();
+    let killed_by_us = out.stopped.is_some();
     let failed = exit_code != Some(0) || envelope.failure.is_some();
     let rate_limited = !killed_by_us && failed && {
         let mut haystack = envelope.failure.clone().unwrap_or_default();
@@ -337,298 +264,54 @@ fn run_once(
     };
     let outcome = RunOutcome {
         exit_code,
-        signal,
-        timed_out: stop == Some(StopReason::Timeout),
-        stalled: stop == Some(StopReason::Stall),
-        cancelled: stop == Some(StopReason::Cancel),
+        signal: out.signal(),
+        timed_out: out.stopped == Some(Stop::Timeout),
+        stalled: out.stopped == Some(Stop::Stall),
+        cancelled: out.stopped == Some(Stop::Cancel),
         final_text: envelope.final_text,
         failure: envelope.failure,
         rate_limited,
         cost_usd: envelope.cost_usd,
-        duration: start.elapsed(),
+        duration: out.duration,
         attempts: attempt,
         stderr_tail: tail_str(&stderr, 2048).to_string(),
     };
-    lock(&log).footer(&outcome, stop);
+    let _ = log.write_all(footer(&outcome, out.stopped).as_bytes());
     Ok(outcome)
 }
 
-/// Poll the child until it exits; on timeout, stall or cancel, SIGTERM its group, then SIGKILL
-/// after the grace period.
-fn watch(
-    child: &mut Child,
-    pgid: libc::pid_t,
-    req: &RunRequest,
-    start: Instant,
-    last_output_ms: &AtomicU64,
-) -> Result<(ExitStatus, Option<StopReason>), AgentError> {
-    let cfg = req.config;
-    let mut stop: Option<(StopReason, Instant)> = None;
-    let mut killed = false;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Ok((status, stop.map(|(r, _)| r))),
-            Ok(None) => {}
-            Err(e) => {
-                signal_group(pgid, libc::SIGKILL);
-                let _ = child.wait();
-                return Err(AgentError::io("cannot wait for the agent", e));
-            }
-        }
-        let now = Instant::now();
-        match stop {
-            None => {
-                let elapsed = now.duration_since(start);
-                let quiet = elapsed.saturating_sub(Duration::from_millis(
-                    last_output_ms.load(Ordering::Relaxed),
-                ));
-                let reason = if req.cancel.load(Ordering::Relaxed) {
-                    Some(StopReason::Cancel)
-                } else if elapsed >= cfg.timeout {
-                    Some(StopReason::Timeout)
-                } else if cfg.stall_timeout.is_some_and(|s| quiet >= s) {
-                    Some(StopReason::Stall)
-                } else {
-                    None
-                };
-                if let Some(r) = reason {
-                    signal_group(pgid, libc::SIGTERM);
-                    stop = Some((r, now));
-                }
-            }
-            Some((_, since)) if !killed && now.duration_since(since) >= cfg.kill_grace => {
-                signal_group(pgid, libc::SIGKILL);
-                killed = true;
-            }
-            Some(_) => {}
-        }
-        thread::sleep(POLL);
-    }
+fn header(inv: &Invocation, cwd: &Path, attempt: u32, prompt_len: usize) -> String {
+    let env: Vec<String> = inv.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "=== git-teleos agent run, attempt {attempt} ===\nstarted: {}\ncwd: {}\nargv: {}\n{}prompt: {prompt_len} bytes on stdin\n--- stdout and stderr ---\n",
+        utc_now(),
+        cwd.display(),
+        inv.display(),
+        if env.is_empty() { String::new() } else { format!("env: {}\n", env.join(" ")) },
+    )
 }
 
-/// Signal a whole process group; false when no process is left in it.
-fn signal_group(pgid: libc::pid_t, sig: libc::c_int) -> bool {
-    // SAFETY: kill has no memory-safety preconditions; a negative pid addresses the group.
-    unsafe { libc::kill(-pgid, sig) == 0 }
-}
-
-/// End whatever is left in the group: SIGTERM, then SIGKILL after `grace`.
-fn stop_group(pgid: libc::pid_t, grace: Duration) {
-    if !signal_group(pgid, libc::SIGTERM) {
-        return;
-    }
-    let until = Instant::now() + grace;
-    while Instant::now() < until {
-        if !signal_group(pgid, 0) {
-            return;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    signal_group(pgid, libc::SIGKILL);
-}
-
-/// Wait for the reader threads to reach EOF, up to `limit`.
-fn wait_readers(done: &Receiver<()>, mut count: usize, limit: Duration) -> bool {
-    let until = Instant::now() + limit;
-    while count > 0 {
-        let left = until.saturating_duration_since(Instant::now());
-        if done.recv_timeout(left).is_err() {
-            return false;
-        }
-        count -= 1;
-    }
-    true
-}
-
-#[cfg(target_os = "linux")]
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: getpid is async-signal-safe; it is called here, before fork.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: only async-signal-safe calls (prctl, getppid) run between fork and exec.
-    // The death signal follows the spawning thread, which blocks in run_once until the
-    // agent exits, so it fires only when the orchestrator itself dies.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent may have died before prctl took effect.
-            if libc::getppid() != parent {
-                return Err(io::Error::other(
-                    "git-teleos exited while starting the agent",
-                ));
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panicking reader thread leaves data that is still usable.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The last `max` bytes of `s`, cut on a character boundary.
-fn tail_str(s: &str, max: usize) -> &str {
-    let mut from = s.len().saturating_sub(max);
-    while !s.is_char_boundary(from) {
-        from += 1;
-    }
-    &s[from..]
-}
-
-/// One output pipe's reader: everything to the log, the tail to memory.
-struct Pipe {
-    tail: Arc<Mutex<Tail>>,
-    log: Arc<Mutex<LogSink>>,
-    last_output_ms: Arc<AtomicU64>,
-    start: Instant,
-    done: Sender<()>,
-}
-
-impl Pipe {
-    fn drain(self, mut src: Box<dyn Read + Send>) {
-        let mut buf = vec![0u8; 64 << 10];
-        loop {
-            match src.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.last_output_ms
-                        .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-                    lock(&self.log).write(&buf[..n]);
-                    lock(&self.tail).push(&buf[..n]);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-        let _ = self.done.send(());
-    }
-}
-
-/// The last `cap` bytes of a stream.
-struct Tail {
-    buf: Vec<u8>,
-    cap: usize,
-}
-
-impl Tail {
-    fn new(cap: usize) -> Self {
-        Tail {
-            buf: Vec::new(),
-            cap,
-        }
-    }
-    fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-        // Trim in batches so a long stream costs linear time, not a shift per chunk.
-        if self.buf.len() > self.cap.saturating_mul(2).max(self.cap + (1 << 20)) {
-            let excess = self.buf.len() - self.cap;
-            self.buf.drain(..excess);
-        }
-    }
-    fn text(&self) -> String {
-        let from = self.buf.len().saturating_sub(self.cap);
-        String::from_utf8_lossy(&self.buf[from..]).into_owned()
-    }
-}
-
-/// The per-story log file, capped in size.
-struct LogSink {
-    file: Option<File>,
-    written: u64,
-    cap: u64,
-    truncated: bool,
-}
-
-impl LogSink {
-    fn open(path: &Path, cap: u64) -> Result<Self, AgentError> {
-        // Append: an earlier run's log of the same story is evidence worth keeping.
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| AgentError::io(format!("cannot open agent log {}", path.display()), e))?;
-        Ok(LogSink {
-            file: Some(file),
-            written: 0,
-            cap,
-            truncated: false,
-        })
-    }
-
-    fn raw(&mut self, bytes: &[u8]) {
-        if let Some(f) = &mut self.file {
-            if f.write_all(bytes).is_err() {
-                // A full disk must not stop the run; stop logging instead.
-                self.file = None;
-            }
-        }
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        if self.truncated {
-            return;
-        }
-        let room = self.cap.saturating_sub(self.written);
-        if bytes.len() as u64 <= room {
-            self.raw(bytes);
-            self.written += bytes.len() as u64;
-        } else {
-            self.raw(&bytes[..room as usize]);
-            self.written = self.cap;
-            self.truncated = true;
-            self.note(&format!(
-                "log truncated at {} bytes; the agent's output was still read to the end",
-                self.cap
-            ));
-        }
-    }
-
-    fn note(&mut self, msg: &str) {
-        self.raw(format!("\n[git-teleos] {msg}\n").as_bytes());
-    }
-
-    fn header(&mut self, inv: &Invocation, cwd: &Path, attempt: u32, prompt_len: usize) {
-        let env: Vec<String> = inv.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let text = format!(
-            "=== git-teleos agent run, attempt {attempt} ===\nstarted: {}\ncwd: {}\nargv: {}\n{}prompt: {prompt_len} bytes on stdin\n--- stdout and stderr ---\n",
-            utc_now(),
-            cwd.display(),
-            inv.display(),
-            if env.is_empty() { String::new() } else { format!("env: {}\n", env.join(" ")) },
-        );
-        self.raw(text.as_bytes());
-    }
-
-    fn footer(&mut self, outcome: &RunOutcome, stop: Option<StopReason>) {
-        let how = match (outcome.exit_code, outcome.signal) {
-            (Some(c), _) => format!("exit code {c}"),
-            (None, Some(s)) => format!("signal {s}"),
-            _ => "unknown status".into(),
-        };
-        let stopped = match stop {
-            Some(StopReason::Timeout) => ", stopped: timeout",
-            Some(StopReason::Stall) => ", stopped: no output (stall timeout)",
-            Some(StopReason::Cancel) => ", stopped: cancelled",
-            None => "",
-        };
-        let failure = outcome
-            .failure
-            .as_deref()
-            .map(|f| format!(", failure: {f}"))
-            .unwrap_or_default();
-        self.raw(
-            format!(
-                "\n=== end: {how} after {:.1}s{stopped}{failure} ===\n",
-                outcome.duration.as_secs_f64()
-            )
-            .as_bytes(),
-        );
-    }
+fn footer(outcome: &RunOutcome, stop: Option<Stop>) -> String {
+    let how = match (outcome.exit_code, outcome.signal) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        _ => "unknown status".into(),
+    };
+    let stopped = match stop {
+        Some(Stop::Timeout) => ", stopped: timeout",
+        Some(Stop::Stall) => ", stopped: no output (stall timeout)",
+        Some(Stop::Cancel) => ", stopped: cancelled",
+        None => "",
+    };
+    let failure = outcome
+        .failure
+        .as_deref()
+        .map(|f| format!(", failure: {f}"))
+        .unwrap_or_default();
+    format!(
+        "\n=== end: {how} after {:.1}s{stopped}{failure} ===\n",
+        outcome.duration.as_secs_f64()
+    )
 }
 
 fn append_note(path: &Path, msg: &str) {
@@ -642,81 +325,11 @@ fn utc_now() -> String {
     crate::time::now_iso8601()
 }
 
-/// Output of a short command (a login check).
-pub(crate) struct Captured {
-    pub exit_code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Run a short command with no input; `None` when it did not finish within `timeout`.
-pub(crate) fn run_captured(
-    program: &Path,
-    args: &[&str],
-    timeout: Duration,
-) -> Result<Option<Captured>, AgentError> {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    for var in PINNING_GIT_VARS {
-        cmd.env_remove(var);
-    }
-    let mut child = cmd.spawn().map_err(|e| AgentError::Spawn {
-        program: program.to_string_lossy().into_owned(),
-        source: e,
-    })?;
-    let pgid = child.id() as libc::pid_t;
-    let read_all = |src: Option<Box<dyn Read + Send>>| {
-        thread::spawn(move || {
-            let mut s = Vec::new();
-            if let Some(src) = src {
-                let _ = src.take(1 << 20).read_to_end(&mut s);
-            }
-            String::from_utf8_lossy(&s).into_owned()
-        })
-    };
-    let out = read_all(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let err = read_all(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let until = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < until => thread::sleep(POLL),
-            Ok(None) | Err(_) => break None,
-        }
-    };
-    if status.is_none() {
-        signal_group(pgid, libc::SIGKILL);
-        let _ = child.wait();
-    }
-    stop_group(pgid, Duration::from_millis(200));
-    let Some(status) = status else {
-        return Ok(None);
-    };
-    Ok(Some(Captured {
-        exit_code: status.code(),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::preset::{running_as_root, AgentKind};
+    use crate::agent::kind::AgentKind;
+    use crate::agent::preset::running_as_root;
     use std::os::unix::fs::PermissionsExt;
 
     fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -782,8 +395,7 @@ mod tests {
     }
 
     fn alive(pid: i32) -> bool {
-        // SAFETY: signal 0 only checks for existence.
-        if unsafe { libc::kill(pid, 0) } != 0 {
+        if !crate::process::pid_alive(pid) {
             return false;
         }
         // A zombie waiting for a reaper (containers may lack one) is dead for our purpose.

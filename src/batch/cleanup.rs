@@ -1,6 +1,6 @@
-//! Orphaned sessions (SPEC §5): find the sessions in the manifest whose process is gone, keep
-//! every piece of their work on rescue refs, then remove their worktrees, branches and manifest
-//! entry — and nothing else, whatever the manifest says.
+//! Orphaned sessions (README, "Orphaned sessions"): find the sessions in the manifest whose process
+//! is gone, keep every piece of their work on rescue refs, then remove their worktrees, branches
+//! and manifest entry — and nothing else, whatever the manifest says.
 //!
 //! The manifest is input from disk that other tools (and people) write, so it is never trusted
 //! as a list of things to delete. A worktree is removed only when its path, after resolving `..`
@@ -178,7 +178,7 @@ pub fn orphan_verdict(
         let age_hours = session
             .started_at_unix()
             .map(|t| (opts.now - t) as f64 / 3600.0);
-        if age_hours.is_none_or(|h| h <= opts.stale_hours) {
+        if age_hours.is_none_or(|h| opts.stale_hours > 0.0 && h <= opts.stale_hours) {
             return Err(format!(
                 "interrupted, kept for `git teleos close --resume {sid}` (cleaned after {} h)",
                 opts.stale_hours
@@ -198,10 +198,18 @@ pub fn clean_orphans(repo: &Repository, opts: &CleanOptions) -> Result<CleanRepo
         dry_run: opts.dry_run,
         ..CleanReport::default()
     };
-    let sessions = match manifest.read()? {
+    let mut sessions = match manifest.read()? {
         Some(m) => m.sessions,
         None => Default::default(),
     };
+    // Worktrees of ours that no session claims (a session that died before recording them,
+    // or whose entry was lost) are cleaned as the sessions their names say they belong to,
+    // with the same guards and the same rescue before anything is removed.
+    let mut unclaimed = BTreeSet::new();
+    for (sid, session) in unclaimed_sessions(repo, opts, &sessions)? {
+        unclaimed.insert(sid.clone());
+        sessions.insert(sid, session);
+    }
     for (sid, session) in &sessions {
         // Paths other sessions claim: a tampered entry must not take a live session's worktree.
         let others: Vec<PathBuf> = sessions
@@ -228,10 +236,81 @@ pub fn clean_orphans(repo: &Repository, opts: &CleanOptions) -> Result<CleanRepo
         } else {
             clean_session(repo, opts, &manifest, (sid, session), &others, reason)
         };
+        let mut outcome = outcome;
+        if unclaimed.contains(sid) {
+            outcome.reason = format!(
+                "not in the manifest: its worktrees are claimed by no session ({})",
+                outcome.reason
+            );
+        }
         report.sessions.push(outcome);
     }
     prune_inside(repo, opts, &mut report);
     Ok(report)
+}
+
+/// Sessions made up from git-teleos worktrees (`<dir>/teleos-<sid>-<n>`, known to git) that no
+/// session in the manifest lists. Their liveness is judged by their session lock (and by the pid
+/// their worktree lock names), never by age: such a session has no start time.
+fn unclaimed_sessions(
+    repo: &Repository,
+    opts: &CleanOptions,
+    sessions: &std::collections::BTreeMap<String, Session>,
+) -> Result<Vec<(String, Session)>> {
+    let claimed: Vec<PathBuf> = sessions
+        .values()
+        .flat_map(|s| s.worktrees.iter().filter_map(|w| w.path.as_deref()))
+        .map(|p| opts.root.join(p))
+        .collect();
+    let mut found: std::collections::BTreeMap<String, Session> = Default::default();
+    for w in git::list_worktrees(repo)? {
+        if w.path.parent() != Some(opts.worktrees_dir.as_path())
+            && !w
+                .path
+                .parent()
+                .is_some_and(|p| git::worktree_path_eq(p, &opts.worktrees_dir))
+        {
+            continue;
+        }
+        let Some(name) = w.path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some((sid, n)) = name
+            .strip_prefix("teleos-")
+            .and_then(|rest| rest.split_once('-'))
+        else {
+            continue;
+        };
+        if !is_valid_sid(sid) || n.parse::<usize>().is_err() || sessions.contains_key(sid) {
+            continue;
+        }
+        if claimed.iter().any(|c| git::worktree_path_eq(c, &w.path)) {
+            continue;
+        }
+        // A worktree lock naming a running process of this host: leave it to that process.
+        let lock_pid = w
+            .locked
+            .as_deref()
+            .and_then(|r| r.split_once("(pid ")?.1.split_once(')'))
+            .and_then(|(pid, _)| pid.trim().parse::<i32>().ok());
+        if lock_pid.is_some_and(crate::manifest::pid_alive) {
+            continue;
+        }
+        let session = found.entry(sid.to_string()).or_insert_with(|| Session {
+            integration_branch: Some(integration_branch(sid)),
+            tool: Some(crate::manifest::schema::TOOL.to_string()),
+            ..Session::default()
+        });
+        session.worktrees.push(crate::manifest::WorktreeEntry {
+            path: Some(w.path.to_string_lossy().into_owned()),
+            branch: w
+                .branch
+                .as_deref()
+                .map(|b| b.trim_start_matches("refs/heads/").to_string()),
+            ..Default::default()
+        });
+    }
+    Ok(found.into_iter().collect())
 }
 
 /// Clean one dead session for real, holding its lock throughout.
@@ -625,26 +704,8 @@ fn stop_agents(session: &Session, worktrees_dir: &Path) -> Vec<i32> {
         .copied()
         .filter(|&g| g > 1 && g != own && group_works_in(g, worktrees_dir))
         .collect();
-    for &g in &groups {
-        // SAFETY: a negative pid addresses process group `g`; g > 1 was checked.
-        unsafe { libc::kill(-g, libc::SIGTERM) };
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    while std::time::Instant::now() < deadline && groups.iter().any(|&g| group_exists(g)) {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    for &g in &groups {
-        if group_exists(g) {
-            // SAFETY: as above.
-            unsafe { libc::kill(-g, libc::SIGKILL) };
-        }
-    }
+    crate::process::stop_groups(&groups, std::time::Duration::from_secs(3));
     groups
-}
-
-fn group_exists(g: i32) -> bool {
-    // SAFETY: signal 0 only checks.
-    unsafe { libc::kill(-g, 0) == 0 }
 }
 
 /// Whether a process of group `g` has its working directory inside `dir` (Linux `/proc`).

@@ -1,6 +1,8 @@
 //! Phases 2–3: selection, running stories sequentially (and in parallel), results.
 
+pub mod claims;
 pub mod cleanup;
+pub mod gate;
 pub mod parallel;
 pub mod pool;
 pub mod progress;
@@ -9,12 +11,13 @@ pub mod select;
 pub mod sequential;
 pub mod setup;
 pub mod status;
+pub mod timing;
 pub mod worker;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A fresh 6-lowercase-hex session id (SPEC §4.3), from the kernel's random source, falling
-/// back to time and pid mixed together.
+/// A fresh 6-lowercase-hex session id (README, "Parallel mode"), from the kernel's random source,
+/// falling back to time and pid mixed together.
 pub fn new_session_id() -> String {
     use std::io::Read;
     let mut bytes = [0u8; 3];

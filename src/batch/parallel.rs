@@ -1,26 +1,32 @@
-//! Parallel mode (SPEC §4.3): one linked worktree per slot, a worker thread per worktree, a
-//! dynamic queue that respects dependencies, in-memory merges into `integration-<sid>`, landing
-//! on the starting branch, and a clean-up that never drops unmerged work.
+//! Parallel mode (README, "Parallel mode"): one linked worktree per slot, a worker thread per
+//! worktree, a dynamic queue that respects dependencies, in-memory merges into `integration-<sid>`,
+//! landing on the starting branch, and a clean-up that never drops unmerged work.
 //!
 //! The user's checkout is never checked out, reset or merged into while agents run: every
 //! branch move happens on refs with compare-and-swap, and only the final landing touches the
 //! user's files, and only when their checkout is clean.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
 use std::time::Duration;
 
+use crate::batch::claims::Claimer;
+use crate::batch::gate::{self, MergeRecord};
 use crate::batch::pool;
 use crate::batch::progress::Progress;
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
 use crate::batch::sequential::{status_line, Stopper};
 use crate::batch::setup::{self, SetupPlan};
-use crate::batch::worker::{close_story, Answers, StoryEnv};
+use crate::batch::timing::{self, Attempt, Lane, Phase};
+use crate::batch::worker::{close_story, Answers, StoryEnv, UNCOMMITTED};
 use crate::error::{Error, Result};
 use crate::git::{self, LandOutcome, MergeOutcome, ObjectId};
 use crate::manifest::{ManifestFile, Session, SessionLock, WorktreeEntry};
+use crate::stories::tracker::{self, TrackerMode};
 use crate::stories::Story;
 
 /// Everything a parallel batch needs besides the stories.
@@ -36,6 +42,8 @@ pub struct ParallelEnv<'a> {
     pub max_budget_usd: Option<f64>,
     pub answers: &'a BTreeMap<String, Answers>,
     pub setup: SetupPlan,
+    /// Limit on each worktree's install command.
+    pub setup_timeout: Duration,
     pub land: bool,
     /// On a merge conflict, ask the agent to merge the integration branch and resolve it.
     pub resolve: bool,
@@ -90,7 +98,8 @@ enum Next {
 
 impl Queue {
     /// The next story this worker should run, waiting while dependencies are still running.
-    fn next(lock: &Mutex<Queue>, cv: &Condvar, cancel: &AtomicBool) -> Next {
+    /// `waited` is set when the worker had to wait for a dependency (drawn on its lane).
+    fn next(lock: &Mutex<Queue>, cv: &Condvar, cancel: &AtomicBool, waited: &mut bool) -> Next {
         let Ok(mut q) = lock.lock() else {
             return Next::Done;
         };
@@ -141,6 +150,7 @@ impl Queue {
                 return Next::Done;
             }
             // Wake up now and then to notice Ctrl-C.
+            *waited = true;
             q = match cv.wait_timeout(q, Duration::from_millis(200)) {
                 Ok((g, _)) => g,
                 Err(_) => return Next::Done,
@@ -161,6 +171,19 @@ impl Queue {
         }
         cv.notify_all();
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The text a panic carried, for the report (the panic hook has printed where it happened).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned());
+    format!("panicked: {}", text.as_deref().unwrap_or("(no message)"))
 }
 
 /// One slot's worktree.
@@ -203,11 +226,25 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             branch: worktree_branch(sid, n),
         })
         .collect();
-    manifest.update(|m| {
+    // Resuming: the earlier run may have had more worktrees than this one needs. They are
+    // not used, but they are the session's: kept in the manifest and cleaned up at the end.
+    let unused: Vec<Slot> = manifest.update(|m| {
+        let unused: Vec<Slot> = m
+            .sessions
+            .get(sid)
+            .map(|old| {
+                old.worktrees
+                    .iter()
+                    .filter_map(|w| earlier_slot(&env.worktrees_dir, sid, w))
+                    .filter(|e| !slots.iter().any(|s| s.n == e.n))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut session = Session::new(
             integration.clone(),
             slots
                 .iter()
+                .chain(&unused)
                 .map(|s| WorktreeEntry::new(s.path.to_string_lossy(), s.branch.clone()))
                 .collect(),
         );
@@ -216,7 +253,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             session.extra = old.extra.clone();
         }
         m.sessions.insert(sid.to_string(), session);
-        Ok(())
+        Ok(unused)
     })?;
     if git::resolve_ref(&main, &integration_ref)?.is_none() {
         git::create_branch(&main, &integration, start)?;
@@ -243,9 +280,23 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     let cv = Condvar::new();
     // Serialises merges, and remembers where we last left the integration branch so a move
     // made behind our back (an agent committing to it) is noticed and undone.
-    let merge_lock = Mutex::new(start_or_existing(&main, &integration_ref, start)?);
+    let batch_start = start_or_existing(&main, &integration_ref, start)?;
+    let merge_lock = Mutex::new(batch_start);
+    // Every merge this batch makes, in order: what the integration gate bisects.
+    let merges = Mutex::new(Vec::<MergeRecord>::new());
+    // Whether the gates are red at an integration tip a story started from (checked only when a
+    // story gate is red, once per tip).
+    let base_checks = Mutex::new(BTreeMap::<ObjectId, bool>::new());
     let notes = Mutex::new(Vec::<String>::new());
+    let lanes = Mutex::new(Vec::<Lane>::new());
     let shared = main.clone().into_sync();
+    let claimer = Claimer {
+        manifest: &manifest,
+        dir: &env.worktrees_dir,
+        session_id: sid,
+        branch: start_branch.as_deref(),
+        start: Some(start),
+    };
 
     // Agents' process groups go into the manifest so a clean-up after a crash can stop them.
     let record_agent = |pgid: i32| {
@@ -258,57 +309,118 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     };
     let story_env = StoryEnv {
         on_agent_spawn: Some(&record_agent),
+        gate: gate::GateEnv {
+            on_spawn: Some(&record_agent),
+            ..env.story.gate
+        },
         ..env.story
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(slots.len())
-        .thread_name(|i| format!("teleos-wt-{}", i + 1))
-        .build()
-        .map_err(|e| Error::setup(format!("cannot start worker threads: {e}"), "retry"))?;
-    pool.scope(|scope| {
+    // One plain thread per worktree, not a rayon pool: each spends up to an hour blocked on
+    // an agent, and rayon's pool is for short CPU work (the scan).
+    thread::scope(|scope| {
         for slot in &slots {
-            let (queue, cv, merge_lock, notes, shared) =
-                (&queue, &cv, &merge_lock, &notes, &shared);
-            let manifest = &manifest;
+            let (queue, cv, merge_lock, notes, shared, lanes) =
+                (&queue, &cv, &merge_lock, &notes, &shared, &lanes);
+            let (manifest, claimer) = (&manifest, &claimer);
+            let (merges, base_checks) = (&merges, &base_checks);
+            let story_env = &story_env;
             let integration_ref = integration_ref.as_str();
-            scope.spawn(move |_| {
+            let note = move |msg: String| {
+                env.progress.line(&format!("warning: {msg}"));
+                lock(notes).push(msg);
+            };
+            let work = move || {
                 let repo = shared.to_thread_local();
                 let w = Worker {
                     env,
-                    story: &story_env,
+                    story: story_env,
                     repo: &repo,
                     slot,
                     integration_ref,
                     merge_lock,
                     manifest,
+                    merges,
+                    base_checks,
+                    seen_clean: std::cell::Cell::new(false),
+                    claimer,
                 };
-                if let Err(e) = w.prepare() {
-                    let msg = format!("worktree {} could not be set up: {e}", slot.n);
-                    env.progress.line(&format!("warning: {msg}"));
-                    if let Ok(mut n) = notes.lock() {
-                        n.push(msg);
-                    }
+                let mut lane = Lane {
+                    lane: slot.n as u32,
+                    phases: Vec::new(),
+                };
+                let keep_lane = |lane: Lane| lock(lanes).push(lane);
+                let setup_start = timing::now_ms();
+                let prepared = panic::catch_unwind(AssertUnwindSafe(|| w.prepare()))
+                    .unwrap_or_else(|p| Err(Error::Internal(panic_message(&*p))));
+                lane.phases
+                    .push(Phase::until_now(timing::SETUP, setup_start));
+                if let Err(e) = prepared {
+                    keep_lane(lane);
+                    note(format!("worktree {} could not be set up: {e}", slot.n));
                     env.progress.slot(slot.n, "unavailable");
                     return;
                 }
-                while let Next::Run(story) = Queue::next(queue, cv, env.story.cancel) {
-                    let (result, merged) = w.run_story(&story);
+                loop {
+                    let mut waited = false;
+                    let wait_start = timing::now_ms();
+                    let Next::Run(story) = Queue::next(queue, cv, env.story.cancel, &mut waited)
+                    else {
+                        break;
+                    };
+                    if waited {
+                        let mut p = Phase::until_now(timing::WAIT_DEPENDENCY, wait_start);
+                        p.detail = Some(format!("before {}", story.story_key));
+                        lane.phases.push(p);
+                    }
+                    // A bug while one story runs ends that story, not the batch and its report.
+                    let ran = panic::catch_unwind(AssertUnwindSafe(|| w.run_story(&story)));
+                    let (result, merged, panicked) = match ran {
+                        Ok((result, merged)) => (result, merged, false),
+                        Err(p) => {
+                            let why = format!(
+                                "internal error (a bug in git-teleos, please report it): {}; \
+                                 worktree {} is kept as it was",
+                                panic_message(&*p),
+                                slot.n
+                            );
+                            let mut r = StoryResult::not_run(&story, Outcome::Error, Some(why));
+                            r.attempts = 0;
+                            (r, false, true)
+                        }
+                    };
                     env.progress.line(&status_line(&result, 0.0));
                     env.progress.story_done();
                     Queue::finish(queue, cv, result, merged);
+                    if panicked {
+                        // Its worktree is in an unknown state: no further story runs there.
+                        keep_lane(lane);
+                        note(format!(
+                            "worktree {} was retired after an internal error in {}",
+                            slot.n, story.story_key
+                        ));
+                        env.progress.slot(slot.n, "unavailable");
+                        return;
+                    }
                 }
+                keep_lane(lane);
                 env.progress.slot(slot.n, "idle");
-            });
+            };
+            let started = thread::Builder::new()
+                .name(format!("teleos-wt-{}", slot.n))
+                .spawn_scoped(scope, work);
+            if let Err(e) = started {
+                note(format!("worktree {}: cannot start its thread: {e}", slot.n));
+            }
         }
     });
     env.progress.finish();
 
-    let mut q = queue
-        .into_inner()
-        .map_err(|_| Error::git("a worker thread panicked"))?;
+    // A panic caught above may have poisoned these; what they hold is still consistent enough
+    // to report (and a moved integration tip is checked against the branch below).
+    let mut q = queue.into_inner().unwrap_or_else(PoisonError::into_inner);
     let expected_tip = merge_lock
         .into_inner()
-        .map_err(|_| Error::git("a worker thread panicked"))?;
+        .unwrap_or_else(PoisonError::into_inner);
     for s in std::mem::take(&mut q.pending) {
         let why = q
             .stopped
@@ -318,7 +430,12 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             .push(StoryResult::not_run(&s, Outcome::NotStarted, Some(why)));
     }
     report.stories.extend(q.results);
-    report.notes.extend(notes.into_inner().unwrap_or_default());
+    report
+        .notes
+        .extend(notes.into_inner().unwrap_or_else(PoisonError::into_inner));
+    let mut lanes = lanes.into_inner().unwrap_or_else(PoisonError::into_inner);
+    lanes.sort_by_key(|l| l.lane);
+    report.lanes.extend(lanes);
     if q.stopped.is_some() {
         report.stopped = q.stopped.clone();
     }
@@ -373,8 +490,36 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             .push(format!("could not check {integration}: {e}")),
     }
 
+    // Only a green integration lands: the gates run on it, and a merge that turns it red is
+    // taken out.
+    let merges = merges.into_inner().unwrap_or_default();
+    let ie = gate::IntegrationEnv {
+        gate: &env.story.gate,
+        main: &main,
+        worktrees: slots.iter().map(|s| s.path.as_path()).collect(),
+        logs_dir: env.story.logs_dir,
+        session_id: sid,
+        integration_ref: &integration_ref,
+        start: batch_start,
+        tracker_files: match env.story.tracker {
+            TrackerMode::Teleos => env
+                .story
+                .tracker_files
+                .iter()
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .collect(),
+            _ => Vec::new(),
+        },
+    };
+    let gate_ok = gate::gate_integration(&ie, &merges, &|s| env.progress.line(s), report);
+
     // Landing, then clean-up. A failure in either is reported, never hidden.
-    let landed = if env.land {
+    let landed = if !gate_ok {
+        report.notes.push(format!(
+            "not landed: the integration gate is red; the work is on {integration}"
+        ));
+        false
+    } else if env.land {
         land(
             &main,
             env.root,
@@ -393,7 +538,8 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     let park = env
         .keep_worktrees
         .then_some((&manifest, env.worktrees_dir.as_path()));
-    cleanup(&main, &slots, &integration, landed, park, report);
+    let all_slots: Vec<Slot> = slots.into_iter().chain(unused).collect();
+    cleanup(&main, &all_slots, &integration, landed, park, report);
     manifest.update(|m| {
         m.sessions.remove(sid);
         Ok(())
@@ -402,10 +548,33 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     Ok(())
 }
 
+/// A worktree an earlier run of session `sid` recorded, if it follows the session's naming
+/// (anything else in the manifest is not ours to remove).
+fn earlier_slot(dir: &Path, sid: &str, w: &WorktreeEntry) -> Option<Slot> {
+    let path = PathBuf::from(w.path.as_deref()?);
+    if path.parent() != Some(dir) {
+        return None;
+    }
+    let name = path.file_name()?.to_str()?;
+    let n: usize = name.strip_prefix(&format!("teleos-{sid}-"))?.parse().ok()?;
+    (worktree_name(sid, n) == name && w.branch.as_deref() == Some(&worktree_branch(sid, n))).then(
+        || Slot {
+            n,
+            path,
+            branch: worktree_branch(sid, n),
+        },
+    )
+}
+
 /// Keep the worktrees folder out of the user's `git status` (via `info/exclude`, not a file
 /// of the checkout). Best effort: a failure only means `git status` lists the folder.
-fn exclude_worktrees_dir(repo: &gix::Repository, root: &Path, dir: &Path) {
-    let Ok(rel) = dir.strip_prefix(root) else {
+pub(crate) fn exclude_worktrees_dir(repo: &gix::Repository, root: &Path, dir: &Path) {
+    // The folder sits under the main worktree, also when the batch starts from a linked one.
+    let main_root = git::main_worktree_root(repo).unwrap_or_else(|| root.to_path_buf());
+    let Ok(rel) = dir
+        .strip_prefix(&main_root)
+        .or_else(|_| dir.strip_prefix(root))
+    else {
         return;
     };
     let pattern = format!("/{}/", rel.to_string_lossy().trim_end_matches('/'));
@@ -432,6 +601,13 @@ struct Worker<'a, 'e> {
     integration_ref: &'a str,
     merge_lock: &'a Mutex<ObjectId>,
     manifest: &'a ManifestFile,
+    merges: &'a Mutex<Vec<MergeRecord>>,
+    base_checks: &'a Mutex<BTreeMap<ObjectId, bool>>,
+    /// A full status walk found this worktree clean after the last thing that ran in it, so
+    /// bringing it to the next tip need only check the files that tip changes. Whatever runs
+    /// in the worktree after that walk must clear it.
+    seen_clean: std::cell::Cell<bool>,
+    claimer: &'a Claimer<'a>,
 }
 
 impl Worker<'_, '_> {
@@ -444,10 +620,18 @@ impl Worker<'_, '_> {
     fn prepare(&self) -> Result<()> {
         let sid = self.env.session_id;
         let slot = self.slot;
-        self.env.progress.slot(slot.n, "creating worktree");
         let exists = git::list_worktrees(self.repo)?
             .iter()
             .any(|w| git::worktree_path_eq(&w.path, &slot.path));
+        // Say what really happens: a resumed session reuses the worktrees it kept.
+        self.env.progress.slot(
+            slot.n,
+            if exists {
+                "reusing the session's worktree"
+            } else {
+                "creating worktree"
+            },
+        );
         let branch_ref = format!("refs/heads/{}", slot.branch);
         if !exists && git::resolve_ref(self.repo, &branch_ref)?.is_some() {
             // A branch left by an interrupted run: its work is on integration or a rescue ref
@@ -472,7 +656,13 @@ impl Worker<'_, '_> {
             });
         if !exists && !adopted {
             let tip = self.integration_tip()?;
-            git::add_worktree(self.repo, &slot.path, &slot.branch, tip)?;
+            git::add_worktree(
+                self.repo,
+                &slot.path,
+                &slot.branch,
+                tip,
+                self.env.story.cancel,
+            )?;
             crate::fault::point("after-worktree-create");
         }
         let reason = format!(
@@ -494,10 +684,15 @@ impl Worker<'_, '_> {
             } else {
                 &self.env.setup
             };
-            setup::run(plan, self.env.root, &slot.path, &log).map_err(|e| {
+            let limits = setup::SetupLimits {
+                timeout: self.env.setup_timeout,
+                cancel: self.env.story.cancel,
+            };
+            setup::run(plan, self.env.root, &slot.path, &log, limits).map_err(|e| {
                 Error::setup(
-                    e,
-                    "fix teleos.setup / teleos.installCommand, or use --setup none",
+                    e.to_string(),
+                    "fix teleos.setup / teleos.installCommand / teleos.setupTimeout, \
+                     or use --setup none",
                 )
             })?;
         }
@@ -522,12 +717,26 @@ impl Worker<'_, '_> {
     /// Run one story here; returns its result and whether its work is on integration.
     fn run_story(&self, story: &Story) -> (StoryResult, bool) {
         let key = &story.story_key;
+        // Start from everything merged so far.
+        let setup_start = timing::now_ms();
         let failed = |msg: String| {
             let mut r = StoryResult::not_run(story, Outcome::Error, Some(msg));
             r.attempts = 0;
+            // No agent ran, but the slot spent this time on the story: draw it.
+            let mut a = Attempt {
+                attempt: 1,
+                lane: Some(self.slot.n as u32),
+                outcome: Some(timing::outcome_name(Outcome::Error)),
+                ..Attempt::default()
+            };
+            a.push(Phase::until_now(timing::SETUP, setup_start));
+            r.timeline.push(a);
             (r, false)
         };
-        // Start from everything merged so far.
+        // Another session started on the same stories may have this one: never run it twice.
+        if let Some(skipped) = self.claimer.claim(self.repo, story) {
+            return (skipped, false);
+        }
         let tip = match self.integration_tip() {
             Ok(t) => t,
             Err(e) => return failed(e.to_string()),
@@ -536,7 +745,14 @@ impl Worker<'_, '_> {
             Ok(r) => r,
             Err(e) => return failed(format!("cannot open worktree: {e}")),
         };
-        if let Err(e) = git::reset_worktree_to(&wt, tip) {
+        // A worktree made or resumed here gets the full check; after a story the walk that
+        // verified it is recent enough.
+        let reset = if self.seen_clean.replace(false) {
+            git::reset_clean_worktree_to
+        } else {
+            git::reset_worktree_to
+        };
+        if let Err(e) = reset(&wt, tip, self.env.story.cancel) {
             return failed(format!("cannot bring the worktree up to date: {e}"));
         }
         self.env
@@ -545,6 +761,7 @@ impl Worker<'_, '_> {
         self.set_manifest_story(Some(key));
         let answers = self.env.answers.get(key).cloned().unwrap_or_default();
         crate::fault::point_later("agent-running", Duration::from_millis(500));
+        let setup = Phase::until_now(timing::SETUP, setup_start);
         let mut result = close_story(
             self.story,
             story,
@@ -552,12 +769,61 @@ impl Worker<'_, '_> {
             Some(&self.slot.branch),
             &answers,
         );
+        gate::story_gate(
+            self.story,
+            story,
+            &self.slot.path,
+            Some(&self.slot.branch),
+            gate::GatePlace::Worktree(&mut || self.gates_red_at(key, tip)),
+            &mut result,
+            &mut |state| self.env.progress.slot(self.slot.n, state),
+        );
         self.set_manifest_story(None);
         self.env
             .progress
             .slot(self.slot.n, &format!("{key}: merging"));
+        let merge_start = timing::now_ms();
         let merged = self.after_story(story, tip, &mut result);
+        let lane = self.slot.n as u32;
+        for a in &mut result.timeline {
+            a.lane = Some(lane);
+        }
+        if let Some(first) = result.timeline.first_mut() {
+            first.push(setup);
+            first.phases.sort_by_key(|p| p.start);
+        }
+        let outcome = timing::outcome_name(result.outcome);
+        if let Some(last) = result.timeline.last_mut() {
+            last.push(Phase::until_now(timing::MERGE, merge_start));
+            last.phases.sort_by_key(|p| p.start);
+            // The merge can change the outcome (a conflict): the last attempt ends as the story.
+            last.outcome = Some(outcome);
+        }
         (result, merged)
+    }
+
+    /// Whether the gates are red at `base` (once per base; workers asking meanwhile wait).
+    fn gates_red_at(&self, key: &str, base: ObjectId) -> Result<bool> {
+        let mut known = self
+            .base_checks
+            .lock()
+            .map_err(|_| Error::git("a gate thread panicked"))?;
+        if let Some(red) = known.get(&base) {
+            return Ok(*red);
+        }
+        let label = format!("base-{}.gate", base.to_hex_with_len(10));
+        let red = gate::red_at_base(
+            &self.story.gate,
+            self.repo,
+            &self.slot.path,
+            base,
+            &rescue_ref(self.env.session_id, key, "-gate-check"),
+            (self.story.logs_dir, &label),
+        )?;
+        if !self.story.cancel.load(Ordering::SeqCst) {
+            known.insert(base, red);
+        }
+        Ok(red)
     }
 
     /// Keep leftovers, merge what is good, keep what did not merge on a ref; leave the
@@ -597,6 +863,8 @@ impl Worker<'_, '_> {
             }
         }
 
+        // Verification's walk said clean, and left_branch would renew the worktree anyway.
+        self.seen_clean.set(result.verified_clean && !left_branch);
         // Uncommitted leftovers: saved as a commit on a ref, then the worktree is replaced.
         let mut rescued_snapshot = None;
         // Verification already walked the worktree; walk again only if it could not say
@@ -606,6 +874,20 @@ impl Worker<'_, '_> {
                 Ok(Some(snap)) => {
                     let name = rescue_ref(sid, key, "-uncommitted");
                     if git::set_ref(self.repo, &name, snap).is_ok() {
+                        // The worktree is renewed: say where the changes are now.
+                        let saved = format!(
+                            "; they are saved on {name} (see them with: git show --stat {name})"
+                        );
+                        match result
+                            .discrepancies
+                            .iter_mut()
+                            .find(|d| d.starts_with(UNCOMMITTED))
+                        {
+                            Some(d) => d.push_str(&saved),
+                            None => result
+                                .discrepancies
+                                .push(format!("{UNCOMMITTED} in its worktree{saved}")),
+                        }
                         result.rescue_ref = Some(name);
                         rescued_snapshot = Some(snap);
                     }
@@ -660,11 +942,23 @@ impl Worker<'_, '_> {
                     result.rescue_ref.get_or_insert(name);
                 }
             }
-            (Outcome::Completed | Outcome::Partial, None) => merged = true,
+            (Outcome::Completed | Outcome::Partial, None) => {
+                merged = true;
+                // No commits, but the tracker may still need the story's status.
+                if self.story.tracker == TrackerMode::Teleos {
+                    let message = format!("teleos: status of {key} (session {sid})");
+                    if let Err(e) = self.merge_guarded(key, base, &message, result) {
+                        result
+                            .discrepancies
+                            .push(format!("the tracker could not be updated: {e}"));
+                    }
+                }
+            }
             _ => {}
         }
 
         if rescued_snapshot.is_some() || left_branch {
+            // A renewed worktree ran its setup again: the next story walks it in full.
             if let Err(e) = self.replace_worktree(rescued_snapshot) {
                 result
                     .discrepancies
@@ -683,10 +977,9 @@ impl Worker<'_, '_> {
         message: &str,
         result: &mut StoryResult,
     ) -> Result<MergeOutcome> {
-        let mut expected = self
-            .merge_lock
-            .lock()
-            .map_err(|_| Error::git("a merge thread panicked"))?;
+        // Poisoned only by a panic caught in another story; the tip it holds is checked
+        // against the branch right below, so it is still safe to use.
+        let mut expected = lock(self.merge_lock);
         if let Some(note) = restore_integration(
             self.repo,
             self.integration_ref,
@@ -695,9 +988,57 @@ impl Worker<'_, '_> {
         )? {
             result.discrepancies.push(note);
         }
-        let outcome = git::merge_into_branch(self.repo, self.integration_ref, tip, message)?;
+        let before = *expected;
+        let status =
+            tracker::status_for(result.tasks_done, result.tasks_total, result.tasks_blocked);
+        let edit = |bytes: &[u8]| -> Option<Vec<u8>> {
+            if self.story.tracker != TrackerMode::Teleos {
+                return None;
+            }
+            let text = std::str::from_utf8(bytes).ok()?;
+            let (new, _) = tracker::set_story_status(text, key, status).ok()?;
+            Some(new.into_bytes())
+        };
+        // Git paths: relative, '/'-separated.
+        let paths: Vec<String> = match self.story.tracker {
+            TrackerMode::Agent => Vec::new(),
+            TrackerMode::Teleos | TrackerMode::Off => self
+                .story
+                .tracker_files
+                .iter()
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .collect(),
+        };
+        let owned: Vec<git::OwnedPath> = paths
+            .iter()
+            .map(|path| git::OwnedPath { path, edit: &edit })
+            .collect();
+        let (outcome, report) =
+            git::merge_into_branch_owning(self.repo, self.integration_ref, tip, message, &owned)?;
         if let MergeOutcome::Merged(id) | MergeOutcome::FastForward(id) = outcome {
             *expected = id;
+            if let Ok(mut m) = self.merges.lock() {
+                m.push(MergeRecord {
+                    key: key.to_string(),
+                    before,
+                    after: id,
+                    story_tip: tip,
+                    tip_green: result.gates_green_at == Some(tip),
+                    tracker_status: (self.story.tracker == TrackerMode::Teleos).then_some(status),
+                });
+            }
+        }
+        let why = match self.story.tracker {
+            TrackerMode::Off => "the tracker is left alone in this batch (--no-tracker)",
+            _ => "git-teleos is the tracker's only writer in parallel mode",
+        };
+        for path in &report.dropped {
+            result.discrepancies.push(format!(
+                "the agent edited {path}; that change was dropped ({why}), the rest of its work merged"
+            ));
+        }
+        if !report.edited.is_empty() {
+            result.tracker_status = Some(status.to_string());
         }
         Ok(outcome)
     }
@@ -712,12 +1053,15 @@ impl Worker<'_, '_> {
         let Ok(Some(before)) = git::resolve_ref(self.repo, &branch_ref) else {
             return false;
         };
+        // The agent runs here again: only the check below can say clean once more.
+        self.seen_clean.set(false);
         let _ = git::set_ref(self.repo, &rescue_ref(sid, key, "-before-resolve"), before);
         self.env
             .progress
             .slot(self.slot.n, &format!("{key}: agent resolving a conflict"));
         let prompt = crate::agent::build_resolve_prompt(key, &self.slot.branch, integration, paths);
         let log = self.story.logs_dir.join(format!("{key}.resolve.log"));
+        let resolve_start = timing::now_ms();
         let run = crate::agent::run_agent(&crate::agent::RunRequest {
             cwd: &self.slot.path,
             prompt: &prompt,
@@ -726,6 +1070,9 @@ impl Worker<'_, '_> {
             cancel: self.story.cancel,
             on_spawn: self.story.on_agent_spawn,
         });
+        if let Some(last) = result.timeline.last_mut() {
+            last.push(Phase::until_now(timing::RESOLVE, resolve_start));
+        }
         let failed = |why: String, result: &mut StoryResult| {
             result
                 .discrepancies
@@ -771,6 +1118,7 @@ impl Worker<'_, '_> {
             Ok(h) => h,
             Err(e) => return failed(e.to_string(), result),
         };
+        self.seen_clean.set(true);
         let message = format!("teleos: merge {key} (session {sid}, conflict resolved)");
         match self.merge_guarded(key, head, &message, result) {
             Ok(MergeOutcome::Conflict { .. }) => failed("it still conflicts".into(), result),
@@ -844,6 +1192,8 @@ fn land(
         return false;
     };
     let finish_hint = format!("finish with: git merge {integration}");
+    // Whether the branch really moved: "landed" is said only then.
+    let mut moved = false;
     // Sessions that finish together land one at a time: while one moves the branch and then
     // the files, another would see a half-updated checkout and refuse it as dirty.
     let lock_path = crate::batch::results::results_dir(&git::common_dir(main)).join("land.lock");
@@ -865,6 +1215,7 @@ fn land(
             return Ok(Some(true));
         }
         // Fast-forward when the branch did not move; else one merge commit made in memory.
+        moved = false;
         let target = if git::is_ancestor(main, current, tip)? {
             tip
         } else {
@@ -892,9 +1243,11 @@ fn land(
             match git::land_fast_forward_checkout(&user, branch, target)? {
                 // The branch moved under us: compute the landing again on its new tip.
                 LandOutcome::NotFastForward | LandOutcome::Moved => None,
-                LandOutcome::UpToDate
-                | LandOutcome::CheckedOut { .. }
-                | LandOutcome::RefUpdated => Some(true),
+                LandOutcome::UpToDate => Some(true),
+                LandOutcome::CheckedOut { .. } | LandOutcome::RefUpdated => {
+                    moved = true;
+                    Some(true)
+                }
                 LandOutcome::Dirty(paths) => {
                     report.notes.push(format!(
                     "your checkout has uncommitted changes ({}): it was not touched; {finish_hint}",
@@ -927,10 +1280,12 @@ fn land(
             false
         }
         Ok(Some(true)) => {
-            report.notes.push(format!(
-                "landed on {}",
-                branch.trim_start_matches("refs/heads/")
-            ));
+            let short = branch.trim_start_matches("refs/heads/");
+            report.notes.push(if moved {
+                format!("landed on {short}")
+            } else {
+                format!("nothing to land on {short}: no story's work was merged")
+            });
             true
         }
         Ok(Some(false)) => false,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::batch::timing::{Attempt, Lane};
 use crate::error::{Error, Result};
 
 /// How a story ended, after verification.
@@ -24,6 +25,35 @@ pub enum Outcome {
     Routed,
     /// Never started (circuit breaker, budget, interrupt, an earlier story left a mess).
     NotStarted,
+    /// The project's checks stayed red on the story's work, even after repair: not merged,
+    /// its commits kept on a ref.
+    GateFailed,
+    /// Green alone, but the integrated result turned red with it: ejected before landing,
+    /// its work kept on a ref.
+    IntegrationFailed,
+}
+
+impl Outcome {
+    /// Every outcome but these means the story did not complete (exit status 1).
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Outcome::Completed | Outcome::Routed)
+    }
+}
+
+impl Outcome {
+    /// How the report names the outcome.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Partial => "partially blocked",
+            Outcome::Error => "error",
+            Outcome::Conflict => "conflict",
+            Outcome::Routed => "routed to pipeline",
+            Outcome::NotStarted => "not started",
+            Outcome::GateFailed => "gate failed",
+            Outcome::IntegrationFailed => "integration failed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -64,9 +94,24 @@ pub struct StoryResult {
     /// The agent's own review summary, when given.
     #[serde(default)]
     pub review_summary: Option<Value>,
+    /// The status git-teleos set for the story in `sprint-status.yaml` when it merged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracker_status: Option<String>,
     /// Verification found the checkout clean after the run (saves walking it again).
     #[serde(skip)]
     pub verified_clean: bool,
+    /// The gates run on the story's work, last round last (a red round, then the repaired one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<crate::gate::GateResult>,
+    /// Repair rounds the agent was given after a red gate.
+    #[serde(default)]
+    pub gate_repairs: u32,
+    /// The commit every gate passed on, when they did (saves running them again on it).
+    #[serde(skip)]
+    pub gates_green_at: Option<gix::ObjectId>,
+    /// Each attempt with its lane and phases, first to last (empty in older records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<Attempt>,
 }
 
 impl StoryResult {
@@ -93,7 +138,12 @@ impl StoryResult {
             attempts: 0,
             rescue_ref: None,
             review_summary: None,
+            tracker_status: None,
             verified_clean: false,
+            gates: Vec::new(),
+            gate_repairs: 0,
+            gates_green_at: None,
+            timeline: Vec::new(),
         }
     }
 }
@@ -117,6 +167,23 @@ pub struct BatchReport {
     /// The work was meant to land on the starting branch but did not (the notes say why).
     #[serde(default)]
     pub not_landed: bool,
+    /// The gates of the batch (`$ command (why)`), or why none ran.
+    #[serde(default)]
+    pub gate_plan: Vec<String>,
+    /// Set when no gate ran: what the debrief says instead.
+    #[serde(default)]
+    pub gates_off: Option<String>,
+    /// Every run of the gates on the integrated result (parallel mode), bisection included.
+    #[serde(default)]
+    pub integration_gates: Vec<crate::gate::GateResult>,
+    /// When the batch started and finished, Unix ms (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<i64>,
+    /// Each worktree slot's own phases (set-up, waits); empty in sequential mode.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lanes: Vec<Lane>,
 }
 
 impl BatchReport {
@@ -129,14 +196,19 @@ impl BatchReport {
         self.stories.iter().filter(|s| s.outcome == o).count()
     }
 
+    /// Seconds spent running gates, on stories and on the integration.
+    pub fn gate_secs(&self) -> f64 {
+        self.stories
+            .iter()
+            .flat_map(|s| &s.gates)
+            .chain(&self.integration_gates)
+            .map(|g| g.duration_secs)
+            .sum()
+    }
+
     /// 0 when every selected closeable story completed; 1 otherwise.
     pub fn exit_code(&self) -> u8 {
-        let incomplete = self.stories.iter().any(|s| {
-            matches!(
-                s.outcome,
-                Outcome::Partial | Outcome::Error | Outcome::Conflict | Outcome::NotStarted
-            )
-        });
+        let incomplete = self.stories.iter().any(|s| s.outcome.is_failure());
         u8::from(incomplete || self.stopped.is_some() || self.not_landed)
     }
 
@@ -151,6 +223,9 @@ impl BatchReport {
                 "attempts": s.attempts,
                 "discrepancies": s.discrepancies,
                 "rescue_ref": s.rescue_ref,
+                "gates": s.gates,
+                "gate_repairs": s.gate_repairs,
+                "tracker_status": s.tracker_status,
             })
         };
         let merge = |mut a: Value, b: Value| {
@@ -194,9 +269,9 @@ impl BatchReport {
                 "story_key": s.story_key,
                 "task_text": t,
             }))).collect::<Vec<_>>(),
-            "errors": self.stories.iter().filter(|s| matches!(s.outcome, Outcome::Error | Outcome::Conflict | Outcome::NotStarted)).map(|s| merge(json!({
+            "errors": self.stories.iter().filter(|s| matches!(s.outcome, Outcome::Error | Outcome::Conflict | Outcome::NotStarted | Outcome::GateFailed | Outcome::IntegrationFailed)).map(|s| merge(json!({
                 "story_key": s.story_key,
-                "error_message": s.error_message.clone().unwrap_or_else(|| format!("{:?}", s.outcome).to_lowercase()),
+                "error_message": s.error_message.clone().unwrap_or_else(|| s.outcome.label().to_string()),
                 "outcome": s.outcome,
             }), extras(s))).collect::<Vec<_>>(),
             "summary": {
@@ -204,15 +279,23 @@ impl BatchReport {
                 "completed": self.count(Outcome::Completed),
                 "partial": self.count(Outcome::Partial),
                 "routed": self.count(Outcome::Routed),
-                "errors": self.count(Outcome::Error),
+                // As many as the "errors" list holds; conflicts, not started and red gates are
+                // among them.
+                "errors": self.count(Outcome::Error) + self.count(Outcome::Conflict) + self.count(Outcome::NotStarted) + self.count(Outcome::GateFailed) + self.count(Outcome::IntegrationFailed),
                 "conflicts": self.count(Outcome::Conflict),
                 "not_started": self.count(Outcome::NotStarted),
+                "gate_failed": self.count(Outcome::GateFailed),
+                "integration_failed": self.count(Outcome::IntegrationFailed),
+                "gate_secs": self.gate_secs(),
                 "blocker_questions": self.stories.iter().map(|s| s.blocker_questions.len()).sum::<usize>(),
                 "human_validation_tasks": self.stories.iter().map(|s| s.human_validation_tasks.len()).sum::<usize>(),
                 "cost_usd": self.total_cost(),
             },
             "stopped": self.stopped,
             "not_landed": self.not_landed,
+            "gates": self.gate_plan,
+            "gates_off": self.gates_off,
+            "integration_gates": self.integration_gates,
             "notes": self.notes,
         })
     }
@@ -250,4 +333,124 @@ pub fn load_last(common_dir: &Path) -> Result<Option<BatchReport>> {
             "run a new batch with git teleos close",
         )
     })
+}
+
+/// The saved record of session `sid`.
+pub fn load_session(common_dir: &Path, sid: &str) -> Result<BatchReport> {
+    let valid = !sid.is_empty()
+        && sid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid {
+        return Err(Error::usage_hint(
+            format!("'{sid}' is not a session id"),
+            "list the batches with git teleos history",
+        ));
+    }
+    let path = results_dir(common_dir)
+        .join("batches")
+        .join(format!("{sid}.json"));
+    let text = std::fs::read(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::usage_hint(
+                format!("no batch with session id {sid} in this repository"),
+                "list the batches with git teleos history",
+            )
+        } else {
+            Error::io(format!("reading {}", path.display()), e)
+        }
+    })?;
+    parse_record(&path, &text)
+}
+
+fn parse_record(path: &Path, text: &[u8]) -> Result<BatchReport> {
+    serde_json::from_slice(text).map_err(|e| {
+        Error::usage_hint(
+            format!("{} is not a valid batch record: {e}", path.display()),
+            "run a new batch with git teleos close",
+        )
+    })
+}
+
+/// One file of `batches/`: its record, or why it cannot be read.
+pub struct Record {
+    pub path: PathBuf,
+    pub report: Result<BatchReport>,
+    /// When the file was last written (Unix seconds), to order records that cannot be read.
+    pub modified: i64,
+}
+
+/// Every saved batch record (`batches/*.json`), readable or not, in no particular order.
+pub fn load_all(common_dir: &Path) -> Result<Vec<Record>> {
+    let dir = results_dir(common_dir).join("batches");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let modified = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        let report = std::fs::read(&path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))
+            .and_then(|t| parse_record(&path, &t));
+        out.push(Record {
+            path,
+            report,
+            modified,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record as written before timing existed: no `timeline`, `lanes`, `started_ms`.
+    const OLD_RECORD: &str = r#"{
+      "session_id": "a1b2c3", "mode": "parallel (2 worktrees)", "agent": "claude",
+      "started_at": "2026-11-30T10:00:00Z", "finished_at": "2026-11-30T10:04:10Z",
+      "branch": "refs/heads/main", "stopped": null, "notes": ["landed on main"],
+      "not_landed": false,
+      "stories": [{
+        "story_key": "1-2-login", "path": "docs/stories/1-2-login.md", "outcome": "completed",
+        "tasks_total": 5, "tasks_done": 5, "tasks_done_before": 3, "tasks_blocked": 0,
+        "unchecked_before": 2, "pct_unchecked": 40.0, "commit_hash": "0123456789abcdef",
+        "error_message": null, "blocker_questions": [], "human_validation_tasks": [],
+        "discrepancies": [], "log_path": "/tmp/x.log", "cost_usd": 0.25,
+        "duration_secs": 130.0, "attempts": 1, "rescue_ref": null
+      }]
+    }"#;
+
+    #[test]
+    fn records_without_timing_still_load_and_render() {
+        let r: BatchReport = serde_json::from_str(OLD_RECORD).unwrap();
+        assert!(r.stories[0].timeline.is_empty() && r.lanes.is_empty());
+        assert_eq!(r.started_ms, None);
+        let t = crate::report::timeline::totals(&r);
+        assert_eq!(t.wall_secs, Some(250.0));
+        assert_eq!(t.agent_secs, 130.0);
+        let html = crate::report::html::render(&r);
+        assert!(
+            html.contains("1-2-login") && html.contains("$0.25"),
+            "{html}"
+        );
+        assert!(html.contains("No timing in this record"), "{html}");
+        let mut text = Vec::new();
+        crate::report::timeline::write_text(&mut text, &r, 80, false).unwrap();
+        assert!(text.is_empty(), "no timeline without timing");
+        // Written again, the new fields stay out of an old record's shape.
+        let again = serde_json::to_value(&r).unwrap();
+        assert!(again.get("lanes").is_none() && again.get("started_ms").is_none());
+    }
 }

@@ -1,15 +1,19 @@
-//! Sequential mode (SPEC §4.2): stories one after another in the user's own checkout, each
-//! story's commit landing on the current branch.
+//! Sequential mode (README, "How it works"): stories one after another in the user's own checkout,
+//! each story's commit landing on the current branch.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
+use crate::batch::claims::Claimer;
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
+use crate::batch::timing;
 use crate::batch::worker::{close_story, Answers, StoryEnv};
 use crate::error::{Error, Result};
 use crate::git;
+use crate::manifest::{ManifestFile, Session, SessionLock};
+use crate::process::{Cmd, ProcessError};
 use crate::stories::{Category, Story};
 
 /// Everything a batch run needs besides the stories.
@@ -25,6 +29,8 @@ pub struct BatchEnv<'a> {
     pub max_budget_usd: Option<f64>,
     pub pipeline_command: Option<&'a str>,
     pub answers: &'a BTreeMap<String, Answers>,
+    /// The worktrees folder: the session is recorded in its manifest, to claim its stories.
+    pub worktrees_dir: &'a Path,
     /// Progress lines (stderr).
     pub progress: &'a mut dyn Write,
 }
@@ -102,12 +108,34 @@ impl Stopper {
     }
 }
 
-/// The per-story status line of SPEC §4.2.
+/// `, gates green in 3.2s (1 repair)` when gates ran on the story.
+fn gate_note(r: &StoryResult) -> String {
+    if r.gates.is_empty() {
+        return String::new();
+    }
+    let secs: f64 = r.gates.iter().map(|g| g.duration_secs).sum();
+    if r.gates.last().is_some_and(|g| !g.passed) {
+        return format!(
+            ", gates red as where it started ({secs:.1}s of checks; the integration gate decides)"
+        );
+    }
+    let repairs = match r.gate_repairs {
+        0 => String::new(),
+        1 => " after 1 repair".to_string(),
+        n => format!(" after {n} repairs"),
+    };
+    format!(", gates green{repairs} ({secs:.1}s of checks)")
+}
+
+/// The per-story status line of sequential mode.
 pub fn status_line(r: &StoryResult, threshold: f64) -> String {
     match r.outcome {
         Outcome::Completed => format!(
-            "✅ {} — {}/{} tasks done, committed",
-            r.story_key, r.tasks_done, r.tasks_total
+            "✅ {} — {}/{} tasks done, committed{}",
+            r.story_key,
+            r.tasks_done,
+            r.tasks_total,
+            gate_note(r)
         ),
         Outcome::Partial => format!(
             "⚠️ {} — {}/{} tasks done, {} blocked",
@@ -118,23 +146,41 @@ pub fn status_line(r: &StoryResult, threshold: f64) -> String {
             r.story_key,
             threshold * 100.0
         ),
+        Outcome::GateFailed => format!(
+            "❌ {} — Gate failed: {}",
+            r.story_key,
+            r.error_message.as_deref().unwrap_or("a gate is red")
+        ),
+        Outcome::IntegrationFailed => format!(
+            "❌ {} — Integration gate failed: {}",
+            r.story_key,
+            r.error_message
+                .as_deref()
+                .unwrap_or("the integrated result is red")
+        ),
         Outcome::Conflict => format!(
             "❌ {} — Conflict: {}",
             r.story_key,
             r.error_message.as_deref().unwrap_or("merge conflict")
         ),
-        Outcome::Error | Outcome::NotStarted => format!(
+        Outcome::Error => format!(
             "❌ {} — Error: {}",
+            r.story_key,
+            r.error_message.as_deref().unwrap_or("unknown")
+        ),
+        Outcome::NotStarted => format!(
+            "⏭️ {} — not started: {}",
             r.story_key,
             r.error_message.as_deref().unwrap_or("unknown")
         ),
     }
 }
 
-/// Route a NEEDS_PIPELINE story: record it, or run the configured pipeline command on it.
+/// Route a NEEDS_PIPELINE story: record it, or run the configured pipeline command on it
+/// (story key appended), under the story timeout and the batch's cancel flag.
 pub fn route(
     pipeline_command: Option<&str>,
-    logs_dir: &Path,
+    env: &StoryEnv,
     story: &Story,
     cwd: &Path,
 ) -> StoryResult {
@@ -150,42 +196,84 @@ pub fn route(
             return r;
         }
     };
-    let log = logs_dir.join(format!(
+    let log = env.logs_dir.join(format!(
         "{}.pipeline.log",
         crate::batch::worker::safe_name(&story.story_key)
     ));
     let started = std::time::Instant::now();
-    let status = std::fs::create_dir_all(logs_dir)
+    let started_ms = timing::now_ms();
+    let ran = std::fs::create_dir_all(env.logs_dir)
         .and_then(|_| std::fs::File::create(&log))
+        .map_err(|e| format!("pipeline command could not start: {e}"))
         .and_then(|f| {
-            let err = f.try_clone()?;
-            std::process::Command::new(&argv[0])
+            Cmd::new(&argv[0])
                 .args(&argv[1..])
                 .arg(&story.story_key)
                 .current_dir(cwd)
-                .stdin(std::process::Stdio::null())
-                .stdout(f)
-                .stderr(err)
-                .status()
+                .timeout(env.agent.timeout)
+                .kill_grace(env.agent.kill_grace)
+                .cancel(env.cancel)
+                .log(f, u64::MAX)
+                .run_checked()
+                .map_err(|e| match e {
+                    ProcessError::Failed(f) => format!("pipeline command failed: {f}"),
+                    other => format!("pipeline command could not start: {other}"),
+                })
         });
-    r.log_path = Some(log);
+    r.log_path = Some(log.clone());
     r.duration_secs = started.elapsed().as_secs_f64();
-    match status {
-        Ok(s) if s.success() => {}
-        Ok(s) => {
-            r.outcome = Outcome::Error;
-            r.error_message = Some(format!("pipeline command failed ({s})"));
-        }
-        Err(e) => {
-            r.outcome = Outcome::Error;
-            r.error_message = Some(format!("pipeline command could not start: {e}"));
-        }
+    let mut attempt = timing::Attempt {
+        attempt: 1,
+        log_path: Some(log),
+        ..Default::default()
+    };
+    attempt.push(timing::Phase::until_now(timing::PIPELINE, started_ms));
+    if let Err(message) = ran {
+        r.outcome = Outcome::Error;
+        r.error_message = Some(message);
     }
+    attempt.outcome = Some(timing::outcome_name(r.outcome));
+    r.timeline.push(attempt);
     r
 }
 
-/// Run the stories one after another in `env.root`.
-pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) {
+/// Run the stories one after another in `env.root`. The session is in the manifest while it
+/// runs, and each story is claimed there before its agent starts, as in parallel mode.
+pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) -> Result<()> {
+    let sid = env.session_id;
+    let session_lock = SessionLock::acquire(env.worktrees_dir, sid)?;
+    let manifest = ManifestFile::new(env.worktrees_dir);
+    let repo = git::discover(env.root)?;
+    crate::batch::parallel::exclude_worktrees_dir(&repo, env.root, env.worktrees_dir);
+    manifest.update(|m| {
+        // No worktrees and no integration branch: it works in the user's checkout.
+        let mut session = Session::new(String::new(), Vec::new());
+        session.integration_branch = None;
+        m.sessions.insert(sid.to_string(), session);
+        Ok(())
+    })?;
+    let claimer = Claimer {
+        manifest: &manifest,
+        dir: env.worktrees_dir,
+        session_id: sid,
+        branch: env.branch,
+        start: git::head_commit_id(&repo)?,
+    };
+    run_claimed(env, &claimer, &repo, stories, report);
+    manifest.update(|m| {
+        m.sessions.remove(sid);
+        Ok(())
+    })?;
+    session_lock.release_and_remove()
+}
+
+fn run_claimed(
+    env: &mut BatchEnv,
+    claimer: &Claimer,
+    repo: &gix::Repository,
+    stories: &[Story],
+    report: &mut BatchReport,
+) {
     let total = stories.len();
     let mut stopper = Stopper::new(env.circuit_breaker, env.max_budget_usd);
     let no_answers = Answers::new();
@@ -203,7 +291,10 @@ pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) {
             continue;
         }
         let result = if story.category == Category::NeedsPipeline {
-            route(env.pipeline_command, env.story.logs_dir, story, env.root)
+            route(env.pipeline_command, &env.story, story, env.root)
+        } else if let Some(skipped) = claimer.claim(repo, story) {
+            // Another session has it (or closed it meanwhile): never run it twice.
+            skipped
         } else {
             let _ = writeln!(
                 env.progress,
@@ -214,7 +305,26 @@ pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) {
                 story.unchecked
             );
             let answers = env.answers.get(&story.story_key).unwrap_or(&no_answers);
-            close_story(&env.story, story, env.root, None, answers)
+            let base = gix::open(env.root)
+                .ok()
+                .and_then(|r| git::head_commit_id(&r).ok().flatten());
+            let mut r = close_story(&env.story, story, env.root, None, answers);
+            let progress = &mut *env.progress;
+            crate::batch::gate::story_gate(
+                &env.story,
+                story,
+                env.root,
+                env.branch,
+                crate::batch::gate::GatePlace::UserCheckout,
+                &mut r,
+                &mut |state| {
+                    let _ = writeln!(progress, "   {state}");
+                },
+            );
+            if r.outcome == Outcome::GateFailed {
+                undo_red_story(env, base, &mut r);
+            }
+            r
         };
         let _ = writeln!(env.progress, "{}", status_line(&result, env.threshold));
         stopper.record(&result);
@@ -227,7 +337,17 @@ pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) {
         let clean = repo
             .as_ref()
             .is_some_and(|r| git::is_clean(r).unwrap_or(false));
-        if branch_now.as_deref() != env.branch {
+        if let Some(r) = report
+            .stories
+            .last()
+            .filter(|r| r.outcome == Outcome::GateFailed)
+        {
+            // The next agent must not start on a broken tree.
+            report.stopped = Some(format!(
+                "{}'s gate stayed red; stopping so no other story starts on a red tree",
+                r.story_key
+            ));
+        } else if branch_now.as_deref() != env.branch {
             report.stopped = Some(format!(
                 "{} switched your checkout from {} to {}; stopping so no other story lands there",
                 story.story_key,
@@ -241,5 +361,40 @@ pub fn run(env: &mut BatchEnv, stories: &[Story], report: &mut BatchReport) {
                 story.story_key
             ));
         }
+    }
+}
+
+/// A story whose gate stayed red: keep its commits on a ref, then take them off the branch (the
+/// checkout is clean, so nothing of the user's is touched). If the branch cannot be moved back,
+/// the commits stay there and the report says how to undo them.
+fn undo_red_story(env: &BatchEnv, base: Option<gix::ObjectId>, r: &mut StoryResult) {
+    let Some(base) = base else { return };
+    let Ok(repo) = gix::open(env.root) else {
+        return;
+    };
+    let Ok(Some(head)) = git::head_commit_id(&repo) else {
+        return;
+    };
+    if head == base {
+        return;
+    }
+    let name = crate::batch::parallel::rescue_ref(env.session_id, &r.story_key, "");
+    if let Err(e) = git::set_ref(&repo, &name, head) {
+        r.discrepancies.push(format!(
+            "its commits stay on your branch (could not keep them on {name}: {e})"
+        ));
+        return;
+    }
+    r.rescue_ref = Some(name.clone());
+    match git::reset_worktree_to(&repo, base, &std::sync::atomic::AtomicBool::new(false)) {
+        Ok(()) => {
+            let m = r.error_message.take().unwrap_or_default();
+            r.error_message = Some(format!(
+                "{m}; its commits were taken off your branch and are kept on {name}"
+            ));
+        }
+        Err(e) => r.discrepancies.push(format!(
+            "its red commits are still on your branch ({e}); undo them with: git reset --keep {base}"
+        )),
     }
 }

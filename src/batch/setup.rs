@@ -1,9 +1,42 @@
-//! Per-worktree set-up (SPEC §4.3 step 3): install dependencies or link them from the main
-//! checkout, and copy the git-ignored files `.worktreeinclude` lists (e.g. `.env`).
+//! Per-worktree set-up (README, "Parallel mode", step 1): install dependencies or link them from
+//! the main checkout, and copy the git-ignored files `.worktreeinclude` lists (e.g. `.env`).
 
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use crate::process::{Cmd, Failure, ProcessError};
+
+/// Why a worktree could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot read .worktreeinclude: {0}")]
+    ReadIncludes(#[source] std::io::Error),
+    #[error(".worktreeinclude: '{0}' points outside the repository")]
+    IncludeEscapes(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Start(ProcessError),
+    /// The install command failed or was stopped; the tail is the end of its log.
+    #[error("{failure}; log {}:\n{tail}", log.display())]
+    Install {
+        failure: Box<Failure>,
+        log: PathBuf,
+        tail: String,
+    },
+}
+
+impl SetupError {
+    fn io(what: String, source: std::io::Error) -> Self {
+        SetupError::Io { what, source }
+    }
+}
 
 /// How a new worktree gets its dependencies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,11 +115,11 @@ fn contained(rel: &Path) -> bool {
 /// The paths `.worktreeinclude` names that exist in the main checkout. Lines are paths or
 /// globs with `*` in the last component; comments and blank lines are ignored; anything that
 /// would leave the repository is refused.
-pub fn worktree_includes(main_root: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn worktree_includes(main_root: &Path) -> Result<Vec<PathBuf>, SetupError> {
     let text = match std::fs::read_to_string(main_root.join(".worktreeinclude")) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot read .worktreeinclude: {e}")),
+        Err(e) => return Err(SetupError::ReadIncludes(e)),
     };
     let mut out = Vec::new();
     for line in text.lines().map(str::trim) {
@@ -95,9 +128,7 @@ pub fn worktree_includes(main_root: &Path) -> Result<Vec<PathBuf>, String> {
         }
         let rel = Path::new(line.trim_start_matches('/'));
         if !contained(rel) {
-            return Err(format!(
-                ".worktreeinclude: '{line}' points outside the repository"
-            ));
+            return Err(SetupError::IncludeEscapes(line.to_string()));
         }
         let name = rel
             .file_name()
@@ -148,11 +179,26 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Limits on the install command: it runs in its own process group, which is stopped when it
+/// runs past `timeout` or `cancel` is set (Ctrl-C), so a hung `npm ci` cannot hold a slot forever.
+#[derive(Clone, Copy)]
+pub struct SetupLimits<'a> {
+    pub timeout: Duration,
+    pub cancel: &'a AtomicBool,
+}
+
 /// Prepare one new worktree. The error carries the failed step's output for the debrief.
-pub fn run(plan: &SetupPlan, main_root: &Path, worktree: &Path, log: &Path) -> Result<(), String> {
+pub fn run(
+    plan: &SetupPlan,
+    main_root: &Path,
+    worktree: &Path,
+    log: &Path,
+    limits: SetupLimits,
+) -> Result<(), SetupError> {
     for rel in worktree_includes(main_root)? {
-        copy_tree(&main_root.join(&rel), &worktree.join(&rel))
-            .map_err(|e| format!("copying {} into the worktree: {e}", rel.display()))?;
+        copy_tree(&main_root.join(&rel), &worktree.join(&rel)).map_err(|e| {
+            SetupError::io(format!("copying {} into the worktree", rel.display()), e)
+        })?;
     }
     match plan {
         SetupPlan::None => Ok(()),
@@ -164,54 +210,62 @@ pub fn run(plan: &SetupPlan, main_root: &Path, worktree: &Path, log: &Path) -> R
                 }
                 if let Some(parent) = link.parent() {
                     std::fs::create_dir_all(parent)
-                        .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+                        .map_err(|e| SetupError::io(format!("creating {}", parent.display()), e))?;
                 }
                 std::os::unix::fs::symlink(main_root.join(d), &link)
-                    .map_err(|e| format!("linking {}: {e}", d.display()))?;
+                    .map_err(|e| SetupError::io(format!("linking {}", d.display()), e))?;
             }
             Ok(())
         }
-        SetupPlan::Install(argv) => {
-            if let Some(parent) = log.parent() {
-                let _ = std::fs::create_dir_all(parent);
-            }
-            let mut file = std::fs::File::create(log)
-                .map_err(|e| format!("creating {}: {e}", log.display()))?;
-            let _ = writeln!(file, "$ {}", argv.join(" "));
-            let err = file
-                .try_clone()
-                .map_err(|e| format!("log {}: {e}", log.display()))?;
-            let status = Command::new(&argv[0])
-                .args(&argv[1..])
-                .current_dir(worktree)
-                .env_remove("GIT_DIR")
-                .env_remove("GIT_WORK_TREE")
-                .env_remove("GIT_INDEX_FILE")
-                .stdin(Stdio::null())
-                .stdout(file)
-                .stderr(err)
-                .status()
-                .map_err(|e| format!("cannot run '{}': {e}", argv[0]))?;
-            if status.success() {
-                Ok(())
-            } else {
-                let out = std::fs::read_to_string(log).unwrap_or_default();
-                let tail: Vec<&str> = out.lines().rev().take(15).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                Err(format!(
-                    "'{}' failed ({status}); log {}:\n{}",
-                    argv.join(" "),
-                    log.display(),
-                    tail.join("\n")
-                ))
-            }
-        }
+        SetupPlan::Install(argv) => install(argv, worktree, log, limits),
     }
+}
+
+fn install(
+    argv: &[String],
+    worktree: &Path,
+    log: &Path,
+    limits: SetupLimits,
+) -> Result<(), SetupError> {
+    if let Some(parent) = log.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let mut file = std::fs::File::create(log)
+        .map_err(|e| SetupError::io(format!("creating {}", log.display()), e))?;
+    let _ = writeln!(file, "$ {}", argv.join(" "));
+    let out = Cmd::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(worktree)
+        .timeout(limits.timeout)
+        .cancel(limits.cancel)
+        .log(file, u64::MAX)
+        .run()
+        .map_err(SetupError::Start)?;
+    let Some(failure) = out.failure() else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(15).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(SetupError::Install {
+        failure: Box::new(failure),
+        log: log.to_path_buf(),
+        tail: tail.join("\n"),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static NOT_CANCELLED: AtomicBool = AtomicBool::new(false);
+
+    fn limits() -> SetupLimits<'static> {
+        SetupLimits {
+            timeout: Duration::from_secs(600),
+            cancel: &NOT_CANCELLED,
+        }
+    }
 
     #[test]
     fn plans_from_lock_files_and_config() {
@@ -259,6 +313,7 @@ mod tests {
             main.path(),
             wt.path(),
             &wt.path().join("log"),
+            limits(),
         )
         .unwrap();
         assert_eq!(
@@ -273,9 +328,10 @@ mod tests {
             main.path(),
             wt.path(),
             &wt.path().join("log"),
+            limits(),
         )
         .unwrap_err();
-        assert!(err.contains("outside"), "{err}");
+        assert!(err.to_string().contains("outside"), "{err}");
         std::fs::write(main.path().join(".worktreeinclude"), "/etc/passwd\n").unwrap();
         // A leading slash means "from the repository root", never the filesystem root.
         run(
@@ -283,6 +339,7 @@ mod tests {
             main.path(),
             wt.path(),
             &wt.path().join("log"),
+            limits(),
         )
         .unwrap();
         assert!(!wt.path().join("etc/passwd").exists());
@@ -297,8 +354,37 @@ mod tests {
             "-c".into(),
             "echo broken dependency >&2; exit 3".into(),
         ]);
-        let err = run(&plan, main.path(), wt.path(), &wt.path().join("setup.log")).unwrap_err();
+        let err = run(
+            &plan,
+            main.path(),
+            wt.path(),
+            &wt.path().join("setup.log"),
+            limits(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("broken dependency"), "{err}");
+    }
+
+    #[test]
+    fn a_hung_install_is_stopped_by_its_timeout() {
+        let main = tempfile::tempdir().unwrap();
+        let wt = tempfile::tempdir().unwrap();
+        let plan = SetupPlan::Install(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo resolving packages; sleep 100".into(),
+        ]);
+        let short = SetupLimits {
+            timeout: Duration::from_millis(300),
+            cancel: &NOT_CANCELLED,
+        };
+        let log = wt.path().join("setup.log");
+        let err = run(&plan, main.path(), wt.path(), &log, short).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("timed out after"), "{text}");
+        assert!(text.contains("resolving packages"), "{text}");
+        assert!(matches!(err, SetupError::Install { .. }));
     }
 
     #[test]
@@ -307,7 +393,7 @@ mod tests {
         let wt = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(main.path().join("node_modules/x")).unwrap();
         let p = plan("symlink", None, main.path()).unwrap();
-        run(&p, main.path(), wt.path(), &wt.path().join("log")).unwrap();
+        run(&p, main.path(), wt.path(), &wt.path().join("log"), limits()).unwrap();
         assert!(wt.path().join("node_modules/x").is_dir());
         assert!(std::fs::symlink_metadata(wt.path().join("node_modules"))
             .unwrap()

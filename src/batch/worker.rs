@@ -1,5 +1,5 @@
 //! One story: build the prompt, run the agent, read its result, and verify every claim against
-//! the repository (SPEC §4.1 "verify, don't trust"). Used by sequential and parallel mode alike.
+//! the repository (README, "Verify, don't trust"). Used by sequential and parallel mode alike.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,8 +7,13 @@ use std::time::Instant;
 
 use crate::agent::{self, AgentConfig, RunOutcome, RunRequest, WorkerResult, WorkerStatus};
 use crate::batch::results::{BlockerQuestion, Outcome, StoryResult};
+use crate::batch::timing::{self, Attempt, Phase};
 use crate::git;
+use crate::stories::tracker::TrackerMode;
 use crate::stories::{parse_story, ParseOptions, Story};
+
+/// How a discrepancy about uncommitted leftovers starts.
+pub const UNCOMMITTED: &str = "the agent left uncommitted changes";
 
 /// What every story of a batch shares.
 #[derive(Clone, Copy)]
@@ -23,8 +28,14 @@ pub struct StoryEnv<'a> {
     pub retries: u32,
     pub cancel: &'a AtomicBool,
     pub worktree_mode: bool,
+    /// Who writes `sprint-status.yaml` in this batch.
+    pub tracker: crate::stories::tracker::TrackerMode,
+    /// The tracker files, relative to the work tree root (empty: none found).
+    pub tracker_files: &'a [PathBuf],
     /// Told each agent's process group as it starts (recorded for clean-up after a crash).
     pub on_agent_spawn: Option<&'a (dyn Fn(i32) + Sync)>,
+    /// The project's checks, run on each story's commits (`batch::gate`).
+    pub gate: crate::batch::gate::GateEnv<'a>,
 }
 
 /// Answers the user gave to a story's earlier blocker questions.
@@ -48,10 +59,10 @@ pub fn close_story(
             return result;
         }
     };
-    let prompt = build_prompt(env, story, branch, answers);
+    let prompt = build_prompt(env, story, checkout, branch, answers);
     let mut cost = 0.0;
     let mut any_cost = false;
-    let mut attempt = 0;
+    let mut attempt: u32 = 0;
     loop {
         attempt += 1;
         let log_path = env.logs_dir.join(if attempt == 1 {
@@ -68,19 +79,29 @@ pub fn close_story(
             on_spawn: env.on_agent_spawn,
         };
         result.log_path = Some(log_path.clone());
+        let agent_start = timing::now_ms();
         let run = agent::run_agent(&req);
+        let mut record = Attempt {
+            attempt,
+            log_path: Some(log_path.clone()),
+            ..Attempt::default()
+        };
+        record.push(Phase::until_now(timing::AGENT, agent_start));
         if let Ok(r) = &run {
             if let Some(c) = r.cost_usd {
                 cost += c;
                 any_cost = true;
             }
+            record.cost_usd = r.cost_usd;
             result.attempts += r.attempts.max(1);
         } else {
             result.attempts += 1;
         }
         result = verify(env, story, checkout, base, run, result);
+        record.outcome = Some(timing::outcome_name(result.outcome));
+        result.timeline.push(record);
         let retryable = result.outcome == Outcome::Error
-            && attempt <= env.retries as usize
+            && attempt <= env.retries
             && !env.cancel.load(Ordering::SeqCst)
             && result.commit_hash.is_none()
             && is_clean(checkout)
@@ -103,7 +124,14 @@ pub(crate) fn safe_name(key: &str) -> String {
         .collect()
 }
 
-fn build_prompt(env: &StoryEnv, story: &Story, branch: Option<&str>, answers: &Answers) -> String {
+fn build_prompt(
+    env: &StoryEnv,
+    story: &Story,
+    checkout: &Path,
+    branch: Option<&str>,
+    answers: &Answers,
+) -> String {
+    let tracker_file = tracker_file_for(env, story, checkout);
     let input = agent::PromptInput {
         story_key: &story.story_key,
         story_file: &story.path,
@@ -122,8 +150,33 @@ fn build_prompt(env: &StoryEnv, story: &Story, branch: Option<&str>, answers: &A
             .collect(),
         worktree_mode: env.worktree_mode,
         branch: branch.map(str::to_string),
+        tracker: env.tracker,
+        tracker_file: &tracker_file,
     };
     agent::build_prompt(&input)
+}
+
+/// The tracker that holds the story's key (trackers may be split over folders), else the first
+/// one, else where BMAD would put it. Read from the checkout the agent works in.
+fn tracker_file_for(env: &StoryEnv, story: &Story, checkout: &Path) -> PathBuf {
+    let holds_key = |rel: &&PathBuf| {
+        std::fs::read_to_string(checkout.join(rel)).is_ok_and(|text| {
+            let statuses = crate::stories::sprint_status::read_statuses(&text);
+            let keys: Vec<&String> = statuses.keys().collect();
+            let index = crate::stories::deps::KeyIndex::new(&keys);
+            crate::stories::sprint_status::sprint_key_for(&statuses, &index, &story.story_key)
+                .is_some()
+        })
+    };
+    let found = if env.tracker_files.len() > 1 {
+        env.tracker_files.iter().find(holds_key)
+    } else {
+        None
+    };
+    found
+        .or(env.tracker_files.first())
+        .cloned()
+        .unwrap_or_else(|| env.artifacts_dir.join("sprint-status.yaml"))
 }
 
 fn open_head(checkout: &Path) -> Result<gix::ObjectId, String> {
@@ -183,12 +236,35 @@ fn verify(
         result.tasks_done = after.checked;
     }
     result.commit_hash = new_commits.first().map(|c| c.to_string());
+    // Sequential mode with the tracker left alone: the agent was told not to edit it. Its commit
+    // is the user's branch already, so an edit is reported, not undone. (Parallel mode drops
+    // such an edit when merging.)
+    if env.tracker == TrackerMode::Off && !env.worktree_mode {
+        if let Some(h) = head.filter(|h| *h != base) {
+            let changed = git::files_changed(&repo, base, h).unwrap_or_default();
+            for t in env.tracker_files {
+                let t = t.to_string_lossy().replace('\\', "/");
+                if changed.contains(&t) {
+                    result.discrepancies.push(format!(
+                        "the agent edited {t} although the tracker was to be left alone (--no-tracker)"
+                    ));
+                }
+            }
+        }
+    }
     if !dirty.is_empty() {
         let shown: Vec<&str> = dirty.iter().take(5).map(String::as_str).collect();
+        // In this checkout they stay where they are; a worktree's are saved on a ref by the
+        // parallel batch, which adds where.
         result.discrepancies.push(format!(
-            "the agent left uncommitted changes ({}{}); they were kept as they are",
+            "{UNCOMMITTED} ({}{}){}",
             shown.join(", "),
-            if dirty.len() > 5 { ", …" } else { "" }
+            if dirty.len() > 5 { ", …" } else { "" },
+            if env.worktree_mode {
+                ""
+            } else {
+                "; they were kept as they are in your checkout"
+            }
         ));
     }
     if after.is_none() {

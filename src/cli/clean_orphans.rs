@@ -1,5 +1,5 @@
 //! `git teleos clean-orphans`: clean sessions whose process is gone, keeping their work on
-//! rescue refs (SPEC §5).
+//! rescue refs (README, "Orphaned sessions").
 
 use std::io::Write;
 
@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
     /// Hours after which another tool's session with a dead pid (or an interrupted session of
-    /// ours) is an orphan [config: teleos.staleHours; default 4].
+    /// ours) is an orphan; 0 means no grace period [config: teleos.staleHours; default 4].
     #[arg(long, value_name = "H")]
     pub stale_hours: Option<f64>,
     /// Move a manifest that cannot be read aside (manifest.json.bad-<time>) and start afresh.
@@ -44,7 +44,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         ..Overrides::default()
     };
     let ctx = Context::open(global, &overrides)?;
-    let mut opts = CleanOptions::new(&ctx.root, &ctx.settings);
+    let mut opts = CleanOptions::new(&ctx.main_root, &ctx.settings);
     opts.dry_run = args.dry_run;
     let mut err = std::io::stderr();
     if args.repair && !args.dry_run {

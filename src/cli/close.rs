@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::agent::{self, AgentConfig, AgentKind};
 use crate::batch::cleanup::{self, CleanOptions};
+use crate::batch::gate::GateEnv;
 use crate::batch::parallel::{self, ParallelEnv};
 use crate::batch::progress::Progress;
 use crate::batch::results::{self, BatchReport, BlockerQuestion, Outcome};
@@ -16,7 +17,9 @@ use crate::batch::sequential::{self, BatchEnv};
 use crate::batch::setup;
 use crate::batch::worker::{self, Answers, StoryEnv};
 use crate::error::{Error, ExitCode};
+use crate::gate::GatePlan;
 use crate::settings::{Overrides, Settings};
+use crate::stories::tracker::{self, TrackerMode};
 use crate::stories::{Category, ParseOptions, ScanResult};
 
 use super::scan::{scan_stories, ScanFlags};
@@ -95,9 +98,19 @@ pub struct Args {
     /// Stop starting stories after this many consecutive failures [config: teleos.circuitBreaker].
     #[arg(long, value_name = "N")]
     pub circuit_breaker: Option<u32>,
+    /// Leave sprint-status.yaml alone: agents are told not to edit it and git-teleos writes nothing
+    /// to it [config: teleos.updateTracker=false].
+    #[arg(long)]
+    pub no_tracker: bool,
     /// Stop starting new stories once the agents' reported cost reaches this many US dollars.
     #[arg(long, value_name = "USD")]
     pub max_budget_usd: Option<f64>,
+    /// A check every story and the integrated result must pass (repeatable) [config: teleos.gate; default: auto-detected].
+    #[arg(long = "gate", value_name = "CMD", conflicts_with = "no_gate")]
+    pub gates: Vec<String>,
+    /// Run no gates: stories land on boxes and commits verified only.
+    #[arg(long)]
+    pub no_gate: bool,
     #[command(flatten)]
     pub scan: ScanFlags,
 }
@@ -112,6 +125,9 @@ impl Args {
         o.story_timeout = self.timeout;
         o.retries = self.retries;
         o.circuit_breaker = self.circuit_breaker;
+        o.gates = self.gates.clone();
+        o.no_gate = self.no_gate;
+        o.update_tracker = self.no_tracker.then_some(false);
         Ok(o)
     }
 }
@@ -190,6 +206,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         return Ok(ExitCode::SUCCESS);
     }
     print_plan(&mut err, &selection, &ctx.settings);
+    let gate_plan = GatePlan::resolve(&ctx.settings.gate, &ctx.root);
+    for line in gate_plan.describe() {
+        let _ = writeln!(err, "{line}");
+    }
     if args.dry_run {
         let _ = writeln!(err, "dry run: nothing was started.");
         return Ok(ExitCode::SUCCESS);
@@ -227,6 +247,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         None => sequential::check_checkout(&ctx.repo)?,
         Some(_) => crate::git::current_branch(&ctx.repo)?,
     };
+    // The agents commit, and so does git-teleos (merges, snapshots, reflogs): git must know who.
+    if selection.closeable() > 0 {
+        crate::git::require_identity(&ctx.repo)?;
+    }
     let agent_cfg = agent_config(&ctx.settings)?;
     if selection.closeable() > 0 {
         agent::preflight(&agent_cfg)?;
@@ -253,12 +277,33 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         None => None,
     };
 
-    // Ctrl-C / SIGTERM: stop the agents, record the batch, exit 128+n.
+    // Ctrl-C / SIGTERM: stop the agents, record the batch, exit 128+n. A second one exits at
+    // once (stopping agents can take their kill grace, a stuck step longer): the agents then
+    // die with us (parent-death signal) and a later clean-up rescues what they left. The
+    // shutdown action is registered first so it sees the flag as the first signal left it.
     let cancel = Arc::new(AtomicBool::new(false));
     let signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(
+            sig,
+            ExitCode::signal(sig).into(),
+            Arc::clone(&cancel),
+        );
         let _ = signal_hook::flag::register(sig, Arc::clone(&cancel));
         let _ = signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize);
+    }
+    // Say, once, what the first signal does and how to skip the wait (a thread of its own:
+    // nothing may be printed from a signal handler).
+    let signals = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+    if let Ok(mut caught) = signal_hook::iterator::Signals::new(signals) {
+        std::thread::spawn(move || {
+            if caught.forever().next().is_some() {
+                eprintln!(
+                    "\ninterrupted: stopping the agents and keeping their work; \
+                     press Ctrl-C again to exit at once"
+                );
+            }
+        });
     }
 
     let session_id = args
@@ -286,6 +331,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         stopped: None,
         notes: Vec::new(),
         not_landed: false,
+        gate_plan: gate_plan.describe(),
+        gates_off: gate_plan.off_note(),
+        integration_gates: Vec::new(),
+        started_ms: Some(crate::batch::timing::now_ms()),
+        finished_ms: None,
+        lanes: Vec::new(),
     };
     let _ = writeln!(
         err,
@@ -294,9 +345,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         ctx.settings.agent,
         logs_dir.display()
     );
-    // Agents update the tracker and write completions where the tracker is.
+    // Agents are told the main tracker's folder; the writer sets statuses in every tracker
+    // discovery found (several when stories are split over folders).
     let tracker_dir = scan.tracker_dir();
+    let tracker_files = if scan.sprint_status_files.is_empty() {
+        tracker::tracker_files(&ctx.root, &scan.artifacts_dir)
+    } else {
+        scan.sprint_status_files.clone()
+    };
     let story_env = StoryEnv {
+        tracker: TrackerMode::for_batch(slots.is_some(), ctx.settings.update_tracker),
+        tracker_files: &tracker_files,
         agent: &agent_cfg,
         parse: &parse,
         artifacts_dir: &tracker_dir,
@@ -307,6 +366,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         cancel: &cancel,
         worktree_mode: slots.is_some(),
         on_agent_spawn: None,
+        gate: GateEnv {
+            gates: gate_plan.gates(),
+            timeout: ctx.settings.gate_timeout,
+            repairs: ctx.settings.gate_repairs,
+            cancel: &cancel,
+            on_spawn: None,
+        },
     };
     match slots {
         None => {
@@ -321,9 +387,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                 max_budget_usd: args.max_budget_usd,
                 pipeline_command: ctx.settings.pipeline_command.as_deref(),
                 answers: &answers,
+                worktrees_dir: &ctx.root.join(&ctx.settings.worktree_dir),
                 progress: &mut err,
             };
-            sequential::run(&mut env, &selection.stories, &mut report);
+            sequential::run(&mut env, &selection.stories, &mut report)?;
         }
         Some(n) => {
             let (closeable, routed): (Vec<_>, Vec<_>) = selection
@@ -334,7 +401,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
             for story in &routed {
                 let r = sequential::route(
                     ctx.settings.pipeline_command.as_deref(),
-                    &logs_dir,
+                    &story_env,
                     story,
                     &ctx.root,
                 );
@@ -356,27 +423,42 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                 let env = ParallelEnv {
                     story: story_env,
                     root: &ctx.root,
-                    worktrees_dir: ctx.root.join(&ctx.settings.worktree_dir),
+                    worktrees_dir: ctx.worktrees_dir(),
                     slots: n,
                     session_id: &session_id,
                     circuit_breaker: ctx.settings.circuit_breaker,
                     max_budget_usd: args.max_budget_usd,
                     answers: &answers,
                     setup: setup_plan,
+                    setup_timeout: ctx.settings.setup_timeout,
                     land: !args.no_land,
                     resolve: args.resolve,
                     keep_worktrees: args.keep_worktrees || ctx.settings.keep_worktrees,
                     progress: &progress,
                 };
-                // SPEC §4.3 step 5: orphans first, quietly; a failure never stops the batch.
+                // Orphans first, quietly (README, "Orphaned sessions"); a failure never stops the
+                // batch.
                 clean_orphans_before(&ctx, args.resume.as_deref(), &mut err);
                 parallel::run(&env, closeable, &mut report)?;
             }
         }
     }
     report.finished_at = Some(crate::batch::now_iso8601());
+    report.finished_ms = Some(crate::batch::timing::now_ms());
     let saved = results::save(&common_dir, &report)?;
     let _ = writeln!(err, "Results saved in {}", saved.display());
+    if let Some(h) = &ctx.settings.html_report {
+        // The report is a convenience: failing to write it never fails the batch.
+        let path = h.path(&common_dir, &ctx.root, &report.session_id);
+        match super::report::write_html(&path, &report) {
+            Ok(()) => {
+                let _ = writeln!(err, "HTML report written to {}", path.display());
+            }
+            Err(e) => {
+                let _ = writeln!(err, "warning: could not write the HTML report: {e}");
+            }
+        }
+    }
 
     super::print_report(&mut std::io::stdout().lock(), &report, args.json)?;
     if cancel.load(Ordering::SeqCst) {
@@ -389,7 +471,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
 /// Clean orphaned sessions before a parallel batch, keeping `resuming`; one line per session
 /// cleaned, and a warning (never an error) when it fails.
 fn clean_orphans_before(ctx: &Context, resuming: Option<&str>, err: &mut dyn Write) {
-    let mut opts = CleanOptions::new(&ctx.root, &ctx.settings);
+    let mut opts = CleanOptions::new(&ctx.main_root, &ctx.settings);
     opts.keep_session = resuming.map(str::to_string);
     match cleanup::clean_orphans(&ctx.repo, &opts) {
         Ok(report) => {
@@ -596,7 +678,8 @@ fn confirm(question: &str) -> Result<bool, Error> {
     Ok(matches!(a.to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 
-/// The interactive phase 2: tables, then the four choices of SPEC §3.
+/// The interactive phase 2: tables, then the choices (all closeable, pick by number, all or
+/// some needs-pipeline stories, quit).
 fn pick_interactively(scan: &ScanResult, threshold: f64) -> Result<Option<Selection>, Error> {
     let closeable: Vec<_> = scan
         .stories

@@ -11,6 +11,9 @@ pub struct Context {
     pub repo: gix::Repository,
     /// Root of the work tree the command was started in (a linked worktree's own root).
     pub root: PathBuf,
+    /// Root of the main worktree: where the worktrees folder and its manifest live, whichever
+    /// worktree a session starts from (the seed's tools expect it there).
+    pub main_root: PathBuf,
     pub settings: Settings,
 }
 
@@ -35,16 +38,23 @@ impl Context {
             )
         })?;
         let settings = Settings::resolve(&repo.config_snapshot(), overrides)?;
+        let main_root = crate::git::main_worktree_root(&repo).unwrap_or_else(|| root.clone());
         Ok(Context {
             repo,
             root,
+            main_root,
             settings,
         })
+    }
+
+    /// The worktrees folder (holding the manifest), under the main worktree's root.
+    pub fn worktrees_dir(&self) -> PathBuf {
+        self.main_root.join(&self.settings.worktree_dir)
     }
 }
 
 fn discover(start: &Path) -> Result<gix::Repository> {
-    gix::discover(start).map_err(|_| Error::NotARepository {
+    crate::git::discover_gix(start)?.map_err(|_| Error::NotARepository {
         path: start.to_path_buf(),
     })
 }

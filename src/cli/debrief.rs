@@ -2,7 +2,8 @@
 
 use serde_json::json;
 
-use crate::batch::results;
+use std::io::Write;
+
 use crate::error::Error;
 use crate::settings::Overrides;
 
@@ -17,16 +18,20 @@ pub struct Args {
     /// Print the blocker questions as a JSON answers file to fill in for `close --retry-blocked --answers`.
     #[arg(long)]
     pub answers_template: bool,
+    /// Write the batch as a self-contained HTML report (timeline, summary, stories) to FILE.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "answers_template"])]
+    pub html: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
     let ctx = Context::open(global, &Overrides::default())?;
-    let report = results::load_last(ctx.repo.common_dir())?.ok_or_else(|| {
-        Error::usage_hint(
-            "no batch has run in this repository yet",
-            "run git teleos close first",
-        )
-    })?;
+    let common = ctx.repo.common_dir().to_path_buf();
+    let report = super::report::load_last_or_explain(&common)?;
+    if let Some(file) = &args.html {
+        super::report::write_html(file, &report)?;
+        eprintln!("HTML report written to {}", file.display());
+        return Ok(report.exit_code());
+    }
     let mut out = std::io::stdout().lock();
     if args.answers_template {
         let entries: Vec<_> = report
@@ -42,5 +47,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         return Ok(0);
     }
     super::print_report(&mut out, &report, args.json)?;
+    if !args.json {
+        super::report::write_terminal_timeline(&mut out, &report)?;
+        if let Some(h) = &ctx.settings.html_report {
+            let path = h.path(&common, &ctx.root, &report.session_id);
+            if path.exists() {
+                writeln!(out, "\nHTML report: {}", path.display()).map_err(super::out_err)?;
+            }
+        }
+    }
     Ok(report.exit_code())
 }

@@ -1,5 +1,5 @@
 //! The man page, generated from the clap definitions plus the configuration keys and exit codes.
-//! `tests/man.rs` keeps `man/git-teleos.1` in sync with this.
+//! `tests/it/man.rs` keeps `man/git-teleos.1` in sync with this.
 
 use std::io::Write;
 
@@ -136,9 +136,11 @@ fn write_page(out: &mut Vec<u8>, cmd: &clap::Command) -> std::io::Result<()> {
     writeln!(out, ".SH CONFIGURATION")?;
     writeln!(
         out,
-        "Settings are read with \\fBgit config\\fR (system, global, repository and worktree scopes). \
-A command\\-line flag wins over the configuration, which wins over the built\\-in default. \
-A malformed value is an error naming the key."
+        "Settings are read with \\fBgit config\\fR (system, global, repository and worktree scopes), \
+then \\fBGIT_CONFIG_COUNT\\fR/\\fBGIT_CONFIG_KEY_\\fR\\fIn\\fR/\\fBGIT_CONFIG_VALUE_\\fR\\fIn\\fR, then \
+\\fBgit \\-c\\fR \\fIkey\\fR=\\fIvalue\\fR (as in \\fBgit \\-c teleos.agent=codex teleos close\\fR), the last \
+one winning. A command\\-line flag wins over the configuration, which wins over the built\\-in \
+default. A malformed value is an error naming the key."
     )?;
     for (key, help) in CONFIG_KEYS {
         writeln!(out, ".TP\n\\fB{}\\fR\n{}", roff(key), roff(help))?;
@@ -146,9 +148,10 @@ A malformed value is an error naming the key."
     writeln!(out, ".SH EXIT STATUS")?;
     for (code, meaning) in [
         ("0", "Success: every selected story completed (or nothing needed doing)."),
-        ("1", "The command ran but some work did not complete: a story was partial, failed, or conflicted."),
+        ("1", "The command ran but some work did not complete: a story was partial, failed, conflicted, failed its gates, was ejected by the integration gate, or the work did not land."),
         ("2", "Usage or setup error: bad flags or configuration, not a repository, no stories folder, agent not logged in. Nothing was changed."),
-        ("128+n", "Stopped by signal n (130 for Ctrl-C)."),
+        ("3", "Internal error: a bug in git-teleos (for example a panic) stopped the command. A panic while one story runs ends only that story, as an error, and the batch goes on."),
+        ("128+n", "Stopped by signal n (130 for Ctrl-C). A second Ctrl-C stops at once, without waiting for the agents or writing the report."),
     ] {
         writeln!(out, ".TP\n\\fB{code}\\fR\n{}", roff(meaning))?;
     }

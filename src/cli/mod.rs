@@ -7,8 +7,10 @@ mod completions;
 mod context;
 mod debrief;
 mod demo;
+mod history;
 mod hooks;
 pub mod man;
+mod report;
 mod scan;
 mod status;
 
@@ -23,7 +25,7 @@ pub use context::Context;
 
 const AFTER_HELP: &str = "\
 Exit status: 0 all selected work done; 1 some work incomplete (partial, error, conflict);
-2 usage or setup error; 128+n stopped by signal n.
+2 usage or setup error; 3 internal error (a bug); 128+n stopped by signal n.
 
 Settings come from flags, then `git config teleos.*`, then built-in defaults.
 See `man git-teleos` (or `git teleos --help`) for every configuration key.";
@@ -75,6 +77,8 @@ pub enum Command {
     Scan(scan::Args),
     Close(Box<close::Args>),
     Debrief(debrief::Args),
+    Report(report::Args),
+    History(history::Args),
     Status(status::Args),
     CleanOrphans(clean_orphans::Args),
     Hooks(hooks::Args),
@@ -103,9 +107,11 @@ pub fn main() -> std::process::ExitCode {
         }
     };
     apply_color(cli.global.color);
-    let code = match run(cli) {
-        Ok(code) => code,
-        Err(e) => report_error(&e),
+    // The panic hook has printed where it happened; the exit code says it was a bug.
+    let code = match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => report_error(&e),
+        Err(_) => report_error(&Error::Internal("git-teleos panicked".into())),
     };
     std::process::ExitCode::from(code)
 }
@@ -115,6 +121,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
         Command::Scan(args) => scan::run(args, &cli.global),
         Command::Close(args) => close::run(*args, &cli.global),
         Command::Debrief(args) => debrief::run(args, &cli.global),
+        Command::Report(args) => report::run(args, &cli.global),
+        Command::History(args) => history::run(args, &cli.global),
         Command::Status(args) => status::run(args, &cli.global),
         Command::CleanOrphans(args) => clean_orphans::run(args, &cli.global),
         Command::Hooks(args) => hooks::run(args, &cli.global),

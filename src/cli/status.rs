@@ -14,8 +14,8 @@ pub struct Args {
     /// Print the sessions as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Hours after which another tool's session with a dead pid counts as dead
-    /// [config: teleos.staleHours; default 4].
+    /// Hours after which another tool's session with a dead pid counts as dead; 0 means no grace
+    /// period [config: teleos.staleHours; default 4].
     #[arg(long, value_name = "H")]
     pub stale_hours: Option<f64>,
 }
@@ -28,8 +28,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
     let ctx = Context::open(global, &overrides)?;
     let report = status::status(
         &ctx.repo,
-        &ctx.root,
-        &ctx.root.join(&ctx.settings.worktree_dir),
+        &ctx.main_root,
+        &ctx.worktrees_dir(),
         ctx.settings.stale_hours,
         crate::manifest::now_unix(),
     )?;

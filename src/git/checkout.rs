@@ -85,31 +85,64 @@ pub fn land_fast_forward_checkout(
     if update_ref_cas(repo, branch_full, new, Some(old), &log)? == CasOutcome::Conflict {
         return Ok(LandOutcome::Moved);
     }
-    let files_updated = update_index_and_files(repo, commit_tree_id(repo, new)?)?;
+    let root = work_tree_root(repo).ok_or_else(|| Error::git("no worktree to update"))?;
+    // Not interruptible: the branch has moved, and stopping half way would leave the user's
+    // checkout half updated. Only the changed files are written, so this is short.
+    let files_updated = plan_update(repo, commit_tree_id(repo, new)?)?.apply(
+        repo,
+        &root,
+        &AtomicBool::new(false),
+    )?;
     Ok(LandOutcome::CheckedOut { files_updated })
 }
 
 /// Move the branch checked out in `worktree_repo` (opened at that worktree) to `commit`, and
 /// make its index and files match so `git status` is clean. Only changed files are rewritten.
 /// Refuses a worktree with any staged, unstaged or untracked change, and a detached `HEAD`.
-pub fn reset_worktree_to(worktree_repo: &Repository, commit: ObjectId) -> Result<()> {
-    let repo = worktree_repo;
+/// Setting `cancel` (Ctrl-C) stops a long checkout part way: the worktree is then left with
+/// changes, which the batch keeps like any other.
+pub fn reset_worktree_to(
+    worktree_repo: &Repository,
+    commit: ObjectId,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    reset_guarded(worktree_repo, commit, false, cancel)
+}
+
+/// [`reset_worktree_to`] for a worktree its caller saw clean (a full status walk) after the last
+/// thing that ran in it. Instead of walking the whole worktree again, only the files this update
+/// writes or removes are checked against the index before anything is touched; if one differs,
+/// or a new path is already taken, the full walk decides as in [`reset_worktree_to`]. The cost
+/// then follows what changed between the two commits, not the size of the repository.
+pub fn reset_clean_worktree_to(
+    worktree_repo: &Repository,
+    commit: ObjectId,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    reset_guarded(worktree_repo, commit, true, cancel)
+}
+
+fn reset_guarded(
+    repo: &Repository,
+    commit: ObjectId,
+    seen_clean: bool,
+    cancel: &AtomicBool,
+) -> Result<()> {
     let root = work_tree_root(repo).ok_or_else(|| Error::git("no worktree to reset"))?;
     let branch = current_branch(repo)?
         .ok_or_else(|| Error::git(format!("{}: HEAD is detached", root.display())))?;
-    let dirty = dirty_paths(repo)?;
-    if !dirty.is_empty() {
-        return Err(Error::git(format!(
-            "refusing to reset {}: it has uncommitted changes ({})",
-            root.display(),
-            dirty.join(", ")
-        )));
+    if !seen_clean {
+        refuse_if_dirty(repo, &root)?;
     }
     let old = head_commit_id(repo)?;
     if old == Some(commit) {
         return Ok(());
     }
     let target_tree = commit_tree_id(repo, commit)?;
+    let plan = plan_update(repo, target_tree)?;
+    if seen_clean && !plan.touched_paths_match_index(repo, &root)? {
+        refuse_if_dirty(repo, &root)?;
+    }
     let log = format!("reset: moving to {commit}");
     if update_ref_cas(repo, &branch, commit, old, &log)? == CasOutcome::Conflict {
         return Err(Error::git(format!(
@@ -117,8 +150,20 @@ pub fn reset_worktree_to(worktree_repo: &Repository, commit: ObjectId) -> Result
             root.display()
         )));
     }
-    update_index_and_files(repo, target_tree)?;
+    plan.apply(repo, &root, cancel)?;
     Ok(())
+}
+
+fn refuse_if_dirty(repo: &Repository, root: &Path) -> Result<()> {
+    let dirty = dirty_paths(repo)?;
+    if dirty.is_empty() {
+        return Ok(());
+    }
+    Err(Error::git(format!(
+        "refusing to reset {}: it has uncommitted changes ({})",
+        root.display(),
+        dirty.join(", ")
+    )))
 }
 
 /// Where (if anywhere) `branch_full` is the checked-out branch of a worktree.
@@ -148,15 +193,25 @@ fn overlaps(a: &str, b: &str) -> bool {
     a == b || inside(a, b) || inside(b, a)
 }
 
-/// Make the index and files of `repo`'s worktree match `target_tree`, assuming they matched
-/// the current index before (the caller checked the worktree is clean). Entries whose id and
-/// mode are unchanged keep their file and stat data; the others are written by gix's checkout;
-/// paths no longer in the tree are deleted. Returns the number of files written or removed.
-fn update_index_and_files(repo: &Repository, target_tree: ObjectId) -> Result<usize> {
-    let root = work_tree_root(repo).ok_or_else(|| Error::git("no worktree to update"))?;
-    let current = repo.index_or_load_from_head_or_empty().map_err(gix_err)?;
-    let mut target = repo.index_from_tree(&target_tree).map_err(gix_err)?;
+/// How to bring a worktree's index and files from its current index to a tree: the target
+/// index, with the entries whose id and mode are unchanged marked to be left alone, and the
+/// paths that are no longer in the tree.
+struct UpdatePlan {
+    current: gix::index::File,
+    target: gix::index::File,
+    /// Positions in `target` of entries whose file is already right.
+    unchanged: Vec<usize>,
+    /// Paths in the current index that are not in the target.
+    removed: Vec<String>,
+}
 
+/// Plan [`UpdatePlan::apply`] from `repo`'s current index to `target_tree`.
+fn plan_update(repo: &Repository, target_tree: ObjectId) -> Result<UpdatePlan> {
+    let current = match repo.index_or_load_from_head_or_empty().map_err(gix_err)? {
+        gix::worktree::IndexPersistedOrInMemory::Persisted(index) => index.into_owned_or_cloned(),
+        gix::worktree::IndexPersistedOrInMemory::InMemory(index) => index,
+    };
+    let mut target = repo.index_from_tree(&target_tree).map_err(gix_err)?;
     let mut before: HashMap<&BStr, &gix::index::Entry> = current
         .entries()
         .iter()
@@ -176,56 +231,152 @@ fn update_index_and_files(repo: &Repository, target_tree: ObjectId) -> Result<us
     }
     let removed: Vec<String> = before.keys().map(|p| p.to_string()).collect();
     drop(before);
-    for path in &removed {
-        remove_file_and_empty_parents(&root, path)?;
+    Ok(UpdatePlan {
+        current,
+        target,
+        unchanged,
+        removed,
+    })
+}
+
+impl UpdatePlan {
+    /// Whether every file the update would write or remove is exactly as the current index
+    /// says (same content; absent where the index has no entry), so applying it can lose
+    /// nothing. A `false` sends the caller to a full status walk, never straight to a refusal:
+    /// a clean filter or line-ending conversion can make a clean file hash differently.
+    fn touched_paths_match_index(&self, repo: &Repository, root: &Path) -> Result<bool> {
+        let current: HashMap<&BStr, &gix::index::Entry> = self
+            .current
+            .entries()
+            .iter()
+            .filter(|e| e.stage_raw() == 0)
+            .map(|e| (e.path(&self.current), e))
+            .collect();
+        let mut unchanged = self.unchanged.iter().peekable();
+        let written = self
+            .target
+            .entries()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                if unchanged.peek() == Some(&i) {
+                    unchanged.next();
+                    false
+                } else {
+                    true
+                }
+            })
+            .map(|(_, e)| e.path(&self.target));
+        let removed = self.removed.iter().map(|p| BStr::new(p.as_bytes()));
+        for path in written.chain(removed) {
+            let Ok(rela) = gix::path::from_bstr(path) else {
+                return Ok(false);
+            };
+            let file = root.join(rela);
+            let ok = match current.get(path) {
+                Some(entry) => file_matches(repo, &file, entry)?,
+                None => matches!(
+                    std::fs::symlink_metadata(&file),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound
+                ),
+            };
+            if !ok {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
-    let mut options = repo
-        .checkout_options(gix::worktree::stack::state::attributes::Source::IdMapping)
+    /// Make the index and files match the target, assuming they matched the current index
+    /// (the caller checked). Entries whose id and mode are unchanged keep their file and stat
+    /// data; the others are written by gix's checkout; paths no longer in the tree are
+    /// deleted. Returns the number of files written or removed.
+    fn apply(mut self, repo: &Repository, root: &Path, cancel: &AtomicBool) -> Result<usize> {
+        for path in &self.removed {
+            remove_file_and_empty_parents(root, path)?;
+        }
+        let mut options = repo
+            .checkout_options(gix::worktree::stack::state::attributes::Source::IdMapping)
+            .map_err(gix_err)?;
+        options.destination_is_initially_empty = false;
+        options.overwrite_existing = true;
+        let objects = repo
+            .objects
+            .clone()
+            .into_arc()
+            .map_err(|e| Error::io("opening the object database for checkout", e))?;
+        let outcome = gix::worktree::state::checkout(
+            &mut self.target,
+            root,
+            objects,
+            &gix::progress::Discard,
+            &gix::progress::Discard,
+            cancel,
+            options,
+        )
         .map_err(gix_err)?;
-    options.destination_is_initially_empty = false;
-    options.overwrite_existing = true;
-    let objects = repo
-        .objects
-        .clone()
-        .into_arc()
-        .map_err(|e| Error::io("opening the object database for checkout", e))?;
-    let outcome = gix::worktree::state::checkout(
-        &mut target,
-        &root,
-        objects,
-        &gix::progress::Discard,
-        &gix::progress::Discard,
-        &AtomicBool::new(false),
-        options,
-    )
-    .map_err(gix_err)?;
-    if !outcome.collisions.is_empty() || !outcome.errors.is_empty() {
-        let paths: Vec<String> = outcome
-            .collisions
-            .iter()
-            .map(|c| c.path.to_string())
-            .chain(
-                outcome
-                    .errors
-                    .iter()
-                    .map(|e| format!("{}: {:#}", e.path, e.error)),
-            )
-            .collect();
-        return Err(Error::git(format!(
-            "checkout in {} failed for: {}",
-            root.display(),
-            paths.join(", ")
-        )));
+        if !outcome.collisions.is_empty() || !outcome.errors.is_empty() {
+            let paths: Vec<String> = outcome
+                .collisions
+                .iter()
+                .map(|c| c.path.to_string())
+                .chain(
+                    outcome
+                        .errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.path, super::error_chain(&e.error))),
+                )
+                .collect();
+            return Err(Error::git(format!(
+                "checkout in {} failed for: {}",
+                root.display(),
+                paths.join(", ")
+            )));
+        }
+        let entries = self.target.entries_mut();
+        for index in &self.unchanged {
+            entries[*index].flags.remove(Flags::SKIP_WORKTREE);
+        }
+        self.target
+            .write(gix::index::write::Options::default())
+            .map_err(gix_err)?;
+        Ok(self.target.entries().len() - self.unchanged.len() + self.removed.len())
     }
-    let entries = target.entries_mut();
-    for index in &unchanged {
-        entries[*index].flags.remove(Flags::SKIP_WORKTREE);
-    }
-    target
-        .write(gix::index::write::Options::default())
+}
+
+/// Whether the file at `path` holds what the index `entry` records: its blob (or, for a
+/// symbolic link, its target) hashes to the entry's id, and it is of the entry's kind.
+fn file_matches(repo: &Repository, path: &Path, entry: &gix::index::Entry) -> Result<bool> {
+    use gix::index::entry::Mode;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(false);
+    };
+    let data = if entry.mode == Mode::SYMLINK {
+        if !meta.file_type().is_symlink() {
+            return Ok(false);
+        }
+        match std::fs::read_link(path) {
+            Ok(target) => match gix::path::into_bstr(target) {
+                Ok(bytes) => bytes.into_owned().into(),
+                Err(_) => return Ok(false),
+            },
+            Err(_) => return Ok(false),
+        }
+    } else if entry.mode == Mode::FILE || entry.mode == Mode::FILE_EXECUTABLE {
+        if !meta.is_file() {
+            return Ok(false);
+        }
+        match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(_) => return Ok(false),
+        }
+    } else {
+        // Submodules and other kinds: let the full walk judge.
+        return Ok(false);
+    };
+    let id = gix::objs::compute_hash(repo.object_hash(), gix::objs::Kind::Blob, &data)
         .map_err(gix_err)?;
-    Ok(target.entries().len() - unchanged.len() + removed.len())
+    Ok(id == entry.id)
 }
 
 fn remove_file_and_empty_parents(root: &Path, rela_path: &str) -> Result<()> {

@@ -71,16 +71,22 @@ pub fn files_changed(repo: &Repository, base: ObjectId, tip: ObjectId) -> Result
 }
 
 pub(crate) fn commit_tree(repo: &Repository, commit: ObjectId) -> Result<gix::Tree<'_>> {
-    let commit = repo
-        .find_commit(commit)
-        .map_err(|e| Error::git(format!("{commit} is not a commit: {e:#}")))?;
+    let commit = repo.find_commit(commit).map_err(|e| {
+        Error::git(format!(
+            "{commit} is not a commit: {}",
+            super::error_chain(&e)
+        ))
+    })?;
     commit.tree().map_err(gix_err)
 }
 
 pub(crate) fn commit_tree_id(repo: &Repository, commit: ObjectId) -> Result<ObjectId> {
-    let commit = repo
-        .find_commit(commit)
-        .map_err(|e| Error::git(format!("{commit} is not a commit: {e:#}")))?;
+    let commit = repo.find_commit(commit).map_err(|e| {
+        Error::git(format!(
+            "{commit} is not a commit: {}",
+            super::error_chain(&e)
+        ))
+    })?;
     Ok(commit.tree_id().map_err(gix_err)?.detach())
 }
 
@@ -102,4 +108,25 @@ pub fn count_unreachable_from(
         count += 1;
     }
     Ok(count)
+}
+
+/// The object id of the file at `rel_path` (relative to the work tree root) in `commit`'s
+/// tree; `None` when the commit has no such path.
+pub fn path_id_at(
+    repo: &Repository,
+    commit: ObjectId,
+    rel_path: &std::path::Path,
+) -> Result<Option<ObjectId>> {
+    let tree = repo
+        .find_commit(commit)
+        .map_err(|e| {
+            Error::git(format!(
+                "{commit} is not a commit: {}",
+                super::error_chain(&e)
+            ))
+        })?
+        .tree()
+        .map_err(gix_err)?;
+    let entry = tree.lookup_entry_by_path(rel_path).map_err(gix_err)?;
+    Ok(entry.map(|e| e.object_id()))
 }

@@ -2,10 +2,43 @@
 
 use gix::Repository;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 const FALLBACK_NAME: &str = "git-teleos";
 const FALLBACK_EMAIL: &str = "git-teleos@localhost";
+
+/// Refuse to start when git would not know who commits: no `user.*`, `author.*`/`committer.*`
+/// nor `GIT_AUTHOR_*`/`GIT_COMMITTER_*`. git itself refuses to commit then, so the agents'
+/// commits would fail, and gix cannot even write the reflog of a new worktree. Checked before
+/// anything is created, so nothing is left to clean up.
+pub fn require_identity(repo: &Repository) -> Result<()> {
+    let missing: Vec<&str> = [
+        ("author", repo.author().is_none_or(|a| a.is_err())),
+        ("committer", repo.committer().is_none_or(|c| c.is_err())),
+    ]
+    .into_iter()
+    .filter_map(|(who, missing)| missing.then_some(who))
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Usage {
+        message: format!(
+            "{} identity unknown: git-teleos and its agents make commits, and git does not know who you are",
+            if missing.len() == 2 {
+                "author and committer".to_string()
+            } else {
+                missing[0].to_string()
+            }
+        ),
+        hints: vec![
+            "tell git who you are, then run again:".into(),
+            "  git config user.name \"Your Name\"".into(),
+            "  git config user.email \"you@example.com\"".into(),
+            "(add --global to set it for every repository; nothing was started)".into(),
+        ],
+    })
+}
 
 /// Author of commits we create: `GIT_AUTHOR_*`, `author.*`, `user.*`, then our fallback.
 pub(crate) fn author(repo: &Repository) -> Result<gix::actor::Signature> {

@@ -165,8 +165,9 @@ fn apply(repo: &Repository, edit: RefEdit) -> Result<CasOutcome> {
             }
             Err(e) if e.can_retry() => {
                 return Err(Error::git(format!(
-                    "{} is locked by another process (a leftover .lock file?): {e:#}",
-                    edit.name.as_bstr()
+                    "{} is locked by another process (a leftover .lock file?): {}",
+                    edit.name.as_bstr(),
+                    super::error_chain(&e)
                 )))
             }
             Err(e) if e.is_conflict() => return Ok(CasOutcome::Conflict),

@@ -31,8 +31,15 @@ pub struct WorktreeInfo {
 }
 
 /// Create branch `branch` (short name) at `start` and a linked worktree at `path` checked out
-/// on it. If the worktree cannot be made, the new branch is deleted again.
-pub fn add_worktree(repo: &Repository, path: &Path, branch: &str, start: ObjectId) -> Result<()> {
+/// on it. If the worktree cannot be made, the new branch is deleted again. Setting `cancel`
+/// (Ctrl-C) stops the checkout part way, with the same clean-up.
+pub fn add_worktree(
+    repo: &Repository,
+    path: &Path,
+    branch: &str,
+    start: ObjectId,
+    cancel: &AtomicBool,
+) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
@@ -47,14 +54,14 @@ pub fn add_worktree(repo: &Repository, path: &Path, branch: &str, start: ObjectI
             path,
             gix::worktree::add::Head::Attached(name.clone()),
             gix::progress::Discard,
-            &AtomicBool::new(false),
+            cancel,
         );
         let Err(e) = added else {
             return Ok(());
         };
         // gix rolled back its files; undo our branch too, but only if it is still where we put it.
         let _ = delete_if_at(repo, &full, start);
-        let message = format!("{e:#}");
+        let message = super::error_chain(&e);
         // gix reads every admin folder to check the branch is not checked out elsewhere; one
         // that another thread is creating at that moment has no `gitdir` yet. Try again.
         let racing = message.contains("Failed to read or iterate worktree directories");

@@ -71,7 +71,8 @@ pub fn session_liveness(
         };
     };
     let age_hours = (now_unix - started) as f64 / 3600.0;
-    if age_hours <= stale_hours {
+    // A grace period of 0 is none at all: a dead pid is dead even in its first second.
+    if stale_hours > 0.0 && age_hours <= stale_hours {
         return Liveness::Alive("too recent to judge");
     }
     Liveness::Dead(match pid_state {
@@ -102,13 +103,5 @@ fn lock_verdict(path: &Path) -> Option<Liveness> {
     }
 }
 
-/// Whether a process with this pid exists on this host (owned by anyone: `EPERM` means it
-/// exists). Refuses pids ≤ 0, which `kill` would take as process groups.
-pub fn pid_alive(pid: i32) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks for existence and permission; nothing is sent.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
+/// One reading of `kill(pid, 0)` for the whole program: `EPERM` counts as alive (see there).
+pub use crate::process::pid_alive;

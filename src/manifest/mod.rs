@@ -6,11 +6,13 @@
 //!   `manifest.lock`, written to a temporary file and renamed into place.
 //! - [`SessionLock`] and [`session_liveness`]: a session is alive while its lock is held.
 
+mod claims;
 mod file;
 mod liveness;
 mod lock;
 pub mod schema;
 
+pub use claims::{claim_story, Claim};
 pub use file::{ManifestFile, LOCK_FILE, MANIFEST_FILE};
 pub use liveness::{pid_alive, session_liveness, Liveness};
 pub use lock::{is_valid_sid, session_lock_path, SessionLock};

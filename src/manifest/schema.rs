@@ -54,6 +54,8 @@ pub struct Session {
     pub agent_pgids: Vec<i32>,
     /// `"git-teleos"` for our sessions.
     pub tool: Option<String>,
+    /// Stories this session has claimed: no other live session starts an agent on them.
+    pub claimed_stories: Vec<String>,
     /// Fields we do not know, and known ones whose value we could not read, kept verbatim.
     pub extra: Map<String, Value>,
     /// How `pid` and `started_at` were spelled when read.
@@ -310,6 +312,7 @@ impl<'de> Deserialize<'de> for Session {
             host: take(&mut map, "host"),
             agent_pgids: take(&mut map, "agent_pgids").unwrap_or_default(),
             tool: take(&mut map, "tool"),
+            claimed_stories: take(&mut map, "claimed_stories").unwrap_or_default(),
             extra: map,
             spelling: Spelling {
                 pid,
@@ -366,6 +369,9 @@ impl Serialize for Session {
         }
         if let Some(v) = &self.tool {
             field!("tool", v);
+        }
+        if !self.claimed_stories.is_empty() {
+            field!("claimed_stories", &self.claimed_stories);
         }
         for (k, v) in &self.extra {
             if !written.contains(&k.as_str()) {

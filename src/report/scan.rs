@@ -1,4 +1,4 @@
-//! Phase 1's summary and tables (SPEC §3), and its JSON (`scan_results`).
+//! Phase 1's summary and tables (README, "Stories"), and its JSON (`scan_results`).
 
 use std::io::{self, Write};
 

@@ -6,6 +6,7 @@ pub mod discover;
 pub mod scan;
 pub mod sprint_status;
 pub mod tasks;
+pub mod tracker;
 
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -24,11 +24,11 @@ pub fn find_sprint_status(artifacts_dir: &Path) -> Option<PathBuf> {
 
 /// One `key: value` entry of `development_status:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
-    key: String,
-    value: String,
+pub(super) struct Entry {
+    pub(super) key: String,
+    pub(super) value: String,
     /// Byte range of the value as written (inside its quotes, if quoted).
-    value_range: Range<usize>,
+    pub(super) value_range: Range<usize>,
 }
 
 /// `key → status` from the `development_status:` map. Comments, blank lines and nested maps
@@ -66,15 +66,23 @@ pub fn sprint_key_for<'a>(
 }
 
 /// All entries of the `development_status:` block, with where each value sits.
-fn entries(text: &str) -> Vec<Entry> {
+pub(super) fn entries(text: &str) -> Vec<Entry> {
     let mut out = Vec::new();
     let mut in_block = false;
     // Entries sit at one indentation; deeper lines belong to nested values and are skipped.
     let mut entry_indent: Option<usize> = None;
     let mut offset = 0;
     for raw in text.split_inclusive('\n') {
-        let line_start = offset;
+        let mut line_start = offset;
         offset += raw.len();
+        // A byte-order mark (editors on Windows write one) is not indentation.
+        let raw = match raw.strip_prefix('\u{feff}') {
+            Some(rest) if line_start == 0 => {
+                line_start = '\u{feff}'.len_utf8();
+                rest
+            }
+            _ => raw,
+        };
         let line = raw.trim_end_matches(['\n', '\r']);
         let content = line.trim_start_matches([' ', '\t']);
         if content.is_empty() || content.starts_with('#') {

@@ -1,7 +1,8 @@
 //! Hermetic test repositories and a runner for the real binary.
 //!
-//! Every git and git-teleos process gets the same fixed environment: no user or system git
-//! config, fixed author/committer and dates, `LC_ALL=C`, `HOME` inside the temp dir.
+//! Every git and git-teleos process gets the same environment, built from nothing by
+//! [`hermetic`]: no user or system git config, fixed author/committer and dates, `LC_ALL=C`,
+//! `HOME` inside the temp dir. In-process gix opens repositories with [`open_isolated`].
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
@@ -64,16 +65,21 @@ impl Run {
     }
 }
 
-/// Apply the hermetic environment to a command.
+/// Variables passed through from the test process: where temporary files go. Everything
+/// else a child sees is set by [`hermetic`].
+const PASSED_THROUGH: &[&str] = &["TMPDIR"];
+
+/// The one hermetic environment, for every git, git-teleos and stand-in process a test starts:
+/// the environment is cleared and only what the tests need comes back. No user or system git
+/// config (`HOME` and `XDG_CONFIG_HOME` inside the test's temp dir, `GIT_CONFIG_GLOBAL` empty,
+/// `GIT_CONFIG_NOSYSTEM`), fixed author, committer and dates, `LC_ALL=C`, `TZ=UTC`, stdin
+/// closed, and `PATH` with `bin_dir` (stand-in agent CLIs) first, then the test process's own
+/// (to find git, sh and the tools stand-ins use).
 pub fn hermetic(cmd: &mut Command, home: &Path, bin_dir: &Path) {
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().to_string();
-        if k.starts_with("GIT_")
-            || k.starts_with("TELEOS")
-            || k == "NO_COLOR"
-            || k == "CLICOLOR_FORCE"
-        {
-            cmd.env_remove(&k);
+    cmd.env_clear();
+    for key in PASSED_THROUGH {
+        if let Some(value) = std::env::var_os(key) {
+            cmd.env(key, value);
         }
     }
     let path = format!(
@@ -95,6 +101,77 @@ pub fn hermetic(cmd: &mut Command, home: &Path, bin_dir: &Path) {
         .env("TZ", "UTC")
         .env("PATH", path)
         .stdin(Stdio::null());
+}
+
+/// Open a repository in this process the way tests must: gix reads only the repository's own
+/// config, never the user's or the system's, nor `GIT_*` and `XDG_*` variables (the test
+/// process runs with the developer's environment).
+pub fn open_isolated(dir: &Path) -> gix::Repository {
+    gix::discover_opts(dir, Default::default(), gix::open::Options::isolated())
+        .unwrap_or_else(|e| panic!("open {}: {e}", dir.display()))
+}
+
+/// The name libtest knows a test by (`module::test`), to run it again in a child process.
+macro_rules! test_path {
+    ($test:ident) => {
+        $crate::common::without_crate(concat!(module_path!(), "::", stringify!($test)))
+    };
+}
+pub(crate) use test_path;
+
+/// `it::scan::a_test` becomes `scan::a_test`: libtest leaves out the crate's name.
+pub fn without_crate(path: &'static str) -> &'static str {
+    path.split_once("::").map_or(path, |(_, rest)| rest)
+}
+
+/// Set in the child process [`in_child_process`] starts, to the test it runs there.
+const CHILD_TEST: &str = "TELEOS_TESTS_CHILD_TEST";
+
+/// Whether this process is the child [`in_child_process`] started to run `test`.
+pub fn is_child_process(test: &str) -> bool {
+    std::env::var_os(CHILD_TEST).is_some_and(|t| t == test)
+}
+
+/// For a test that needs process-wide state (environment variables), which would leak into
+/// the tests running next to it in this binary: in the test process, run the same test again
+/// in a child process of this test binary with only `env` (plus `PATH`, `TMPDIR`, `LC_ALL`),
+/// check that it ran and passed, and return `false`; in that child, return `true`, and the test
+/// goes on with its body. Use with [`test_path!`]: `if !in_child_process(test_path!(me), &env)
+/// { return; }`.
+#[track_caller]
+pub fn in_child_process(test: &str, env: &[(&str, &OsStr)]) -> bool {
+    if is_child_process(test) {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut cmd = Command::new(exe);
+    cmd.args([test, "--exact", "--test-threads=1", "--nocapture"])
+        .env_clear()
+        .env(CHILD_TEST, test)
+        .env("LC_ALL", "C")
+        .env("TZ", "UTC")
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+        )
+        .stdin(Stdio::null());
+    for key in PASSED_THROUGH {
+        if let Some(value) = std::env::var_os(key) {
+            cmd.env(key, value);
+        }
+    }
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let run = Run::from(cmd.output().expect("run the test binary"));
+    // A filter that matches nothing passes too: make sure the test really ran.
+    assert!(
+        run.code == 0 && run.stdout.contains("test result: ok. 1 passed"),
+        "{test} in a child process failed\nstdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    false
 }
 
 impl TestRepo {

@@ -350,7 +350,11 @@ mod manifest {
         let children: Vec<_> = (0..PROCESSES)
             .map(|p| {
                 Command::new(&exe)
-                    .args(["manifest::child_process_writer", "--exact", "--quiet"])
+                    .args([
+                        "manifest::manifest::child_process_writer",
+                        "--exact",
+                        "--quiet",
+                    ])
                     .env(CHILD_ENV, format!("{}\n{p}\n{ITERATIONS}", dir.display()))
                     .stdout(Stdio::null())
                     .spawn()
@@ -447,7 +451,7 @@ mod manifest {
         let dir = tmp.path().to_path_buf();
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
-                "manifest::child_process_lock_holder",
+                "manifest::manifest::child_process_lock_holder",
                 "--exact",
                 "--nocapture",
             ])

@@ -1,7 +1,7 @@
 //! End-to-end: `git teleos close` (sequential) and `debrief` with stand-in agent CLIs on PATH
 //! that speak Claude Code's protocol: prompt on stdin, one JSON envelope on stdout, exit codes.
 
-mod common;
+use crate::common;
 
 use common::{story, TestRepo};
 use serde_json::{json, Value};
@@ -386,6 +386,75 @@ fn a_hanging_agent_is_killed_at_the_timeout() {
         .unwrap();
     let alive = unsafe { libc::kill(pid, 0) } == 0;
     assert!(!alive, "the agent's child {pid} outlived the timeout");
+}
+
+/// Alive and not a zombie waiting for a reaper (containers may have none).
+fn running(pid: i32) -> bool {
+    (unsafe { libc::kill(pid, 0) } == 0)
+        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+}
+
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_second_ctrl_c_exits_at_once() {
+    let r = repo();
+    r.write(&format!("{DIR}/5-3-stubborn.md"), &story("Stubborn", 9, 1));
+    r.commit_all("stories");
+    let state = r.home.join("stubborn");
+    std::fs::create_dir_all(&state).unwrap();
+    install_claude(
+        &r,
+        true,
+        &[Case {
+            prefix: "5-3",
+            // Shrugs off SIGTERM: after the first Ctrl-C git-teleos would wait out the grace.
+            actions: format!(
+                "echo $$ > {s}/pid; trap 'touch {s}/got-term' TERM; while :; do sleep 1; done",
+                s = state.display()
+            ),
+            stdout: String::new(),
+            code: 0,
+        }],
+    );
+    let child = r
+        .teleos_cmd(&r.root)
+        .args(["close", "--sequential", "--all", "--yes", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the agent starting", || state.join("pid").exists());
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // The first Ctrl-C reached the agent as SIGTERM (and was ignored); now the second.
+    wait_for("the agent's SIGTERM", || state.join("got-term").exists());
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    // Forced: no waiting for the agent, so no report either.
+    assert!(!stderr.contains("Results saved"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    // The agent did not outlive git-teleos (parent-death signal).
+    let pid: i32 = std::fs::read_to_string(state.join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_for("the agent's death", || !running(pid));
 }
 
 #[test]

@@ -6,11 +6,9 @@
 //! Brownbull/gmni_boletapp 4ef094e2. `benches/real_bmad_check.sh` runs the same check on the
 //! whole repositories.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{story, TestRepo};
+use crate::common::{story, TestRepo};
 
 /// A project layout: where its tracker is, what it says, and its files.
 struct Layout {

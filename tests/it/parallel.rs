@@ -1,7 +1,7 @@
 //! End-to-end: `git teleos close --parallel` with a stand-in `claude` on PATH speaking Claude
 //! Code's protocol. Real git everywhere; the user's checkout is watched throughout.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
@@ -47,6 +47,7 @@ done_now=$((total - already))
 mkdir -p out && echo "$key" > "out/$key.txt"
 case "$key" in 9-*) echo "$key wins" > shared.txt;; esac
 case "$key" in 8-*) echo "left behind" > leftover.txt;; esac
+case "$key" in *-deep) mkdir -p new/deeper/still && echo "deep" > new/deeper/still/left.txt;; esac
 case "$key" in 7-*) git checkout -q -b "rogue-$key";; esac
 git add out "$file" $( [ -f shared.txt ] && echo shared.txt ) && git commit -qm "teleos: close $key"
 case "$key" in 6-*)
@@ -272,6 +273,34 @@ fn leftovers_are_rescued_and_a_dirty_landing_is_refused_safely() {
         1
     );
     out.code(1);
+}
+
+#[test]
+fn a_leftover_in_a_deep_new_folder_is_rescued_and_never_reaches_the_next_story() {
+    // One slot: the second story runs in the worktree the first one left files in.
+    let r = repo_with(&[
+        ("1-1-deep", &story("Deep", 9, 1)),
+        ("1-2-after", &story("After", 9, 1)),
+    ]);
+    install_agent(&r, "0");
+    let out = r.teleos(["close", "--parallel", "1", "--all", "--yes", "--json"]);
+    let j = out.json();
+    let deep = j["blocked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["story_key"] == "1-1-deep")
+        .unwrap_or_else(|| panic!("{j}"));
+    let rescue = deep["rescue_ref"].as_str().unwrap();
+    assert_eq!(
+        r.git(&["show", &format!("{rescue}:new/deeper/still/left.txt")]),
+        "deep"
+    );
+    // The next story's commit and the landed branch hold its own work, not the leftover.
+    let landed = r.git(&["ls-tree", "-r", "--name-only", "main"]);
+    assert!(landed.contains("out/1-2-after.txt"), "{landed}");
+    assert!(!landed.contains("new/deeper"), "{landed}");
+    assert!(!r.root.join("new").exists());
 }
 
 #[test]

@@ -13,7 +13,7 @@ fn man_page_is_in_sync_with_the_cli() {
     let committed = std::fs::read(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "man/git-teleos.1 is stale; regenerate it with: UPDATE_MAN=1 cargo test --test man"
+        "man/git-teleos.1 is stale; regenerate it with: UPDATE_MAN=1 cargo test --test it man::"
     );
 }
 

@@ -1,7 +1,7 @@
 //! Hostile and broken input: property tests for the story parser and the agent-result
 //! extraction (no panic, bounded time), and story files whose names try to reach a shell.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,17 +1,20 @@
-//! The agent runner's environment, in a test binary of its own: it sets GIT_* variables in
-//! this process, which would leak into every other test's git commands.
+//! The agent runner's environment. The test needs GIT_* variables in its own process, which
+//! would leak into every other test's git commands: it runs in a child process of the test
+//! binary.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use crate::common::{in_child_process, test_path};
 use git_teleos::agent::{run_agent, AgentConfig, AgentKind, RunRequest};
 
 #[test]
 fn repository_pinning_git_variables_do_not_reach_the_agent() {
     // What git exports to an extension or a hook: it would pin the agent to our repository.
-    for (k, v) in [
+    let env = [
         ("GIT_DIR", "/somewhere/.git"),
         ("GIT_WORK_TREE", "/somewhere"),
         ("GIT_INDEX_FILE", "/somewhere/.git/index"),
@@ -19,8 +22,16 @@ fn repository_pinning_git_variables_do_not_reach_the_agent() {
         ("GIT_OBJECT_DIRECTORY", "/somewhere/.git/objects"),
         ("GIT_PREFIX", "sub/"),
         ("GIT_CEILING_DIRECTORIES", "/ceiling"),
-    ] {
-        std::env::set_var(k, v);
+    ]
+    .map(|(k, v)| (k, OsStr::new(v)));
+    if !in_child_process(
+        test_path!(repository_pinning_git_variables_do_not_reach_the_agent),
+        &env,
+    ) {
+        return;
+    }
+    for (k, v) in env {
+        assert_eq!(std::env::var_os(k).as_deref(), Some(v), "{k} in the child");
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let script = dir.path().join("agent.sh");

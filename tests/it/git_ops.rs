@@ -1,10 +1,23 @@
 //! The `git` module against real repositories made and checked with the real git CLI.
+//!
+//! The `git` module runs in this process, which has the developer's environment: repositories
+//! are opened with [`common::open_isolated`], so the user's git config cannot change results.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::AtomicBool;
 
+use crate::common::{self, in_child_process, test_path};
 use git_teleos::git::{self, CasOutcome, LandOutcome, MergeOutcome, ObjectId};
 use tempfile::TempDir;
+
+/// These tests work in bare temp folders, not a `TestRepo`: git gets a HOME that does not
+/// exist, so it finds no user config or ignore file there (its config is also `/dev/null`).
+const NO_HOME: &str = "/nonexistent/git-teleos-tests/home";
+
+/// For the checkouts: never set.
+static NO_CANCEL: AtomicBool = AtomicBool::new(false);
 
 /// Run git hermetically in `dir`; panics with its output on failure.
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -19,23 +32,10 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 fn git_raw(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "Test Author")
-        .env("GIT_AUTHOR_EMAIL", "author@example.com")
-        .env("GIT_AUTHOR_DATE", "2024-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_NAME", "Test Committer")
-        .env("GIT_COMMITTER_EMAIL", "committer@example.com")
-        .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
-        .env("LC_ALL", "C")
-        .output()
-        .expect("git runs")
+    let mut cmd = Command::new("git");
+    cmd.args(args).current_dir(dir);
+    common::hermetic(&mut cmd, Path::new(NO_HOME), Path::new(NO_HOME));
+    cmd.output().expect("git runs")
 }
 
 fn write(dir: &Path, rela: &str, content: &str) {
@@ -74,17 +74,90 @@ fn repo() -> (TempDir, PathBuf) {
 }
 
 fn open(dir: &Path) -> gix::Repository {
-    git::discover(dir).unwrap()
+    common::open_isolated(dir)
 }
 
 fn status(dir: &Path) -> String {
     git(dir, &["status", "--porcelain", "--untracked-files=all"])
 }
 
+/// What a developer's config could do to the in-process tests: ignore every untracked file
+/// (`core.excludesFile`, `$XDG_CONFIG_HOME/git/ignore`) and sign commits with another name.
+fn write_hostile_config(home: &Path) {
+    let user = "[user]\n\tname = Hostile User\n\temail = hostile@example.com\n";
+    write(
+        home,
+        ".gitconfig",
+        &format!(
+            "{user}[core]\n\texcludesFile = {}\n",
+            home.join("ignore-all").display()
+        ),
+    );
+    write(home, "ignore-all", "*\n");
+    write(home, "xdg/git/config", user);
+    write(home, "xdg/git/ignore", "*\n");
+}
+
+#[test]
+fn in_process_gix_reads_no_user_config_and_no_git_variables() {
+    let test = test_path!(in_process_gix_reads_no_user_config_and_no_git_variables);
+    if !common::is_child_process(test) {
+        // HOME, XDG_CONFIG_HOME and GIT_* variables belong to the whole process: set them only
+        // in a child process of the test binary.
+        let hostile = TempDir::new().unwrap();
+        let home = hostile.path().canonicalize().unwrap();
+        write_hostile_config(&home);
+        let xdg = home.join("xdg");
+        in_child_process(
+            test,
+            &[
+                ("HOME", home.as_os_str()),
+                ("XDG_CONFIG_HOME", xdg.as_os_str()),
+                ("GIT_AUTHOR_NAME", OsStr::new("Hostile Variable")),
+                ("GIT_COMMITTER_NAME", OsStr::new("Hostile Variable")),
+            ],
+        );
+        return;
+    }
+    let (_tmp, root) = repo();
+    write(&root, "new.txt", "untracked\n");
+
+    // The hostile config is in force for a repository opened the ordinary way (so this test
+    // can fail): the untracked file is hidden and commits would carry the hostile names.
+    let exposed = gix::discover(&root).unwrap();
+    assert!(
+        git::is_clean(&exposed).unwrap(),
+        "the user's ignore file is read"
+    );
+    assert_eq!(
+        exposed.committer().unwrap().unwrap().name,
+        "Hostile Variable"
+    );
+
+    // Opened as the tests open repositories, only the repository's own config counts.
+    let repo = open(&root);
+    assert!(!git::is_clean(&repo).unwrap());
+    assert_eq!(
+        git::dirty_paths(&repo).unwrap(),
+        vec!["new.txt".to_string()]
+    );
+    let id = git::snapshot_uncommitted(&repo, "snapshot")
+        .unwrap()
+        .unwrap();
+    let id = id.to_string();
+    assert_eq!(
+        git(&root, &["log", "-1", "--format=%an <%ae> / %cn <%ce>", &id]),
+        "Repo User <repo@example.com> / Repo User <repo@example.com>\n"
+    );
+    assert!(git(&root, &["ls-tree", "--name-only", &id]).contains("new.txt\n"));
+}
+
 #[test]
 fn discover_from_subfolder_and_not_a_repo() {
     let (tmp, root) = repo();
-    let repo = open(&root.join("dir"));
+    // The library's own discovery (it reads the user's config, as git does: nothing here
+    // depends on it); every other test opens isolated.
+    let repo = git::discover(&root.join("dir")).unwrap();
     assert_eq!(git::work_tree_root(&repo).unwrap(), root);
     assert_eq!(git::common_dir(&repo), root.join(".git"));
     assert_eq!(
@@ -168,14 +241,30 @@ fn commit_questions() {
 }
 
 #[test]
+fn a_cancelled_worktree_checkout_stops_and_leaves_nothing() {
+    let (_tmp, root) = repo();
+    let repo = open(&root);
+    let head = rev(&root, "HEAD");
+    let wt = root.join(".claude/worktrees/teleos-abc123-1");
+    let cancelled = AtomicBool::new(true);
+    let err = git::add_worktree(&repo, &wt, "worktree/teleos-abc123-1", head, &cancelled)
+        .expect_err("cancelled");
+    assert!(err.to_string().contains("could not add worktree"), "{err}");
+    assert!(!wt.join("dir/b.txt").exists());
+    assert_eq!(git(&root, &["branch", "--list", "worktree/*"]), "");
+    let listed = git(&root, &["worktree", "list", "--porcelain"]);
+    assert_eq!(listed.matches("worktree ").count(), 1, "{listed}");
+}
+
+#[test]
 fn worktrees_made_by_gix_are_accepted_by_git() {
     let (tmp, root) = repo();
     let repo = open(&root);
     let head = rev(&root, "HEAD");
     let wt1 = root.join(".claude/worktrees/teleos-abc123-1");
     let wt2 = tmp.path().canonicalize().unwrap().join("wt2");
-    git::add_worktree(&repo, &wt1, "worktree/teleos-abc123-1", head).unwrap();
-    git::add_worktree(&repo, &wt2, "worktree/teleos-abc123-2", head).unwrap();
+    git::add_worktree(&repo, &wt1, "worktree/teleos-abc123-1", head, &NO_CANCEL).unwrap();
+    git::add_worktree(&repo, &wt2, "worktree/teleos-abc123-2", head, &NO_CANCEL).unwrap();
 
     let listed = git(&root, &["worktree", "list", "--porcelain"]);
     assert!(
@@ -191,7 +280,7 @@ fn worktrees_made_by_gix_are_accepted_by_git() {
 
     // The same branch cannot be added twice, and a failed add leaves no branch behind.
     let wt3 = tmp.path().join("wt3");
-    assert!(git::add_worktree(&repo, &wt3, "worktree/teleos-abc123-1", head).is_err());
+    assert!(git::add_worktree(&repo, &wt3, "worktree/teleos-abc123-1", head, &NO_CANCEL).is_err());
 
     assert_eq!(
         rev(&root, "worktree/teleos-abc123-1"),
@@ -275,7 +364,14 @@ fn prune_drops_admin_folders_of_vanished_worktrees_but_not_locked_ones() {
     let head = rev(&root, "HEAD");
     let base = tmp.path().canonicalize().unwrap();
     for n in 1..=3 {
-        git::add_worktree(&repo, &base.join(format!("w{n}")), &format!("wt-{n}"), head).unwrap();
+        git::add_worktree(
+            &repo,
+            &base.join(format!("w{n}")),
+            &format!("wt-{n}"),
+            head,
+            &NO_CANCEL,
+        )
+        .unwrap();
     }
     git::lock_worktree(&repo, &base.join("w2"), "keep").unwrap();
     for n in 1..=3 {
@@ -486,7 +582,7 @@ fn delete_branch_is_guarded() {
     let head = rev(&root, "HEAD");
     let ours = |name: &str| name.starts_with("worktree/teleos-abc123-") || name == "main";
     let wt = tmp.path().canonicalize().unwrap().join("wt");
-    git::add_worktree(&repo, &wt, "worktree/teleos-abc123-1", head).unwrap();
+    git::add_worktree(&repo, &wt, "worktree/teleos-abc123-1", head, &NO_CANCEL).unwrap();
 
     // Checked out here or in a linked worktree: refused even when the predicate allows it.
     assert!(git::delete_branch_guarded(&repo, "main", ours).is_err());
@@ -538,7 +634,7 @@ fn reset_worktree_rewrites_changed_files_and_leaves_status_clean() {
     git(&root, &["checkout", "-q", "main"]);
 
     let wt = tmp.path().canonicalize().unwrap().join("wt");
-    git::add_worktree(&repo, &wt, "worktree/teleos-abc123-1", start).unwrap();
+    git::add_worktree(&repo, &wt, "worktree/teleos-abc123-1", start, &NO_CANCEL).unwrap();
     let wt_repo = open(&wt);
     let untouched_before = std::fs::metadata(wt.join(".gitignore"))
         .unwrap()
@@ -547,12 +643,12 @@ fn reset_worktree_rewrites_changed_files_and_leaves_status_clean() {
 
     write(&wt, "stray.txt", "dirty\n");
     assert!(
-        git::reset_worktree_to(&wt_repo, target).is_err(),
+        git::reset_worktree_to(&wt_repo, target, &NO_CANCEL).is_err(),
         "dirty worktree refused"
     );
     std::fs::remove_file(wt.join("stray.txt")).unwrap();
 
-    git::reset_worktree_to(&wt_repo, target).unwrap();
+    git::reset_worktree_to(&wt_repo, target, &NO_CANCEL).unwrap();
     assert_eq!(rev(&wt, "HEAD"), target);
     assert_eq!(status(&wt), "");
     assert_eq!(git(&wt, &["diff", "--stat", "HEAD"]), "");
@@ -578,11 +674,50 @@ fn reset_worktree_rewrites_changed_files_and_leaves_status_clean() {
     );
 
     // And back again.
-    git::reset_worktree_to(&wt_repo, start).unwrap();
+    git::reset_worktree_to(&wt_repo, start, &NO_CANCEL).unwrap();
     assert_eq!(status(&wt), "");
     assert_eq!(read(&wt, "dir/b.txt"), "bee\n");
     assert!(!wt.join("deep").exists());
     git(&root, &["fsck", "--no-progress"]);
+}
+
+#[test]
+fn reset_of_a_worktree_seen_clean_checks_what_it_touches_and_loses_nothing() {
+    let (tmp, root) = repo();
+    let repo = open(&root);
+    let start = rev(&root, "HEAD");
+    git(&root, &["checkout", "-q", "-b", "target"]);
+    write(&root, "a.txt", "one\nTWO\nthree\n");
+    write(&root, "deep/er/c.txt", "sea\n");
+    let target = commit_all(&root, "target");
+    git(&root, &["checkout", "-q", "main"]);
+    let wt = tmp.path().canonicalize().unwrap().join("wt");
+    git::add_worktree(&repo, &wt, "worktree/teleos-abc123-1", start, &NO_CANCEL).unwrap();
+    let wt_repo = open(&wt);
+
+    // An untracked file where the update writes: kept, and the reset refused.
+    write(&wt, "deep/er/c.txt", "mine\n");
+    assert!(git::reset_clean_worktree_to(&wt_repo, target, &NO_CANCEL).is_err());
+    assert_eq!(read(&wt, "deep/er/c.txt"), "mine\n");
+    assert_eq!(rev(&wt, "HEAD"), start);
+    std::fs::remove_dir_all(wt.join("deep")).unwrap();
+
+    // A tracked file the update rewrites, edited: kept, and the reset refused.
+    write(&wt, "a.txt", "edited\n");
+    assert!(git::reset_clean_worktree_to(&wt_repo, target, &NO_CANCEL).is_err());
+    assert_eq!(read(&wt, "a.txt"), "edited\n");
+    assert_eq!(rev(&wt, "HEAD"), start);
+    git(&wt, &["checkout", "--", "a.txt"]);
+
+    // Clean: the update happens, only the changed files are written.
+    git::reset_clean_worktree_to(&wt_repo, target, &NO_CANCEL).unwrap();
+    assert_eq!(rev(&wt, "HEAD"), target);
+    assert_eq!(status(&wt), "");
+    assert_eq!(read(&wt, "a.txt"), "one\nTWO\nthree\n");
+    assert_eq!(read(&wt, "deep/er/c.txt"), "sea\n");
+    git::reset_clean_worktree_to(&wt_repo, start, &NO_CANCEL).unwrap();
+    assert_eq!(status(&wt), "");
+    assert!(!wt.join("deep").exists());
 }
 
 #[test]
@@ -673,4 +808,108 @@ fn concurrent_merges_into_one_branch_all_land() {
         assert!(files.contains(&format!("story-{n}.txt")), "{files}");
     }
     git(&root, &["fsck", "--no-progress"]);
+}
+
+#[test]
+fn owned_path_keeps_the_target_side_then_takes_the_edit() {
+    const T: &str = "sprint-status.yaml";
+    let tracker = "# c\ndevelopment_status:\n  1-1: backlog\n  1-2: backlog\n";
+    let (tmp, root) = repo();
+    write(&root, T, tracker);
+    let start = commit_all(&root, "tracker");
+    // Integration already set 1-1; the story branch edits the neighbouring line (a conflict
+    // without ownership) and does its real work.
+    git(&root, &["checkout", "-q", "-b", "integ"]);
+    write(&root, T, &tracker.replace("1-1: backlog", "1-1: done"));
+    write(&root, "one.txt", "1\n");
+    let integ = commit_all(&root, "1-1");
+    git(
+        &root,
+        &["checkout", "-q", "-b", "story", &start.to_string()],
+    );
+    write(
+        &root,
+        T,
+        &tracker.replace("1-2: backlog", "1-2: done # by agent"),
+    );
+    write(&root, "two.txt", "2\n");
+    let story = commit_all(&root, "1-2");
+    git(&root, &["checkout", "-q", "main"]);
+    let repo = open(&root);
+    let edit = |b: &[u8]| {
+        let t = std::str::from_utf8(b).ok()?;
+        Some(t.replace("1-2: backlog", "1-2: review").into_bytes())
+    };
+    let owned = [git::OwnedPath {
+        path: T,
+        edit: &edit,
+    }];
+
+    // Without ownership the tracker lines conflict.
+    let plain = git::merge_commits_in_memory(&repo, integ, story, "integ", "m").unwrap();
+    assert!(matches!(plain, MergeOutcome::Conflict { .. }), "{plain:?}");
+
+    let (out, report) =
+        git::merge_into_branch_owning(&repo, "refs/heads/integ", story, "merge 1-2", &owned)
+            .unwrap();
+    let MergeOutcome::Merged(id) = out else {
+        panic!("expected a merge, got {out:?}")
+    };
+    assert_eq!(report.dropped, vec![T.to_string()]);
+    assert_eq!(report.edited, vec![T.to_string()]);
+    assert_eq!(
+        git(&root, &["show", &format!("{id}:{T}")]),
+        "# c\ndevelopment_status:\n  1-1: done\n  1-2: review\n"
+    );
+    assert_eq!(git(&root, &["show", &format!("{id}:two.txt")]), "2\n");
+    assert_eq!(git(&root, &["show", &format!("{id}:one.txt")]), "1\n");
+    assert_eq!(
+        git(&root, &["rev-list", "--parents", "-n1", &id.to_string()]).trim(),
+        format!("{id} {integ} {story}")
+    );
+
+    // Where a fast-forward would do, the edit still lands in one merge commit.
+    git::create_branch(&repo, "ff", start).unwrap();
+    let (out, report) =
+        git::merge_into_branch_owning(&repo, "refs/heads/ff", story, "merge", &owned).unwrap();
+    let MergeOutcome::Merged(ff) = out else {
+        panic!("expected a merge commit, got {out:?}")
+    };
+    assert_eq!(report.dropped, vec![T.to_string()]);
+    assert_eq!(
+        git(&root, &["show", &format!("{ff}:{T}")]),
+        tracker.replace("1-2: backlog", "1-2: review")
+    );
+    assert_eq!(
+        git(&root, &["rev-list", "--parents", "-n1", &ff.to_string()]).trim(),
+        format!("{ff} {start} {story}")
+    );
+
+    // Nothing new to merge, but the edit: one commit on the target.
+    let (out, report) =
+        git::merge_into_branch_owning(&repo, "refs/heads/ff", start, "status", &owned).unwrap();
+    assert_eq!(
+        out,
+        MergeOutcome::UpToDate,
+        "already reviewed: nothing to write"
+    );
+    assert!(report.dropped.is_empty() && report.edited.is_empty());
+    git::create_branch(&repo, "plain", start).unwrap();
+    let (out, _) =
+        git::merge_into_branch_owning(&repo, "refs/heads/plain", start, "status", &owned).unwrap();
+    let MergeOutcome::Merged(c) = out else {
+        panic!("expected a status commit, got {out:?}")
+    };
+    assert_eq!(
+        git(&root, &["rev-list", "--parents", "-n1", &c.to_string()]).trim(),
+        format!("{c} {start}")
+    );
+    // No ownership, no change of behaviour: a fast-forward stays one.
+    git::create_branch(&repo, "bare-ff", start).unwrap();
+    let (out, report) =
+        git::merge_into_branch_owning(&repo, "refs/heads/bare-ff", story, "m", &[]).unwrap();
+    assert_eq!(out, MergeOutcome::FastForward(story));
+    assert!(report.dropped.is_empty());
+    git(&root, &["fsck", "--no-progress", "--strict"]);
+    drop(tmp);
 }

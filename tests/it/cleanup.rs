@@ -2,7 +2,7 @@
 //! the real binary: a batch killed with SIGKILL, a hostile manifest, bad manifests, hooks over
 //! a user's own hook.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! no agent work is lost, the user's branch is untouched or correctly landed, the manifest is
 //! never torn, `git fsck` is clean, and no worktree is left.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 
@@ -170,6 +170,58 @@ fn crash_during_landing() {
 #[test]
 fn crash_during_cleanup() {
     crash_at("cleanup");
+}
+
+#[test]
+fn a_panic_in_one_story_ends_that_story_not_the_batch() {
+    let r = TestRepo::new();
+    r.git(&["config", "user.name", "Agent"]);
+    r.git(&["config", "user.email", "agent@example.com"]);
+    for k in ["1-1-a", "1-2-b", "1-3-c"] {
+        r.write(&format!("{DIR}/{k}.md"), &story(k, 9, 1));
+    }
+    r.commit_all("stories");
+    install_agent(&r, "0");
+    let mut cmd = r.teleos_cmd(&r.root);
+    // A bug while the first story merges (holding the merge lock).
+    cmd.env("TELEOS_FAULT", "panic-once:merge-before-ref-update")
+        .args(["close", "--parallel", "2", "--all", "--yes", "--json"]);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    // The batch finished and reported: one story failed, so "incomplete", not a crash.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no report ({e}):\n{stderr}"));
+    let errors = j["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{j}");
+    let why = errors[0]["error_message"].as_str().unwrap();
+    assert!(
+        why.contains("internal error") && why.contains("fault injected at merge-before-ref-update"),
+        "{why}"
+    );
+    // The other two ran and landed (partial: this agent leaves a scratch file behind).
+    let done: BTreeSet<&str> = ["completed", "blocked"]
+        .iter()
+        .flat_map(|k| j[*k].as_array().unwrap())
+        .map(|s| s["story_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(done.len(), 2, "{j}");
+    for key in &done {
+        assert!(
+            r.path(&format!("out/{key}.txt")).exists(),
+            "{key} did not land"
+        );
+    }
+    let notes = j["notes"].to_string();
+    assert!(notes.contains("retired after an internal error"), "{notes}");
+    // The failed story's commit is kept on a ref.
+    for c in lines(&r.home.join("agents/commits")) {
+        let holders = r.git(&["for-each-ref", "--contains", &c, "--format=%(refname)"]);
+        assert!(
+            !holders.is_empty(),
+            "agent commit {c} is reachable from no ref"
+        );
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Resource faults: a full disk while writing the manifest and while creating worktrees. Uses a
 //! small tmpfs (needs root and mount permission; skipped with the reason otherwise).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

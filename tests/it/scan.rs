@@ -1,6 +1,6 @@
 //! End-to-end: `git teleos scan` on real repositories with the real binary.
 
-mod common;
+use crate::common;
 
 use common::{story, TestRepo};
 
