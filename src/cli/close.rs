@@ -370,13 +370,20 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         ctx.settings.agent,
         logs_dir.display()
     );
-    let tracker_files = tracker::tracker_files(&ctx.root, &scan.artifacts_dir);
+    // Agents are told the main tracker's folder; the writer sets statuses in every tracker
+    // discovery found (several when stories are split over folders).
+    let tracker_dir = scan.tracker_dir();
+    let tracker_files = if scan.sprint_status_files.is_empty() {
+        tracker::tracker_files(&ctx.root, &scan.artifacts_dir)
+    } else {
+        scan.sprint_status_files.clone()
+    };
     let story_env = StoryEnv {
         tracker: TrackerMode::for_batch(slots.is_some(), ctx.settings.update_tracker),
         tracker_files: &tracker_files,
         agent: &agent_cfg,
         parse: &parse,
-        artifacts_dir: &scan.artifacts_dir,
+        artifacts_dir: &tracker_dir,
         instructions: instructions.as_deref(),
         date: &date,
         logs_dir: &logs_dir,

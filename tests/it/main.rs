@@ -12,6 +12,7 @@ mod agent_runner;
 mod cleanup;
 mod close;
 mod crash;
+mod discovery;
 mod gate_bisect;
 mod gates;
 mod git_config;
