@@ -53,6 +53,9 @@ pub struct RunOutcome {
     pub warnings: Vec<String>,
     /// Time spent waiting on rate limits (back-off and the shared pause), over all attempts.
     pub rate_limit_wait: Duration,
+    /// Each of those waits, as (start, end) in milliseconds since the Unix epoch, for the
+    /// batch's timeline.
+    pub waits: Vec<(i64, i64)>,
     /// Cost reported by the CLI, summed over attempts.
     pub cost_usd: Option<f64>,
     /// Wall-clock time over all attempts, back-off included.
@@ -154,10 +157,16 @@ pub(crate) fn run_agent_with(req: &RunRequest, limits: Limits) -> Result<RunOutc
     let mut cost: Option<f64> = None;
     let mut attempts = 0;
     let mut waited = Duration::ZERO;
+    let mut waits = Vec::new();
     loop {
         attempts += 1;
         if let Some(gate) = req.start_gate {
-            waited += gate.acquire(req.cancel);
+            let from = crate::time::now_ms();
+            let w = gate.acquire(req.cancel);
+            if !w.is_zero() {
+                waits.push((from, crate::time::now_ms()));
+            }
+            waited += w;
         }
         let once = run_once(&inv, req, attempts, limits);
         if let Some(gate) = req.start_gate {
@@ -182,14 +191,19 @@ pub(crate) fn run_agent_with(req: &RunRequest, limits: Limits) -> Result<RunOutc
                 );
                 // With a gate, the next `acquire` waits out the shared pause.
                 let t = Instant::now();
+                let from = crate::time::now_ms();
                 if req.start_gate.is_some() || sleep_unless_cancelled(wait, req.cancel) {
                     waited += t.elapsed();
+                    if req.start_gate.is_none() {
+                        waits.push((from, crate::time::now_ms()));
+                    }
                     continue;
                 }
                 outcome.cancelled = true;
             }
         }
         outcome.rate_limit_wait = waited;
+        outcome.waits = std::mem::take(&mut waits);
         outcome.duration = started.elapsed();
         return Ok(outcome);
     }
@@ -303,6 +317,7 @@ fn run_once(
         setup_error: envelope.setup_error,
         warnings: envelope.warnings,
         rate_limit_wait: Duration::ZERO,
+        waits: Vec::new(),
         cost_usd: envelope.cost_usd,
         duration: out.duration,
         attempts: attempt,

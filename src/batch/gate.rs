@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::agent::{self, RunRequest};
 use crate::batch::results::{Outcome, StoryResult};
+use crate::batch::timing::{self, Phase};
 use crate::batch::worker::{safe_name, StoryEnv};
 use crate::error::{Error, Result};
 use crate::gate::{run_gate, Gate, GateResult};
@@ -155,7 +156,17 @@ fn story_gate_rounds(
     loop {
         progress(&format!("{key}: gate running"));
         let label = format!("{}.gate{round}", safe_name(key));
+        let gate_start = timing::now_ms();
         let runs = run_all(&gates, checkout, env.logs_dir, &label);
+        if let Some(last) = result.timeline.last_mut() {
+            let mut p = Phase::until_now(timing::GATE, gate_start);
+            p.detail = Some(if round == 0 {
+                "story gate".to_string()
+            } else {
+                format!("story gate after repair round {round}")
+            });
+            last.push(p);
+        }
         if env.cancel.load(Ordering::SeqCst) {
             // Unchecked work must not merge; `close --resume` runs the story again.
             result.gates.extend(runs);
@@ -242,6 +253,7 @@ fn story_gate_rounds(
         let log = env
             .logs_dir
             .join(format!("{}.repair{round}.log", safe_name(key)));
+        let repair_start = timing::now_ms();
         let run = agent::run_agent(&RunRequest {
             cwd: checkout,
             prompt: &prompt,
@@ -266,6 +278,11 @@ fn story_gate_rounds(
             Err(e) => result
                 .discrepancies
                 .push(format!("repair round {round} could not run: {e}")),
+        }
+        if let Some(last) = result.timeline.last_mut() {
+            let mut p = Phase::until_now(timing::REPAIR, repair_start);
+            p.detail = Some(format!("repair round {round}"));
+            last.push(p);
         }
         // The gates check what is committed: a repair left uncommitted is not a repair.
         let clean = gix::open(checkout)

@@ -8,8 +8,6 @@
 //! governor `rate_limit_wait`. Readers must accept names they do not know.
 //! Every field has a serde default: records written before timing existed still load.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde::{Deserialize, Serialize};
 
 /// Preparing the checkout for a story (or creating a slot's worktree, on a lane).
@@ -24,12 +22,16 @@ pub const RESOLVE: &str = "resolve";
 pub const PIPELINE: &str = "pipeline";
 /// A lane idle because the stories left wait for dependencies still running elsewhere.
 pub const WAIT_DEPENDENCY: &str = "wait_dependency";
+/// The project's checks (`teleos.gate`) on a story's work.
+pub const GATE: &str = "gate";
+/// The agent fixing what a red gate showed (a repair round).
+pub const REPAIR: &str = "repair";
+/// An agent start held back by the governor: staggered starts, a provider's rate limit.
+pub const RATE_LIMIT_WAIT: &str = "rate_limit_wait";
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    crate::time::now_ms()
 }
 
 /// One phase: a name and when it started and ended (Unix ms).

@@ -105,6 +105,14 @@ pub fn close_story(
             record.cost_usd = r.cost_usd;
             result.attempts += r.attempts.max(1);
             result.rate_limit_wait_secs += r.rate_limit_wait.as_secs_f64();
+            for &(start, end) in &r.waits {
+                record.push(Phase {
+                    phase: timing::RATE_LIMIT_WAIT.to_string(),
+                    start,
+                    end,
+                    detail: None,
+                });
+            }
             result.rate_limited = r.rate_limited;
             result.setup_error = r.setup_error.clone();
             for w in &r.warnings {

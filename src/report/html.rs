@@ -41,7 +41,7 @@ fn outcome_style(name: &str) -> (&'static str, &'static str, &'static str) {
         "error" => ("error", "#c62828", "p-cross"),
         "conflict" => ("conflict", "#6b46c1", "p-zigzag"),
         "gate_failed" => ("gate failed", "#b83280", "p-hlines"),
-        "ejected" => ("ejected", "#4a5568", "p-vlines"),
+        "ejected" | "integration_failed" => ("ejected", "#4a5568", "p-vlines"),
         "routed" => ("routed", "#2b6cb0", ""),
         "not_started" => ("not started", "#718096", ""),
         _ => ("other", "#718096", "p-dots"),
@@ -54,10 +54,10 @@ fn phase_fill(phase: &str) -> &'static str {
         timing::SETUP => "#a0aec0",
         timing::AGENT => "#2c5282",
         timing::MERGE => "#38a169",
-        timing::RESOLVE => "#dd6b20",
+        timing::RESOLVE | timing::REPAIR => "#dd6b20",
         timing::PIPELINE => "#3182ce",
-        "gate" => "#805ad5",
-        timing::WAIT_DEPENDENCY | "rate_limit_wait" => "url(#p-wait)",
+        timing::GATE => "#805ad5",
+        timing::WAIT_DEPENDENCY | timing::RATE_LIMIT_WAIT => "url(#p-wait)",
         _ => "#718096",
     }
 }
@@ -71,13 +71,14 @@ const LEGEND_OUTCOMES: [&str; 7] = [
     "gate_failed",
     "ejected",
 ];
-const LEGEND_PHASES: [&str; 6] = [
+const LEGEND_PHASES: [&str; 7] = [
     timing::SETUP,
     timing::AGENT,
-    "gate",
+    timing::GATE,
+    timing::REPAIR,
     timing::MERGE,
     timing::WAIT_DEPENDENCY,
-    "rate_limit_wait",
+    timing::RATE_LIMIT_WAIT,
 ];
 
 const CSS: &str = r#"

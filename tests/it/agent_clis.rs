@@ -212,6 +212,15 @@ fn the_governor_backs_off_on_429_and_climbs_back() {
         .filter(|s| s["rate_limit_wait_secs"].as_f64().unwrap() > 0.0)
         .count();
     assert!(waited >= 1, "{j}");
+    // The batch record draws those waits on the stories' timelines.
+    let sid = j["session_id"].as_str().unwrap();
+    let record =
+        std::fs::read_to_string(r.path(&format!(".git/teleos/batches/{sid}.json"))).unwrap();
+    assert!(
+        record.contains("\"phase\": \"rate_limit_wait\"")
+            || record.contains("\"phase\":\"rate_limit_wait\""),
+        "{record}"
+    );
     // The progress said so.
     assert!(
         out.stderr.contains("rate limit: new agents wait"),

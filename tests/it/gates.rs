@@ -173,6 +173,27 @@ fn story_repair_and_integration_gates_in_one_parallel_batch() {
     assert_eq!(runs[0]["passed"], false);
     assert_eq!(runs[1]["passed"], true);
     assert_eq!(r.read("src/fixable.txt"), "total = price * qty\n");
+    // The batch record draws the gate runs and the repair round on the story's timeline.
+    let sid = j["session_id"].as_str().unwrap();
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(r.path(&format!(".git/teleos/batches/{sid}.json"))).unwrap(),
+    )
+    .unwrap();
+    let story = record["stories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["story_key"] == "1-2-fixable")
+        .unwrap();
+    let phases: Vec<&str> = story["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|a| a["phases"].as_array().unwrap())
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    let count = |name: &str| phases.iter().filter(|p| **p == name).count();
+    assert_eq!((count("gate"), count("repair")), (2, 1), "{phases:?}");
 
     // Integration: alpha and beta are green alone, red together; exactly one is on main.
     let on_main: Vec<&str> = ["1-3-alpha", "1-4-beta"]
