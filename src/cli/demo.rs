@@ -268,7 +268,14 @@ pub fn simulated_agent(args: AgentArgs) -> Result<u8, Error> {
         "in-progress"
     };
     let yaml = Path::new(&artifacts).join("sprint-status.yaml");
-    if let Ok(y) = std::fs::read_to_string(&yaml) {
+    // As the prompt says: in parallel mode (and with --no-tracker) the tracker is not ours.
+    let hands_off = prompt
+        .lines()
+        .any(|l| l.contains("Do not edit") && l.contains("sprint-status.yaml"));
+    if let Some(y) = (!hands_off)
+        .then(|| std::fs::read_to_string(&yaml).ok())
+        .flatten()
+    {
         if let Some(updated) = crate::stories::sprint_status::set_status(&y, &key, sprint) {
             let _ = std::fs::write(&yaml, updated);
         }
