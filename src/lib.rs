@@ -14,6 +14,7 @@ pub mod fsutil;
 pub mod git;
 pub mod manifest;
 pub mod process;
+pub mod remote;
 pub mod report;
 pub mod settings;
 pub mod stories;
