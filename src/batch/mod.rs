@@ -5,6 +5,7 @@ pub mod cleanup;
 pub mod parallel;
 pub mod pool;
 pub mod progress;
+pub mod remote;
 pub mod results;
 pub mod select;
 pub mod sequential;

@@ -38,6 +38,7 @@ pub use merge::{
     merge_commits_in_memory, merge_commits_in_memory_owning, merge_into_branch,
     merge_into_branch_owning, MergeOutcome, OwnedPath, OwnedReport,
 };
+pub(crate) use refs::delete_if_at;
 pub use refs::{
     create_branch, create_ref_unique, delete_branch_guarded, local_branches, resolve_ref,
     set_head_branch, set_ref, update_ref_cas, CasOutcome,

@@ -25,6 +25,10 @@ prompt=$(cat)
 {story_from_prompt}
 state="{state}"
 pwd > "$state/cwd-$key"
+# Dependency check: 1-2 must see the work of 1-1 already merged.
+if [ "$key" = "1-2-second" ]; then
+  if [ -f out/1-1-first.txt ]; then echo ok > "$state/dep-1-2"; else echo missing > "$state/dep-1-2"; fi
+fi
 touch "$state/running/$key"
 now=$(ls "$state/running" | wc -l)
 echo "$now" >> "$state/concurrency"
@@ -234,4 +238,151 @@ fn run_story_refuses_a_folder_that_is_not_empty() {
     assert!(!remote_refs(&r, &url)
         .keys()
         .any(|k| k.starts_with("refs/teleos/")));
+}
+
+fn max_concurrency(r: &TestRepo) -> usize {
+    std::fs::read_to_string(r.home.join("agents/concurrency"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The command runner end to end: each job runs `git teleos run-story` in a fresh temporary
+/// folder (a stand-in for another machine). One job's command blocks until done, one returns at
+/// once (the job goes on detached, as a CI dispatch does); one agent crashes.
+#[test]
+fn command_runner_lands_five_of_six_through_the_remote() {
+    let keys = [
+        "1-1-first",
+        "1-2-second",
+        "1-3-detached",
+        "1-4-more",
+        "1-5-more",
+        "9-1-crash",
+    ];
+    let (r, bare, url) = setup(&keys);
+    r.write(
+        &format!("{DIR}/1-2-second.md"),
+        &(story("Second", 9, 1) + "\n## Dependencies\n\n- Story 1.1 (first)\n"),
+    );
+    r.commit_all("1-2 depends on 1-1");
+    r.git_in(&r.root, &["push", "-q", "origin", "main"]);
+    let jobs = r.home.join("jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    let job = r.install_script(
+        "teleos-job",
+        &format!(
+            r#"#!/bin/sh
+d=$(mktemp -d "{jobs}/job.XXXXXX")
+cd "$d" || exit 2
+case "$4" in 1-3-*)
+  setsid -f "{bin}" run-story --remote "$1" --base "$2" --story "$3" --key "$4" --session "$5" >"$d.out" 2>&1
+  exit 0;;
+esac
+exec "{bin}" run-story --remote "$1" --base "$2" --story "$3" --key "$4" --session "$5"
+"#,
+            jobs = jobs.display(),
+            bin = common::BIN
+        ),
+    );
+    r.git(&["config", "teleos.runner", "command"]);
+    r.git(&[
+        "config",
+        "teleos.runnerCommand",
+        &format!(
+            "{} {{remote}} {{base}} {{story}} {{key}} {{session}}",
+            job.display()
+        ),
+    ]);
+    let remote_before = remote_refs(&r, &url);
+    let start = r.git(&["rev-parse", "HEAD"]);
+
+    let mut cmd = r.teleos_cmd(&r.root);
+    cmd.env("TELEOS_TEST_AGENT_SECONDS", "2").args([
+        "close",
+        "--parallel",
+        "3",
+        "--all",
+        "--yes",
+        "--json",
+    ]);
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+
+    // Five landed on main, in order for the dependency; the crash is an error.
+    let completed: Vec<&str> = j["completed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["story_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(completed.len(), 5, "{j}\n{stderr}");
+    assert!(!completed.contains(&"9-1-crash"));
+    let crash = j["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["story_key"] == "9-1-crash")
+        .unwrap_or_else(|| panic!("no error for the crash: {j}"));
+    assert_eq!(crash["outcome"], "error");
+    let log = r.git(&["log", "--format=%s", &format!("{start}..main")]);
+    for k in &keys[..5] {
+        assert!(
+            log.contains(&format!("teleos: close {k}")),
+            "{k} not on main:\n{log}"
+        );
+        assert!(
+            r.path(&format!("out/{k}.txt")).exists(),
+            "{k} not checked out"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(r.home.join("agents/dep-1-2"))
+            .unwrap_or_default()
+            .trim(),
+        "ok",
+        "1-2 ran before 1-1's work was merged"
+    );
+
+    // Every agent ran in a job folder; the user's checkout never got a worktree.
+    for k in &keys {
+        let cwd = std::fs::read_to_string(r.home.join(format!("agents/cwd-{k}"))).unwrap();
+        assert!(
+            Path::new(cwd.trim()).starts_with(jobs.canonicalize().unwrap()),
+            "{k}: {cwd}"
+        );
+    }
+    assert_eq!(
+        r.git(&["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1
+    );
+    assert!(!r.path(".claude/worktrees").exists());
+    assert_eq!(max_concurrency(&r), 3, "3 jobs at once");
+
+    // The remote's branches are untouched; of the session, only the crash's refs are left.
+    let after = remote_refs(&r, &url);
+    let branches = |m: &BTreeMap<String, String>| {
+        m.iter()
+            .filter(|(k, _)| !k.starts_with("refs/teleos/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(branches(&after), branches(&remote_before));
+    let left: Vec<&String> = after
+        .keys()
+        .filter(|k| k.starts_with("refs/teleos/"))
+        .collect();
+    assert!(!left.is_empty(), "the crash's result is kept");
+    assert!(
+        left.iter().all(|k| k.ends_with("/9-1-crash")),
+        "refs of landed stories left: {left:?}"
+    );
+    let _ = bare;
 }
