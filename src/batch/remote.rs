@@ -377,6 +377,10 @@ fn collect(
     if on_remote.contains_key(&stories) {
         specs.push(format!("+{stories}:{stories}"));
     }
+    let uncommitted = wire::uncommitted_ref(sid, key);
+    if on_remote.contains_key(&uncommitted) {
+        specs.push(format!("+{uncommitted}:{uncommitted}"));
+    }
     let mut args = vec!["fetch", "-q", "--no-tags", url];
     args.extend(specs.iter().map(String::as_str));
     if let Err(e) = run_git(env.root, &args) {
@@ -412,6 +416,10 @@ fn collect(
         if std::fs::write(&log_path, &o.stdout).is_ok() {
             result.log_path = Some(log_path);
         }
+    }
+    if on_remote.contains_key(&uncommitted) {
+        // Kept after landing too: leftovers are never merged, never dropped.
+        result.rescue_ref = Some(uncommitted);
     }
     let tip = git::resolve_ref(main, &stories).ok().flatten();
     verify(env, main, r, tip, &mut result);

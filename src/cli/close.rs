@@ -312,6 +312,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
     };
     let date = crate::batch::today();
     let mode = match slots {
+        Some(n) if command_runner => format!("command runner ({})", plural(n, "job", "jobs")),
         Some(n) => format!("parallel ({})", plural(n, "worktree", "worktrees")),
         None => "sequential".to_string(),
     };

@@ -152,7 +152,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         on_agent_spawn: None,
     };
     let _ = writeln!(err, "Running {} on branch {branch}", story.story_key);
-    let result = worker::close_story(&env, &story, &ctx.root, Some(&branch), &Vec::new());
+    let mut result = worker::close_story(&env, &story, &ctx.root, Some(&branch), &Vec::new());
 
     // Back to the remote: the commits (when there are any) and the result, in one push.
     let tip = remote::git(&dir, &["rev-parse", "HEAD"])?
@@ -160,6 +160,29 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         .trim()
         .to_string();
     let made_commits = !tip.starts_with(&args.base) && !args.base.starts_with(&tip);
+    let mut updates = Vec::new();
+    // Uncommitted leftovers are work too: saved as a commit beside the story's.
+    if !result.verified_clean {
+        let msg = format!("teleos: uncommitted work of {key}");
+        let snap = gix::open(&dir)
+            .map_err(crate::git::gix_err)
+            .and_then(|r| crate::git::snapshot_uncommitted(&r, &msg));
+        if let Ok(Some(id)) = snap {
+            let name = remote::uncommitted_ref(sid, &key);
+            let saved = format!("; they are saved on {name} on the remote");
+            match result
+                .discrepancies
+                .iter_mut()
+                .find(|d| d.starts_with(worker::UNCOMMITTED))
+            {
+                Some(d) => d.push_str(&saved),
+                None => result
+                    .discrepancies
+                    .push(format!("{}{saved}", worker::UNCOMMITTED)),
+            }
+            updates.push((id.to_string(), name));
+        }
+    }
     let json = serde_json::to_vec_pretty(&result)
         .map_err(|e| Error::Internal(format!("cannot encode the result: {e}")))?;
     let log = agent_logs(&result);
@@ -169,7 +192,6 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         &[(remote::RESULT_FILE, &json), (remote::LOG_FILE, &log)],
         &message,
     )?;
-    let mut updates = Vec::new();
     if made_commits {
         updates.push((tip.clone(), remote::stories_ref(sid, &key)));
     }

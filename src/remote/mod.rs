@@ -27,6 +27,11 @@ pub fn stories_ref(sid: &str, key: &str) -> String {
     format!("refs/teleos/{sid}/stories/{key}")
 }
 
+/// What the agent left uncommitted, saved as a commit on the story's tip.
+pub fn uncommitted_ref(sid: &str, key: &str) -> String {
+    format!("refs/teleos/{sid}/uncommitted/{key}")
+}
+
 /// A commit whose tree holds `result.json` and `agent.log`.
 pub fn results_ref(sid: &str, key: &str) -> String {
     format!("refs/teleos/{sid}/results/{key}")

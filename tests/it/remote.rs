@@ -40,6 +40,7 @@ sed -i 's/^- \[ \] /- [x] /' "$file"
 done_now=$((total - already))
 mkdir -p out && echo "$key" > "out/$key.txt"
 git add out "$file" && git commit -qm "teleos: close $key"
+case "$key" in 8-*) echo "left behind" > leftover.txt;; esac
 rm -f "$state/running/$key"
 printf '{{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.1,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":%s,\\"tasks_completed_by_closer\\":%s,\\"tasks_already_done\\":%s}}"}}\n' "$key" "$total" "$done_now" "$already"
 "#,
@@ -205,6 +206,42 @@ fn a_crashing_agent_pushes_an_error_result_and_exits_1() {
     );
     let log = blob(&r, &bare, &format!("{results_ref}:agent.log"));
     assert!(log.contains("the agent process crashed"), "{log}");
+}
+
+#[test]
+fn uncommitted_leftovers_are_pushed_beside_the_story() {
+    let (r, bare, url) = setup(&["8-1-leftover"]);
+    let base = r.git(&["rev-parse", "HEAD"]);
+    let job = fresh_dir(&r, "leftover");
+    let run = r.teleos_in(
+        &job,
+        [
+            "run-story",
+            "--remote",
+            &url,
+            "--base",
+            &base,
+            "--story",
+            &format!("{DIR}/8-1-leftover.md"),
+            "--session",
+            SID,
+        ],
+    );
+    // Leftovers make the story partial: exit 1, and nothing of the work is lost.
+    run.code(1);
+    let saved = format!("refs/teleos/{SID}/uncommitted/8-1-leftover");
+    assert_eq!(
+        blob(&r, &bare, &format!("{saved}:leftover.txt")),
+        "left behind\n"
+    );
+    let results_ref = format!("refs/teleos/{SID}/results/8-1-leftover");
+    let result: serde_json::Value =
+        serde_json::from_str(&blob(&r, &bare, &format!("{results_ref}:result.json"))).unwrap();
+    assert_eq!(result["outcome"], "partial", "{result}");
+    assert!(
+        result["discrepancies"].to_string().contains(&saved),
+        "{result}"
+    );
 }
 
 #[test]
