@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub enum ExitCode {
     /// Everything selected was done.
     Success = 0,
-    /// The command ran, but some work did not complete (partial, error, conflict).
+    /// The command ran, but some work did not complete (partial, error, conflict, red gates).
     Incomplete = 1,
     /// Bad usage or a setup problem: nothing was attempted.
     Usage = 2,

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod error;
 pub mod fault;
 pub mod fsutil;
+pub mod gate;
 pub mod git;
 pub mod manifest;
 pub mod process;

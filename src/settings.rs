@@ -16,11 +16,16 @@ pub mod defaults {
     pub const SETUP_TIMEOUT_SECS: u64 = 1800;
     pub const STALE_HOURS: f64 = 4.0;
     pub const RETRIES: u32 = 2;
+    pub const AGENT_STAGGER_SECS: f64 = 2.0;
+    pub const OPENCODE_STALL_SECS: u64 = 300;
     pub const CIRCUIT_BREAKER: u32 = 3;
     pub const AGENT: &str = "claude";
     pub const WORKTREE_DIR: &str = ".claude/worktrees";
     /// Upper bound on parallel worktrees: each runs a paid agent; more is almost surely a typo.
     pub const MAX_WORKTREES_LIMIT: usize = 64;
+    /// A test suite that runs longer than this is almost surely hung.
+    pub const GATE_TIMEOUT_SECS: u64 = 1800;
+    pub const GATE_REPAIRS: u32 = 1;
 }
 
 /// The agent presets `teleos.agent` accepts.
@@ -45,8 +50,9 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
     ("teleos.model", "Model name passed to the agent CLI."),
     ("teleos.maxTurns", "Maximum agent turns per story (where the CLI supports it)."),
     ("teleos.storyTimeout", "Seconds an agent may run on one story before its whole process group is killed. Default 3600."),
-    ("teleos.stallTimeout", "Seconds without any agent output before it is killed as stalled. Default: off (0)."),
-    ("teleos.rateLimitBackoff", "Seconds to wait before retrying an agent run that hit a rate or usage limit; doubled for each further try (3 tries). Default 60."),
+    ("teleos.stallTimeout", "Seconds without any agent output before it is killed as stalled; 0 turns it off. Default: off, except 300 for the opencode preset (offline it retries silently forever)."),
+    ("teleos.rateLimitBackoff", "Seconds to wait before retrying an agent run that hit a rate or usage limit; doubled for each further try (3 tries). In parallel mode every worker holds new starts for that long, one agent fewer runs at once, and one more is allowed again after each quiet period of twice this without a rate limit. Default 60."),
+    ("teleos.agentStagger", "Seconds between agent starts in parallel mode, so agents do not all reach the provider at once. Default 2; 0 starts them together."),
     ("teleos.retries", "Retries of a story that failed with an error. Default 2."),
     ("teleos.circuitBreaker", "Consecutive story failures after which no new story starts. Default 3; 0 disables."),
     ("teleos.workerInstructions", "File (relative to the repository root) whose text replaces the built-in worker instructions."),
@@ -62,6 +68,9 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
     ("teleos.setup", "Per-worktree setup: auto (default: install when a lock file says how), install, symlink, or none."),
     ("teleos.installCommand", "Install command for teleos.setup=install, e.g. 'npm ci'."),
     ("teleos.setupTimeout", "Seconds the install command of one worktree may run before its whole process group is killed. Default 1800."),
+    ("teleos.gate", "Multi-valued. A check every story and the integrated result must pass before landing (e.g. 'cargo test'), split like a shell would but never run by one ('sh -c \"…\"' for a shell). Replaces auto-detection (package.json test script, Cargo.toml, pytest configuration, go.mod, Makefile test target). 'none' turns gates off."),
+    ("teleos.gateTimeout", "Seconds one gate command may run before its whole process group is killed (counts as red). Default 1800."),
+    ("teleos.gateRepairs", "Times the agent is shown a red gate's output and asked to fix it before the story is gate_failed. Default 1; 0 disables repair."),
 ];
 
 /// `teleos.htmlReport`: where a batch's HTML report is written.
@@ -135,6 +144,21 @@ pub struct Overrides {
     pub circuit_breaker: Option<u32>,
     /// `--no-tracker` gives `Some(false)`.
     pub update_tracker: Option<bool>,
+    /// `--gate CMD` (repeatable): replaces `teleos.gate` and auto-detection.
+    pub gates: Vec<String>,
+    /// `--no-gate`.
+    pub no_gate: bool,
+}
+
+/// Which checks gate stories and landings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateSetting {
+    /// Detect them from the project's files.
+    Auto,
+    /// `--no-gate` or `teleos.gate=none`; the string says which.
+    Off(String),
+    /// Given commands, and where they came from (`--gate` or `teleos.gate`).
+    Commands(Vec<String>, &'static str),
 }
 
 /// Everything the program needs to know, resolved once.
@@ -157,6 +181,8 @@ pub struct Settings {
     pub story_timeout: Duration,
     pub stall_timeout: Option<Duration>,
     pub rate_limit_backoff: Duration,
+    /// Time between agent starts in parallel mode.
+    pub agent_stagger: Duration,
     pub retries: u32,
     pub circuit_breaker: u32,
     pub worker_instructions: Option<PathBuf>,
@@ -176,6 +202,9 @@ pub struct Settings {
     pub install_command: Option<String>,
     /// Limit on one worktree's install command.
     pub setup_timeout: Duration,
+    pub gate: GateSetting,
+    pub gate_timeout: Duration,
+    pub gate_repairs: u32,
 }
 
 impl Settings {
@@ -197,11 +226,15 @@ impl Settings {
         let stall_timeout = c.count("teleos.stallTimeout", 0, 7 * 24 * 3600)?;
         let retries = c.count("teleos.retries", 0, 100)?;
         let backoff = c.non_negative("teleos.rateLimitBackoff")?;
+        let stagger = c.non_negative("teleos.agentStagger")?;
         let circuit_breaker = c.count("teleos.circuitBreaker", 0, 100_000)?;
         let stale_hours = c.hours("teleos.staleHours")?;
         let setup = c.choice("teleos.setup", SETUP_MODES)?;
         let runner = c.choice("teleos.runner", &["local", "command"])?;
         let setup_timeout = c.count("teleos.setupTimeout", 1, 7 * 24 * 3600)?;
+        let gate_timeout = c.count("teleos.gateTimeout", 1, 7 * 24 * 3600)?;
+        let gate_repairs = c.count("teleos.gateRepairs", 0, 10)?;
+        let gate = gate_setting(c.0.get_all("teleos.gate"), flags)?;
 
         let headings = c.0.get_all("teleos.taskSectionHeading");
         let task_sections = if flags.task_sections.or(task_sections_on).unwrap_or(false) {
@@ -263,6 +296,12 @@ impl Settings {
             )));
         }
 
+        let stall_timeout = match stall_timeout {
+            Some(n) => (n > 0).then(|| Duration::from_secs(n as u64)),
+            // opencode needs no login and, offline, retries silently forever.
+            None if agent == "opencode" => Some(Duration::from_secs(defaults::OPENCODE_STALL_SECS)),
+            None => None,
+        };
         Ok(Settings {
             sprint_artifacts: flags
                 .sprint_artifacts
@@ -289,10 +328,9 @@ impl Settings {
                     .or(story_timeout.map(|n| n as u64))
                     .unwrap_or(defaults::STORY_TIMEOUT_SECS),
             ),
-            stall_timeout: stall_timeout
-                .filter(|n| *n > 0)
-                .map(|n| Duration::from_secs(n as u64)),
+            stall_timeout,
             rate_limit_backoff: Duration::from_secs_f64(backoff.unwrap_or(60.0)),
+            agent_stagger: Duration::from_secs_f64(stagger.unwrap_or(defaults::AGENT_STAGGER_SECS)),
             retries: flags
                 .retries
                 .or(retries.map(|n| n as u32))
@@ -324,8 +362,57 @@ impl Settings {
             setup_timeout: Duration::from_secs(
                 setup_timeout.map_or(defaults::SETUP_TIMEOUT_SECS, |n| n as u64),
             ),
+            gate,
+            gate_timeout: Duration::from_secs(
+                gate_timeout
+                    .map(|n| n as u64)
+                    .unwrap_or(defaults::GATE_TIMEOUT_SECS),
+            ),
+            gate_repairs: gate_repairs
+                .map(|n| n as u32)
+                .unwrap_or(defaults::GATE_REPAIRS),
         })
     }
+}
+
+/// `--no-gate` over `--gate` over `teleos.gate` over auto-detection. A command that a shell
+/// could not split is refused here, before any agent starts.
+fn gate_setting(config: Vec<String>, flags: &Overrides) -> Result<GateSetting> {
+    if flags.no_gate {
+        return Ok(GateSetting::Off("--no-gate".into()));
+    }
+    let (values, from, key) = if flags.gates.is_empty() {
+        (config, "teleos.gate", "teleos.gate")
+    } else {
+        (flags.gates.clone(), "--gate", "--gate")
+    };
+    let values: Vec<String> = values
+        .into_iter()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if values.is_empty() {
+        return Ok(GateSetting::Auto);
+    }
+    if values.iter().any(|v| v.eq_ignore_ascii_case("none")) {
+        if values.len() > 1 {
+            return Err(Error::usage_hint(
+                format!("{key} has 'none' and other commands"),
+                "use either 'none' (no gates) or the commands to run",
+            ));
+        }
+        return Ok(GateSetting::Off(format!("{key}=none")));
+    }
+    for v in &values {
+        if shlex::split(v).is_none_or(|a| a.is_empty()) {
+            return Err(Error::Config {
+                key: key.to_string(),
+                value: v.clone(),
+                reason: "cannot be split into a command line (unbalanced quotes?)".into(),
+            });
+        }
+    }
+    Ok(GateSetting::Commands(values, from))
 }
 
 /// Typed reads of raw config strings, each failing with the key's name.
@@ -444,6 +531,70 @@ mod tests {
         assert_eq!(s.circuit_breaker, 3);
         assert!(s.task_sections.is_none());
         assert_eq!(s.human_patterns.len(), 7);
+        assert_eq!(s.gate, GateSetting::Auto);
+        assert_eq!(s.gate_timeout, Duration::from_secs(1800));
+        assert_eq!(s.gate_repairs, 1);
+    }
+
+    #[test]
+    fn gates_from_flag_config_or_none() {
+        let c = cfg(&[
+            ("teleos.gate", "cargo test"),
+            ("teleos.gate", "sh -c 'make lint'"),
+        ]);
+        let s = Settings::resolve(&c, &Overrides::default()).unwrap();
+        assert_eq!(
+            s.gate,
+            GateSetting::Commands(
+                vec!["cargo test".into(), "sh -c 'make lint'".into()],
+                "teleos.gate"
+            )
+        );
+        let flags = Overrides {
+            gates: vec!["./check.sh".into()],
+            ..Default::default()
+        };
+        let s = Settings::resolve(&c, &flags).unwrap();
+        assert_eq!(
+            s.gate,
+            GateSetting::Commands(vec!["./check.sh".into()], "--gate")
+        );
+        let flags = Overrides {
+            no_gate: true,
+            ..flags
+        };
+        assert!(matches!(
+            Settings::resolve(&c, &flags).unwrap().gate,
+            GateSetting::Off(_)
+        ));
+        let s = Settings::resolve(&cfg(&[("teleos.gate", "none")]), &Overrides::default()).unwrap();
+        assert_eq!(s.gate, GateSetting::Off("teleos.gate=none".into()));
+        for bad in [
+            ("teleos.gate", "sh -c 'oops"),
+            ("teleos.gateRepairs", "many"),
+            ("teleos.gateTimeout", "0"),
+        ] {
+            let err = Settings::resolve(&cfg(&[bad]), &Overrides::default()).expect_err(bad.1);
+            assert!(err.to_string().contains(bad.0), "{err}");
+            assert_eq!(err.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn opencode_gets_a_stall_timeout_unless_one_is_set() {
+        let flags = Overrides {
+            agent: Some("opencode".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&cfg(&[]), &flags).unwrap();
+        assert_eq!(s.stall_timeout, Some(Duration::from_secs(300)));
+        let s = Settings::resolve(&cfg(&[("teleos.stallTimeout", "0")]), &flags).unwrap();
+        assert_eq!(s.stall_timeout, None);
+        let s = Settings::resolve(&cfg(&[("teleos.stallTimeout", "30")]), &flags).unwrap();
+        assert_eq!(s.stall_timeout, Some(Duration::from_secs(30)));
+        let s = Settings::resolve(&cfg(&[]), &Overrides::default()).unwrap();
+        assert_eq!(s.stall_timeout, None);
+        assert_eq!(s.agent_stagger, Duration::from_secs(2));
     }
 
     #[test]

@@ -11,6 +11,12 @@ pub(crate) struct Envelope {
     pub final_text: Option<String>,
     pub failure: Option<String>,
     pub cost_usd: Option<f64>,
+    /// The CLI says it is not authenticated: a setup problem, not the story's (no retry).
+    pub setup_error: Option<String>,
+    /// The CLI's own output says the provider refused the call for its rate or usage limit.
+    pub rate_limited: bool,
+    /// Things the CLI reported that did not fail the run (codex `item.completed` errors).
+    pub warnings: Vec<String>,
 }
 
 /// Interpret a finished run. `output_file` is the content of codex's `-o` file, if any.
@@ -55,6 +61,27 @@ fn last_object(text: &str, accept: impl Fn(&Value) -> bool) -> Option<Value> {
     objects.into_iter().rev().find(|v| accept(v))
 }
 
+/// Top-level objects that may span several lines (gemini prints indented JSON), each starting
+/// at a line that begins with `{`, with plain lines before, between and after them.
+fn multiline_objects(text: &str) -> Vec<Value> {
+    let mut found = Vec::new();
+    let mut pos = 0;
+    while pos < text.len() {
+        let rest = &text[pos..];
+        let line_end = rest.find('\n').map_or(rest.len(), |i| i + 1);
+        if rest.starts_with('{') {
+            let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+            if let Some(Ok(v @ Value::Object(_))) = stream.next() {
+                found.push(v);
+                pos += stream.byte_offset().max(1);
+                continue;
+            }
+        }
+        pos += line_end;
+    }
+    found
+}
+
 fn str_at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v str> {
     path.iter()
         .try_fold(v, |v, k| v.get(k))
@@ -83,77 +110,160 @@ fn claude(stdout: &str) -> Envelope {
         .get("total_cost_usd")
         .or_else(|| env.get("cost_usd"))
         .and_then(Value::as_f64);
-    // `"subtype":"success","is_error":true` happens ("Not logged in · Please run /login").
-    let failure = if is_error {
-        Some(format!(
-            "is_error: {}",
-            result.as_deref().unwrap_or(subtype)
-        ))
-    } else if subtype.starts_with("error_") {
-        let detail = env.get("errors").and_then(Value::as_array).map(|errors| {
+    // Error subtypes (error_max_turns, error_during_execution, …) carry the CLI's words in
+    // `errors: [...]` and have no `result`.
+    let detail: Vec<String> = env
+        .get("errors")
+        .and_then(Value::as_array)
+        .map(|errors| {
             errors
                 .iter()
                 .map(|e| {
                     e.as_str()
                         .map(str::to_string)
+                        .or_else(|| str_at(e, &["message"]).map(str::to_string))
                         .unwrap_or_else(|| e.to_string())
                 })
-                .collect::<Vec<_>>()
-        });
-        match detail {
-            Some(d) if !d.is_empty() => Some(format!("{subtype}: {}", d.join("; "))),
-            _ => Some(subtype.to_string()),
+                .filter(|e| !e.trim().is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let with_detail = |what: &str| {
+        if detail.is_empty() {
+            what.to_string()
+        } else {
+            format!("{what}: {}", detail.join("; "))
         }
+    };
+    // `"subtype":"success","is_error":true` happens ("Not logged in · Please run /login").
+    let failure = if is_error {
+        Some(match result.as_deref() {
+            Some(r) => format!("is_error: {r}"),
+            None => with_detail(subtype),
+        })
+    } else if subtype.starts_with("error_") {
+        Some(with_detail(subtype))
     } else {
         None
     };
+    // `api_error_status: 429`, or the API's error text in `result`.
+    let rate_limited = failure.is_some()
+        && (env.get("api_error_status").and_then(Value::as_u64) == Some(429)
+            || result
+                .as_deref()
+                .is_some_and(|r| r.contains("rate_limit_error")));
+    let setup_error = result
+        .as_deref()
+        .filter(|r| is_error && claude_not_authenticated(r))
+        .map(str::to_string);
     Envelope {
         final_text: result,
         failure,
         cost_usd,
+        setup_error,
+        rate_limited,
+        warnings: Vec::new(),
     }
 }
 
+/// claude's answers when it has no usable credentials (2.1.x wording).
+fn claude_not_authenticated(result: &str) -> bool {
+    let lower = result.to_ascii_lowercase();
+    lower.starts_with("not logged in")
+        || lower.contains("please run /login")
+        || lower.contains("invalid api key")
+}
+
 /// codex exec --json: JSONL events on stdout; the final message is in the `-o` file.
+/// Top-level `error` events are transient ("Reconnecting... 2/5"): codex retries and may still
+/// finish. Only `turn.failed`, or a run with no `turn.completed`, failed. An `item.completed`
+/// whose item is an error is a warning.
 fn codex(stdout: &str, output_file: Option<&str>) -> Envelope {
     let mut last_message = None;
-    let mut failure = None;
+    let mut last_error: Option<String> = None;
+    let mut turn_failed = None;
+    let mut completed = false;
+    let mut warnings = Vec::new();
+    let mut any_event = false;
     for event in json_lines(stdout) {
+        any_event = true;
         match event.get("type").and_then(Value::as_str).unwrap_or("") {
-            "error" => failure = str_at(&event, &["message"]).map(str::to_string),
+            "error" => last_error = str_at(&event, &["message"]).map(str::to_string),
             "turn.failed" => {
-                failure = Some(
+                turn_failed = Some(
                     str_at(&event, &["error", "message"])
                         .unwrap_or("turn failed")
                         .to_string(),
                 );
             }
-            "item.completed" if str_at(&event, &["item", "type"]) == Some("agent_message") => {
-                last_message = str_at(&event, &["item", "text"]).map(str::to_string);
+            "turn.completed" => {
+                completed = true;
+                turn_failed = None;
             }
+            "turn.started" => completed = false,
+            "item.completed" => match str_at(&event, &["item", "type"]) {
+                Some("agent_message") => {
+                    last_message = str_at(&event, &["item", "text"]).map(str::to_string);
+                }
+                Some("error") => {
+                    if let Some(m) = str_at(&event, &["item", "message"]) {
+                        warnings.push(m.to_string());
+                    }
+                }
+                _ => {}
+            },
             _ => {}
         }
     }
+    let failure = match (turn_failed, completed) {
+        (Some(f), _) => Some(f),
+        (None, true) => None,
+        // No protocol at all (an old CLI, a wrapper): the exit code decides.
+        (None, false) if !any_event => None,
+        (None, false) => Some(match last_error {
+            Some(e) => format!("codex ended without finishing its turn (last error: {e})"),
+            None => "codex ended without finishing its turn".to_string(),
+        }),
+    };
     // The -o file is the CLI's own answer; the last agent message is a fallback for when
     // it was not written.
     let final_text = output_file.and_then(non_empty).or(last_message);
     Envelope {
         final_text,
         failure,
-        cost_usd: None,
+        warnings,
+        ..Envelope::default()
     }
 }
 
-/// gemini -o json: `{response, stats}` on stdout; errors as `{error:{message,code}}` on stderr.
+/// What gemini-cli's exit codes mean (0.61: `FatalError` subclasses and `process.exit`).
+pub(crate) fn gemini_exit_meaning(code: i32) -> Option<&'static str> {
+    Some(match code {
+        41 => "authentication error",
+        42 => "bad input",
+        44 => "sandbox error",
+        52 => "configuration error",
+        53 => "turn limit exceeded",
+        54 => "tool error",
+        55 => "untrusted workspace",
+        130 => "cancelled",
+        _ => return None,
+    })
+}
+
+/// gemini -o json: one indented object `{session_id, response, stats, error?}` on stdout; on
+/// failure a plain line then an indented `{session_id, error:{type,message,code}}` on stderr.
 fn gemini(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Envelope {
-    let has_key = |k: &'static str| move |v: &Value| v.get(k).is_some();
-    let out = last_object(stdout, has_key("response"));
+    let out = multiline_objects(stdout)
+        .into_iter()
+        .rev()
+        .find(|v| v.get("response").is_some() || v.get("error").is_some());
     let final_text = out
         .as_ref()
         .and_then(|v| str_at(v, &["response"]))
         .map(str::to_string);
     let error_message = |v: &Value| {
-        let e = v.get("error")?;
+        let e = v.get("error").filter(|e| !e.is_null())?;
         Some(
             e.get("message")
                 .and_then(Value::as_str)
@@ -161,26 +271,31 @@ fn gemini(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Envelope {
                 .unwrap_or_else(|| e.to_string()),
         )
     };
-    let mut failure = out.as_ref().and_then(error_message).or_else(|| {
-        last_object(stderr, has_key("error"))
-            .as_ref()
-            .and_then(error_message)
-    });
-    let exit_meaning = match exit_code {
-        Some(41) => Some("authentication error (exit 41)"),
-        Some(53) => Some("turn limit exceeded (exit 53)"),
-        _ => None,
+    let from_stderr = || {
+        multiline_objects(stderr)
+            .iter()
+            .rev()
+            .find_map(error_message)
     };
-    if let Some(meaning) = exit_meaning {
+    let mut failure = out.as_ref().and_then(error_message).or_else(from_stderr);
+    let code = exit_code.filter(|c| *c != 0);
+    let meaning = code.and_then(gemini_exit_meaning);
+    let setup_error = (code == Some(41)).then(|| {
+        failure
+            .clone()
+            .unwrap_or_else(|| "gemini is not authenticated (exit 41)".to_string())
+    });
+    if let (Some(meaning), Some(code)) = (meaning, code) {
         failure = Some(match failure {
-            Some(f) => format!("{meaning}: {f}"),
-            None => meaning.to_string(),
+            Some(f) => format!("{meaning} (exit {code}): {f}"),
+            None => format!("{meaning} (exit {code})"),
         });
     }
     Envelope {
         final_text,
         failure,
-        cost_usd: None,
+        setup_error,
+        ..Envelope::default()
     }
 }
 
@@ -214,14 +329,17 @@ fn opencode(stdout: &str) -> Envelope {
                 }
             }
             "error" => {
+                // {"type":"error","error":{"name":"UnknownError","data":{"message":…}}}
                 let e = event.get("error").unwrap_or(&event);
-                failure = Some(
-                    str_at(e, &["data", "message"])
-                        .or_else(|| str_at(e, &["message"]))
-                        .or_else(|| e.as_str())
-                        .map(str::to_string)
-                        .unwrap_or_else(|| e.to_string()),
-                );
+                let message = str_at(e, &["data", "message"])
+                    .or_else(|| str_at(e, &["message"]))
+                    .or_else(|| e.as_str())
+                    .map(str::to_string)
+                    .unwrap_or_else(|| e.to_string());
+                failure = Some(match str_at(e, &["name"]) {
+                    Some(name) if !message.starts_with(name) => format!("{name}: {message}"),
+                    _ => message,
+                });
             }
             _ => {}
         }
@@ -231,6 +349,7 @@ fn opencode(stdout: &str) -> Envelope {
         final_text: non_empty(&joined),
         failure,
         cost_usd: cost,
+        ..Envelope::default()
     }
 }
 
@@ -268,6 +387,146 @@ fn has_status_429(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Real CLI outputs (see tests/it/common/fixtures/agent-cli/README.md).
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_str!(concat!("../../tests/it/common/fixtures/agent-cli/", $name))
+        };
+    }
+
+    #[test]
+    fn codex_reconnecting_events_are_transient() {
+        // A run that reconnected, warned, and then answered: not a failure.
+        let e = interpret(
+            AgentKind::Codex,
+            Some(0),
+            fixture!("codex-success.out"),
+            "",
+            Some("final answer"),
+        );
+        assert_eq!(e.failure, None, "{e:?}");
+        assert_eq!(e.final_text.as_deref(), Some("final answer"));
+        assert_eq!(e.warnings.len(), 1);
+        assert!(e.warnings[0].starts_with("Falling back from WebSockets"));
+        // The real offline run never finished its turn: that is the failure, with the last
+        // transient error as the detail.
+        let e = interpret(
+            AgentKind::Codex,
+            Some(1),
+            fixture!("codex.out"),
+            "",
+            Some(""),
+        );
+        let f = e.failure.unwrap_or_default();
+        assert!(
+            f.starts_with("codex ended without finishing its turn"),
+            "{f}"
+        );
+        assert!(f.contains("waiting for network"), "{f}");
+        let e = interpret(
+            AgentKind::Codex,
+            Some(1),
+            fixture!("codex-model.out"),
+            "",
+            None,
+        );
+        assert_eq!(e.warnings.len(), 2, "{e:?}");
+    }
+
+    #[test]
+    fn gemini_real_auth_error_is_a_setup_error_with_the_cli_words() {
+        for stderr in [fixture!("gemini.err"), fixture!("gemini-notrust.err")] {
+            let e = interpret(AgentKind::Gemini, Some(41), "", stderr, None);
+            let setup = e.setup_error.unwrap_or_default();
+            assert!(
+                setup.starts_with("Please set an Auth method in your"),
+                "{setup}"
+            );
+            assert!(e.failure.is_some_and(
+                |f| f.starts_with("authentication error (exit 41): Please set an Auth method")
+            ));
+        }
+    }
+
+    #[test]
+    fn gemini_exit_codes_are_named() {
+        for (code, words) in [
+            (42, "bad input"),
+            (44, "sandbox error"),
+            (52, "configuration error"),
+            (54, "tool error"),
+            (55, "untrusted workspace"),
+            (130, "cancelled"),
+        ] {
+            let e = interpret(AgentKind::Gemini, Some(code), "", "boom\n", None);
+            assert_eq!(e.failure, Some(format!("{words} (exit {code})")));
+            assert_eq!(e.setup_error, None);
+        }
+    }
+
+    #[test]
+    fn gemini_indented_success_object_among_other_lines() {
+        let e = interpret(
+            AgentKind::Gemini,
+            Some(0),
+            fixture!("gemini-success.out"),
+            "",
+            None,
+        );
+        assert_eq!(e.final_text.as_deref(), Some("hi"));
+        assert_eq!(e.failure, None);
+    }
+
+    #[test]
+    fn claude_error_subtypes_show_the_cli_words() {
+        let e = interpret(
+            AgentKind::Claude,
+            Some(1),
+            fixture!("claude-maxturns-error.out"),
+            "",
+            None,
+        );
+        assert_eq!(
+            e.failure.as_deref(),
+            Some("error_max_turns: Reached maximum number of turns (3)")
+        );
+        assert!(!e.rate_limited && e.setup_error.is_none());
+        assert_eq!(e.cost_usd, Some(0.0412));
+    }
+
+    #[test]
+    fn claude_429_envelope_is_a_rate_limit_and_not_logged_in_a_setup_error() {
+        let e = interpret(
+            AgentKind::Claude,
+            Some(1),
+            fixture!("claude-429.out"),
+            "",
+            None,
+        );
+        assert!(e.rate_limited && e.setup_error.is_none(), "{e:?}");
+        let e = interpret(AgentKind::Claude, Some(1), fixture!("claude.out"), "", None);
+        assert!(!e.rate_limited);
+        assert_eq!(
+            e.setup_error.as_deref(),
+            Some("Not logged in · Please run /login")
+        );
+    }
+
+    #[test]
+    fn opencode_real_error_event_is_read() {
+        let e = interpret(
+            AgentKind::Opencode,
+            Some(1),
+            fixture!("opencode-model.out"),
+            "",
+            None,
+        );
+        assert_eq!(
+            e.failure.as_deref(),
+            Some("UnknownError: Unexpected server error. Check server logs for details.")
+        );
+    }
 
     #[test]
     fn claude_success() {

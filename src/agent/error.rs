@@ -79,9 +79,16 @@ impl AgentError {
                 CUSTOM_COMMAND_HINT.into(),
             ],
             AgentError::NotLoggedIn { kind, .. } => {
+                // Each CLI's own advice (claude-code 2.1, codex 0.171, gemini-cli 0.61).
                 let login = match kind {
-                    AgentKind::Claude => "run 'claude' once and log in".to_string(),
-                    AgentKind::Codex => "run 'codex login'".to_string(),
+                    AgentKind::Claude => {
+                        "run 'claude auth login' (or set ANTHROPIC_API_KEY)".to_string()
+                    }
+                    AgentKind::Codex => "run 'codex login' (or set OPENAI_API_KEY)".to_string(),
+                    AgentKind::Gemini => {
+                        "set GEMINI_API_KEY, or run 'gemini' once and choose how to log in"
+                            .to_string()
+                    }
                     other => format!("run '{other}' once and log in"),
                 };
                 vec![login, CHOOSE_AGENT_HINT.into()]

@@ -129,6 +129,22 @@ mod tests {
             codex_login(Some(1), "", "Not logged in"),
             LoginStatus::NotLoggedIn(String::new())
         );
+        // What the real CLIs print with no account (tests/it/common/fixtures/agent-cli).
+        assert_eq!(
+            claude_login(
+                Some(1),
+                include_str!("../../tests/it/common/fixtures/agent-cli/claude-auth.out")
+            ),
+            LoginStatus::NotLoggedIn(String::new())
+        );
+        assert_eq!(
+            codex_login(
+                Some(1),
+                "",
+                include_str!("../../tests/it/common/fixtures/agent-cli/codex-login.err")
+            ),
+            LoginStatus::NotLoggedIn(String::new())
+        );
         assert!(matches!(
             codex_login(Some(2), "", "error: unrecognized subcommand"),
             LoginStatus::Unknown(_)
@@ -176,7 +192,7 @@ mod tests {
         assert!(err
             .hints()
             .iter()
-            .any(|h| h == "run 'claude' once and log in"));
+            .any(|h| h == "run 'claude auth login' (or set ANTHROPIC_API_KEY)"));
         check(&ok).expect("logged in");
         let gemini = AgentConfig {
             kind: AgentKind::Gemini,

@@ -3,6 +3,7 @@
 
 mod envelope;
 pub mod error;
+pub mod gate;
 pub mod kind;
 pub mod login;
 pub mod preset;
@@ -11,10 +12,13 @@ pub mod result;
 pub mod run;
 
 pub use error::AgentError;
+pub use gate::StartGate;
 pub use kind::{AgentKind, UnknownAgent};
 pub use login::{login_status, preflight, LoginStatus};
 pub use preset::{build_invocation, AgentConfig, Invocation};
-pub use prompt::{build_prompt, build_resolve_prompt, PromptInput, DEFAULT_INSTRUCTIONS};
+pub use prompt::{
+    build_prompt, build_repair_prompt, build_resolve_prompt, PromptInput, DEFAULT_INSTRUCTIONS,
+};
 pub use result::{
     extract_result, BlockerQuestion, ExtractError, ReviewSummary, WorkerResult, WorkerStatus,
 };

@@ -213,6 +213,39 @@ pub fn build_resolve_prompt(
     )
 }
 
+/// A repair round: the project's check `command` is red on the story's commits; `output` is
+/// the (already bounded) end of what it printed.
+pub fn build_repair_prompt(
+    story_key: &str,
+    story_file: &Path,
+    branch: Option<&str>,
+    command: &str,
+    status: &str,
+    output: &str,
+) -> String {
+    let branch_line = branch
+        .map(|b| format!("- branch: `{b}` (stay on it)\n"))
+        .unwrap_or_default();
+    format!(
+        "# git-teleos worker: repair story {story_key}: the project's check is red\n\n\
+         - story_key: `{story_key}`\n\
+         - story_file: `{}`\n\
+         {branch_line}\
+         - failing check: `{command}` ({status})\n\n\
+         Your commits for this story were checked with `{command}`, run at the repository root, \
+         and it failed. The last lines of its output:\n\n\
+         ```text\n{}\n```\n\n\
+         Fix the cause in the code (do not weaken or skip the check), run `{command}` until it \
+         passes, and commit the fix. Do not switch branches, rebase or push.\n\n\
+         End your answer with a fenced `json` block: \
+         {{\"story_key\": \"{story_key}\", \"status\": \"completed\"}} when the fix is committed, \
+         or status `error` with `errors` explaining why not.\n",
+        story_file.display(),
+        // The output must not close the fence it is shown in.
+        output.replace("```", "'''"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +349,23 @@ mod tests {
             "the result contract is always there"
         );
         assert!(p.contains("the user's checkout") && !p.contains("Branch:"));
+    }
+
+    #[test]
+    fn repair_prompt_names_the_check_and_carries_its_output_in_one_fence() {
+        let p = build_repair_prompt(
+            "2-3-checkout",
+            Path::new("docs/sprint-artifacts/2-3-checkout.md"),
+            Some("worktree/teleos-abc123-1"),
+            "npm test",
+            "exit code 1",
+            "FAIL src/cart.test.ts\n```\nexpected 3, got 2",
+        );
+        assert!(p.contains("story_key: `2-3-checkout`"));
+        assert!(p.contains("`npm test` (exit code 1)"));
+        assert!(p.contains("expected 3, got 2"));
+        assert!(p.contains("branch: `worktree/teleos-abc123-1`"));
+        // The output cannot close the fence it is shown in.
+        assert_eq!(p.matches("```").count(), 2, "{p}");
     }
 }

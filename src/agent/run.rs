@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::envelope::{interpret, mentions_rate_limit};
 use super::error::AgentError;
+use super::gate::StartGate;
 use super::preset::{build_invocation, AgentConfig, Invocation};
 use crate::process::{tail_str, Cmd, Stop};
 
@@ -27,6 +28,8 @@ pub struct RunRequest<'a> {
     pub cancel: &'a AtomicBool,
     /// Called with the agent's process group id once it has started.
     pub on_spawn: Option<&'a (dyn Fn(i32) + Sync)>,
+    /// Asked before each start and told of rate limits (parallel batches share one).
+    pub start_gate: Option<&'a dyn StartGate>,
 }
 
 /// How the run ended. Story-level failures are described here, not returned as errors.
@@ -44,6 +47,12 @@ pub struct RunOutcome {
     pub failure: Option<String>,
     /// The last attempt was turned away by a rate or usage limit (retries exhausted).
     pub rate_limited: bool,
+    /// The CLI says it is not authenticated: a setup error, never retried.
+    pub setup_error: Option<String>,
+    /// What the CLI reported without failing (e.g. codex error items).
+    pub warnings: Vec<String>,
+    /// Time spent waiting on rate limits (back-off and the shared pause), over all attempts.
+    pub rate_limit_wait: Duration,
     /// Cost reported by the CLI, summed over attempts.
     pub cost_usd: Option<f64>,
     /// Wall-clock time over all attempts, back-off included.
@@ -144,25 +153,43 @@ pub(crate) fn run_agent_with(req: &RunRequest, limits: Limits) -> Result<RunOutc
     let started = Instant::now();
     let mut cost: Option<f64> = None;
     let mut attempts = 0;
+    let mut waited = Duration::ZERO;
     loop {
         attempts += 1;
-        let mut outcome = run_once(&inv, req, attempts, limits)?;
+        if let Some(gate) = req.start_gate {
+            waited += gate.acquire(req.cancel);
+        }
+        let once = run_once(&inv, req, attempts, limits);
+        if let Some(gate) = req.start_gate {
+            gate.release();
+        }
+        let mut outcome = once?;
         if let Some(c) = outcome.cost_usd {
             cost = Some(cost.unwrap_or(0.0) + c);
         }
         outcome.attempts = attempts;
         outcome.cost_usd = cost;
-        if outcome.rate_limited && attempts <= cfg.rate_limit_retries && !outcome.cancelled {
+        if outcome.rate_limited && !outcome.cancelled {
             let wait = backoff(cfg.rate_limit_backoff, attempts);
-            append_note(
-                req.log_path,
-                &format!("rate or usage limit; attempt {} in {wait:?}", attempts + 1),
-            );
-            if sleep_unless_cancelled(wait, req.cancel) {
-                continue;
+            // Every worker holds its next start, not only this one.
+            if let Some(gate) = req.start_gate {
+                gate.rate_limited(wait);
             }
-            outcome.cancelled = true;
+            if attempts <= cfg.rate_limit_retries {
+                append_note(
+                    req.log_path,
+                    &format!("rate or usage limit; attempt {} in {wait:?}", attempts + 1),
+                );
+                // With a gate, the next `acquire` waits out the shared pause.
+                let t = Instant::now();
+                if req.start_gate.is_some() || sleep_unless_cancelled(wait, req.cancel) {
+                    waited += t.elapsed();
+                    continue;
+                }
+                outcome.cancelled = true;
+            }
         }
+        outcome.rate_limit_wait = waited;
         outcome.duration = started.elapsed();
         return Ok(outcome);
     }
@@ -254,13 +281,15 @@ fn run_once(
     let envelope = interpret(inv.kind, exit_code, &stdout, &stderr, file_text.as_deref());
     let killed_by_us = out.stopped.is_some();
     let failed = exit_code != Some(0) || envelope.failure.is_some();
-    let rate_limited = !killed_by_us && failed && {
-        let mut haystack = envelope.failure.clone().unwrap_or_default();
-        haystack.push('\n');
-        haystack.push_str(tail_str(&stderr, 8 << 10));
-        haystack.push('\n');
-        haystack.push_str(tail_str(&stdout, 8 << 10));
-        mentions_rate_limit(&haystack)
+    let rate_limited = !killed_by_us && failed && envelope.setup_error.is_none() && {
+        envelope.rate_limited || {
+            let mut haystack = envelope.failure.clone().unwrap_or_default();
+            haystack.push('\n');
+            haystack.push_str(tail_str(&stderr, 8 << 10));
+            haystack.push('\n');
+            haystack.push_str(tail_str(&stdout, 8 << 10));
+            mentions_rate_limit(&haystack)
+        }
     };
     let outcome = RunOutcome {
         exit_code,
@@ -271,6 +300,9 @@ fn run_once(
         final_text: envelope.final_text,
         failure: envelope.failure,
         rate_limited,
+        setup_error: envelope.setup_error,
+        warnings: envelope.warnings,
+        rate_limit_wait: Duration::ZERO,
         cost_usd: envelope.cost_usd,
         duration: out.duration,
         attempts: attempt,
@@ -374,6 +406,7 @@ mod tests {
             config: cfg,
             cancel,
             on_spawn: None,
+            start_gate: None,
         };
         // Executing a script written a moment ago can hit ETXTBSY if another test forked
         // while its file was open for writing; that is the test's race, not the runner's.
@@ -662,6 +695,7 @@ mod tests {
             config: &cfg,
             cancel: &cancel,
             on_spawn: None,
+            start_gate: None,
         };
         let err = run_agent(&req).expect_err("must fail");
         assert!(matches!(

@@ -2,6 +2,9 @@
 
 pub mod claims;
 pub mod cleanup;
+pub mod footprint;
+pub mod gate;
+pub mod governor;
 pub mod parallel;
 pub mod pool;
 pub mod progress;

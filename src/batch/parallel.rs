@@ -15,6 +15,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::batch::claims::Claimer;
+use crate::batch::gate::{self, MergeRecord};
+use crate::batch::governor::Governor;
 use crate::batch::pool;
 use crate::batch::progress::Progress;
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
@@ -48,6 +50,8 @@ pub struct ParallelEnv<'a> {
     pub resolve: bool,
     /// Park clean, merged worktrees for the next batch instead of removing them.
     pub keep_worktrees: bool,
+    /// Time between agent starts (the governor's stagger).
+    pub stagger: Duration,
     pub progress: &'a Progress,
 }
 
@@ -88,6 +92,8 @@ struct Queue {
     results: Vec<StoryResult>,
     stopper: Stopper,
     stopped: Option<String>,
+    /// An agent said it is not authenticated: no story starts after it.
+    setup_error: Option<String>,
 }
 
 enum Next {
@@ -166,6 +172,11 @@ impl Queue {
                 q.failed.insert(result.story_key.clone());
             }
             q.stopper.record(&result);
+            if let Some(e) = &result.setup_error {
+                q.stopped
+                    .get_or_insert_with(|| format!("the agent is not authenticated: {e}"));
+                q.setup_error.get_or_insert_with(|| e.clone());
+            }
             q.results.push(result);
         }
         cv.notify_all();
@@ -254,7 +265,9 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         m.sessions.insert(sid.to_string(), session);
         Ok(unused)
     })?;
-    if git::resolve_ref(&main, &integration_ref)?.is_none() {
+    // A resumed session's integration branch (and worktrees) are not this run's to undo.
+    let fresh_session = git::resolve_ref(&main, &integration_ref)?.is_none();
+    if fresh_session {
         git::create_branch(&main, &integration, start)?;
     }
     report.branch = start_branch.clone();
@@ -275,11 +288,18 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         results: Vec::new(),
         stopper: Stopper::new(env.circuit_breaker, env.max_budget_usd),
         stopped: None,
+        setup_error: None,
     });
     let cv = Condvar::new();
     // Serialises merges, and remembers where we last left the integration branch so a move
     // made behind our back (an agent committing to it) is noticed and undone.
-    let merge_lock = Mutex::new(start_or_existing(&main, &integration_ref, start)?);
+    let batch_start = start_or_existing(&main, &integration_ref, start)?;
+    let merge_lock = Mutex::new(batch_start);
+    // Every merge this batch makes, in order: what the integration gate bisects.
+    let merges = Mutex::new(Vec::<MergeRecord>::new());
+    // Whether the gates are red at an integration tip a story started from (checked only when a
+    // story gate is red, once per tip).
+    let base_checks = Mutex::new(BTreeMap::<ObjectId, bool>::new());
     let notes = Mutex::new(Vec::<String>::new());
     let lanes = Mutex::new(Vec::<Lane>::new());
     let shared = main.clone().into_sync();
@@ -300,8 +320,22 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             Ok(())
         });
     };
+    // One governor for every worker: staggered starts, a shared pause on rate limits, and
+    // a concurrency limit that drops on them and climbs back after twice the back-off.
+    let say = |text: &str| env.progress.line(text);
+    let governor = Governor::new(
+        slots.len(),
+        env.stagger,
+        env.story.agent.rate_limit_backoff.saturating_mul(2),
+        Some(&say),
+    );
     let story_env = StoryEnv {
         on_agent_spawn: Some(&record_agent),
+        gate: gate::GateEnv {
+            on_spawn: Some(&record_agent),
+            ..env.story.gate
+        },
+        start_gate: Some(&governor),
         ..env.story
     };
     // One plain thread per worktree, not a rayon pool: each spends up to an hour blocked on
@@ -311,6 +345,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             let (queue, cv, merge_lock, notes, shared, lanes) =
                 (&queue, &cv, &merge_lock, &notes, &shared, &lanes);
             let (manifest, claimer) = (&manifest, &claimer);
+            let (merges, base_checks) = (&merges, &base_checks);
             let story_env = &story_env;
             let integration_ref = integration_ref.as_str();
             let note = move |msg: String| {
@@ -327,6 +362,8 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                     integration_ref,
                     merge_lock,
                     manifest,
+                    merges,
+                    base_checks,
                     seen_clean: std::cell::Cell::new(false),
                     claimer,
                 };
@@ -415,6 +452,8 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         q.results
             .push(StoryResult::not_run(&s, Outcome::NotStarted, Some(why)));
     }
+    let waits: f64 = q.results.iter().map(|r| r.rate_limit_wait_secs).sum();
+    report.governor = Some(governor.summary(waits));
     report.stories.extend(q.results);
     report
         .notes
@@ -424,6 +463,16 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     report.lanes.extend(lanes);
     if q.stopped.is_some() {
         report.stopped = q.stopped.clone();
+    }
+
+    // Not authenticated, and nothing done yet: take back everything this run created.
+    if let Some(e) = q.setup_error.clone() {
+        if fresh_session && q.merged.is_empty() && report.no_work_done() {
+            undo_session(&main, &slots, &integration, &manifest, sid, report);
+            session_lock.release_and_remove()?;
+            report.setup_error = Some(e);
+            return Ok(());
+        }
     }
 
     let interrupted = env.story.cancel.load(Ordering::SeqCst);
@@ -476,8 +525,36 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             .push(format!("could not check {integration}: {e}")),
     }
 
+    // Only a green integration lands: the gates run on it, and a merge that turns it red is
+    // taken out.
+    let merges = merges.into_inner().unwrap_or_default();
+    let ie = gate::IntegrationEnv {
+        gate: &env.story.gate,
+        main: &main,
+        worktrees: slots.iter().map(|s| s.path.as_path()).collect(),
+        logs_dir: env.story.logs_dir,
+        session_id: sid,
+        integration_ref: &integration_ref,
+        start: batch_start,
+        tracker_files: match env.story.tracker {
+            TrackerMode::Teleos => env
+                .story
+                .tracker_files
+                .iter()
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .collect(),
+            _ => Vec::new(),
+        },
+    };
+    let gate_ok = gate::gate_integration(&ie, &merges, &|s| env.progress.line(s), report);
+
     // Landing, then clean-up. A failure in either is reported, never hidden.
-    let landed = if env.land {
+    let landed = if !gate_ok {
+        report.notes.push(format!(
+            "not landed: the integration gate is red; the work is on {integration}"
+        ));
+        false
+    } else if env.land {
         land(
             &main,
             env.root,
@@ -504,6 +581,49 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     })?;
     session_lock.release_and_remove()?;
     Ok(())
+}
+
+/// Remove what a session created that did no work: its worktrees, their branches, the
+/// integration branch and its manifest entry. Anything that refuses to go is reported.
+fn undo_session(
+    main: &gix::Repository,
+    slots: &[Slot],
+    integration: &str,
+    manifest: &ManifestFile,
+    sid: &str,
+    report: &mut BatchReport,
+) {
+    for slot in slots {
+        let registered = git::list_worktrees(main)
+            .map(|l| l.iter().any(|w| git::worktree_path_eq(&w.path, &slot.path)))
+            .unwrap_or(false);
+        if registered {
+            let _ = git::unlock_worktree(main, &slot.path);
+            if let Err(e) = git::remove_worktree(main, &slot.path, false) {
+                report
+                    .notes
+                    .push(format!("kept worktree {}: {e}", slot.path.display()));
+                continue;
+            }
+        }
+        if matches!(
+            git::resolve_ref(main, &format!("refs/heads/{}", slot.branch)),
+            Ok(Some(_))
+        ) {
+            if let Err(e) = git::delete_branch_guarded(main, &slot.branch, |b| b == slot.branch) {
+                report
+                    .notes
+                    .push(format!("kept branch {}: {e}", slot.branch));
+            }
+        }
+    }
+    if let Err(e) = git::delete_branch_guarded(main, integration, |b| b == integration) {
+        report.notes.push(format!("kept branch {integration}: {e}"));
+    }
+    let _ = manifest.update(|m| {
+        m.sessions.remove(sid);
+        Ok(())
+    });
 }
 
 /// A worktree an earlier run of session `sid` recorded, if it follows the session's naming
@@ -559,6 +679,8 @@ struct Worker<'a, 'e> {
     integration_ref: &'a str,
     merge_lock: &'a Mutex<ObjectId>,
     manifest: &'a ManifestFile,
+    merges: &'a Mutex<Vec<MergeRecord>>,
+    base_checks: &'a Mutex<BTreeMap<ObjectId, bool>>,
     /// A full status walk found this worktree clean after the last thing that ran in it, so
     /// bringing it to the next tip need only check the files that tip changes. Whatever runs
     /// in the worktree after that walk must clear it.
@@ -725,6 +847,15 @@ impl Worker<'_, '_> {
             Some(&self.slot.branch),
             &answers,
         );
+        gate::story_gate(
+            self.story,
+            story,
+            &self.slot.path,
+            Some(&self.slot.branch),
+            gate::GatePlace::Worktree(&mut || self.gates_red_at(key, tip)),
+            &mut result,
+            &mut |state| self.env.progress.slot(self.slot.n, state),
+        );
         self.set_manifest_story(None);
         self.env
             .progress
@@ -747,6 +878,30 @@ impl Worker<'_, '_> {
             last.outcome = Some(outcome);
         }
         (result, merged)
+    }
+
+    /// Whether the gates are red at `base` (once per base; workers asking meanwhile wait).
+    fn gates_red_at(&self, key: &str, base: ObjectId) -> Result<bool> {
+        let mut known = self
+            .base_checks
+            .lock()
+            .map_err(|_| Error::git("a gate thread panicked"))?;
+        if let Some(red) = known.get(&base) {
+            return Ok(*red);
+        }
+        let label = format!("base-{}.gate", base.to_hex_with_len(10));
+        let red = gate::red_at_base(
+            &self.story.gate,
+            self.repo,
+            &self.slot.path,
+            base,
+            &rescue_ref(self.env.session_id, key, "-gate-check"),
+            (self.story.logs_dir, &label),
+        )?;
+        if !self.story.cancel.load(Ordering::SeqCst) {
+            known.insert(base, red);
+        }
+        Ok(red)
     }
 
     /// Keep leftovers, merge what is good, keep what did not merge on a ref; leave the
@@ -911,6 +1066,7 @@ impl Worker<'_, '_> {
         )? {
             result.discrepancies.push(note);
         }
+        let before = *expected;
         let status =
             tracker::status_for(result.tasks_done, result.tasks_total, result.tasks_blocked);
         let edit = |bytes: &[u8]| -> Option<Vec<u8>> {
@@ -939,6 +1095,16 @@ impl Worker<'_, '_> {
             git::merge_into_branch_owning(self.repo, self.integration_ref, tip, message, &owned)?;
         if let MergeOutcome::Merged(id) | MergeOutcome::FastForward(id) = outcome {
             *expected = id;
+            if let Ok(mut m) = self.merges.lock() {
+                m.push(MergeRecord {
+                    key: key.to_string(),
+                    before,
+                    after: id,
+                    story_tip: tip,
+                    tip_green: result.gates_green_at == Some(tip),
+                    tracker_status: (self.story.tracker == TrackerMode::Teleos).then_some(status),
+                });
+            }
         }
         let why = match self.story.tracker {
             TrackerMode::Off => "the tracker is left alone in this batch (--no-tracker)",
@@ -981,6 +1147,7 @@ impl Worker<'_, '_> {
             config: self.story.agent,
             cancel: self.story.cancel,
             on_spawn: self.story.on_agent_spawn,
+            start_gate: self.story.start_gate,
         });
         if let Some(last) = result.timeline.last_mut() {
             last.push(Phase::until_now(timing::RESOLVE, resolve_start));

@@ -25,6 +25,19 @@ pub enum Outcome {
     Routed,
     /// Never started (circuit breaker, budget, interrupt, an earlier story left a mess).
     NotStarted,
+    /// The project's checks stayed red on the story's work, even after repair: not merged,
+    /// its commits kept on a ref.
+    GateFailed,
+    /// Green alone, but the integrated result turned red with it: ejected before landing,
+    /// its work kept on a ref.
+    IntegrationFailed,
+}
+
+impl Outcome {
+    /// Every outcome but these means the story did not complete (exit status 1).
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Outcome::Completed | Outcome::Routed)
+    }
 }
 
 impl Outcome {
@@ -37,6 +50,8 @@ impl Outcome {
             Outcome::Conflict => "conflict",
             Outcome::Routed => "routed to pipeline",
             Outcome::NotStarted => "not started",
+            Outcome::GateFailed => "gate failed",
+            Outcome::IntegrationFailed => "integration failed",
         }
     }
 }
@@ -85,6 +100,27 @@ pub struct StoryResult {
     /// Verification found the checkout clean after the run (saves walking it again).
     #[serde(skip)]
     pub verified_clean: bool,
+    /// The gates run on the story's work, last round last (a red round, then the repaired one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<crate::gate::GateResult>,
+    /// Repair rounds the agent was given after a red gate.
+    #[serde(default)]
+    pub gate_repairs: u32,
+    /// The commit every gate passed on, when they did (saves running them again on it).
+    #[serde(skip)]
+    pub gates_green_at: Option<gix::ObjectId>,
+    /// Seconds this story's agent runs waited on rate limits (back-off, the shared pause).
+    #[serde(default)]
+    pub rate_limit_wait_secs: f64,
+    /// Its last run was still turned away by a rate limit: not counted by the circuit breaker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rate_limited: bool,
+    /// What the agent CLI reported without failing (e.g. codex error items).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// The agent CLI is not authenticated (a setup error: the batch stops).
+    #[serde(skip)]
+    pub setup_error: Option<String>,
     /// Each attempt with its lane and phases, first to last (empty in older records).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<Attempt>,
@@ -116,6 +152,13 @@ impl StoryResult {
             review_summary: None,
             tracker_status: None,
             verified_clean: false,
+            gates: Vec::new(),
+            gate_repairs: 0,
+            gates_green_at: None,
+            rate_limit_wait_secs: 0.0,
+            rate_limited: false,
+            warnings: Vec::new(),
+            setup_error: None,
             timeline: Vec::new(),
         }
     }
@@ -140,6 +183,22 @@ pub struct BatchReport {
     /// The work was meant to land on the starting branch but did not (the notes say why).
     #[serde(default)]
     pub not_landed: bool,
+    /// The gates of the batch (`$ command (why)`), or why none ran.
+    #[serde(default)]
+    pub gate_plan: Vec<String>,
+    /// Set when no gate ran: what the debrief says instead.
+    #[serde(default)]
+    pub gates_off: Option<String>,
+    /// Every run of the gates on the integrated result (parallel mode), bisection included.
+    #[serde(default)]
+    pub integration_gates: Vec<crate::gate::GateResult>,
+    /// Parallel mode: what the start governor did (rate limits, the concurrency limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governor: Option<crate::batch::governor::GovernorSummary>,
+    /// The agent CLI said it is not authenticated before any work was done: the batch undid
+    /// what it created and ends as a setup error (nothing is recorded).
+    #[serde(skip)]
+    pub setup_error: Option<String>,
     /// When the batch started and finished, Unix ms (absent in older records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_ms: Option<i64>,
@@ -156,18 +215,37 @@ impl BatchReport {
         (!costs.is_empty()).then(|| costs.iter().sum())
     }
 
+    /// No story has left anything behind: no commit, nothing kept on a ref, nothing routed.
+    pub fn no_work_done(&self) -> bool {
+        self.stories.iter().all(|s| {
+            matches!(s.outcome, Outcome::Error | Outcome::NotStarted)
+                && s.commit_hash.is_none()
+                && s.rescue_ref.is_none()
+        })
+    }
+
+    /// Seconds the stories' agents waited on rate limits, summed over stories.
+    pub fn rate_limit_wait_secs(&self) -> f64 {
+        self.stories.iter().map(|s| s.rate_limit_wait_secs).sum()
+    }
+
     pub fn count(&self, o: Outcome) -> usize {
         self.stories.iter().filter(|s| s.outcome == o).count()
     }
 
+    /// Seconds spent running gates, on stories and on the integration.
+    pub fn gate_secs(&self) -> f64 {
+        self.stories
+            .iter()
+            .flat_map(|s| &s.gates)
+            .chain(&self.integration_gates)
+            .map(|g| g.duration_secs)
+            .sum()
+    }
+
     /// 0 when every selected closeable story completed; 1 otherwise.
     pub fn exit_code(&self) -> u8 {
-        let incomplete = self.stories.iter().any(|s| {
-            matches!(
-                s.outcome,
-                Outcome::Partial | Outcome::Error | Outcome::Conflict | Outcome::NotStarted
-            )
-        });
+        let incomplete = self.stories.iter().any(|s| s.outcome.is_failure());
         u8::from(incomplete || self.stopped.is_some() || self.not_landed)
     }
 
@@ -180,8 +258,12 @@ impl BatchReport {
                 "cost_usd": s.cost_usd,
                 "duration_secs": s.duration_secs,
                 "attempts": s.attempts,
+                "rate_limit_wait_secs": s.rate_limit_wait_secs,
+                "warnings": s.warnings,
                 "discrepancies": s.discrepancies,
                 "rescue_ref": s.rescue_ref,
+                "gates": s.gates,
+                "gate_repairs": s.gate_repairs,
                 "tracker_status": s.tracker_status,
             })
         };
@@ -226,7 +308,7 @@ impl BatchReport {
                 "story_key": s.story_key,
                 "task_text": t,
             }))).collect::<Vec<_>>(),
-            "errors": self.stories.iter().filter(|s| matches!(s.outcome, Outcome::Error | Outcome::Conflict | Outcome::NotStarted)).map(|s| merge(json!({
+            "errors": self.stories.iter().filter(|s| matches!(s.outcome, Outcome::Error | Outcome::Conflict | Outcome::NotStarted | Outcome::GateFailed | Outcome::IntegrationFailed)).map(|s| merge(json!({
                 "story_key": s.story_key,
                 "error_message": s.error_message.clone().unwrap_or_else(|| s.outcome.label().to_string()),
                 "outcome": s.outcome,
@@ -236,16 +318,25 @@ impl BatchReport {
                 "completed": self.count(Outcome::Completed),
                 "partial": self.count(Outcome::Partial),
                 "routed": self.count(Outcome::Routed),
-                // As many as the "errors" list holds; conflicts and not started are among them.
-                "errors": self.count(Outcome::Error) + self.count(Outcome::Conflict) + self.count(Outcome::NotStarted),
+                // As many as the "errors" list holds; conflicts, not started and red gates are
+                // among them.
+                "errors": self.count(Outcome::Error) + self.count(Outcome::Conflict) + self.count(Outcome::NotStarted) + self.count(Outcome::GateFailed) + self.count(Outcome::IntegrationFailed),
                 "conflicts": self.count(Outcome::Conflict),
                 "not_started": self.count(Outcome::NotStarted),
+                "gate_failed": self.count(Outcome::GateFailed),
+                "integration_failed": self.count(Outcome::IntegrationFailed),
+                "gate_secs": self.gate_secs(),
                 "blocker_questions": self.stories.iter().map(|s| s.blocker_questions.len()).sum::<usize>(),
                 "human_validation_tasks": self.stories.iter().map(|s| s.human_validation_tasks.len()).sum::<usize>(),
                 "cost_usd": self.total_cost(),
+                "rate_limit_wait_secs": self.rate_limit_wait_secs(),
             },
+            "governor": self.governor,
             "stopped": self.stopped,
             "not_landed": self.not_landed,
+            "gates": self.gate_plan,
+            "gates_off": self.gates_off,
+            "integration_gates": self.integration_gates,
             "notes": self.notes,
         })
     }

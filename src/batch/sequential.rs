@@ -68,7 +68,15 @@ pub struct Stopper {
     breaker: u32,
     budget: Option<f64>,
     spent: f64,
+    /// While no agent run has done anything else: the one way they all failed, and how many
+    /// runs failed so.
+    same_failure: Option<(String, u32)>,
+    any_other: bool,
 }
+
+/// Agent runs that all failed the same way, after which no new story starts: the next would
+/// almost surely fail again (an agent that cannot reach its provider stalls every time).
+const SAME_FAILURE_RUNS: u32 = 3;
 
 impl Stopper {
     pub fn new(breaker: u32, budget: Option<f64>) -> Self {
@@ -77,11 +85,38 @@ impl Stopper {
             breaker,
             budget,
             spent: 0.0,
+            same_failure: None,
+            any_other: false,
         }
     }
 
     pub fn record(&mut self, r: &StoryResult) {
         self.spent += r.cost_usd.unwrap_or(0.0);
+        // A provider's rate limit says nothing about the stories or the agent.
+        if r.rate_limited {
+            return;
+        }
+        match (r.outcome, r.error_message.as_deref()) {
+            // Only the run itself dying counts (stall, timeout, crash, the CLI's error), not
+            // an answer that did not hold for this story.
+            (Outcome::Error, Some(why))
+                if r.attempts > 0 && !self.any_other && why.starts_with("agent failed:") =>
+            {
+                match &mut self.same_failure {
+                    Some((cause, runs)) if cause == why => *runs += r.attempts,
+                    Some(_) => {
+                        self.same_failure = None;
+                        self.any_other = true;
+                    }
+                    None => self.same_failure = Some((why.to_string(), r.attempts)),
+                }
+            }
+            (Outcome::Completed | Outcome::Partial | Outcome::Error | Outcome::Conflict, _) => {
+                self.same_failure = None;
+                self.any_other = true;
+            }
+            _ => {}
+        }
         match r.outcome {
             Outcome::Error => self.consecutive_failures += 1,
             Outcome::Completed | Outcome::Partial | Outcome::Conflict => {
@@ -98,6 +133,13 @@ impl Stopper {
                 self.consecutive_failures
             ));
         }
+        if let Some((cause, runs)) = &self.same_failure {
+            if *runs >= SAME_FAILURE_RUNS {
+                return Some(format!(
+                    "every agent run so far ({runs}) failed the same way: {cause}"
+                ));
+            }
+        }
         match self.budget {
             Some(b) if self.spent >= b => Some(format!(
                 "budget reached: ${:.2} spent of ${b:.2}",
@@ -108,12 +150,34 @@ impl Stopper {
     }
 }
 
+/// `, gates green in 3.2s (1 repair)` when gates ran on the story.
+fn gate_note(r: &StoryResult) -> String {
+    if r.gates.is_empty() {
+        return String::new();
+    }
+    let secs: f64 = r.gates.iter().map(|g| g.duration_secs).sum();
+    if r.gates.last().is_some_and(|g| !g.passed) {
+        return format!(
+            ", gates red as where it started ({secs:.1}s of checks; the integration gate decides)"
+        );
+    }
+    let repairs = match r.gate_repairs {
+        0 => String::new(),
+        1 => " after 1 repair".to_string(),
+        n => format!(" after {n} repairs"),
+    };
+    format!(", gates green{repairs} ({secs:.1}s of checks)")
+}
+
 /// The per-story status line of sequential mode.
 pub fn status_line(r: &StoryResult, threshold: f64) -> String {
     match r.outcome {
         Outcome::Completed => format!(
-            "✅ {} — {}/{} tasks done, committed",
-            r.story_key, r.tasks_done, r.tasks_total
+            "✅ {} — {}/{} tasks done, committed{}",
+            r.story_key,
+            r.tasks_done,
+            r.tasks_total,
+            gate_note(r)
         ),
         Outcome::Partial => format!(
             "⚠️ {} — {}/{} tasks done, {} blocked",
@@ -123,6 +187,18 @@ pub fn status_line(r: &StoryResult, threshold: f64) -> String {
             "🔀 {} routed to full story-pipeline (>{:.0}% unchecked)",
             r.story_key,
             threshold * 100.0
+        ),
+        Outcome::GateFailed => format!(
+            "❌ {} — Gate failed: {}",
+            r.story_key,
+            r.error_message.as_deref().unwrap_or("a gate is red")
+        ),
+        Outcome::IntegrationFailed => format!(
+            "❌ {} — Integration gate failed: {}",
+            r.story_key,
+            r.error_message
+                .as_deref()
+                .unwrap_or("the integrated result is red")
         ),
         Outcome::Conflict => format!(
             "❌ {} — Conflict: {}",
@@ -271,11 +347,40 @@ fn run_claimed(
                 story.unchecked
             );
             let answers = env.answers.get(&story.story_key).unwrap_or(&no_answers);
-            close_story(&env.story, story, env.root, None, answers)
+            let base = gix::open(env.root)
+                .ok()
+                .and_then(|r| git::head_commit_id(&r).ok().flatten());
+            let mut r = close_story(&env.story, story, env.root, None, answers);
+            let progress = &mut *env.progress;
+            crate::batch::gate::story_gate(
+                &env.story,
+                story,
+                env.root,
+                env.branch,
+                crate::batch::gate::GatePlace::UserCheckout,
+                &mut r,
+                &mut |state| {
+                    let _ = writeln!(progress, "   {state}");
+                },
+            );
+            if r.outcome == Outcome::GateFailed {
+                undo_red_story(env, base, &mut r);
+            }
+            r
         };
         let _ = writeln!(env.progress, "{}", status_line(&result, env.threshold));
         stopper.record(&result);
+        let setup_error = result.setup_error.clone();
         report.stories.push(result);
+        // Not authenticated: no other story can do better. Before any work, the batch ends as
+        // a setup error; after some, it stops and says why.
+        if let Some(e) = setup_error {
+            if report.no_work_done() {
+                report.setup_error = Some(e.clone());
+            }
+            report.stopped = Some(format!("the agent is not authenticated: {e}"));
+            continue;
+        }
         // Look at the checkout itself, not at what the agent said about it.
         let repo = gix::open(env.root).ok();
         let branch_now = repo
@@ -284,7 +389,17 @@ fn run_claimed(
         let clean = repo
             .as_ref()
             .is_some_and(|r| git::is_clean(r).unwrap_or(false));
-        if branch_now.as_deref() != env.branch {
+        if let Some(r) = report
+            .stories
+            .last()
+            .filter(|r| r.outcome == Outcome::GateFailed)
+        {
+            // The next agent must not start on a broken tree.
+            report.stopped = Some(format!(
+                "{}'s gate stayed red; stopping so no other story starts on a red tree",
+                r.story_key
+            ));
+        } else if branch_now.as_deref() != env.branch {
             report.stopped = Some(format!(
                 "{} switched your checkout from {} to {}; stopping so no other story lands there",
                 story.story_key,
@@ -298,5 +413,40 @@ fn run_claimed(
                 story.story_key
             ));
         }
+    }
+}
+
+/// A story whose gate stayed red: keep its commits on a ref, then take them off the branch (the
+/// checkout is clean, so nothing of the user's is touched). If the branch cannot be moved back,
+/// the commits stay there and the report says how to undo them.
+fn undo_red_story(env: &BatchEnv, base: Option<gix::ObjectId>, r: &mut StoryResult) {
+    let Some(base) = base else { return };
+    let Ok(repo) = gix::open(env.root) else {
+        return;
+    };
+    let Ok(Some(head)) = git::head_commit_id(&repo) else {
+        return;
+    };
+    if head == base {
+        return;
+    }
+    let name = crate::batch::parallel::rescue_ref(env.session_id, &r.story_key, "");
+    if let Err(e) = git::set_ref(&repo, &name, head) {
+        r.discrepancies.push(format!(
+            "its commits stay on your branch (could not keep them on {name}: {e})"
+        ));
+        return;
+    }
+    r.rescue_ref = Some(name.clone());
+    match git::reset_worktree_to(&repo, base, &std::sync::atomic::AtomicBool::new(false)) {
+        Ok(()) => {
+            let m = r.error_message.take().unwrap_or_default();
+            r.error_message = Some(format!(
+                "{m}; its commits were taken off your branch and are kept on {name}"
+            ));
+        }
+        Err(e) => r.discrepancies.push(format!(
+            "its red commits are still on your branch ({e}); undo them with: git reset --keep {base}"
+        )),
     }
 }

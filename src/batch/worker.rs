@@ -34,7 +34,15 @@ pub struct StoryEnv<'a> {
     pub tracker_files: &'a [PathBuf],
     /// Told each agent's process group as it starts (recorded for clean-up after a crash).
     pub on_agent_spawn: Option<&'a (dyn Fn(i32) + Sync)>,
+    /// The project's checks, run on each story's commits (`batch::gate`).
+    pub gate: crate::batch::gate::GateEnv<'a>,
+    /// When agents may start (parallel mode's governor).
+    pub start_gate: Option<&'a dyn agent::StartGate>,
 }
+
+/// How many extra times a story turned away by a rate limit (its runner's own retries spent)
+/// is tried again. These tries never count against `retries`.
+const RATE_LIMITED_ROUNDS: u32 = 2;
 
 /// Answers the user gave to a story's earlier blocker questions.
 pub type Answers = Vec<BlockerQuestion>;
@@ -61,6 +69,9 @@ pub fn close_story(
     let mut cost = 0.0;
     let mut any_cost = false;
     let mut attempt: u32 = 0;
+    // Tries that count against `retries`: not those a rate limit turned away.
+    let mut counted = 0;
+    let mut rate_limited_rounds = 0;
     loop {
         attempt += 1;
         let log_path = env.logs_dir.join(if attempt == 1 {
@@ -75,6 +86,7 @@ pub fn close_story(
             config: env.agent,
             cancel: env.cancel,
             on_spawn: env.on_agent_spawn,
+            start_gate: env.start_gate,
         };
         result.log_path = Some(log_path.clone());
         let agent_start = timing::now_ms();
@@ -92,14 +104,30 @@ pub fn close_story(
             }
             record.cost_usd = r.cost_usd;
             result.attempts += r.attempts.max(1);
+            result.rate_limit_wait_secs += r.rate_limit_wait.as_secs_f64();
+            result.rate_limited = r.rate_limited;
+            result.setup_error = r.setup_error.clone();
+            for w in &r.warnings {
+                if !result.warnings.contains(w) {
+                    result.warnings.push(w.clone());
+                }
+            }
         } else {
             result.attempts += 1;
+            result.rate_limited = false;
         }
         result = verify(env, story, checkout, base, run, result);
         record.outcome = Some(timing::outcome_name(result.outcome));
         result.timeline.push(record);
+        if result.rate_limited && result.outcome == Outcome::Error {
+            rate_limited_rounds += 1;
+        } else {
+            counted += 1;
+        }
         let retryable = result.outcome == Outcome::Error
-            && attempt <= env.retries
+            && result.setup_error.is_none()
+            && counted <= env.retries
+            && rate_limited_rounds <= RATE_LIMITED_ROUNDS
             && !env.cancel.load(Ordering::SeqCst)
             && result.commit_hash.is_none()
             && is_clean(checkout)

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use crate::agent::{self, AgentConfig, AgentKind};
 use crate::batch::cleanup::{self, CleanOptions};
+use crate::batch::footprint::Footprint;
+use crate::batch::gate::GateEnv;
 use crate::batch::parallel::{self, ParallelEnv};
 use crate::batch::progress::Progress;
 use crate::batch::remote::RemoteEnv;
@@ -17,6 +19,7 @@ use crate::batch::sequential::{self, BatchEnv};
 use crate::batch::setup;
 use crate::batch::worker::{self, Answers, StoryEnv};
 use crate::error::{Error, ExitCode};
+use crate::gate::GatePlan;
 use crate::settings::{Overrides, Settings};
 use crate::stories::tracker::{self, TrackerMode};
 use crate::stories::{Category, ParseOptions, ScanResult};
@@ -64,7 +67,7 @@ pub struct Args {
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub yes: bool,
-    /// Show what would run, run nothing.
+    /// Show what would run (the stories and the agent command line), run nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Print the batch results as JSON (the source workflow's batch_results shape).
@@ -104,6 +107,12 @@ pub struct Args {
     /// Stop starting new stories once the agents' reported cost reaches this many US dollars.
     #[arg(long, value_name = "USD")]
     pub max_budget_usd: Option<f64>,
+    /// A check every story and the integrated result must pass (repeatable) [config: teleos.gate; default: auto-detected].
+    #[arg(long = "gate", value_name = "CMD", conflicts_with = "no_gate")]
+    pub gates: Vec<String>,
+    /// Run no gates: stories land on boxes and commits verified only.
+    #[arg(long)]
+    pub no_gate: bool,
     #[command(flatten)]
     pub scan: ScanFlags,
 }
@@ -118,6 +127,8 @@ impl Args {
         o.story_timeout = self.timeout;
         o.retries = self.retries;
         o.circuit_breaker = self.circuit_breaker;
+        o.gates = self.gates.clone();
+        o.no_gate = self.no_gate;
         o.update_tracker = self.no_tracker.then_some(false);
         Ok(o)
     }
@@ -197,7 +208,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         return Ok(ExitCode::SUCCESS);
     }
     print_plan(&mut err, &selection, &ctx.settings);
+    let gate_plan = GatePlan::resolve(&ctx.settings.gate, &ctx.root);
+    for line in gate_plan.describe() {
+        let _ = writeln!(err, "{line}");
+    }
     if args.dry_run {
+        if selection.closeable() > 0 {
+            print_agent_command(&mut err, &ctx, &common_dir, &selection)?;
+        }
         let _ = writeln!(err, "dry run: nothing was started.");
         return Ok(ExitCode::SUCCESS);
     }
@@ -272,6 +290,30 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         None => None,
     };
 
+    // A batch that ends in a setup error before any work (an agent that turns out not to be
+    // authenticated) leaves all of this as it was.
+    let session_id = args
+        .resume
+        .clone()
+        .unwrap_or_else(crate::batch::new_session_id);
+    let logs_dir = worker::logs_dir(&common_dir, &session_id);
+    let teleos_dir = results::results_dir(&common_dir);
+    let worktrees_dir = ctx.worktrees_dir();
+    let manifest = crate::manifest::ManifestFile::new(&worktrees_dir);
+    let footprint = Footprint::capture(
+        &[
+            manifest.path().to_path_buf(),
+            manifest.lock_path().to_path_buf(),
+            common_dir.join("info").join("exclude"),
+        ],
+        &[
+            Footprint::dirs_up_to(&ctx.main_root, &worktrees_dir),
+            vec![teleos_dir.join("logs"), teleos_dir.clone()],
+        ]
+        .concat(),
+        std::slice::from_ref(&logs_dir),
+    );
+
     // Ctrl-C / SIGTERM: stop the agents, record the batch, exit 128+n. A second one exits at
     // once (stopping agents can take their kill grace, a stuck step longer): the agents then
     // die with us (parent-death signal) and a later clean-up rescues what they left. The
@@ -301,11 +343,6 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         });
     }
 
-    let session_id = args
-        .resume
-        .clone()
-        .unwrap_or_else(crate::batch::new_session_id);
-    let logs_dir = worker::logs_dir(&common_dir, &session_id);
     let parse = ParseOptions {
         task_sections: ctx.settings.task_sections.clone(),
         human_patterns: ctx.settings.human_patterns.clone(),
@@ -327,6 +364,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         stopped: None,
         notes: Vec::new(),
         not_landed: false,
+        gate_plan: gate_plan.describe(),
+        gates_off: gate_plan.off_note(),
+        integration_gates: Vec::new(),
+        governor: None,
+        setup_error: None,
         started_ms: Some(crate::batch::timing::now_ms()),
         finished_ms: None,
         lanes: Vec::new(),
@@ -338,13 +380,20 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         ctx.settings.agent,
         logs_dir.display()
     );
-    let tracker_files = tracker::tracker_files(&ctx.root, &scan.artifacts_dir);
+    // Agents are told the main tracker's folder; the writer sets statuses in every tracker
+    // discovery found (several when stories are split over folders).
+    let tracker_dir = scan.tracker_dir();
+    let tracker_files = if scan.sprint_status_files.is_empty() {
+        tracker::tracker_files(&ctx.root, &scan.artifacts_dir)
+    } else {
+        scan.sprint_status_files.clone()
+    };
     let story_env = StoryEnv {
         tracker: TrackerMode::for_batch(slots.is_some(), ctx.settings.update_tracker),
         tracker_files: &tracker_files,
         agent: &agent_cfg,
         parse: &parse,
-        artifacts_dir: &scan.artifacts_dir,
+        artifacts_dir: &tracker_dir,
         instructions: instructions.as_deref(),
         date: &date,
         logs_dir: &logs_dir,
@@ -352,6 +401,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         cancel: &cancel,
         worktree_mode: slots.is_some(),
         on_agent_spawn: None,
+        gate: GateEnv {
+            gates: gate_plan.gates(),
+            timeout: ctx.settings.gate_timeout,
+            repairs: ctx.settings.gate_repairs,
+            cancel: &cancel,
+            on_spawn: None,
+        },
+        start_gate: None,
     };
     match slots {
         None => {
@@ -421,7 +478,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                 let env = ParallelEnv {
                     story: story_env,
                     root: &ctx.root,
-                    worktrees_dir: ctx.worktrees_dir(),
+                    worktrees_dir,
                     slots: n,
                     session_id: &session_id,
                     circuit_breaker: ctx.settings.circuit_breaker,
@@ -432,6 +489,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                     land: !args.no_land,
                     resolve: args.resolve,
                     keep_worktrees: args.keep_worktrees || ctx.settings.keep_worktrees,
+                    stagger: ctx.settings.agent_stagger,
                     progress: &progress,
                 };
                 // Orphans first, quietly (README, "Orphaned sessions"); a failure never stops the
@@ -440,6 +498,19 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                 parallel::run(&env, closeable, &mut report)?;
             }
         }
+    }
+    if let Some(detail) = report.setup_error.take() {
+        for problem in footprint.restore() {
+            let _ = writeln!(err, "warning: could not undo {problem}");
+        }
+        for n in &report.notes {
+            let _ = writeln!(err, "note: {n}");
+        }
+        return Err(agent::AgentError::NotLoggedIn {
+            kind: agent_cfg.kind,
+            detail,
+        }
+        .into());
     }
     report.finished_at = Some(crate::batch::now_iso8601());
     report.finished_ms = Some(crate::batch::timing::now_ms());
@@ -464,6 +535,36 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         return Ok(ExitCode::signal(if sig == 0 { 2 } else { sig }));
     }
     Ok(report.exit_code())
+}
+
+/// The exact command line the preset would run for the first closeable story (in this
+/// checkout; a parallel batch runs the same in each worktree). `scripts/check-real-clis.sh`
+/// feeds it to the real CLIs.
+fn print_agent_command(
+    err: &mut dyn Write,
+    ctx: &Context,
+    common_dir: &std::path::Path,
+    selection: &Selection,
+) -> Result<(), Error> {
+    let cfg = agent_config(&ctx.settings)?;
+    let key = selection
+        .stories
+        .iter()
+        .find(|s| s.category == Category::Closeable)
+        .map(|s| worker::safe_name(&s.story_key))
+        .unwrap_or_default();
+    let log = worker::logs_dir(common_dir, "dry-run").join(format!("{key}.log"));
+    let output_file = PathBuf::from(format!("{}.final.txt", log.display()));
+    match agent::build_invocation(&cfg, &ctx.root, &output_file) {
+        Ok(inv) => {
+            let env: String = inv.env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+            let _ = writeln!(err, "Agent command: {env}{}", inv.display());
+        }
+        Err(e) => {
+            let _ = writeln!(err, "Agent command: not available: {e}");
+        }
+    }
+    Ok(())
 }
 
 /// Clean orphaned sessions before a parallel batch, keeping `resuming`; one line per session

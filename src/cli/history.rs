@@ -28,8 +28,11 @@ struct Line {
 
 fn line_of(r: &BatchReport) -> Value {
     let t = totals(r);
-    let failed =
-        r.count(Outcome::Error) + r.count(Outcome::Conflict) + r.count(Outcome::NotStarted);
+    let failed = r.count(Outcome::Error)
+        + r.count(Outcome::Conflict)
+        + r.count(Outcome::NotStarted)
+        + r.count(Outcome::GateFailed)
+        + r.count(Outcome::IntegrationFailed);
     json!({
         "session_id": r.session_id,
         "started_at": r.started_at,

@@ -148,7 +148,7 @@ default. A malformed value is an error naming the key."
     writeln!(out, ".SH EXIT STATUS")?;
     for (code, meaning) in [
         ("0", "Success: every selected story completed (or nothing needed doing)."),
-        ("1", "The command ran but some work did not complete: a story was partial, failed, or conflicted."),
+        ("1", "The command ran but some work did not complete: a story was partial, failed, conflicted, failed its gates, was ejected by the integration gate, or the work did not land."),
         ("2", "Usage or setup error: bad flags or configuration, not a repository, no stories folder, agent not logged in. Nothing was changed."),
         ("3", "Internal error: a bug in git-teleos (for example a panic) stopped the command. A panic while one story runs ends only that story, as an error, and the batch goes on."),
         ("128+n", "Stopped by signal n (130 for Ctrl-C). A second Ctrl-C stops at once, without waiting for the agents or writing the report."),

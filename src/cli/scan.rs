@@ -21,7 +21,7 @@ pub struct Args {
 /// Flags that decide what a scan finds; shared by every command that scans.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ScanFlags {
-    /// Sprint-artifacts folder holding the stories [config: teleos.sprintArtifacts].
+    /// Sprint-artifacts folder holding the stories, instead of discovering them [config: teleos.sprintArtifacts].
     #[arg(long, value_name = "DIR")]
     pub artifacts: Option<PathBuf>,
     /// Largest unchecked fraction for a story to be closeable, 0..1 [config: teleos.closeableThreshold; default 0.30].

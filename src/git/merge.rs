@@ -295,3 +295,62 @@ fn apply_owned(
     let new_tree = editor.write().map_err(gix_err)?.detach();
     Ok(((new_tree != tree).then_some(new_tree), report))
 }
+
+/// Apply the change `base..changed` on top of `onto` with a three-way tree merge, in memory,
+/// and write a commit with `parents` (the first should be `onto`). Used to rebuild a branch
+/// without one of its merges: each later merge's own change is replayed, nothing else. Owned
+/// paths keep `onto`'s version, then their edit (see [`OwnedPath`]); a conflict there does
+/// not count. On conflict nothing is written.
+pub fn replay_in_memory(
+    repo: &Repository,
+    onto: ObjectId,
+    base: ObjectId,
+    changed: ObjectId,
+    parents: &[ObjectId],
+    message: &str,
+    owned: &[OwnedPath],
+) -> Result<MergeOutcome> {
+    let is_owned = |p: &str| owned.iter().any(|o| o.path == p);
+    let (base_tree, ours_tree, theirs_tree) = (
+        tree_of(repo, base)?,
+        tree_of(repo, onto)?,
+        tree_of(repo, changed)?,
+    );
+    let mut scratch = repo.clone().with_object_memory();
+    scratch.object_cache_size_if_unset(4 * 1024 * 1024);
+    let theirs_label = changed.to_hex_with_len(12).to_string();
+    let labels = gix::merge::blob::builtin_driver::text::Labels {
+        ancestor: None,
+        current: Some(BStr::new(b"rebuilt")),
+        other: Some(theirs_label.as_bytes().as_bstr()),
+    };
+    let options = scratch.tree_merge_options().map_err(gix_err)?;
+    let tree_id = {
+        let mut outcome = scratch
+            .merge_trees(base_tree, ours_tree, theirs_tree, labels, options)
+            .map_err(gix_err)?;
+        let how = TreatAsUnresolved::git();
+        let mut paths: Vec<String> = outcome
+            .conflicts
+            .iter()
+            .filter(|c| c.is_unresolved(how))
+            .map(|c| c.ours.location().to_string())
+            .filter(|p| !p.is_empty() && !is_owned(p))
+            .collect();
+        if !paths.is_empty() {
+            paths.sort();
+            paths.dedup();
+            return Ok(MergeOutcome::Conflict { paths });
+        }
+        outcome.tree.write().map_err(gix_err)?.detach()
+    };
+    let (edited, _) = apply_owned(&scratch, onto, None, tree_id, owned)?;
+    let tree_id = edited.unwrap_or(tree_id);
+    if let Some(objects) = scratch.objects.take_object_memory() {
+        for (kind, data) in objects.values() {
+            repo.objects.write_buf(*kind, data).map_err(gix_err)?;
+        }
+    }
+    let id = write_commit(repo, tree_id, parents, message)?;
+    Ok(MergeOutcome::Merged(id))
+}

@@ -36,7 +36,7 @@ pub use history::{
 pub use identity::require_identity;
 pub use merge::{
     merge_commits_in_memory, merge_commits_in_memory_owning, merge_into_branch,
-    merge_into_branch_owning, MergeOutcome, OwnedPath, OwnedReport,
+    merge_into_branch_owning, replay_in_memory, MergeOutcome, OwnedPath, OwnedReport,
 };
 pub(crate) use refs::delete_if_at;
 pub use refs::{
@@ -48,7 +48,9 @@ pub use repo::{
     common_dir, current_branch, discover, head_commit_id, main_worktree_root, work_tree_root,
 };
 pub use snapshot::snapshot_uncommitted;
-pub use status::{changed_paths, dirty_paths, is_clean, DIRTY_PATHS_LIMIT};
+pub use status::{
+    changed_paths, dirty_paths, is_clean, remove_untracked_in_owned_worktree, DIRTY_PATHS_LIMIT,
+};
 pub use worktree::{
     add_worktree, is_inside, list_worktrees, lock_worktree, move_worktree, prune_worktrees,
     remove_worktree, remove_worktree_rescued, unlock_worktree, worktree_path_eq, WorktreeInfo,

@@ -78,3 +78,28 @@ pub(crate) fn changes(repo: &Repository, limit: Option<usize>) -> Result<Vec<Cha
     }
     Ok(out)
 }
+
+/// Delete the untracked, non-ignored files of a worktree git-teleos owns (never the user's
+/// checkout): what a test run left behind there. Returns the paths removed; tracked changes
+/// are left alone (the caller sees them as dirty).
+pub fn remove_untracked_in_owned_worktree(repo: &Repository) -> Result<Vec<String>> {
+    let root = super::work_tree_root(repo)
+        .ok_or_else(|| crate::error::Error::git("no worktree to tidy"))?;
+    let mut removed = Vec::new();
+    for c in changes(repo, None)?.into_iter().filter(|c| c.untracked) {
+        let path = root.join(&c.path);
+        // Never follow a path out of the worktree.
+        if c.path.split('/').any(|p| p == "..") {
+            continue;
+        }
+        let gone = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path).is_ok(),
+            Ok(_) => std::fs::remove_file(&path).is_ok(),
+            Err(_) => false,
+        };
+        if gone {
+            removed.push(c.path);
+        }
+    }
+    Ok(removed)
+}

@@ -249,9 +249,24 @@ impl<'a> Cmd<'a> {
             } else {
                 Stdio::null()
             })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .process_group(0);
+        // Merged output shares one pipe, as `2>&1` does: two pipes read by two threads could
+        // deliver the streams' lines out of order.
+        let merged = if self.merge_stderr {
+            let (reader, writer) = std::io::pipe().map_err(|source| ProcessError::Spawn {
+                command: self.line.clone(),
+                source,
+            })?;
+            let writer2 = writer.try_clone().map_err(|source| ProcessError::Spawn {
+                command: self.line.clone(),
+                source,
+            })?;
+            cmd.stdout(writer).stderr(writer2);
+            Some(reader)
+        } else {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            None
+        };
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
@@ -269,6 +284,8 @@ impl<'a> Cmd<'a> {
             command: self.line.clone(),
             source,
         })?;
+        // Our copies of the write ends must go, or the reader never sees the end of the output.
+        drop(cmd);
         let pgid = child.id() as i32;
         if let Some(f) = self.on_spawn {
             f(pgid);
@@ -300,12 +317,13 @@ impl<'a> Cmd<'a> {
             thread::spawn(move || p.drain(src));
             readers += 1;
         }
+        if let Some(src) = merged {
+            let p = pipe(&out_tail);
+            thread::spawn(move || p.drain(src));
+            readers += 1;
+        }
         if let Some(src) = child.stderr.take() {
-            let p = pipe(if self.merge_stderr {
-                &out_tail
-            } else {
-                &err_tail
-            });
+            let p = pipe(&err_tail);
             thread::spawn(move || p.drain(src));
             readers += 1;
         }

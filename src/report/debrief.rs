@@ -6,6 +6,7 @@ use console::style;
 
 use super::table::{Align, Table};
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
+use crate::gate::GateResult;
 
 fn short(hash: &Option<String>) -> String {
     hash.as_deref()
@@ -130,7 +131,11 @@ pub fn render(w: &mut dyn Write, report: &BatchReport) -> io::Result<()> {
         .filter(|s| {
             matches!(
                 s.outcome,
-                Outcome::Error | Outcome::Conflict | Outcome::NotStarted
+                Outcome::Error
+                    | Outcome::Conflict
+                    | Outcome::NotStarted
+                    | Outcome::GateFailed
+                    | Outcome::IntegrationFailed
             )
         })
         .collect();
@@ -145,6 +150,8 @@ pub fn render(w: &mut dyn Write, report: &BatchReport) -> io::Result<()> {
             let outcome = match s.outcome {
                 Outcome::Conflict => "conflict",
                 Outcome::NotStarted => "not started",
+                Outcome::GateFailed => "gate failed",
+                Outcome::IntegrationFailed => "integration failed",
                 _ => "error",
             };
             t.row(vec![
@@ -155,6 +162,8 @@ pub fn render(w: &mut dyn Write, report: &BatchReport) -> io::Result<()> {
         }
         t.write(w)?;
     }
+
+    gates(w, report)?;
 
     let with_discrepancies: Vec<&StoryResult> = report
         .stories
@@ -265,6 +274,14 @@ pub fn render(w: &mut dyn Write, report: &BatchReport) -> io::Result<()> {
     if not_started > 0 {
         kinds.push(format!("{not_started} not started"));
     }
+    for (o, what) in [
+        (Outcome::GateFailed, "gate failed"),
+        (Outcome::IntegrationFailed, "integration failed"),
+    ] {
+        if report.count(o) > 0 {
+            kinds.push(format!("{} {what}", report.count(o)));
+        }
+    }
     writeln!(
         w,
         "  Errors:             {}{}",
@@ -277,8 +294,37 @@ pub fn render(w: &mut dyn Write, report: &BatchReport) -> io::Result<()> {
     )?;
     writeln!(w, "  Blocker questions:  {questions}")?;
     writeln!(w, "  Human validation:   {human}")?;
+    match &report.gates_off {
+        Some(_) => writeln!(w, "  Gates:              off (see above)")?,
+        None => writeln!(w, "  Gate time:          {:.1}s", report.gate_secs())?,
+    }
     if let Some(c) = report.total_cost() {
         writeln!(w, "  Agent cost:         ${c:.2}")?;
+    }
+    let waited = report.rate_limit_wait_secs();
+    if let Some(g) = report
+        .governor
+        .as_ref()
+        .filter(|g| g.rate_limit_signals > 0)
+    {
+        writeln!(
+            w,
+            "  Rate limits:        {} signal(s), {waited:.0}s waited; agents at once went down to {} of {}, {} at the end",
+            g.rate_limit_signals, g.min_limit, g.max_parallel, g.limit
+        )?;
+    } else if waited > 0.0 {
+        writeln!(w, "  Rate limits:        {waited:.0}s waited")?;
+    }
+    for s in report
+        .stories
+        .iter()
+        .filter(|s| s.rate_limit_wait_secs > 0.0)
+    {
+        writeln!(
+            w,
+            "    {} waited {:.0}s on rate limits",
+            s.story_key, s.rate_limit_wait_secs
+        )?;
     }
     if report.not_landed {
         writeln!(w, "  Landed:             no (see the notes)")?;
@@ -292,6 +338,73 @@ pub fn render(w: &mut dyn Write, report: &BatchReport) -> io::Result<()> {
             w,
             "Answer the questions and re-run the blocked stories:\n  git teleos debrief --answers-template > answers.json   # fill in each \"answer\"\n  git teleos close --retry-blocked --answers answers.json --yes"
         )?;
+    }
+    Ok(())
+}
+
+/// Lines of a red gate's output shown in the debrief (the JSON and the log have more).
+const DEBRIEF_TAIL_LINES: usize = 15;
+
+/// Per-story and integration gate runs, the output of the red ones, or that gates were off.
+fn gates(w: &mut dyn Write, report: &BatchReport) -> io::Result<()> {
+    if let Some(off) = &report.gates_off {
+        heading(w, "Gates")?;
+        writeln!(w, "  {off}")?;
+        return Ok(());
+    }
+    let rows: Vec<(&str, &GateResult)> = report
+        .stories
+        .iter()
+        .flat_map(|s| s.gates.iter().map(move |g| (s.story_key.as_str(), g)))
+        .chain(
+            report
+                .integration_gates
+                .iter()
+                .map(|g| ("(integration)", g)),
+        )
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    heading(w, "Gates")?;
+    let mut t = Table::new(&[
+        ("KEY", Align::Left),
+        ("COMMAND", Align::Left),
+        ("RESULT", Align::Left),
+        ("TIME", Align::Right),
+        ("LOG", Align::Left),
+    ]);
+    for (key, g) in &rows {
+        t.row(vec![
+            key.to_string(),
+            g.command.clone(),
+            if g.passed {
+                "green".into()
+            } else {
+                format!("red: {}", g.status_text())
+            },
+            format!("{:.1}s", g.duration_secs),
+            g.log_path.display().to_string(),
+        ]);
+    }
+    t.write(w)?;
+    let failed = report
+        .stories
+        .iter()
+        .filter(|s| matches!(s.outcome, Outcome::GateFailed | Outcome::IntegrationFailed));
+    for s in failed {
+        if let Some(g) = s.gates.iter().rev().find(|g| !g.passed) {
+            writeln!(
+                w,
+                "  {} — output of `{}`:",
+                style(&s.story_key).bold(),
+                g.command
+            )?;
+            let lines: Vec<&str> = g.output_tail.lines().collect();
+            for l in &lines[lines.len().saturating_sub(DEBRIEF_TAIL_LINES)..] {
+                writeln!(w, "    | {l}")?;
+            }
+        }
     }
     Ok(())
 }

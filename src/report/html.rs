@@ -199,6 +199,11 @@ fn summary(h: &mut String, report: &BatchReport) {
         ("Errors", report.count(Outcome::Error).to_string()),
         ("Conflicts", report.count(Outcome::Conflict).to_string()),
         ("Not started", report.count(Outcome::NotStarted).to_string()),
+        ("Gate failed", report.count(Outcome::GateFailed).to_string()),
+        (
+            "Integration failed",
+            report.count(Outcome::IntegrationFailed).to_string(),
+        ),
         ("Blocker questions", questions.to_string()),
         ("Human validation", human.to_string()),
         ("Agent time", human_duration(t.agent_secs)),

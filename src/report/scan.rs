@@ -21,6 +21,10 @@ pub fn to_json(result: &ScanResult, threshold: f64) -> Value {
     json!({
         "total_stories_scanned": result.stories.len() + result.skipped.len(),
         "artifacts_dir": result.artifacts_dir,
+        "artifacts_dirs": result.artifacts_dirs,
+        "discovered_by": result.discovered_by,
+        "sprint_status_files": result.sprint_status_files,
+        "discovery": result.discovery,
         "threshold": threshold,
         "summary": {
             "clean": clean.len(),
@@ -118,12 +122,25 @@ pub fn render(w: &mut dyn Write, result: &ScanResult, threshold: f64) -> io::Res
         of(Category::NeedsPipeline),
     );
     let pct = (threshold * 100.0).round();
+    let dirs: Vec<String> = if result.artifacts_dirs.is_empty() {
+        vec![result.artifacts_dir.display().to_string()]
+    } else {
+        result
+            .artifacts_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect()
+    };
     writeln!(
         w,
         "Scanned {} files in {}",
         result.stories.len() + result.skipped.len(),
-        result.artifacts_dir.display()
+        dirs.join(", ")
     )?;
+    writeln!(w, "  found by {}", result.discovered_by.describe())?;
+    for note in &result.discovery {
+        writeln!(w, "  {}", style(note).dim())?;
+    }
     writeln!(w)?;
     writeln!(w, "  Clean (all tasks done):      {:>4}", clean.len())?;
     writeln!(

@@ -2,14 +2,16 @@
 //! statuses. Pure: reads files, runs no processes, knows nothing of git.
 
 pub mod deps;
+pub mod discover;
 pub mod scan;
 pub mod sprint_status;
 pub mod tasks;
 pub mod tracker;
 
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+pub use discover::DiscoveredBy;
 pub use scan::{find_artifacts_dir, scan, ScanOptions};
 pub use tasks::{parse_story, ParseOptions, ParsedStory, Task};
 
@@ -85,11 +87,31 @@ pub struct Skipped {
     pub reason: String,
 }
 
+impl ScanResult {
+    /// The folder agents are told holds `sprint-status.yaml` and `completions/`: the main
+    /// tracker's folder, else the main artifacts folder.
+    pub fn tracker_dir(&self) -> PathBuf {
+        self.sprint_status_files
+            .first()
+            .and_then(|t| t.parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.artifacts_dir.clone())
+    }
+}
+
 /// Everything phase 1 learned.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ScanResult {
-    /// The sprint-artifacts folder, relative to the work tree root.
+    /// The sprint-artifacts folder holding the most stories, relative to the work tree root.
     pub artifacts_dir: PathBuf,
+    /// Every folder holding stories (split layouts have several), `artifacts_dir` first.
+    pub artifacts_dirs: Vec<PathBuf>,
+    /// Which signal found them.
+    pub discovered_by: DiscoveredBy,
+    /// The `sprint-status.yaml` files read, the one naming the most stories first.
+    pub sprint_status_files: Vec<PathBuf>,
+    /// Where discovery looked and what it concluded.
+    pub discovery: Vec<String>,
     /// Stories (t > 0), sorted by key in natural order (1-2 before 1-10).
     pub stories: Vec<Story>,
     pub skipped: Vec<Skipped>,

@@ -9,18 +9,13 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::deps::{resolve_dependencies, KeyIndex};
-use super::sprint_status::{find_sprint_status, read_statuses, sprint_key_for};
+use super::discover::{discover, is_non_story_name};
+use super::sprint_status::{read_statuses, sprint_key_for};
 use super::tasks::{parse_story, ParseOptions, ParsedStory};
 use super::{Category, ScanResult, Skipped, Story};
 use crate::error::Error;
 
-/// Where stories live when no folder is configured, tried in order.
-pub const DEFAULT_ARTIFACT_DIRS: &[&str] = &[
-    "docs/sprint-artifacts",
-    "_bmad-output/sprint-artifacts",
-    "_bmad-output/implementation-artifacts",
-    "docs/stories",
-];
+pub use super::discover::DEFAULT_ARTIFACT_DIRS;
 
 /// File names that are clearly not stories (case-insensitive; `*` matches any run of
 /// characters, and a pattern without `*` is a name prefix).
@@ -122,19 +117,53 @@ fn has_story_files(dir: &Path) -> bool {
     })
 }
 
-/// Scan the artifacts folder. Fails only when there is no folder (or it cannot be listed);
-/// files that cannot be read are reported in `skipped`.
+/// Scan the stories: those of the configured folder, else those discovery finds. Fails only
+/// when there is no folder (or it cannot be listed); files that cannot be read are reported in
+/// `skipped`.
 pub fn scan(opts: &ScanOptions) -> Result<ScanResult, Error> {
-    let dir = find_artifacts_dir(&opts.root, opts.artifacts_dir.as_deref())?;
+    let found = discover(&opts.root, opts.artifacts_dir.as_deref())?;
+    let dir = found
+        .dirs
+        .first()
+        .cloned()
+        .unwrap_or_else(|| opts.root.clone());
     let mut result = ScanResult {
         artifacts_dir: relative_to(&dir, &opts.root),
+        artifacts_dirs: found
+            .dirs
+            .iter()
+            .map(|d| relative_to(d, &opts.root))
+            .collect(),
+        discovered_by: found.by,
+        sprint_status_files: found
+            .trackers
+            .iter()
+            .map(|t| relative_to(t, &opts.root))
+            .collect(),
+        discovery: found.notes.clone(),
         ..ScanResult::default()
     };
-    let files = list_markdown(&dir, opts.recursive, &mut result.warnings)?;
+    // Files named by tracker keys are stories whatever their names say; other files are
+    // stories unless their names mark them as something else.
+    let keyed: std::collections::HashSet<&PathBuf> = found.keyed.iter().collect();
+    let mut files: Vec<PathBuf> = found.keyed.clone();
+    let keyed_names: std::collections::HashSet<String> =
+        found.keyed.iter().map(|f| file_name(f)).collect();
+    for d in &found.dirs {
+        let recursive = opts.recursive || found.recursive;
+        for f in list_markdown(d, recursive, &mut result.warnings)? {
+            // A copy of a keyed story elsewhere (an archive) is not a second story.
+            if !keyed.contains(&f) && !keyed_names.contains(&file_name(&f)) {
+                files.push(f);
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
 
     let mut candidates = Vec::new();
     for file in files {
-        let name = display_name(&file, &dir);
+        let name = display_name(&file, &dir, &opts.root);
         // Keys become branch names, prompt text and JSON: they must be text.
         if file.to_str().is_none() {
             result.skipped.push(Skipped {
@@ -143,12 +172,19 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanResult, Error> {
             });
             continue;
         }
-        match excluded_by(&opts.exclude_patterns, &file_name(&file)) {
-            Some(pattern) => result.skipped.push(Skipped {
+        let base = file_name(&file);
+        if let Some(pattern) = excluded_by(&opts.exclude_patterns, &base) {
+            result.skipped.push(Skipped {
                 filename: name,
                 reason: format!("excluded by pattern '{pattern}'"),
-            }),
-            None => candidates.push((name, file)),
+            });
+        } else if !keyed.contains(&file) && is_non_story_name(&base) {
+            result.skipped.push(Skipped {
+                filename: name,
+                reason: "not a story (epic, tech spec, retrospective or report)".to_string(),
+            });
+        } else {
+            candidates.push((name, file));
         }
     }
 
@@ -215,20 +251,24 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanResult, Error> {
     }
     result.cycles = graph.cycles;
 
-    let statuses = match find_sprint_status(&dir) {
+    // Every tracker's statuses; the first tracker (naming the most stories) wins a key.
+    let mut statuses = std::collections::BTreeMap::new();
+    for file in &found.trackers {
         // Same limits as stories: a broken sprint file is a warning, not a failed scan.
-        Some(file) => match read_story(&file, opts.max_file_size) {
-            Ok(text) => read_statuses(&text),
+        match read_story(file, opts.max_file_size) {
+            Ok(text) => {
+                for (k, v) in read_statuses(&text) {
+                    statuses.entry(k).or_insert(v);
+                }
+            }
             Err(reason) => {
-                let shown = relative_to(&file, &opts.root);
+                let shown = relative_to(file, &opts.root);
                 result
                     .warnings
                     .push(format!("ignoring {}: {reason}", shown.display()));
-                Default::default()
             }
-        },
-        None => Default::default(),
-    };
+        }
+    }
     let sprint_keys: Vec<&String> = statuses.keys().collect();
     let sprint_index = KeyIndex::new(&sprint_keys);
 
@@ -376,7 +416,7 @@ fn excluded_by<'p>(patterns: &'p [String], name: &str) -> Option<&'p str> {
 
 /// `*`-only glob over the whole name, by the usual greedy match with one backtrack point:
 /// linear in practice and never exponential.
-fn glob_match(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
     let (mut pi, mut ni) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
@@ -451,9 +491,11 @@ fn file_stem(path: &Path) -> String {
     name[..name.len().saturating_sub(3)].to_string()
 }
 
-/// Name shown in `skipped`: relative to the artifacts folder (`epic-1/1-2.md` when recursive).
-fn display_name(path: &Path, dir: &Path) -> String {
+/// Name shown in `skipped`: relative to the main artifacts folder (`epic-1/1-2.md` when
+/// recursive), else to the root (a story in another folder).
+fn display_name(path: &Path, dir: &Path, root: &Path) -> String {
     path.strip_prefix(dir)
+        .or_else(|_| path.strip_prefix(root))
         .unwrap_or(path)
         .to_string_lossy()
         .into_owned()

@@ -60,6 +60,7 @@ fn repository_pinning_git_variables_do_not_reach_the_agent() {
         config: &cfg,
         cancel: &cancel,
         on_spawn: None,
+        start_gate: None,
     };
     let out = run_agent(&req).expect("run");
     let cwd = Path::new(dir.path()).canonicalize().expect("canonical");

@@ -21,12 +21,9 @@ struct Case {
 const TICK: &str =
     "sed -i '/[Mm]anually verify/!s/^- \\[ \\] /- [x] /' \"$file\" && git add -A && git commit -qm \"teleos: close $key\"";
 
+/// claude's real envelope (tests/it/common/fixtures/agent-cli/claude.out) carrying a good answer.
 fn envelope(result_text: &str) -> String {
-    json!({
-        "type": "result", "subtype": "success", "is_error": false, "duration_ms": 10,
-        "num_turns": 3, "result": result_text, "session_id": "s", "total_cost_usd": 0.25,
-    })
-    .to_string()
+    common::claude_envelope(result_text, 0.25)
 }
 
 fn fenced(result: &Value) -> String {
@@ -76,7 +73,7 @@ fn install_claude(r: &TestRepo, logged_in: bool, cases: &[Case]) {
 # Stand-in for Claude Code (claude -p --output-format json): prompt on stdin, envelope on stdout.
 if [ "$1" = auth ]; then
   if {logged_in}; then echo '{{"loggedIn": true, "authMethod": "claude.ai"}}'; exit 0; fi
-  echo '{{"loggedIn": false}}'; exit 1
+  {not_logged_in}  exit 1
 fi
 prompt=$(cat)
 n=$(ls "{calls}" | wc -l)
@@ -87,6 +84,7 @@ printf '%s\n' "$*" > "{calls}/$n.args"
 case "$key" in
 "#,
         logged_in = if logged_in { "true" } else { "false" },
+        not_logged_in = common::heredoc(&common::fixture("claude-auth.out"), false),
         calls = calls.display(),
         story_from_prompt = common::STORY_FROM_PROMPT
     );
@@ -512,9 +510,9 @@ fn rate_limited_then_fine_is_not_a_failure() {
     r.write(&format!("{DIR}/8-1-busy.md"), &story("Busy", 9, 1));
     r.commit_all("stories");
     let counter = r.home.join("count");
-    let limited = json!({"type": "result", "subtype": "success", "is_error": true,
-        "result": "API Error: 429 rate limit exceeded, usage limit reached"})
-    .to_string();
+    // claude's envelope for an API 429 (`api_error_status: 429`, `rate_limit_error`).
+    let limited = common::fixture("claude-429.out").trim().to_string();
+    assert!(!limited.contains('\''));
     let ok = envelope(&fenced(&worker_result(
         "8-1-busy",
         "completed",

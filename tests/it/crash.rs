@@ -27,8 +27,11 @@ git rev-parse HEAD >> "{state}/commits"
 echo "scratch of $key" > "scratch-$key.txt"
 echo "$key" >> "{state}/ran"
 sleep {seconds}
-printf '{{"type":"result","subtype":"success","is_error":false,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":10,\\"tasks_completed_by_closer\\":1,\\"tasks_already_done\\":9}}"}}\n' "$key"
-"#,
+{done}"#,
+        done = common::claude_envelope_sh(
+            r#"printf '{"story_key":"%s","status":"completed","tasks_total":10,"tasks_completed_by_closer":1,"tasks_already_done":9}' "$key""#,
+            0.0
+        ),
         state = state.display(),
         story_from_prompt = common::STORY_FROM_PROMPT
     );

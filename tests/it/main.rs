@@ -7,10 +7,14 @@
 
 mod common;
 
+mod agent_clis;
 mod agent_runner;
 mod cleanup;
 mod close;
 mod crash;
+mod discovery;
+mod gate_bisect;
+mod gates;
 mod git_config;
 mod git_ops;
 mod hostile_input;

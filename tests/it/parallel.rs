@@ -27,8 +27,7 @@ case "$prompt" in *"Resolve the merge conflict"*)
   git merge --no-edit -q "$integ" >/dev/null 2>&1
   grep -v '^<<<<<<<\|^=======\|^>>>>>>>' shared.txt > shared.tmp && mv shared.tmp shared.txt
   git add shared.txt && git commit -q --no-edit
-  printf '{{"type":"result","subtype":"success","is_error":false,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\"}}"}}\n' "$key"
-  exit 0;;
+  {resolved}  exit 0;;
 esac
 touch "$state/running/$key"
 [ -f node_modules/installed ] && cp node_modules/installed "$state/deps-$key"
@@ -61,9 +60,16 @@ esac
 rm -f "$state/running/$key"
 case "$key" in 5-*) rm -f ../../../notes.txt;; esac
 case "$key" in 4-*) head -c 1000000000 /dev/zero | tr '\0' x; echo;; esac
-printf '{{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.1,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":%s,\\"tasks_completed_by_closer\\":%s,\\"tasks_already_done\\":%s}}"}}\n' "$key" "$total" "$done_now" "$already"
-"#,
+{done}"#,
         state = state.display(),
+        resolved = common::claude_envelope_sh(
+            r#"printf '{"story_key":"%s","status":"completed"}' "$key""#,
+            0.0
+        ),
+        done = common::claude_envelope_sh(
+            r#"printf '{"story_key":"%s","status":"completed","tasks_total":%s,"tasks_completed_by_closer":%s,"tasks_already_done":%s}' "$key" "$total" "$done_now" "$already""#,
+            0.1
+        ),
         story_from_prompt = common::STORY_FROM_PROMPT
     );
     r.install_script("claude", &script);

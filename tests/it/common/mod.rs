@@ -192,6 +192,9 @@ impl TestRepo {
             bin_dir,
         };
         repo.git(&["init", "-q", "-b", "main"]);
+        // Parallel agents start 2 s apart by default; tests that count agents running at once
+        // need them started together (a test may set it again).
+        repo.git(&["config", "teleos.agentStagger", "0"]);
         repo.write("README.md", "# test project\n");
         repo.commit_all("initial commit");
         repo
@@ -308,3 +311,44 @@ pub fn story(title: &str, done: usize, left: usize) -> String {
 /// `story_file:` lines of the prompt in `$prompt` (as the real agents read the prompt).
 pub const STORY_FROM_PROMPT: &str = r#"key=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_key[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)
 file=$(printf '%s\n' "$prompt" | sed -n 's/^.*story_file[^:]*: *[`*]*\([^`* ]*\).*$/\1/p' | head -n 1)"#;
+
+/// A captured output of a real agent CLI (tests/it/common/fixtures/agent-cli, see its README).
+pub fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/common/fixtures/agent-cli")
+        .join(name);
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// claude's real result envelope (`claude.out`, one line) with a successful `result` and a
+/// cost: what `claude -p --output-format json` prints when a run went well.
+pub fn claude_envelope(result: &str, cost: f64) -> String {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&fixture("claude.out")).expect("claude.out is JSON");
+    v["is_error"] = false.into();
+    v["result"] = result.into();
+    v["total_cost_usd"] = cost.into();
+    v["num_turns"] = 3.into();
+    v.to_string()
+}
+
+/// A shell here-document that prints `text` verbatim (quoted delimiter: nothing expands).
+pub fn heredoc(text: &str, to_stderr: bool) -> String {
+    format!(
+        "cat {}<<'TELEOS_FIXTURE'\n{}{}TELEOS_FIXTURE\n",
+        if to_stderr { ">&2 " } else { "" },
+        text,
+        if text.ends_with('\n') { "" } else { "\n" }
+    )
+}
+
+/// A shell line printing claude's real envelope (`claude.out` turned into a success) whose
+/// `result` is the output of the shell command `result_cmd`, JSON-escaped.
+pub fn claude_envelope_sh(result_cmd: &str, cost: f64) -> String {
+    let envelope = claude_envelope("@RESULT@", cost);
+    let (pre, post) = envelope.split_once("@RESULT@").expect("placeholder");
+    assert!(!pre.contains('\'') && !post.contains('\''));
+    format!(
+        r#"printf '%s%s%s\n' '{pre}' "$({result_cmd} | sed 's/\\/\\\\/g; s/"/\\"/g')" '{post}'"#
+    ) + "\n"
+}
