@@ -423,3 +423,32 @@ exec "{bin}" run-story --remote "$1" --base "$2" --story "$3" --key "$4" --sessi
     );
     let _ = bare;
 }
+
+#[test]
+fn command_runner_without_a_command_or_a_remote_is_a_setup_error() {
+    let (r, _bare, url) = setup(&["1-1-first"]);
+    r.git(&["config", "teleos.runner", "command"]);
+    let run = r.teleos(["close", "--parallel", "2", "--all", "--yes"]);
+    run.code(2);
+    assert!(
+        run.stderr
+            .contains("error: teleos.runner is command, but teleos.runnerCommand is not set")
+            && run.stderr.contains("hint:"),
+        "{}",
+        run.stderr
+    );
+    r.git(&["config", "teleos.runnerCommand", "true {key}"]);
+    r.git(&["config", "teleos.remote", "nowhere"]);
+    let run = r.teleos(["close", "--parallel", "2", "--all", "--yes"]);
+    run.code(2);
+    assert!(
+        run.stderr.contains("error: no remote 'nowhere'") && run.stderr.contains("hint:"),
+        "{}",
+        run.stderr
+    );
+    // Nothing was pushed, and no integration branch was left behind.
+    assert!(!remote_refs(&r, &url)
+        .keys()
+        .any(|k| k.starts_with("refs/teleos/")));
+    assert_eq!(r.git(&["branch", "--list", "integration-*"]), "");
+}
