@@ -15,6 +15,7 @@ pub mod gate;
 pub mod git;
 pub mod manifest;
 pub mod process;
+pub mod remote;
 pub mod report;
 pub mod settings;
 pub mod stories;

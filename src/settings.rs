@@ -57,6 +57,9 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
     ("teleos.circuitBreaker", "Consecutive story failures after which no new story starts. Default 3; 0 disables."),
     ("teleos.workerInstructions", "File (relative to the repository root) whose text replaces the built-in worker instructions."),
     ("teleos.pipelineCommand", "Command run for selected NEEDS_PIPELINE stories (story key appended as the last argument). Default: none, they are only recorded as routed."),
+    ("teleos.runner", "Where parallel stories run: local (default: worktrees on this machine) or command (teleos.runnerCommand starts a job per story that runs git teleos run-story elsewhere; results come back through teleos.remote)."),
+    ("teleos.runnerCommand", "For teleos.runner=command: the command that starts one story's job, with {remote} {base} {story} {key} {session} each replaced inside its argument; split like a shell would, never run by one. It may block until the job ends or return at once."),
+    ("teleos.remote", "For teleos.runner=command: the remote (name or URL) the jobs fetch from and push their results to, under refs/teleos/<sid>/. Default origin."),
     ("teleos.staleHours", "Age in hours after which a session of another tool whose pid is dead counts as orphaned; 0 means no grace period. Default 4."),
     ("teleos.worktreeDir", "Where parallel worktrees are created, relative to the repository root. Default .claude/worktrees."),
     ("teleos.keepWorktrees", "Boolean. Keep a parallel batch's clean, merged worktrees (with their installed dependencies) for the next batch instead of removing them. Default false."),
@@ -184,6 +187,10 @@ pub struct Settings {
     pub circuit_breaker: u32,
     pub worker_instructions: Option<PathBuf>,
     pub pipeline_command: Option<String>,
+    /// `local` or `command` (see `batch::remote`).
+    pub runner: String,
+    pub runner_command: Option<String>,
+    pub remote: String,
     pub stale_hours: f64,
     pub worktree_dir: PathBuf,
     pub keep_worktrees: bool,
@@ -223,6 +230,7 @@ impl Settings {
         let circuit_breaker = c.count("teleos.circuitBreaker", 0, 100_000)?;
         let stale_hours = c.hours("teleos.staleHours")?;
         let setup = c.choice("teleos.setup", SETUP_MODES)?;
+        let runner = c.choice("teleos.runner", &["local", "command"])?;
         let setup_timeout = c.count("teleos.setupTimeout", 1, 7 * 24 * 3600)?;
         let gate_timeout = c.count("teleos.gateTimeout", 1, 7 * 24 * 3600)?;
         let gate_repairs = c.count("teleos.gateRepairs", 0, 10)?;
@@ -333,6 +341,11 @@ impl Settings {
                 .unwrap_or(defaults::CIRCUIT_BREAKER),
             worker_instructions: c.string("teleos.workerInstructions").map(PathBuf::from),
             pipeline_command: c.string("teleos.pipelineCommand"),
+            runner: runner.unwrap_or_else(|| "local".to_string()),
+            runner_command: c.string("teleos.runnerCommand"),
+            remote: c
+                .string("teleos.remote")
+                .unwrap_or_else(|| "origin".to_string()),
             stale_hours: flags
                 .stale_hours
                 .or(stale_hours)

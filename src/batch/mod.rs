@@ -8,6 +8,7 @@ pub mod governor;
 pub mod parallel;
 pub mod pool;
 pub mod progress;
+pub mod remote;
 pub mod results;
 pub mod select;
 pub mod sequential;

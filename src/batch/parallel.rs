@@ -1259,7 +1259,7 @@ fn restore_integration(
 }
 
 /// Merge the integration branch into the branch the batch started from.
-fn land(
+pub(crate) fn land(
     main: &gix::Repository,
     root: &Path,
     start_branch: Option<&str>,

@@ -12,6 +12,7 @@ use crate::batch::footprint::Footprint;
 use crate::batch::gate::GateEnv;
 use crate::batch::parallel::{self, ParallelEnv};
 use crate::batch::progress::Progress;
+use crate::batch::remote::RemoteEnv;
 use crate::batch::results::{self, BatchReport, BlockerQuestion, Outcome};
 use crate::batch::select::{self, Request, Selection};
 use crate::batch::sequential::{self, BatchEnv};
@@ -256,7 +257,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         crate::git::require_identity(&ctx.repo)?;
     }
     let agent_cfg = agent_config(&ctx.settings)?;
-    if selection.closeable() > 0 {
+    // With the command runner the agents run elsewhere: their machines check their own login.
+    let command_runner = slots.is_some() && ctx.settings.runner == "command";
+    if command_runner && ctx.settings.runner_command.is_none() {
+        return Err(Error::usage_hint(
+            "teleos.runner is command, but teleos.runnerCommand is not set",
+            "set it, e.g.: git config teleos.runnerCommand 'ssh build1 git teleos run-story --remote {remote} --base {base} --story {story} --key {key} --session {session}'",
+        ));
+    }
+    if selection.closeable() > 0 && !command_runner {
         agent::preflight(&agent_cfg)?;
     }
     let setup_mode = args
@@ -340,6 +349,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
     };
     let date = crate::batch::today();
     let mode = match slots {
+        Some(n) if command_runner => format!("command runner ({})", plural(n, "job", "jobs")),
         Some(n) => format!("parallel ({})", plural(n, "worktree", "worktrees")),
         None => "sequential".to_string(),
     };
@@ -438,7 +448,26 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                 );
                 report.stories.push(r);
             }
-            if !closeable.is_empty() {
+            if !closeable.is_empty() && command_runner {
+                let line = |l: &str| {
+                    if !global.quiet {
+                        eprintln!("{l}");
+                    }
+                };
+                let env = RemoteEnv {
+                    story: story_env,
+                    root: &ctx.root,
+                    session_id: &session_id,
+                    slots: n,
+                    remote: &ctx.settings.remote,
+                    command: ctx.settings.runner_command.as_deref().unwrap_or_default(),
+                    // A job runs the agent up to 1 + retries times, each within the timeout.
+                    timeout: ctx.settings.story_timeout * (ctx.settings.retries + 1),
+                    land: !args.no_land,
+                    progress: &line,
+                };
+                crate::batch::remote::run(&env, closeable, &mut report)?;
+            } else if !closeable.is_empty() {
                 let progress = Progress::new(
                     n.min(closeable.len()),
                     closeable.len(),

@@ -11,6 +11,7 @@ mod history;
 mod hooks;
 pub mod man;
 mod report;
+mod run_story;
 mod scan;
 mod status;
 
@@ -82,6 +83,7 @@ pub enum Command {
     Status(status::Args),
     CleanOrphans(clean_orphans::Args),
     Hooks(hooks::Args),
+    RunStory(run_story::Args),
     Demo(demo::Args),
     Completions(completions::Args),
     /// The demo's simulated agent (speaks Claude Code's protocol); not for direct use.
@@ -126,6 +128,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
         Command::Status(args) => status::run(args, &cli.global),
         Command::CleanOrphans(args) => clean_orphans::run(args, &cli.global),
         Command::Hooks(args) => hooks::run(args, &cli.global),
+        Command::RunStory(args) => run_story::run(args, &cli.global),
         Command::Demo(args) => demo::run(args, &cli.global),
         Command::SimulatedAgent(args) => demo::simulated_agent(args),
         Command::Completions(args) => completions::run(args),
