@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::agent::Claude;
 use common::{story, TestRepo};
 use serde_json::{json, Value};
 
@@ -51,41 +52,30 @@ fn worktree_count(r: &TestRepo) -> usize {
 /// commits then sleeps, `3-*` leaves uncommitted files then sleeps. Each writes its process
 /// group (its own pid: agents lead their group) to `<state>/<key>` when it reaches that state.
 fn install_agent(r: &TestRepo) -> PathBuf {
-    let state = r.home.join("agents");
-    std::fs::create_dir_all(&state).unwrap();
-    let script = format!(
-        r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
-prompt=$(cat)
-{story_from_prompt}
-state="{state}"
-mkdir -p out
-case "$key" in
-  1-*)
-    sed -i 's/^- \[ \] /- [x] /' "$file"
+    Claude::new()
+        .sh("mkdir -p out")
+        .on(
+            "1-*",
+            r#"sed -i 's/^- \[ \] /- [x] /' "$file"
     echo "$key" > "out/$key.txt"
     git add -A && git commit -qm "teleos: close $key"
-    {done}    exit 0;;
-  2-*)
-    echo "committed work" > "out/$key.txt"
+    answer 10 1 9
+    exit 0"#,
+        )
+        .on(
+            "2-*",
+            r#"echo "committed work" > "out/$key.txt"
     git add -A && git commit -qm "teleos: unmerged work of $key"
-    echo $$ > "$state/$key.tmp" && mv "$state/$key.tmp" "$state/$key";;
-  3-*)
-    echo "uncommitted work" > "out/$key.txt"
+    echo $$ > "$state/$key.tmp" && mv "$state/$key.tmp" "$state/$key""#,
+        )
+        .on(
+            "3-*",
+            r#"echo "uncommitted work" > "out/$key.txt"
     echo "changed" >> README.md
-    echo $$ > "$state/$key.tmp" && mv "$state/$key.tmp" "$state/$key";;
-esac
-sleep 300
-"#,
-        state = state.display(),
-        story_from_prompt = common::STORY_FROM_PROMPT,
-        done = common::claude_envelope_sh(
-            r#"printf '{"story_key":"%s","status":"completed","tasks_total":10,"tasks_completed_by_closer":1,"tasks_already_done":9}' "$key""#,
-            0.0
-        ),
-    );
-    r.install_script("claude", &script);
-    state
+    echo $$ > "$state/$key.tmp" && mv "$state/$key.tmp" "$state/$key""#,
+        )
+        .sleep("300")
+        .install(r)
 }
 
 fn repo_with_stories(keys: &[&str]) -> TestRepo {

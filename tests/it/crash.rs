@@ -6,6 +6,7 @@ use crate::common;
 
 use std::collections::BTreeSet;
 
+use common::agent::Claude;
 use common::{story, TestRepo};
 
 const DIR: &str = "docs/sprint-artifacts";
@@ -13,29 +14,16 @@ const DIR: &str = "docs/sprint-artifacts";
 /// A stand-in `claude` that commits its story's work, leaves one uncommitted scratch file, and
 /// records every commit it made.
 fn install_agent(r: &TestRepo, seconds: &str) {
-    let state = r.home.join("agents");
-    std::fs::create_dir_all(&state).unwrap();
-    let script = format!(
-        r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
-prompt=$(cat)
-{story_from_prompt}
-sed -i 's/^- \[ \] /- [x] /' "$file"
-mkdir -p out && echo "$key" > "out/$key.txt"
-git add out "$file" && git commit -qm "teleos: close $key"
-git rev-parse HEAD >> "{state}/commits"
-echo "scratch of $key" > "scratch-$key.txt"
-echo "$key" >> "{state}/ran"
-sleep {seconds}
-{done}"#,
-        done = common::claude_envelope_sh(
-            r#"printf '{"story_key":"%s","status":"completed","tasks_total":10,"tasks_completed_by_closer":1,"tasks_already_done":9}' "$key""#,
-            0.0
-        ),
-        state = state.display(),
-        story_from_prompt = common::STORY_FROM_PROMPT
-    );
-    r.install_script("claude", &script);
+    Claude::new()
+        .tick()
+        .write_out()
+        .commit(r#"out "$file""#)
+        .sh(r#"git rev-parse HEAD >> "$state/commits""#)
+        .sh(r#"echo "scratch of $key" > "scratch-$key.txt""#)
+        .record("ran")
+        .sleep(seconds)
+        .sh("answer 10 1 9")
+        .install(r);
 }
 
 fn lines(path: &std::path::Path) -> Vec<String> {

@@ -4,6 +4,7 @@
 
 use crate::common;
 
+use common::agent::Claude;
 use common::{story, TestRepo};
 
 const DIR: &str = "docs/sprint-artifacts";
@@ -28,18 +29,9 @@ echo "check passed" | tee check-report.txt
 /// removes it when the repair prompt shows the check's output; `*-alpha`/`*-beta` register the
 /// same route (each fine alone).
 fn install_agent(r: &TestRepo) {
-    let state = r.home.join("agents");
-    std::fs::create_dir_all(&state).unwrap();
-    let script = format!(
-        r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
-prompt=$(cat)
-{story_from_prompt}
-state="{state}"
-answer() {{
-  printf '{{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.1,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":%s,\\"tasks_completed_by_closer\\":%s,\\"tasks_already_done\\":%s}}"}}\n' "$key" "$1" "$2" "$3"
-}}
-case "$prompt" in *"the project's check is red"*)
+    Claude::new()
+        .cost(0.1)
+        .sh(r#"case "$prompt" in *"the project's check is red"*)
   printf '%s\n' "$prompt" > "$state/repair-$key"
   total=$(grep -c '^- \[' "$file")
   case "$key" in *-fixable)
@@ -51,23 +43,17 @@ case "$prompt" in *"the project's check is red"*)
   esac
   answer "$total" 0 "$total"
   exit 0;;
-esac
-already=$(grep -c '^- \[x\]' "$file")
-total=$(grep -c '^- \[' "$file")
-sed -i 's/^- \[ \] /- [x] /' "$file"
-mkdir -p out src routes && echo "$key" > "out/$key.txt"
+esac"#)
+        .tick()
+        .sh(r#"mkdir -p out src routes && echo "$key" > "out/$key.txt"
 case "$key" in
   *-bug) echo "BUG: off by one, fix later" > src/bug.txt;;
   *-fixable) echo "total = BUG price * qty" > src/fixable.txt;;
   *-alpha|*-beta) echo "GET /api/items" > "routes/$key";;
-esac
-git add -A out src routes "$file" && git commit -qm "teleos: close $key"
-answer "$total" $((total - already)) "$already"
-"#,
-        state = state.display(),
-        story_from_prompt = common::STORY_FROM_PROMPT
-    );
-    r.install_script("claude", &script);
+esac"#)
+        .commit(r#"-A out src routes "$file""#)
+        .answer_counts()
+        .install(r);
 }
 
 fn repo_with(keys: &[&str]) -> TestRepo {

@@ -6,6 +6,7 @@ use crate::common;
 
 use std::path::Path;
 
+use common::agent::Claude;
 use common::{story, TestRepo};
 use serde_json::{json, Value};
 
@@ -235,22 +236,17 @@ fn linked_worktrees_share_the_main_worktrees_manifest() {
     // A batch started from the linked worktree registers there too: its agent, running in
     // the batch's worktree, asks `git teleos status` at the main worktree and finds it.
     let state = r.home.join("seen-from-main.json");
-    let script = format!(
-        r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
-prompt=$(cat)
-{story_from_prompt}
-(cd "{main}" && git teleos status --json > "{state}")
-pwd > "{state}.cwd"
-sed -i 's/^- \[ \] /- [x] /' "$file"
-git add -A && git commit -qm "teleos: close $key"
-printf '{{"type":"result","subtype":"success","is_error":false,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":10,\\"tasks_completed_by_closer\\":4,\\"tasks_already_done\\":6}}"}}\n' "$key"
-"#,
-        story_from_prompt = common::STORY_FROM_PROMPT,
-        main = r.root.display(),
-        state = state.display(),
-    );
-    r.install_script("claude", &script);
+    Claude::new()
+        .sh(&format!(
+            r#"(cd "{main}" && git teleos status --json > "{state}")
+pwd > "{state}.cwd""#,
+            main = r.root.display(),
+            state = state.display(),
+        ))
+        .tick()
+        .commit("-A")
+        .sh("answer 10 4 6")
+        .install(&r);
     let run = git_teleos(
         &r,
         &linked,

@@ -6,6 +6,7 @@ use crate::common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::agent::Claude;
 use common::{story, TestRepo};
 
 const DIR: &str = "docs/sprint-artifacts";
@@ -14,20 +15,17 @@ const DIR: &str = "docs/sprint-artifacts";
 /// `shared.txt` for 9-* stories, which therefore conflict), commits, and answers with the
 /// worker result in Claude's envelope. It records how many agents run at once.
 fn install_agent(r: &TestRepo, seconds: &str) {
-    let state = r.home.join("agents");
-    std::fs::create_dir_all(state.join("running")).unwrap();
-    let script = format!(
-        r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
-prompt=$(cat)
-{story_from_prompt}
-state="{state}"
-case "$prompt" in *"Resolve the merge conflict"*)
+    std::fs::create_dir_all(r.home.join("agents/running")).unwrap();
+    Claude::new()
+        .cost(0.1)
+        .sh(
+            r#"case "$prompt" in *"Resolve the merge conflict"*)
   integ=$(printf '%s\n' "$prompt" | sed -n 's/^.*integration branch: `\([^`]*\)`.*$/\1/p' | head -n 1)
   git merge --no-edit -q "$integ" >/dev/null 2>&1
   grep -v '^<<<<<<<\|^=======\|^>>>>>>>' shared.txt > shared.tmp && mv shared.tmp shared.txt
   git add shared.txt && git commit -q --no-edit
-  {resolved}  exit 0;;
+  answer_status
+  exit 0;;
 esac
 touch "$state/running/$key"
 [ -f node_modules/installed ] && cp node_modules/installed "$state/deps-$key"
@@ -37,42 +35,33 @@ pwd > "$state/cwd-$key"
 # Dependency check: 1-2 must see the work of 1-1 already merged.
 if [ "$key" = "1-2-second" ]; then
   if [ -f out/1-1-first.txt ]; then echo ok > "$state/dep-1-2"; else echo missing > "$state/dep-1-2"; fi
-fi
-sleep {seconds}
-already=$(grep -c '^- \[x\]' "$file")
-total=$(grep -c '^- \[' "$file")
-sed -i 's/^- \[ \] /- [x] /' "$file"
-done_now=$((total - already))
-mkdir -p out && echo "$key" > "out/$key.txt"
-case "$key" in 9-*) echo "$key wins" > shared.txt;; esac
-case "$key" in 8-*) echo "left behind" > leftover.txt;; esac
-case "$key" in *-deep) mkdir -p new/deeper/still && echo "deep" > new/deeper/still/left.txt;; esac
-case "$key" in 7-*) git checkout -q -b "rogue-$key";; esac
-git add out "$file" $( [ -f shared.txt ] && echo shared.txt ) && git commit -qm "teleos: close $key"
-case "$key" in 6-*)
-  # Commit something else straight onto the integration branch, then hide it.
-  b=$(git symbolic-ref --short HEAD); sid=${{b#worktree/teleos-}}; sid=${{sid%-*}}
+fi"#,
+        )
+        .sleep(seconds)
+        .tick()
+        .write_out()
+        .on("9-*", r#"echo "$key wins" > shared.txt"#)
+        .leftover("8-*", "leftover.txt", "left behind")
+        .on(
+            "*-deep",
+            r#"mkdir -p new/deeper/still && echo "deep" > new/deeper/still/left.txt"#,
+        )
+        .switch_branch("7-*")
+        .commit(r#"out "$file" $( [ -f shared.txt ] && echo shared.txt )"#)
+        .on(
+            "6-*",
+            r#"  # Commit something else straight onto the integration branch, then hide it.
+  b=$(git symbolic-ref --short HEAD); sid=${b#worktree/teleos-}; sid=${sid%-*}
   good=$(git rev-parse HEAD)
   echo rogue > rogue.txt && git add rogue.txt && git commit -qm "rogue commit"
   git update-ref "refs/heads/integration-$sid" HEAD
-  git reset -q --hard "$good";;
-esac
-rm -f "$state/running/$key"
-case "$key" in 5-*) rm -f ../../../notes.txt;; esac
-case "$key" in 4-*) head -c 1000000000 /dev/zero | tr '\0' x; echo;; esac
-{done}"#,
-        state = state.display(),
-        resolved = common::claude_envelope_sh(
-            r#"printf '{"story_key":"%s","status":"completed"}' "$key""#,
-            0.0
-        ),
-        done = common::claude_envelope_sh(
-            r#"printf '{"story_key":"%s","status":"completed","tasks_total":%s,"tasks_completed_by_closer":%s,"tasks_already_done":%s}' "$key" "$total" "$done_now" "$already""#,
-            0.1
-        ),
-        story_from_prompt = common::STORY_FROM_PROMPT
-    );
-    r.install_script("claude", &script);
+  git reset -q --hard "$good""#,
+        )
+        .sh(r#"rm -f "$state/running/$key""#)
+        .on("5-*", "rm -f ../../../notes.txt")
+        .on("4-*", r"head -c 1000000000 /dev/zero | tr '\0' x; echo")
+        .answer_counts()
+        .install(r);
 }
 
 fn repo_with(stories: &[(&str, &str)]) -> TestRepo {

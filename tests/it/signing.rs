@@ -7,6 +7,7 @@ use crate::common;
 
 use std::time::Duration;
 
+use common::agent::Claude;
 use common::{story, TestRepo};
 
 const DIR: &str = "docs/sprint-artifacts";
@@ -14,25 +15,16 @@ const DIR: &str = "docs/sprint-artifacts";
 /// A stand-in `claude` that holds (before committing) while `<home>/hold` exists, so the test
 /// can move `main` meanwhile and make both stories start from the same commit.
 fn install_agent(r: &TestRepo) {
-    let script = format!(
-        r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
-prompt=$(cat)
-{story_from_prompt}
-home="{home}"
-touch "$home/started-$key"
-while [ -f "$home/hold" ]; do sleep 0.1; done
-sed -i 's/^- \[ \] /- [x] /' "$file"
-mkdir -p out && echo "$key" > "out/$key.txt"
-nosign=""
+    Claude::new()
+        .sh(r#"touch "$home/started-$key"
+while [ -f "$home/hold" ]; do sleep 0.1; done"#)
+        .tick()
+        .write_out()
+        .sh(r#"nosign=""
 [ -f "$home/agent-no-sign" ] && nosign="--no-gpg-sign"
 git add out "$file" && git commit -q $nosign -m "teleos: close $key" || exit 1
-printf '{{"type":"result","subtype":"success","is_error":false,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\"}}"}}\n' "$key"
-"#,
-        home = r.home.display(),
-        story_from_prompt = common::STORY_FROM_PROMPT
-    );
-    r.install_script("claude", &script);
+answer_status"#)
+        .install(r);
 }
 
 /// A stand-in `gpg`: records its arguments and stdin, prints an armored signature on stdout

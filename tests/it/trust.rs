@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::agent::Claude;
 use common::{story, Run, TestRepo};
 
 const DIR: &str = "docs/sprint-artifacts";
@@ -18,33 +19,23 @@ const DIR: &str = "docs/sprint-artifacts";
 /// Stories whose key ends in `-fail` fail as Claude does on an API error; those ending in
 /// `-dirty` leave an uncommitted file behind.
 fn install_agent(r: &TestRepo) {
-    let script = format!(
-        r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
-prompt=$(cat)
-{story_from_prompt}
-home="{home}"
-echo "$key" >> "$home/runs"
-case "$key" in *-fail)
-  printf '{{"type":"result","subtype":"error_during_execution","is_error":true,"result":"API Error: 500 Internal server error"}}\n'
-  exit 1;;
-esac
-touch "$home/started-$key"
+    Claude::new()
+        .cost(0.1)
+        .sh(r#"echo "$key" >> "$home/runs""#)
+        .fail(
+            "*-fail",
+            "error_during_execution",
+            "API Error: 500 Internal server error",
+        )
+        .sh(r#"touch "$home/started-$key"
 [ -f "$home/delay" ] && sleep "$(cat "$home/delay")"
-[ -f "$home/delay-$key" ] && sleep "$(cat "$home/delay-$key")"
-already=$(grep -c '^- \[x\]' "$file")
-total=$(grep -c '^- \[' "$file")
-sed -i 's/^- \[ \] /- [x] /' "$file"
-done_now=$((total - already))
-mkdir -p out && echo "$key" > "out/$key.txt"
-case "$key" in *-dirty) echo "not committed" > "scratch-$key.txt";; esac
-git add out "$file" && git commit -qm "teleos: close $key"
-printf '{{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.1,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":%s,\\"tasks_completed_by_closer\\":%s,\\"tasks_already_done\\":%s}}"}}\n' "$key" "$total" "$done_now" "$already"
-"#,
-        home = r.home.display(),
-        story_from_prompt = common::STORY_FROM_PROMPT
-    );
-    r.install_script("claude", &script);
+[ -f "$home/delay-$key" ] && sleep "$(cat "$home/delay-$key")""#)
+        .tick()
+        .write_out()
+        .leftover("*-dirty", "scratch-$key.txt", "not committed")
+        .commit(r#"out "$file""#)
+        .answer_counts()
+        .install(r);
 }
 
 fn repo_with(keys: &[&str]) -> TestRepo {

@@ -5,6 +5,8 @@
 //! `HOME` inside the temp dir. In-process gix opens repositories with [`open_isolated`].
 #![allow(dead_code)]
 
+pub mod agent;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
