@@ -8,6 +8,7 @@ use crate::common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use common::agent::Claude;
 use common::{fixture, heredoc, story, TestRepo, STORY_FROM_PROMPT};
 use serde_json::Value;
 
@@ -232,13 +233,9 @@ fn the_governor_backs_off_on_429_and_climbs_back() {
 #[test]
 fn claude_error_subtypes_show_the_cli_words() {
     let r = repo(&["3-1-a"]);
-    r.install_script(
-        "claude",
-        &format!(
-            "#!/bin/sh\nif [ \"$1\" = auth ]; then echo '{{\"loggedIn\": true}}'; exit 0; fi\ncat >/dev/null\n{}exit 1\n",
-            heredoc(&fixture("claude-maxturns-error.out"), false)
-        ),
-    );
+    Claude::new()
+        .reply("*", "", &fixture("claude-maxturns-error.out"), 1)
+        .install(&r);
     let out = r.teleos([
         "close",
         "--sequential",
@@ -332,13 +329,9 @@ fn a_silent_opencode_stalls_and_the_batch_stops_when_every_run_died_the_same_way
 #[test]
 fn landed_is_said_only_when_commits_landed() {
     let r = repo(&["6-1-a"]);
-    r.install_script(
-        "claude",
-        &format!(
-            "#!/bin/sh\nif [ \"$1\" = auth ]; then echo '{{\"loggedIn\": true}}'; exit 0; fi\ncat >/dev/null\n{}exit 1\n",
-            heredoc(&fixture("claude-maxturns-error.out"), false)
-        ),
-    );
+    Claude::new()
+        .reply("*", "", &fixture("claude-maxturns-error.out"), 1)
+        .install(&r);
     let head = r.git(&["rev-parse", "HEAD"]);
     let out = r.teleos([
         "close",

@@ -3,6 +3,7 @@
 
 use crate::common;
 
+use common::agent::Claude;
 use common::{story, TestRepo};
 use serde_json::{json, Value};
 
@@ -66,36 +67,18 @@ fn complete(prefix: &'static str, key: &str, by_closer: usize, already: usize) -
 /// Install a stand-in `claude` whose behaviour depends on the story key in the prompt. Every
 /// call records its prompt and environment under `home/calls/`.
 fn install_claude(r: &TestRepo, logged_in: bool, cases: &[Case]) {
-    let calls = r.home.join("calls");
-    std::fs::create_dir_all(&calls).unwrap();
-    let mut script = format!(
-        r#"#!/bin/sh
-# Stand-in for Claude Code (claude -p --output-format json): prompt on stdin, envelope on stdout.
-if [ "$1" = auth ]; then
-  if {logged_in}; then echo '{{"loggedIn": true, "authMethod": "claude.ai"}}'; exit 0; fi
-  {not_logged_in}  exit 1
-fi
-prompt=$(cat)
-n=$(ls "{calls}" | wc -l)
-printf '%s' "$prompt" > "{calls}/$n.prompt"
-env > "{calls}/$n.env"
-printf '%s\n' "$*" > "{calls}/$n.args"
-{story_from_prompt}
-case "$key" in
-"#,
-        logged_in = if logged_in { "true" } else { "false" },
-        not_logged_in = common::heredoc(&common::fixture("claude-auth.out"), false),
-        calls = calls.display(),
-        story_from_prompt = common::STORY_FROM_PROMPT
-    );
-    for c in cases {
-        script.push_str(&format!(
-            "{}*)\n{}\ncat <<'ENVELOPE'\n{}\nENVELOPE\nexit {}\n;;\n",
-            c.prefix, c.actions, c.stdout, c.code
-        ));
+    let mut claude = if logged_in {
+        Claude::new()
+    } else {
+        Claude::new().logged_out()
     }
-    script.push_str("*) echo \"stand-in: no case for $key\" >&2; exit 3;;\nesac\n");
-    r.install_script("claude", &script);
+    .record_calls();
+    for c in cases {
+        claude = claude.reply(&format!("{}*", c.prefix), &c.actions, &c.stdout, c.code);
+    }
+    claude
+        .sh(r#"echo "stand-in: no case for $key" >&2; exit 3"#)
+        .install(r);
 }
 
 fn calls(r: &TestRepo, ext: &str) -> Vec<String> {

@@ -17,6 +17,18 @@ use std::path::PathBuf;
 
 use super::{claude_envelope_sh, fixture, heredoc, TestRepo, STORY_FROM_PROMPT};
 
+/// Shell printing claude's real envelope (`claude.out`) for a run that failed: `subtype`,
+/// `is_error: true`, `result` and `total_cost_usd` set.
+pub fn error_envelope_sh(subtype: &str, result: &str, cost: f64) -> String {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&fixture("claude.out")).expect("claude.out is JSON");
+    v["subtype"] = subtype.into();
+    v["is_error"] = true.into();
+    v["result"] = result.into();
+    v["total_cost_usd"] = cost.into();
+    heredoc(&v.to_string(), false)
+}
+
 /// A stand-in `claude`, built step by step, then [`Claude::install`]ed.
 pub struct Claude {
     logged_in: bool,
@@ -110,13 +122,24 @@ done_now=$((total - already))"#)
     /// For stories matching `glob`: fail as claude does on an error, printing the real
     /// envelope (`claude.out`) with `subtype`, `is_error: true` and `result` set, and exit 1.
     pub fn fail(self, glob: &str, subtype: &str, result: &str) -> Claude {
-        let mut v: serde_json::Value =
-            serde_json::from_str(&fixture("claude.out")).expect("claude.out is JSON");
-        v["subtype"] = subtype.into();
-        v["is_error"] = true.into();
-        v["result"] = result.into();
-        let envelope = heredoc(&v.to_string(), false);
+        let envelope = error_envelope_sh(subtype, result, 0.0);
         self.on(glob, &format!("{envelope}exit 1"))
+    }
+
+    /// Record every call under `$home/calls/`: `<n>.prompt` (stdin), `<n>.env` (the
+    /// environment) and `<n>.args` (the arguments), `n` counting from 0.
+    pub fn record_calls(self) -> Claude {
+        self.sh(r#"mkdir -p "$home/calls"
+n=$(ls "$home/calls" | wc -l)
+printf '%s' "$prompt" > "$home/calls/$n.prompt"
+env > "$home/calls/$n.env"
+printf '%s\n' "$*" > "$home/calls/$n.args""#)
+    }
+
+    /// For stories matching `glob`: run `actions`, print `stdout` verbatim, exit with `code`.
+    pub fn reply(self, glob: &str, actions: &str, stdout: &str, code: i32) -> Claude {
+        let out = heredoc(stdout, false);
+        self.on(glob, &format!("{actions}\n{out}exit {code}"))
     }
 
     /// End with a completed worker result carrying the counts [`Claude::tick`] made.
