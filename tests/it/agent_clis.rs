@@ -9,10 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::agent::Claude;
-use common::{fixture, heredoc, story, TestRepo, STORY_FROM_PROMPT};
+use common::{fixture, heredoc, lines, TestRepo, STORY_FROM_PROMPT};
 use serde_json::Value;
-
-const DIR: &str = "docs/sprint-artifacts";
 
 /// Tick every unchecked task of `$file` and commit (what a good agent run leaves).
 const TICK: &str = "sed -i 's/^- \\[ \\] /- [x] /' \"$file\" && git add -A && git commit -qm \"teleos: close $key\"";
@@ -21,14 +19,7 @@ const TICK: &str = "sed -i 's/^- \\[ \\] /- [x] /' \"$file\" && git add -A && gi
 const RESULT: &str = r#"{\"story_key\":\"$key\",\"status\":\"completed\",\"tasks_total\":10,\"tasks_completed_by_closer\":1,\"tasks_already_done\":9}"#;
 
 fn repo(keys: &[&str]) -> TestRepo {
-    let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
-    for k in keys {
-        r.write(&format!("{DIR}/{k}.md"), &story(k, 9, 1));
-    }
-    r.commit_all("stories");
-    r
+    common::repo_with_stories(keys)
 }
 
 /// Every file and folder under `dir` with its content (folders as `None`).
@@ -64,14 +55,6 @@ fn assert_same_tree(
         .into_iter()
         .collect();
     assert!(changed.is_empty(), "the batch changed: {changed:?}");
-}
-
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 /// gemini 0.61 with no account: exit 41, a plain line then indented JSON on stderr.
@@ -215,8 +198,7 @@ fn the_governor_backs_off_on_429_and_climbs_back() {
     assert!(waited >= 1, "{j}");
     // The batch record draws those waits on the stories' timelines.
     let sid = j["session_id"].as_str().unwrap();
-    let record =
-        std::fs::read_to_string(r.path(&format!(".git/teleos/batches/{sid}.json"))).unwrap();
+    let record = common::batch_record(&r, sid);
     assert!(
         record.contains("\"phase\": \"rate_limit_wait\"")
             || record.contains("\"phase\":\"rate_limit_wait\""),

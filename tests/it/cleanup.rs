@@ -9,10 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::agent::Claude;
-use common::{story, TestRepo};
+use common::{repo_with_stories, TestRepo};
 use serde_json::{json, Value};
 
-const DIR: &str = "docs/sprint-artifacts";
 const WT: &str = ".claude/worktrees";
 
 fn wait_for(what: &str, timeout_secs: u64, mut done: impl FnMut() -> bool) {
@@ -40,12 +39,6 @@ fn group_alive(pgid: &str) -> bool {
 
 fn manifest(r: &TestRepo) -> Value {
     serde_json::from_str(&r.read(&format!("{WT}/manifest.json"))).unwrap()
-}
-
-fn worktree_count(r: &TestRepo) -> usize {
-    r.git(&["worktree", "list", "--porcelain"])
-        .matches("worktree ")
-        .count()
 }
 
 /// A stand-in `claude` whose behaviour depends on the story: `1-*` finishes at once, `2-*`
@@ -76,17 +69,6 @@ fn install_agent(r: &TestRepo) -> PathBuf {
         )
         .sleep("300")
         .install(r)
-}
-
-fn repo_with_stories(keys: &[&str]) -> TestRepo {
-    let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
-    for key in keys {
-        r.write(&format!("{DIR}/{key}.md"), &story(key, 9, 1));
-    }
-    r.commit_all("stories");
-    r
 }
 
 /// The session id of the only session in the manifest, once there is one.
@@ -241,7 +223,7 @@ fn a_batch_killed_with_sigkill_is_cleaned_without_losing_any_work() {
         .ends_with("changed"));
 
     // Nothing else is left, the user's branch did not move, the repository is sound.
-    assert_eq!(worktree_count(&r), 1);
+    assert_eq!(r.worktree_count(), 1);
     assert_eq!(r.git(&["branch", "--format=%(refname:short)"]), "main");
     assert_eq!(r.git(&["rev-parse", "main"]), start);
     assert_eq!(manifest(&r)["sessions"], json!({}));
@@ -334,7 +316,7 @@ fn a_hostile_manifest_cannot_delete_anything_outside() {
         std::fs::read_to_string(elsewhere.join("mine.txt")).unwrap(),
         "user's work\n"
     );
-    assert_eq!(worktree_count(&r), 2);
+    assert_eq!(r.worktree_count(), 2);
     assert_eq!(
         r.git(&["branch", "--format=%(refname:short)"]),
         "feature\nmain\nother"
@@ -386,7 +368,7 @@ fn worktree_folders_deleted_by_hand_are_cleaned_and_their_commits_kept() {
         ]),
         "agent work"
     );
-    assert_eq!(worktree_count(&r), 1);
+    assert_eq!(r.worktree_count(), 1);
     assert_eq!(r.git(&["branch", "--format=%(refname:short)"]), "main");
     assert_eq!(manifest(&r)["sessions"], json!({}));
 }
@@ -547,15 +529,7 @@ fn hooks_honour_core_hooks_path_and_work_from_linked_worktrees() {
     assert!(!r.path("my-hooks/post-checkout").exists());
     r.git(&["config", "--unset", "core.hooksPath"]);
 
-    let linked = r.root.parent().unwrap().join("linked");
-    r.git(&[
-        "worktree",
-        "add",
-        "-q",
-        "-b",
-        "side",
-        linked.to_str().unwrap(),
-    ]);
+    let linked = r.add_linked_worktree();
     r.teleos_in(&linked, ["hooks", "install"]).ok();
     assert!(r.path(".git/hooks/post-checkout").exists());
     // With no manifest the hook is silent and quick.

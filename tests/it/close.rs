@@ -96,8 +96,7 @@ fn calls(r: &TestRepo, ext: &str) -> Vec<String> {
 
 fn repo() -> TestRepo {
     let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
+    r.agent_identity();
     r.git(&["config", "teleos.rateLimitBackoff", "0.05"]);
     r
 }
@@ -289,12 +288,8 @@ fn failures_are_errors_with_reasons_and_the_batch_goes_on() {
     ]);
     out.code(1);
     let j = out.json();
-    let errors = j["errors"].as_array().unwrap();
     let msg = |k: &str| {
-        errors
-            .iter()
-            .find(|e| e["story_key"] == k)
-            .unwrap_or_else(|| panic!("{k} not in errors: {j}"))["error_message"]
+        common::entry(&j["errors"], k)["error_message"]
             .as_str()
             .unwrap()
             .to_string()

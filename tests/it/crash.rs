@@ -7,9 +7,7 @@ use crate::common;
 use std::collections::BTreeSet;
 
 use common::agent::Claude;
-use common::{story, TestRepo};
-
-const DIR: &str = "docs/sprint-artifacts";
+use common::{lines, repo_with_stories, TestRepo};
 
 /// A stand-in `claude` that commits its story's work, leaves one uncommitted scratch file, and
 /// records every commit it made.
@@ -26,22 +24,8 @@ fn install_agent(r: &TestRepo, seconds: &str) {
         .install(r);
 }
 
-fn lines(path: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 fn crash_at(point: &str) {
-    let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
-    for k in ["1-1-a", "1-2-b", "1-3-c"] {
-        r.write(&format!("{DIR}/{k}.md"), &story(k, 9, 1));
-    }
-    r.commit_all("stories");
+    let r = repo_with_stories(&["1-1-a", "1-2-b", "1-3-c"]);
     r.write("notes.txt", "the user's own notes\n");
     let start = r.git(&["rev-parse", "HEAD"]);
     install_agent(&r, if point == "agent-running" { "3" } else { "0" });
@@ -165,13 +149,7 @@ fn crash_during_cleanup() {
 
 #[test]
 fn a_panic_in_one_story_ends_that_story_not_the_batch() {
-    let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
-    for k in ["1-1-a", "1-2-b", "1-3-c"] {
-        r.write(&format!("{DIR}/{k}.md"), &story(k, 9, 1));
-    }
-    r.commit_all("stories");
+    let r = repo_with_stories(&["1-1-a", "1-2-b", "1-3-c"]);
     install_agent(&r, "0");
     let mut cmd = r.teleos_cmd(&r.root);
     // A bug while the first story merges (holding the merge lock).

@@ -91,8 +91,7 @@ fn tree_has(r: &TestRepo, commit: ObjectId, path: &str) -> bool {
 #[test]
 fn the_merge_that_turns_it_red_is_ejected_and_later_work_is_replayed_without_it() {
     let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
+    r.agent_identity();
     r.write("check.sh", CHECK);
     r.write("routes/home", "GET /\n");
     r.commit_all("project");
@@ -175,8 +174,7 @@ fn the_merge_that_turns_it_red_is_ejected_and_later_work_is_replayed_without_it(
 #[test]
 fn a_start_that_is_already_red_blames_no_story() {
     let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
+    r.agent_identity();
     r.write("check.sh", CHECK);
     r.write("routes/x", "GET /dup\n");
     r.write("routes/y", "GET /dup\n");

@@ -5,7 +5,7 @@
 use crate::common;
 
 use common::agent::Claude;
-use common::{story, TestRepo};
+use common::{entry, story, TestRepo};
 
 const DIR: &str = "docs/sprint-artifacts";
 
@@ -67,8 +67,7 @@ fn repo_with(keys: &[&str]) -> TestRepo {
 
 fn repo_with_stories(stories: &[(&str, String)]) -> TestRepo {
     let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
+    r.agent_identity();
     r.write("check.sh", CHECK);
     for (key, text) in stories {
         r.write(&format!("{DIR}/{key}.md"), text);
@@ -77,14 +76,6 @@ fn repo_with_stories(stories: &[(&str, String)]) -> TestRepo {
     r.git(&["config", "teleos.gate", "sh check.sh"]);
     install_agent(&r);
     r
-}
-
-fn entry<'a>(list: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["story_key"] == key)
-        .unwrap_or_else(|| panic!("{key} not in {list}"))
 }
 
 fn check_passes(r: &TestRepo, dir: &std::path::Path) -> bool {
@@ -161,16 +152,8 @@ fn story_repair_and_integration_gates_in_one_parallel_batch() {
     assert_eq!(r.read("src/fixable.txt"), "total = price * qty\n");
     // The batch record draws the gate runs and the repair round on the story's timeline.
     let sid = j["session_id"].as_str().unwrap();
-    let record: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(r.path(&format!(".git/teleos/batches/{sid}.json"))).unwrap(),
-    )
-    .unwrap();
-    let story = record["stories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["story_key"] == "1-2-fixable")
-        .unwrap();
+    let record: serde_json::Value = serde_json::from_str(&common::batch_record(&r, sid)).unwrap();
+    let story = entry(&record["stories"], "1-2-fixable");
     let phases: Vec<&str> = story["timeline"]
         .as_array()
         .unwrap()

@@ -209,15 +209,7 @@ fn stale_hours_zero_means_no_grace_period() {
 #[test]
 fn linked_worktrees_share_the_main_worktrees_manifest() {
     let r = repo();
-    let linked = r.root.parent().unwrap().join("linked");
-    r.git(&[
-        "worktree",
-        "add",
-        "-q",
-        "-b",
-        "side",
-        linked.to_str().unwrap(),
-    ]);
+    let linked = r.add_linked_worktree();
     // A session recorded at the main worktree (by the seed's tools or git-teleos there)...
     r.write(
         &format!("{WT}/manifest.json"),

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::agent::Claude;
-use common::{story, TestRepo};
+use common::{entry, story, TestRepo};
 
 const DIR: &str = "docs/sprint-artifacts";
 
@@ -66,8 +66,7 @@ fi"#,
 
 fn repo_with(stories: &[(&str, &str)]) -> TestRepo {
     let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
+    r.agent_identity();
     r.write("shared.txt", "original\n");
     r.write("tracked.txt", "original\n");
     for (key, text) in stories {
@@ -209,12 +208,7 @@ fn nine_stories_on_three_worktrees_land_and_leave_nothing_behind() {
     assert!(cwd.contains(".claude/worktrees/teleos-"), "{cwd}");
 
     // Nothing left: no worktree, no worktree or integration branch, no session.
-    assert_eq!(
-        r.git(&["worktree", "list", "--porcelain"])
-            .matches("worktree ")
-            .count(),
-        1
-    );
+    assert_eq!(r.worktree_count(), 1);
     let branches = r.git(&["branch", "--format=%(refname:short)"]);
     assert_eq!(branches, "main", "branches left: {branches}");
     let manifest: serde_json::Value =
@@ -238,12 +232,7 @@ fn leftovers_are_rescued_and_a_dirty_landing_is_refused_safely() {
     let out = r.teleos(["close", "--parallel", "2", "--all", "--yes", "--json"]);
     let j = out.json();
     // The messy story committed its work but left a file: kept on a ref, story partial.
-    let messy = j["blocked"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["story_key"] == "8-1-messy")
-        .unwrap_or_else(|| panic!("{j}"));
+    let messy = entry(&j["blocked"], "8-1-messy");
     let rescue = messy["rescue_ref"].as_str().unwrap();
     assert_eq!(
         r.git(&["show", &format!("{rescue}:leftover.txt")]),
@@ -261,12 +250,7 @@ fn leftovers_are_rescued_and_a_dirty_landing_is_refused_safely() {
         log.contains("teleos: close 1-1-clean") && log.contains("teleos: close 8-1-messy"),
         "{log}"
     );
-    assert_eq!(
-        r.git(&["worktree", "list", "--porcelain"])
-            .matches("worktree ")
-            .count(),
-        1
-    );
+    assert_eq!(r.worktree_count(), 1);
     out.code(1);
 }
 
@@ -280,12 +264,7 @@ fn a_leftover_in_a_deep_new_folder_is_rescued_and_never_reaches_the_next_story()
     install_agent(&r, "0");
     let out = r.teleos(["close", "--parallel", "1", "--all", "--yes", "--json"]);
     let j = out.json();
-    let deep = j["blocked"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["story_key"] == "1-1-deep")
-        .unwrap_or_else(|| panic!("{j}"));
+    let deep = entry(&j["blocked"], "1-1-deep");
     let rescue = deep["rescue_ref"].as_str().unwrap();
     assert_eq!(
         r.git(&["show", &format!("{rescue}:new/deeper/still/left.txt")]),
@@ -354,12 +333,7 @@ fn ctrl_c_keeps_the_session_and_resume_finishes_it() {
     for k in ["1-1-a", "1-2-b", "1-3-c", "1-4-d"] {
         assert!(r.path(&format!("out/{k}.txt")).exists(), "{k} did not land");
     }
-    assert_eq!(
-        r.git(&["worktree", "list", "--porcelain"])
-            .matches("worktree ")
-            .count(),
-        1
-    );
+    assert_eq!(r.worktree_count(), 1);
     assert_eq!(r.git(&["branch", "--format=%(refname:short)"]), "main");
 }
 
@@ -487,12 +461,7 @@ fn resolve_lets_the_agent_merge_a_conflict() {
         "{shared}"
     );
     assert!(!shared.contains("<<<<<<<"));
-    assert_eq!(
-        r.git(&["worktree", "list", "--porcelain"])
-            .matches("worktree ")
-            .count(),
-        1
-    );
+    assert_eq!(r.worktree_count(), 1);
 }
 
 #[test]
@@ -507,12 +476,7 @@ fn an_agent_that_floods_output_or_deletes_the_users_files_is_reported() {
     out.ok();
     let j = out.json();
     // 1 GB of output: the story still completes and its log stays capped.
-    let flood = j["completed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["story_key"] == "4-1-flood")
-        .unwrap_or_else(|| panic!("{j}"));
+    let flood = entry(&j["completed"], "4-1-flood");
     let log = std::fs::metadata(flood["log_path"].as_str().unwrap())
         .unwrap()
         .len();
@@ -582,12 +546,7 @@ fn kept_worktrees_are_reused_by_the_next_batch_with_their_dependencies() {
         assert!(r.path(&format!("out/{k}.txt")).exists(), "{k} did not land");
     }
     // Without --keep-worktrees this batch removed them: nothing left.
-    assert_eq!(
-        r.git(&["worktree", "list", "--porcelain"])
-            .matches("worktree ")
-            .count(),
-        1
-    );
+    assert_eq!(r.worktree_count(), 1);
     assert_eq!(r.git(&["branch", "--format=%(refname:short)"]), "main");
     let m: serde_json::Value =
         serde_json::from_str(&r.read(".claude/worktrees/manifest.json")).unwrap();
@@ -617,11 +576,6 @@ fn idle_worktrees_can_be_dropped() {
         "{}",
         out.stderr
     );
-    assert_eq!(
-        r.git(&["worktree", "list", "--porcelain"])
-            .matches("worktree ")
-            .count(),
-        1
-    );
+    assert_eq!(r.worktree_count(), 1);
     assert_eq!(r.git(&["branch", "--format=%(refname:short)"]), "main");
 }

@@ -78,8 +78,7 @@ const KEYS: [&str; 6] = [
 
 fn batch_repo() -> TestRepo {
     let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
+    r.agent_identity();
     r.write("routes.txt", "original\n");
     for key in KEYS {
         let mut text = story(key, 9, 1);
@@ -222,10 +221,7 @@ fn a_parallel_batch_draws_one_bar_per_attempt_and_history_lists_it() {
     .unwrap();
     let stories = record["stories"].as_array().unwrap();
     let outcome_of = |k: &str| {
-        stories
-            .iter()
-            .find(|s| s["story_key"] == k)
-            .unwrap_or_else(|| panic!("{k} missing: {record}"))["outcome"]
+        common::entry(&record["stories"], k)["outcome"]
             .as_str()
             .unwrap()
             .to_string()

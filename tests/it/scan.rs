@@ -245,12 +245,7 @@ fn dependency_cycles_are_reported_and_broken() {
     out.ok();
     let j = out.json();
     assert_eq!(j["cycles"].as_array().unwrap().len(), 1, "{j}");
-    let c = j["closeable"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["story_key"] == "7-3-c")
-        .unwrap();
+    let c = common::entry(&j["closeable"], "7-3-c");
     assert_eq!(c["depends_on"], serde_json::json!(["7-1-a"]));
     let human = r.teleos(["scan"]);
     assert!(human.stdout.contains("cycle"), "{}", human.stdout);

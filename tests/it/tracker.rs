@@ -82,8 +82,7 @@ mkdir -p src && echo "$key" > "src/$key.txt""#)
 
 fn repo() -> TestRepo {
     let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
+    r.agent_identity();
     r.write_bytes(TRACKER, tracker_text().as_bytes());
     for key in KEYS {
         r.write(&format!("{DIR}/{key}.md"), &story(key, 9, 1));
@@ -234,8 +233,7 @@ fn a_tracker_in_the_stories_parent_folder_gets_the_same_treatment() {
     let tracker = format!("{arts}/sprint-status.yaml");
     let text = "development_status:\n  # Epic 3\n  3-1-search: ready-for-dev\n  3-2-filters: ready-for-dev\n";
     let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
+    r.agent_identity();
     r.git(&[
         "config",
         "teleos.sprintArtifacts",

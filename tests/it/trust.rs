@@ -87,12 +87,7 @@ fn assert_nothing_created(r: &TestRepo, out: &Run) {
     assert!(!r.path(".claude").exists(), "{}", out.stderr);
     assert_eq!(r.git(&["branch", "--format=%(refname)"]), "refs/heads/main");
     assert_eq!(r.git(&["for-each-ref", "refs/teleos"]), "");
-    assert_eq!(
-        r.git(&["worktree", "list", "--porcelain"])
-            .matches("worktree ")
-            .count(),
-        1
-    );
+    assert_eq!(r.worktree_count(), 1);
     let common = Path::new(&r.git(&["rev-parse", "--git-common-dir"])).to_path_buf();
     assert!(
         !r.root.join(common).join("teleos").exists(),

@@ -6,6 +6,9 @@
 #![allow(dead_code)]
 
 pub mod agent;
+mod helpers;
+
+pub use helpers::*;
 
 use std::ffi::OsStr;
 use std::fs;
