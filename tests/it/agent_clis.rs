@@ -218,15 +218,7 @@ fn claude_error_subtypes_show_the_cli_words() {
     Claude::new()
         .reply("*", "", &fixture("claude-maxturns-error.out"), 1)
         .install(&r);
-    let out = r.teleos([
-        "close",
-        "--sequential",
-        "--all",
-        "--yes",
-        "--json",
-        "--retries",
-        "0",
-    ]);
+    let out = r.close_all(&["--sequential", "--retries", "0"]);
     out.code(1);
     let j = out.json();
     let msg = j["errors"][0]["error_message"].as_str().unwrap();
@@ -254,15 +246,7 @@ while [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done
             events = heredoc(&fixture("codex-success.out"), false),
         ),
     );
-    let out = r.teleos([
-        "close",
-        "--sequential",
-        "--all",
-        "--yes",
-        "--json",
-        "--agent",
-        "codex",
-    ]);
+    let out = r.close_all(&["--sequential", "--agent", "codex"]);
     out.ok();
     let j = out.json();
     assert_eq!(j["completed"][0]["story_key"], "4-1-a", "{j}");
@@ -287,15 +271,7 @@ fn a_silent_opencode_stalls_and_the_batch_stops_when_every_run_died_the_same_way
         ),
     );
     r.git(&["config", "teleos.stallTimeout", "1"]);
-    let out = r.teleos([
-        "close",
-        "--sequential",
-        "--all",
-        "--yes",
-        "--json",
-        "--agent",
-        "opencode",
-    ]);
+    let out = r.close_all(&["--sequential", "--agent", "opencode"]);
     out.code(1);
     let j = out.json();
     let stopped = j["stopped"].as_str().unwrap_or_default();
@@ -315,16 +291,7 @@ fn landed_is_said_only_when_commits_landed() {
         .reply("*", "", &fixture("claude-maxturns-error.out"), 1)
         .install(&r);
     let head = r.git(&["rev-parse", "HEAD"]);
-    let out = r.teleos([
-        "close",
-        "--parallel",
-        "2",
-        "--all",
-        "--yes",
-        "--json",
-        "--retries",
-        "0",
-    ]);
+    let out = r.close_all(&["--parallel", "2", "--retries", "0"]);
     out.code(1);
     let notes = out.json()["notes"].to_string();
     assert!(!notes.contains("landed on"), "{notes}");

@@ -275,17 +275,7 @@ fn failures_are_errors_with_reasons_and_the_batch_goes_on() {
             complete("4-4", "4-4-ok", 1, 9),
         ],
     );
-    let out = r.teleos([
-        "close",
-        "--sequential",
-        "--all",
-        "--yes",
-        "--json",
-        "--retries",
-        "0",
-        "--circuit-breaker",
-        "0",
-    ]);
+    let out = r.close_all(&["--sequential", "--retries", "0", "--circuit-breaker", "0"]);
     out.code(1);
     let j = out.json();
     let msg = |k: &str| {
@@ -333,17 +323,7 @@ fn a_hanging_agent_is_killed_at_the_timeout() {
             complete("5-2", "5-2-ok", 1, 9),
         ],
     );
-    let out = r.teleos([
-        "close",
-        "--sequential",
-        "--all",
-        "--yes",
-        "--json",
-        "--timeout",
-        "1",
-        "--retries",
-        "0",
-    ]);
+    let out = r.close_all(&["--sequential", "--timeout", "1", "--retries", "0"]);
     out.code(1);
     let j = out.json();
     assert!(
@@ -666,15 +646,7 @@ fn budget_and_circuit_breaker_stop_new_stories() {
         ],
     );
     // Each run reports $0.25: a $0.40 budget allows two stories.
-    let out = r.teleos([
-        "close",
-        "--sequential",
-        "--all",
-        "--yes",
-        "--json",
-        "--max-budget-usd",
-        "0.4",
-    ]);
+    let out = r.close_all(&["--sequential", "--max-budget-usd", "0.4"]);
     out.code(1);
     let j = out.json();
     assert_eq!(j["completed"].as_array().unwrap().len(), 2, "{j}");
@@ -703,15 +675,7 @@ fn budget_and_circuit_breaker_stop_new_stories() {
             complete("2-4", "2-4-d", 1, 9),
         ],
     );
-    let out = r.teleos([
-        "close",
-        "--sequential",
-        "--all",
-        "--yes",
-        "--json",
-        "--retries",
-        "0",
-    ]);
+    let out = r.close_all(&["--sequential", "--retries", "0"]);
     out.code(1);
     let j = out.json();
     assert!(

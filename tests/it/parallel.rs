@@ -442,15 +442,7 @@ fn resolve_lets_the_agent_merge_a_conflict() {
         ("9-2-right", &story("Right", 9, 1)),
     ]);
     install_agent(&r, "1");
-    let out = r.teleos([
-        "close",
-        "--parallel",
-        "2",
-        "--resolve",
-        "--all",
-        "--yes",
-        "--json",
-    ]);
+    let out = r.close_all(&["--parallel", "2", "--resolve"]);
     out.ok();
     let j = out.json();
     assert_eq!(j["completed"].as_array().unwrap().len(), 2, "{j}");
@@ -501,15 +493,7 @@ fn kept_worktrees_are_reused_by_the_next_batch_with_their_dependencies() {
         "teleos.installCommand",
         "sh -c 'mkdir -p node_modules && echo $$ > node_modules/installed'",
     ]);
-    let out = r.teleos([
-        "close",
-        "--parallel",
-        "2",
-        "--keep-worktrees",
-        "--all",
-        "--yes",
-        "--json",
-    ]);
+    let out = r.close_all(&["--parallel", "2", "--keep-worktrees"]);
     out.ok();
     let listed = r.git(&["worktree", "list", "--porcelain"]);
     let parked = listed

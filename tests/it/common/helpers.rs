@@ -27,6 +27,13 @@ impl TestRepo {
         self.git(&["config", "user.email", "agent@example.com"]);
     }
 
+    /// Run `git teleos close --all --yes --json` with `flags` (mode, retries, …) and no prompts.
+    pub fn close_all(&self, flags: &[&str]) -> super::Run {
+        let mut args = vec!["close", "--all", "--yes", "--json"];
+        args.extend_from_slice(flags);
+        self.teleos(args)
+    }
+
     /// How many worktrees git lists, the main one included.
     pub fn worktree_count(&self) -> usize {
         self.git(&["worktree", "list", "--porcelain"])
