@@ -105,15 +105,10 @@ fn gemini_not_authenticated_is_a_setup_error_that_leaves_the_repository_as_it_wa
 /// another runs or within 300 ms of another (coordinated through a file with `flock`), and
 /// otherwise closes the story in 1.2 s.
 fn install_rate_limited_claude(r: &TestRepo) -> PathBuf {
-    let state = r.home.join("limiter");
-    std::fs::create_dir_all(&state).unwrap();
-    let script = format!(
-        r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{{"loggedIn": true, "authMethod": "claude.ai"}}'; exit 0; fi
-prompt=$(cat)
-{STORY_FROM_PROMPT}
-state='{state}'
-exec 9>"$state/lock"
+    let state = Claude::new()
+        .cost(0.1)
+        .sh(&format!(
+            r#"exec 9>"$state/lock"
 flock 9
 now=$(date +%s%3N)
 last=$(cat "$state/last" 2>/dev/null || echo 0)
@@ -132,18 +127,10 @@ sleep 1.2
 flock 9
 echo $(( $(cat "$state/running") - 1 )) > "$state/running"
 flock -u 9
-sed "s/STORY_KEY/$key/" <<'ENVELOPE'
-{ok}
-ENVELOPE
-"#,
-        state = state.display(),
-        limited = heredoc(&fixture("claude-429.out"), false),
-        ok = common::claude_envelope(
-            &RESULT.replace("\\\"", "\"").replace("$key", "STORY_KEY"),
-            0.1
-        ),
-    );
-    r.install_script("claude", &script);
+answer 10 1 9"#,
+            limited = heredoc(&fixture("claude-429.out"), false),
+        ))
+        .install(r);
     state.join("calls")
 }
 
