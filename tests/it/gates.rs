@@ -78,6 +78,26 @@ fn repo_with_stories(stories: &[(&str, String)]) -> TestRepo {
     r
 }
 
+/// Of two stories that register the same route, exactly one landed (its route file is on
+/// main); returns (the landed one's key, the other's key).
+#[track_caller]
+fn landed_and_ejected(
+    r: &TestRepo,
+    pair: [&'static str; 2],
+    j: &serde_json::Value,
+) -> (&'static str, &'static str) {
+    let on_main: Vec<&str> = pair
+        .into_iter()
+        .filter(|k| r.path(&format!("routes/{k}")).exists())
+        .collect();
+    assert_eq!(on_main.len(), 1, "{on_main:?}\n{j}");
+    if on_main[0] == pair[0] {
+        (pair[0], pair[1])
+    } else {
+        (pair[1], pair[0])
+    }
+}
+
 fn check_passes(r: &TestRepo, dir: &std::path::Path) -> bool {
     let mut cmd = std::process::Command::new("sh");
     cmd.arg("check.sh").current_dir(dir);
@@ -165,17 +185,8 @@ fn story_repair_and_integration_gates_in_one_parallel_batch() {
     assert_eq!((count("gate"), count("repair")), (2, 1), "{phases:?}");
 
     // Integration: alpha and beta are green alone, red together; exactly one is on main.
-    let on_main: Vec<&str> = ["1-3-alpha", "1-4-beta"]
-        .into_iter()
-        .filter(|k| r.path(&format!("routes/{k}")).exists())
-        .collect();
-    assert_eq!(on_main.len(), 1, "{on_main:?}\n{j}");
-    let ejected_key = if on_main[0] == "1-3-alpha" {
-        "1-4-beta"
-    } else {
-        "1-3-alpha"
-    };
-    entry(&j["completed"], on_main[0]);
+    let (landed, ejected_key) = landed_and_ejected(&r, ["1-3-alpha", "1-4-beta"], &j);
+    entry(&j["completed"], landed);
     let ejected = entry(&j["errors"], ejected_key);
     assert_eq!(ejected["outcome"], "integration_failed", "{j}");
     let msg = ejected["error_message"].as_str().unwrap();
@@ -204,7 +215,7 @@ fn story_repair_and_integration_gates_in_one_parallel_batch() {
     for (key, status) in [
         ("1-1-bug", "in-progress"),
         ("1-2-fixable", "done"),
-        (on_main[0], "done"),
+        (landed, "done"),
         (ejected_key, "in-progress"),
     ] {
         assert!(
@@ -332,16 +343,7 @@ fn a_story_started_on_a_red_integration_is_not_blamed_for_it() {
     // Its work was put back after the base was checked; the temporary ref is gone.
     let refs = r.git(&["for-each-ref", "--format=%(refname)", "refs/teleos/"]);
     assert!(!refs.contains("gate-check"), "{refs}");
-    let on_main: Vec<&str> = ["2-1-alpha", "2-2-beta"]
-        .into_iter()
-        .filter(|k| r.path(&format!("routes/{k}")).exists())
-        .collect();
-    assert_eq!(on_main.len(), 1, "{on_main:?}\n{j}");
-    let ejected = if on_main[0] == "2-1-alpha" {
-        "2-2-beta"
-    } else {
-        "2-1-alpha"
-    };
+    let (_, ejected) = landed_and_ejected(&r, ["2-1-alpha", "2-2-beta"], &j);
     assert_eq!(
         entry(&j["errors"], ejected)["outcome"],
         "integration_failed"
