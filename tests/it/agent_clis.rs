@@ -81,16 +81,8 @@ fn gemini_not_authenticated_is_a_setup_error_that_leaves_the_repository_as_it_wa
         args.extend(mode.iter().copied());
         let out = r.teleos(&args);
         out.code(2);
-        assert!(
-            out.stderr.contains("error: the 'gemini' agent is not logged in: Please set an Auth method in your $HOME/.gemini/settings.json"),
-            "{}",
-            out.stderr
-        );
-        assert!(
-            out.stderr.contains("hint: set GEMINI_API_KEY"),
-            "{}",
-            out.stderr
-        );
+        out.stderr_has("error: the 'gemini' agent is not logged in: Please set an Auth method in your $HOME/.gemini/settings.json");
+        out.stderr_has("hint: set GEMINI_API_KEY");
         assert!(!out.stdout.contains("landed") && !out.stderr.contains("landed"));
         // No retry: at most one call per worker that was already starting.
         let n = lines(&calls).len();
@@ -192,11 +184,7 @@ fn the_governor_backs_off_on_429_and_climbs_back() {
         "{record}"
     );
     // The progress said so.
-    assert!(
-        out.stderr.contains("rate limit: new agents wait"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("rate limit: new agents wait");
 }
 
 #[test]

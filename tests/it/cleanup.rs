@@ -176,7 +176,7 @@ fn a_batch_killed_with_sigkill_is_cleaned_without_losing_any_work() {
     let before = r.read(&format!("{WT}/manifest.json"));
     let plan = r.teleos(["clean-orphans", "--dry-run"]);
     plan.ok();
-    assert!(plan.stdout.contains("would keep"), "{}", plan.stdout);
+    plan.stdout_has("would keep");
     assert_eq!(r.read(&format!("{WT}/manifest.json")), before);
     assert_eq!(r.git(&["worktree", "list"]), worktrees_live);
     assert_eq!(r.git(&["for-each-ref", "refs/teleos/rescue"]), "");
@@ -235,7 +235,7 @@ fn a_batch_killed_with_sigkill_is_cleaned_without_losing_any_work() {
     // A second run has nothing to do.
     let again = r.teleos(["clean-orphans"]);
     again.ok();
-    assert!(again.stdout.contains("No sessions"), "{}", again.stdout);
+    again.stdout_has("No sessions");
 }
 
 /// A session that nothing could prove alive: no lock, no pid, started long ago.
@@ -358,7 +358,7 @@ fn worktree_folders_deleted_by_hand_are_cleaned_and_their_commits_kept() {
 
     let out = r.teleos(["clean-orphans"]);
     out.ok();
-    assert!(out.stdout.contains("orphaned; cleaned"), "{}", out.stdout);
+    out.stdout_has("orphaned; cleaned");
     assert_eq!(
         r.git(&[
             "log",
@@ -378,7 +378,7 @@ fn status_without_a_manifest_says_no_sessions() {
     let r = TestRepo::new();
     let out = r.teleos(["status"]);
     out.ok();
-    assert!(out.stdout.contains("No sessions"), "{}", out.stdout);
+    out.stdout_has("No sessions");
     let j = r.teleos(["status", "--json"]).json();
     assert_eq!(j["sessions"], json!([]));
     assert_eq!(j["manifest_exists"], json!(false));
@@ -473,19 +473,11 @@ fn hooks_install_twice_and_uninstall_keep_the_users_hook_byte_for_byte() {
 
     let first = r.teleos(["hooks", "install"]);
     first.ok();
-    assert!(
-        first.stdout.contains("post-checkout: installed (added"),
-        "{}",
-        first.stdout
-    );
+    first.stdout_has("post-checkout: installed (added");
     let once = std::fs::read_to_string(&hook).unwrap();
     let second = r.teleos(["hooks", "install"]);
     second.ok();
-    assert!(
-        second.stdout.contains("already installed"),
-        "{}",
-        second.stdout
-    );
+    second.stdout_has("already installed");
     assert_eq!(std::fs::read_to_string(&hook).unwrap(), once);
     assert!(
         once.starts_with("#!/bin/sh\n# >>> git-teleos >>>\n"),
@@ -522,7 +514,7 @@ fn hooks_honour_core_hooks_path_and_work_from_linked_worktrees() {
     r.git(&["config", "core.hooksPath", "my-hooks"]);
     let out = r.teleos(["hooks", "install"]);
     out.ok();
-    assert!(out.stdout.contains("core.hooksPath"), "{}", out.stdout);
+    out.stdout_has("core.hooksPath");
     assert!(r.path("my-hooks/post-checkout").exists());
     assert!(!r.path(".git/hooks/post-checkout").exists());
     r.teleos(["hooks", "uninstall"]).ok();
@@ -570,11 +562,7 @@ fn a_parallel_close_cleans_orphans_first() {
         "1-1",
     ]);
     out.ok();
-    assert!(
-        out.stderr.contains("cleaned orphaned session fedcba"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("cleaned orphaned session fedcba");
     assert_eq!(
         r.git(&[
             "show",

@@ -142,12 +142,7 @@ fn completes_stories_and_verifies_the_repository() {
     assert!(std::fs::read_to_string(log_path)
         .unwrap()
         .contains("total_cost_usd"));
-    assert!(
-        out.stderr
-            .contains("✅ 1-1-login — 10/10 tasks done, committed"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("✅ 1-1-login — 10/10 tasks done, committed");
 
     // The protocol: prompt on stdin naming the story; claude's flags; no GIT_DIR inherited.
     let prompts = calls(&r, "prompt");
@@ -204,14 +199,9 @@ fn partial_with_blocker_questions_then_retry_with_answers() {
     );
     let out = r.teleos(["close", "--sequential", "3-1", "--yes"]);
     out.code(1);
-    assert!(out.stdout.contains("Partially blocked"), "{}", out.stdout);
+    out.stdout_has("Partially blocked");
     assert!(out.stdout.contains("Which size limit?"));
-    assert!(
-        out.stderr
-            .contains("⚠️ 3-1-avatar — 9/10 tasks done, 1 blocked"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("⚠️ 3-1-avatar — 9/10 tasks done, 1 blocked");
 
     let template = r.teleos(["debrief", "--answers-template"]);
     template.ok();
@@ -296,11 +286,7 @@ fn failures_are_errors_with_reasons_and_the_batch_goes_on() {
         msg("4-3-crash")
     );
     assert_eq!(j["completed"][0]["story_key"], "4-4-ok");
-    assert!(
-        out.stderr.contains("❌ 4-1-nojson — Error:"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("❌ 4-1-nojson — Error:");
 }
 
 #[test]
@@ -456,8 +442,8 @@ fn not_logged_in_stops_before_anything_is_created() {
     install_claude(&r, false, &[complete("7-1", "7-1-x", 1, 9)]);
     let out = r.teleos(["close", "--sequential", "--all", "--yes"]);
     out.code(2);
-    assert!(out.stderr.contains("not logged in"), "{}", out.stderr);
-    assert!(out.stderr.contains("hint:"), "{}", out.stderr);
+    out.stderr_has("not logged in");
+    out.stderr_has("hint:");
     assert!(calls(&r, "prompt").is_empty(), "no story was run");
     assert!(!r.root.join(".git/teleos").exists(), "nothing was created");
 }
@@ -547,19 +533,19 @@ fn refuses_a_dirty_checkout_and_missing_flags_without_a_terminal() {
 
     let out = r.teleos(["close", "--sequential", "--yes"]);
     out.code(2);
-    assert!(out.stderr.contains("--all"), "{}", out.stderr);
+    out.stderr_has("--all");
     let out = r.teleos(["close", "--sequential", "--all"]);
     out.code(2);
-    assert!(out.stderr.contains("--yes"), "{}", out.stderr);
+    out.stderr_has("--yes");
     let out = r.teleos(["close", "--all", "--yes"]);
     out.code(2);
-    assert!(out.stderr.contains("--parallel"), "{}", out.stderr);
+    out.stderr_has("--parallel");
     let out = r.teleos(["close", "--sequential", "--all", "--dry-run"]);
     out.ok();
-    assert!(out.stderr.contains("1-1-a"), "{}", out.stderr);
+    out.stderr_has("1-1-a");
     let out = r.teleos(["close", "--sequential", "nope", "--yes"]);
     out.code(2);
-    assert!(out.stderr.contains("nope"), "{}", out.stderr);
+    out.stderr_has("nope");
 
     r.write("scratch.txt", "my own edit\n");
     let out = r.teleos(["close", "--sequential", "--all", "--yes"]);
@@ -591,7 +577,7 @@ fn needs_pipeline_stories_are_routed_not_run() {
     assert_eq!(j["routed_to_pipeline"][0]["story_key"], "2-1-big");
     assert_eq!(j["routed_to_pipeline"][0]["unchecked_count"], 8);
     assert!(calls(&r, "prompt").is_empty());
-    assert!(out.stderr.contains("🔀 2-1-big routed"), "{}", out.stderr);
+    out.stderr_has("🔀 2-1-big routed");
 }
 
 #[test]
@@ -601,11 +587,7 @@ fn demo_runs_every_phase_offline() {
     let out = r.teleos(["demo", "--dir", dir.to_str().unwrap(), "--json"]);
     // One demo story is left blocked on a product decision by design; the demo itself succeeds.
     out.ok();
-    assert!(
-        out.stderr.contains("blocked on a question, as designed"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("blocked on a question, as designed");
     let j: Value =
         serde_json::from_str(&out.stdout[out.stdout.find("{\n  \"session_id\"").unwrap()..])
             .unwrap();

@@ -121,11 +121,7 @@ fn story_repair_and_integration_gates_in_one_parallel_batch() {
     // The plan names the gate and why it runs.
     let plan = r.teleos(["close", "--parallel", "4", "--all", "--dry-run"]);
     plan.ok();
-    assert!(
-        plan.stderr.contains("$ sh check.sh   (teleos.gate)"),
-        "{}",
-        plan.stderr
-    );
+    plan.stderr_has("$ sh check.sh   (teleos.gate)");
 
     let out = r.teleos(["close", "--parallel", "4", "--all", "--yes", "--json"]);
     let j = out.json();
@@ -274,43 +270,23 @@ fn gates_off_or_absent_are_said_in_the_plan_and_the_debrief() {
     let r = repo_with(&["1-1-fine"]);
     let out = r.teleos(["close", "--sequential", "--all", "--yes", "--no-gate"]);
     out.ok();
-    assert!(
-        out.stderr.contains("Gates: off (--no-gate)"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stdout.contains("gates were off (--no-gate)"),
-        "{}",
-        out.stdout
-    );
+    out.stderr_has("Gates: off (--no-gate)");
+    out.stdout_has("gates were off (--no-gate)");
 
     // No configuration and nothing to detect: the plan and debrief say no check ran.
     let r = repo_with(&["1-1-fine"]);
     r.git(&["config", "--unset", "teleos.gate"]);
     let out = r.teleos(["close", "--sequential", "--all", "--yes"]);
     out.ok();
-    assert!(
-        out.stderr.contains("Gates: none detected"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stdout.contains("no gate was detected"),
-        "{}",
-        out.stdout
-    );
+    out.stderr_has("Gates: none detected");
+    out.stdout_has("no gate was detected");
 
     // Detected from the project: a Makefile test target.
     r.write("Makefile", "test:\n\tsh check.sh\n");
     r.write(&format!("{DIR}/1-2-more.md"), &story("Another", 9, 1));
     r.commit_all("a Makefile and a story");
     let plan = r.teleos(["close", "--sequential", "--all", "--dry-run"]);
-    assert!(
-        plan.stderr.contains("$ make test   (Makefile test target)"),
-        "{}",
-        plan.stderr
-    );
+    plan.stderr_has("$ make test   (Makefile test target)");
 }
 
 #[test]

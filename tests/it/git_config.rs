@@ -110,7 +110,7 @@ fn git_dash_c_is_above_config_files_and_below_flags() {
     // Quoting survives: a value with a quote, a space and a '!' reaches the setting intact.
     let odd = git_teleos(&r, &root, &["-c", "teleos.agent=it's odd!"], &scan, &[]);
     odd.code(2);
-    assert!(odd.stderr.contains("it's odd!"), "{}", odd.stderr);
+    odd.stderr_has("it's odd!");
     // Case of section and key does not matter, as in git.
     let upper = ["-c", "TELEOS.CloseableThreshold=0.5"];
     assert_eq!(
@@ -133,7 +133,7 @@ fn git_dash_c_chooses_the_agent_of_close() {
     ];
     let plan = git_teleos(&r, &root, &["-c", "teleos.agent=codex"], &args, &[]);
     plan.ok();
-    assert!(plan.stderr.contains("via codex"), "{}", plan.stderr);
+    plan.stderr_has("via codex");
     let plain = git_teleos(&r, &root, &[], &args, &[]);
     assert!(plain.ok().stderr.contains("via claude"), "{}", plain.stderr);
     // A key without a value is true, as git reads it.
@@ -158,12 +158,8 @@ fn git_dash_c_chooses_the_agent_of_close() {
         stderr: String::from_utf8_lossy(&broken.stderr).into_owned(),
     };
     broken.code(2);
-    assert!(
-        broken.stderr.contains("GIT_CONFIG_PARAMETERS"),
-        "{}",
-        broken.stderr
-    );
-    assert!(broken.stderr.contains("hint:"), "{}", broken.stderr);
+    broken.stderr_has("GIT_CONFIG_PARAMETERS");
+    broken.stderr_has("hint:");
 }
 
 /// A session of another tool: no lock, no pid, started just now.
@@ -203,7 +199,7 @@ fn stale_hours_zero_means_no_grace_period() {
     assert_eq!(m["sessions"], json!({}), "{}", out.stdout);
     let neg = r.teleos(["clean-orphans", "--stale-hours=-1"]);
     neg.code(2);
-    assert!(neg.stderr.contains("--stale-hours"), "{}", neg.stderr);
+    neg.stderr_has("--stale-hours");
 }
 
 #[test]

@@ -502,11 +502,7 @@ fn kept_worktrees_are_reused_by_the_next_batch_with_their_dependencies() {
         .count();
     assert_eq!(parked, 2, "{listed}");
     let status = r.teleos(["status"]);
-    assert!(
-        status.stdout.contains("Kept for reuse"),
-        "{}",
-        status.stdout
-    );
+    status.stdout_has("Kept for reuse");
     // clean-orphans leaves idle worktrees alone unless asked.
     r.teleos(["clean-orphans"]).ok();
     assert!(r.git(&["worktree", "list"]).contains("teleos-pool-1"));
@@ -555,11 +551,7 @@ fn idle_worktrees_can_be_dropped() {
     assert!(r.git(&["worktree", "list"]).contains("teleos-pool-1"));
     let out = r.teleos(["clean-orphans", "--drop-idle"]);
     out.ok();
-    assert!(
-        out.stderr.contains("removed idle worktree"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("removed idle worktree");
     assert_eq!(r.worktree_count(), 1);
     assert_eq!(r.git(&["branch", "--format=%(refname:short)"]), "main");
 }

@@ -101,17 +101,13 @@ fn assert_nothing_created(r: &TestRepo, out: &Run) {
 #[track_caller]
 fn assert_identity_refused(out: &Run) {
     out.code(2);
-    assert!(out.stderr.contains("error: "), "{}", out.stderr);
+    out.stderr_has("error: ");
     assert!(
         out.stderr.contains("hint: ") && out.stderr.contains("git config user.name"),
         "{}",
         out.stderr
     );
-    assert!(
-        out.stderr.contains("git config user.email"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("git config user.email");
     assert!(!out.stderr.contains("Message {"), "{}", out.stderr);
 }
 
@@ -377,7 +373,7 @@ fn resume_removes_every_worktree_of_its_session() {
         .exists());
     // It reuses the worktrees it kept: it does not claim to create them.
     assert!(!out.stderr.contains("creating worktree"), "{}", out.stderr);
-    assert!(out.stderr.contains("reusing"), "{}", out.stderr);
+    out.stderr_has("reusing");
     for k in ["1-1-a", "1-2-b", "1-3-c", "1-4-d", "1-5-e"] {
         assert!(r.path(&format!("out/{k}.txt")).exists(), "{k} did not land");
     }
@@ -519,14 +515,14 @@ fn nothing_merged_is_never_reported_as_landed() {
     no_debug_dump(&out);
     assert_eq!(r.git(&["rev-parse", "main"]), start);
     assert!(!out.stdout.contains("landed on"), "{}", out.stdout);
-    assert!(out.stdout.contains("nothing to land"), "{}", out.stdout);
+    out.stdout_has("nothing to land");
 
     // One story lands: now it says so.
     r.write(&format!("{DIR}/1-3-c.md"), &story("Story", 9, 1));
     r.commit_all("one more");
     let out = r.teleos(["close", "1-3", "--parallel", "1", "--yes"]);
     out.ok();
-    assert!(out.stdout.contains("landed on main"), "{}", out.stdout);
+    out.stdout_has("landed on main");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{story, TestRepo};
+use super::{story, Run, TestRepo};
 
 /// Where the tests keep their stories.
 pub const STORIES: &str = "docs/sprint-artifacts";
@@ -83,4 +83,28 @@ pub fn lines(path: &Path) -> Vec<String> {
 pub fn batch_record(r: &TestRepo, sid: &str) -> String {
     std::fs::read_to_string(r.path(&format!(".git/teleos/batches/{sid}.json")))
         .unwrap_or_else(|e| panic!("batch record of {sid}: {e}"))
+}
+
+impl Run {
+    /// Assert that stderr contains `text` (and show stderr if not).
+    #[track_caller]
+    pub fn stderr_has(&self, text: &str) -> &Run {
+        assert!(
+            self.stderr.contains(text),
+            "{text:?} not in stderr:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// Assert that stdout contains `text` (and show stdout if not).
+    #[track_caller]
+    pub fn stdout_has(&self, text: &str) -> &Run {
+        assert!(
+            self.stdout.contains(text),
+            "{text:?} not in stdout:\n{}",
+            self.stdout
+        );
+        self
+    }
 }
