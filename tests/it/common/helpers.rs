@@ -89,22 +89,19 @@ impl Run {
     /// Assert that stderr contains `text` (and show stderr if not).
     #[track_caller]
     pub fn stderr_has(&self, text: &str) -> &Run {
-        assert!(
-            self.stderr.contains(text),
-            "{text:?} not in stderr:\n{}",
-            self.stderr
-        );
+        output_has("stderr", &self.stderr, text);
         self
     }
 
     /// Assert that stdout contains `text` (and show stdout if not).
     #[track_caller]
     pub fn stdout_has(&self, text: &str) -> &Run {
-        assert!(
-            self.stdout.contains(text),
-            "{text:?} not in stdout:\n{}",
-            self.stdout
-        );
+        output_has("stdout", &self.stdout, text);
         self
     }
+}
+
+#[track_caller]
+fn output_has(name: &str, output: &str, text: &str) {
+    assert!(output.contains(text), "{text:?} not in {name}:\n{output}");
 }
