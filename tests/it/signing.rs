@@ -69,6 +69,22 @@ printf -- '-----BEGIN SSH SIGNATURE-----\nU1NIU0lHAAAAAQAAADMAAAALc3NoLWVkMjU1MT
     r.install_script("fake-ssh-keygen", &script)
 }
 
+/// Turn on `commit.gpgsign` with `format`'s signer `program` (`gpg.program` for openpgp, the
+/// default format, else `gpg.format` and `gpg.<format>.program`) and `user.signingkey`.
+fn sign_with(r: &TestRepo, format: &str, program: &std::path::Path, key: Option<&str>) {
+    let program = program.to_str().unwrap();
+    r.git(&["config", "commit.gpgsign", "true"]);
+    if format == "openpgp" {
+        r.git(&["config", "gpg.program", program]);
+    } else {
+        r.git(&["config", "gpg.format", format]);
+        r.git(&["config", &format!("gpg.{format}.program"), program]);
+    }
+    if let Some(key) = key {
+        r.git(&["config", "user.signingkey", key]);
+    }
+}
+
 fn repo_with(keys: &[&str]) -> TestRepo {
     let r = TestRepo::new();
     for key in keys {
@@ -168,9 +184,7 @@ fn teleos_commits(r: &TestRepo, start: &str) -> Vec<String> {
 fn openpgp_signs_every_commit_git_teleos_lands() {
     let r = repo_with(&["1-1-a", "1-2-b"]);
     let gpg = install_gpg(&r);
-    r.git(&["config", "commit.gpgsign", "true"]);
-    r.git(&["config", "gpg.program", gpg.to_str().unwrap()]);
-    r.git(&["config", "user.signingkey", "ABCDEF0123456789"]);
+    sign_with(&r, "openpgp", &gpg, Some("ABCDEF0123456789"));
     let start = r.git(&["rev-parse", "main"]);
     let (code, stdout, stderr) = batch_with_merges(&r, &["1-1-a", "1-2-b"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -199,10 +213,7 @@ fn ssh_signing_uses_the_key_file_and_ssh_keygen() {
     let keygen = install_ssh_keygen(&r);
     std::fs::create_dir_all(r.home.join(".ssh")).unwrap();
     std::fs::write(r.home.join(".ssh/id_test"), "not a real key\n").unwrap();
-    r.git(&["config", "commit.gpgsign", "true"]);
-    r.git(&["config", "gpg.format", "ssh"]);
-    r.git(&["config", "gpg.ssh.program", keygen.to_str().unwrap()]);
-    r.git(&["config", "user.signingkey", "~/.ssh/id_test"]);
+    sign_with(&r, "ssh", &keygen, Some("~/.ssh/id_test"));
     let start = r.git(&["rev-parse", "main"]);
     let (code, stdout, stderr) = batch_with_merges(&r, &["1-1-a"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -226,8 +237,7 @@ fn ssh_signing_uses_the_key_file_and_ssh_keygen() {
 fn a_failing_signer_stops_the_landing_and_nothing_unsigned_lands() {
     let r = repo_with(&["1-1-a", "1-2-b"]);
     let gpg = install_gpg(&r);
-    r.git(&["config", "commit.gpgsign", "true"]);
-    r.git(&["config", "gpg.program", gpg.to_str().unwrap()]);
+    sign_with(&r, "openpgp", &gpg, None);
     std::fs::write(r.home.join("signer-fails"), "").unwrap();
     // The agents' own commits are not what this is about.
     std::fs::write(r.home.join("agent-no-sign"), "").unwrap();
@@ -258,10 +268,7 @@ fn a_failing_signer_stops_the_landing_and_nothing_unsigned_lands() {
 fn x509_signs_through_gpgsm_with_the_same_arguments() {
     let r = repo_with(&["1-1-a"]);
     let gpgsm = install_gpg(&r);
-    r.git(&["config", "commit.gpgsign", "true"]);
-    r.git(&["config", "gpg.format", "x509"]);
-    r.git(&["config", "gpg.x509.program", gpgsm.to_str().unwrap()]);
-    r.git(&["config", "user.signingkey", "0xCAFE"]);
+    sign_with(&r, "x509", &gpgsm, Some("0xCAFE"));
     let start = r.git(&["rev-parse", "main"]);
     let (code, stdout, stderr) = batch_with_merges(&r, &["1-1-a"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
