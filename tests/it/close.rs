@@ -101,16 +101,23 @@ fn repo() -> TestRepo {
     r
 }
 
+/// [`repo`] with stories `(key, title, done, left)` committed.
+fn repo_with(stories: &[(&str, &str, usize, usize)]) -> TestRepo {
+    let r = repo();
+    for (key, title, done, left) in stories {
+        r.write(&format!("{DIR}/{key}.md"), &story(title, *done, *left));
+    }
+    r.commit_all("stories");
+    r
+}
+
 fn head(r: &TestRepo) -> String {
     r.git(&["rev-parse", "HEAD"])
 }
 
 #[test]
 fn completes_stories_and_verifies_the_repository() {
-    let r = repo();
-    r.write(&format!("{DIR}/1-1-login.md"), &story("Login", 8, 2));
-    r.write(&format!("{DIR}/1-2-reset.md"), &story("Reset", 9, 1));
-    r.commit_all("stories");
+    let r = repo_with(&[("1-1-login", "Login", 8, 2), ("1-2-reset", "Reset", 9, 1)]);
     install_claude(
         &r,
         true,
@@ -176,9 +183,7 @@ fn completes_stories_and_verifies_the_repository() {
 
 #[test]
 fn partial_with_blocker_questions_then_retry_with_answers() {
-    let r = repo();
-    r.write(&format!("{DIR}/3-1-avatar.md"), &story("Avatar", 8, 2));
-    r.commit_all("stories");
+    let r = repo_with(&[("3-1-avatar", "Avatar", 8, 2)]);
     let partial = worker_result(
         "3-1-avatar",
         "partial",
@@ -291,10 +296,7 @@ fn failures_are_errors_with_reasons_and_the_batch_goes_on() {
 
 #[test]
 fn a_hanging_agent_is_killed_at_the_timeout() {
-    let r = repo();
-    r.write(&format!("{DIR}/5-1-hang.md"), &story("Hang", 9, 1));
-    r.write(&format!("{DIR}/5-2-ok.md"), &story("Ok", 9, 1));
-    r.commit_all("stories");
+    let r = repo_with(&[("5-1-hang", "Hang", 9, 1), ("5-2-ok", "Ok", 9, 1)]);
     let pidfile = r.home.join("sleeper.pid");
     install_claude(
         &r,
@@ -353,9 +355,7 @@ fn wait_for(what: &str, cond: impl Fn() -> bool) {
 
 #[test]
 fn a_second_ctrl_c_exits_at_once() {
-    let r = repo();
-    r.write(&format!("{DIR}/5-3-stubborn.md"), &story("Stubborn", 9, 1));
-    r.commit_all("stories");
+    let r = repo_with(&[("5-3-stubborn", "Stubborn", 9, 1)]);
     let state = r.home.join("stubborn");
     std::fs::create_dir_all(&state).unwrap();
     install_claude(
@@ -401,9 +401,7 @@ fn a_second_ctrl_c_exits_at_once() {
 
 #[test]
 fn false_claims_are_downgraded_and_reported() {
-    let r = repo();
-    r.write(&format!("{DIR}/6-1-liar.md"), &story("Liar", 8, 2));
-    r.commit_all("stories");
+    let r = repo_with(&[("6-1-liar", "Liar", 8, 2)]);
     let claim = worker_result(
         "6-1-liar",
         "completed",
@@ -436,9 +434,7 @@ fn false_claims_are_downgraded_and_reported() {
 
 #[test]
 fn not_logged_in_stops_before_anything_is_created() {
-    let r = repo();
-    r.write(&format!("{DIR}/7-1-x.md"), &story("X", 9, 1));
-    r.commit_all("stories");
+    let r = repo_with(&[("7-1-x", "X", 9, 1)]);
     install_claude(&r, false, &[complete("7-1", "7-1-x", 1, 9)]);
     let out = r.teleos(["close", "--sequential", "--all", "--yes"]);
     out.code(2);
@@ -450,9 +446,7 @@ fn not_logged_in_stops_before_anything_is_created() {
 
 #[test]
 fn rate_limited_then_fine_is_not_a_failure() {
-    let r = repo();
-    r.write(&format!("{DIR}/8-1-busy.md"), &story("Busy", 9, 1));
-    r.commit_all("stories");
+    let r = repo_with(&[("8-1-busy", "Busy", 9, 1)]);
     let counter = r.home.join("count");
     // claude's envelope for an API 429 (`api_error_status: 429`, `rate_limit_error`).
     let limited = common::fixture("claude-429.out").trim().to_string();
@@ -526,9 +520,7 @@ fn a_human_validation_only_story_completes_and_lists_the_human_task() {
 
 #[test]
 fn refuses_a_dirty_checkout_and_missing_flags_without_a_terminal() {
-    let r = repo();
-    r.write(&format!("{DIR}/1-1-a.md"), &story("A", 9, 1));
-    r.commit_all("stories");
+    let r = repo_with(&[("1-1-a", "A", 9, 1)]);
     install_claude(&r, true, &[complete("1-1", "1-1-a", 1, 9)]);
 
     let out = r.teleos(["close", "--sequential", "--yes"]);
@@ -561,9 +553,7 @@ fn refuses_a_dirty_checkout_and_missing_flags_without_a_terminal() {
 
 #[test]
 fn needs_pipeline_stories_are_routed_not_run() {
-    let r = repo();
-    r.write(&format!("{DIR}/2-1-big.md"), &story("Big", 2, 8));
-    r.commit_all("stories");
+    let r = repo_with(&[("2-1-big", "Big", 2, 8)]);
     install_claude(&r, true, &[]);
     let out = r.teleos([
         "close",
@@ -686,11 +676,11 @@ fn interactive_selection_on_a_terminal() {
         eprintln!("skipped: no `script` command to provide a terminal");
         return;
     }
-    let r = repo();
-    r.write(&format!("{DIR}/1-1-a.md"), &story("A", 9, 1));
-    r.write(&format!("{DIR}/1-2-b.md"), &story("B", 9, 1));
-    r.write(&format!("{DIR}/2-1-big.md"), &story("Big", 1, 9));
-    r.commit_all("stories");
+    let r = repo_with(&[
+        ("1-1-a", "A", 9, 1),
+        ("1-2-b", "B", 9, 1),
+        ("2-1-big", "Big", 1, 9),
+    ]);
     install_claude(&r, true, &[complete("1-2", "1-2-b", 1, 9)]);
     let run = |answers: &str| {
         let mut cmd = std::process::Command::new("script");
@@ -731,10 +721,7 @@ fn interactive_selection_on_a_terminal() {
 
 #[test]
 fn an_agent_that_switches_the_users_branch_stops_the_batch() {
-    let r = repo();
-    r.write(&format!("{DIR}/1-1-a.md"), &story("A", 9, 1));
-    r.write(&format!("{DIR}/1-2-b.md"), &story("B", 9, 1));
-    r.commit_all("stories");
+    let r = repo_with(&[("1-1-a", "A", 9, 1), ("1-2-b", "B", 9, 1)]);
     install_claude(
         &r,
         true,
