@@ -72,9 +72,10 @@ impl Claude {
 
     /// Shell lines run only for stories whose key matches the shell pattern `glob`.
     pub fn on(self, glob: &str, lines: &str) -> Claude {
+        // `;;` on its own line: a comment on the last line must not swallow it.
         self.sh(&format!(
-            "case \"$key\" in {glob})\n{}\nesac",
-            lines.trim_end().to_string() + ";;"
+            "case \"$key\" in {glob})\n{}\n;;\nesac",
+            lines.trim_end()
         ))
     }
 
