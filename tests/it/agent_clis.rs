@@ -8,10 +8,9 @@ use crate::common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{fixture, heredoc, story, TestRepo, STORY_FROM_PROMPT};
+use common::agent::Claude;
+use common::{fixture, heredoc, lines, TestRepo, STORY_FROM_PROMPT};
 use serde_json::Value;
-
-const DIR: &str = "docs/sprint-artifacts";
 
 /// Tick every unchecked task of `$file` and commit (what a good agent run leaves).
 const TICK: &str = "sed -i 's/^- \\[ \\] /- [x] /' \"$file\" && git add -A && git commit -qm \"teleos: close $key\"";
@@ -20,14 +19,7 @@ const TICK: &str = "sed -i 's/^- \\[ \\] /- [x] /' \"$file\" && git add -A && gi
 const RESULT: &str = r#"{\"story_key\":\"$key\",\"status\":\"completed\",\"tasks_total\":10,\"tasks_completed_by_closer\":1,\"tasks_already_done\":9}"#;
 
 fn repo(keys: &[&str]) -> TestRepo {
-    let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
-    for k in keys {
-        r.write(&format!("{DIR}/{k}.md"), &story(k, 9, 1));
-    }
-    r.commit_all("stories");
-    r
+    common::repo_with_stories(keys)
 }
 
 /// Every file and folder under `dir` with its content (folders as `None`).
@@ -65,14 +57,6 @@ fn assert_same_tree(
     assert!(changed.is_empty(), "the batch changed: {changed:?}");
 }
 
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 /// gemini 0.61 with no account: exit 41, a plain line then indented JSON on stderr.
 fn install_gemini_not_authenticated(r: &TestRepo) -> PathBuf {
     let calls = r.home.join("gemini-calls");
@@ -97,16 +81,8 @@ fn gemini_not_authenticated_is_a_setup_error_that_leaves_the_repository_as_it_wa
         args.extend(mode.iter().copied());
         let out = r.teleos(&args);
         out.code(2);
-        assert!(
-            out.stderr.contains("error: the 'gemini' agent is not logged in: Please set an Auth method in your $HOME/.gemini/settings.json"),
-            "{}",
-            out.stderr
-        );
-        assert!(
-            out.stderr.contains("hint: set GEMINI_API_KEY"),
-            "{}",
-            out.stderr
-        );
+        out.stderr_has("error: the 'gemini' agent is not logged in: Please set an Auth method in your $HOME/.gemini/settings.json");
+        out.stderr_has("hint: set GEMINI_API_KEY");
         assert!(!out.stdout.contains("landed") && !out.stderr.contains("landed"));
         // No retry: at most one call per worker that was already starting.
         let n = lines(&calls).len();
@@ -121,15 +97,10 @@ fn gemini_not_authenticated_is_a_setup_error_that_leaves_the_repository_as_it_wa
 /// another runs or within 300 ms of another (coordinated through a file with `flock`), and
 /// otherwise closes the story in 1.2 s.
 fn install_rate_limited_claude(r: &TestRepo) -> PathBuf {
-    let state = r.home.join("limiter");
-    std::fs::create_dir_all(&state).unwrap();
-    let script = format!(
-        r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{{"loggedIn": true, "authMethod": "claude.ai"}}'; exit 0; fi
-prompt=$(cat)
-{STORY_FROM_PROMPT}
-state='{state}'
-exec 9>"$state/lock"
+    let state = Claude::new()
+        .cost(0.1)
+        .sh(&format!(
+            r#"exec 9>"$state/lock"
 flock 9
 now=$(date +%s%3N)
 last=$(cat "$state/last" 2>/dev/null || echo 0)
@@ -148,18 +119,10 @@ sleep 1.2
 flock 9
 echo $(( $(cat "$state/running") - 1 )) > "$state/running"
 flock -u 9
-sed "s/STORY_KEY/$key/" <<'ENVELOPE'
-{ok}
-ENVELOPE
-"#,
-        state = state.display(),
-        limited = heredoc(&fixture("claude-429.out"), false),
-        ok = common::claude_envelope(
-            &RESULT.replace("\\\"", "\"").replace("$key", "STORY_KEY"),
-            0.1
-        ),
-    );
-    r.install_script("claude", &script);
+answer 10 1 9"#,
+            limited = heredoc(&fixture("claude-429.out"), false),
+        ))
+        .install(r);
     state.join("calls")
 }
 
@@ -214,40 +177,23 @@ fn the_governor_backs_off_on_429_and_climbs_back() {
     assert!(waited >= 1, "{j}");
     // The batch record draws those waits on the stories' timelines.
     let sid = j["session_id"].as_str().unwrap();
-    let record =
-        std::fs::read_to_string(r.path(&format!(".git/teleos/batches/{sid}.json"))).unwrap();
+    let record = common::batch_record(&r, sid);
     assert!(
         record.contains("\"phase\": \"rate_limit_wait\"")
             || record.contains("\"phase\":\"rate_limit_wait\""),
         "{record}"
     );
     // The progress said so.
-    assert!(
-        out.stderr.contains("rate limit: new agents wait"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("rate limit: new agents wait");
 }
 
 #[test]
 fn claude_error_subtypes_show_the_cli_words() {
     let r = repo(&["3-1-a"]);
-    r.install_script(
-        "claude",
-        &format!(
-            "#!/bin/sh\nif [ \"$1\" = auth ]; then echo '{{\"loggedIn\": true}}'; exit 0; fi\ncat >/dev/null\n{}exit 1\n",
-            heredoc(&fixture("claude-maxturns-error.out"), false)
-        ),
-    );
-    let out = r.teleos([
-        "close",
-        "--sequential",
-        "--all",
-        "--yes",
-        "--json",
-        "--retries",
-        "0",
-    ]);
+    Claude::new()
+        .reply("*", "", &fixture("claude-maxturns-error.out"), 1)
+        .install(&r);
+    let out = r.close_all(&["--sequential", "--retries", "0"]);
     out.code(1);
     let j = out.json();
     let msg = j["errors"][0]["error_message"].as_str().unwrap();
@@ -275,15 +221,7 @@ while [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done
             events = heredoc(&fixture("codex-success.out"), false),
         ),
     );
-    let out = r.teleos([
-        "close",
-        "--sequential",
-        "--all",
-        "--yes",
-        "--json",
-        "--agent",
-        "codex",
-    ]);
+    let out = r.close_all(&["--sequential", "--agent", "codex"]);
     out.ok();
     let j = out.json();
     assert_eq!(j["completed"][0]["story_key"], "4-1-a", "{j}");
@@ -308,15 +246,7 @@ fn a_silent_opencode_stalls_and_the_batch_stops_when_every_run_died_the_same_way
         ),
     );
     r.git(&["config", "teleos.stallTimeout", "1"]);
-    let out = r.teleos([
-        "close",
-        "--sequential",
-        "--all",
-        "--yes",
-        "--json",
-        "--agent",
-        "opencode",
-    ]);
+    let out = r.close_all(&["--sequential", "--agent", "opencode"]);
     out.code(1);
     let j = out.json();
     let stopped = j["stopped"].as_str().unwrap_or_default();
@@ -332,24 +262,11 @@ fn a_silent_opencode_stalls_and_the_batch_stops_when_every_run_died_the_same_way
 #[test]
 fn landed_is_said_only_when_commits_landed() {
     let r = repo(&["6-1-a"]);
-    r.install_script(
-        "claude",
-        &format!(
-            "#!/bin/sh\nif [ \"$1\" = auth ]; then echo '{{\"loggedIn\": true}}'; exit 0; fi\ncat >/dev/null\n{}exit 1\n",
-            heredoc(&fixture("claude-maxturns-error.out"), false)
-        ),
-    );
+    Claude::new()
+        .reply("*", "", &fixture("claude-maxturns-error.out"), 1)
+        .install(&r);
     let head = r.git(&["rev-parse", "HEAD"]);
-    let out = r.teleos([
-        "close",
-        "--parallel",
-        "2",
-        "--all",
-        "--yes",
-        "--json",
-        "--retries",
-        "0",
-    ]);
+    let out = r.close_all(&["--parallel", "2", "--retries", "0"]);
     out.code(1);
     let notes = out.json()["notes"].to_string();
     assert!(!notes.contains("landed on"), "{notes}");

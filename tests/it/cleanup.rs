@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{story, TestRepo};
+use common::agent::Claude;
+use common::{repo_with_stories, TestRepo};
 use serde_json::{json, Value};
 
-const DIR: &str = "docs/sprint-artifacts";
 const WT: &str = ".claude/worktrees";
 
 fn wait_for(what: &str, timeout_secs: u64, mut done: impl FnMut() -> bool) {
@@ -41,62 +41,34 @@ fn manifest(r: &TestRepo) -> Value {
     serde_json::from_str(&r.read(&format!("{WT}/manifest.json"))).unwrap()
 }
 
-fn worktree_count(r: &TestRepo) -> usize {
-    r.git(&["worktree", "list", "--porcelain"])
-        .matches("worktree ")
-        .count()
-}
-
 /// A stand-in `claude` whose behaviour depends on the story: `1-*` finishes at once, `2-*`
 /// commits then sleeps, `3-*` leaves uncommitted files then sleeps. Each writes its process
 /// group (its own pid: agents lead their group) to `<state>/<key>` when it reaches that state.
 fn install_agent(r: &TestRepo) -> PathBuf {
-    let state = r.home.join("agents");
-    std::fs::create_dir_all(&state).unwrap();
-    let script = format!(
-        r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
-prompt=$(cat)
-{story_from_prompt}
-state="{state}"
-mkdir -p out
-case "$key" in
-  1-*)
-    sed -i 's/^- \[ \] /- [x] /' "$file"
+    Claude::new()
+        .sh("mkdir -p out")
+        .on(
+            "1-*",
+            r#"sed -i 's/^- \[ \] /- [x] /' "$file"
     echo "$key" > "out/$key.txt"
     git add -A && git commit -qm "teleos: close $key"
-    {done}    exit 0;;
-  2-*)
-    echo "committed work" > "out/$key.txt"
+    answer 10 1 9
+    exit 0"#,
+        )
+        .on(
+            "2-*",
+            r#"echo "committed work" > "out/$key.txt"
     git add -A && git commit -qm "teleos: unmerged work of $key"
-    echo $$ > "$state/$key.tmp" && mv "$state/$key.tmp" "$state/$key";;
-  3-*)
-    echo "uncommitted work" > "out/$key.txt"
+    echo $$ > "$state/$key.tmp" && mv "$state/$key.tmp" "$state/$key""#,
+        )
+        .on(
+            "3-*",
+            r#"echo "uncommitted work" > "out/$key.txt"
     echo "changed" >> README.md
-    echo $$ > "$state/$key.tmp" && mv "$state/$key.tmp" "$state/$key";;
-esac
-sleep 300
-"#,
-        state = state.display(),
-        story_from_prompt = common::STORY_FROM_PROMPT,
-        done = common::claude_envelope_sh(
-            r#"printf '{"story_key":"%s","status":"completed","tasks_total":10,"tasks_completed_by_closer":1,"tasks_already_done":9}' "$key""#,
-            0.0
-        ),
-    );
-    r.install_script("claude", &script);
-    state
-}
-
-fn repo_with_stories(keys: &[&str]) -> TestRepo {
-    let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
-    for key in keys {
-        r.write(&format!("{DIR}/{key}.md"), &story(key, 9, 1));
-    }
-    r.commit_all("stories");
-    r
+    echo $$ > "$state/$key.tmp" && mv "$state/$key.tmp" "$state/$key""#,
+        )
+        .sleep("300")
+        .install(r)
 }
 
 /// The session id of the only session in the manifest, once there is one.
@@ -204,7 +176,7 @@ fn a_batch_killed_with_sigkill_is_cleaned_without_losing_any_work() {
     let before = r.read(&format!("{WT}/manifest.json"));
     let plan = r.teleos(["clean-orphans", "--dry-run"]);
     plan.ok();
-    assert!(plan.stdout.contains("would keep"), "{}", plan.stdout);
+    plan.stdout_has("would keep");
     assert_eq!(r.read(&format!("{WT}/manifest.json")), before);
     assert_eq!(r.git(&["worktree", "list"]), worktrees_live);
     assert_eq!(r.git(&["for-each-ref", "refs/teleos/rescue"]), "");
@@ -251,7 +223,7 @@ fn a_batch_killed_with_sigkill_is_cleaned_without_losing_any_work() {
         .ends_with("changed"));
 
     // Nothing else is left, the user's branch did not move, the repository is sound.
-    assert_eq!(worktree_count(&r), 1);
+    assert_eq!(r.worktree_count(), 1);
     assert_eq!(r.git(&["branch", "--format=%(refname:short)"]), "main");
     assert_eq!(r.git(&["rev-parse", "main"]), start);
     assert_eq!(manifest(&r)["sessions"], json!({}));
@@ -263,7 +235,7 @@ fn a_batch_killed_with_sigkill_is_cleaned_without_losing_any_work() {
     // A second run has nothing to do.
     let again = r.teleos(["clean-orphans"]);
     again.ok();
-    assert!(again.stdout.contains("No sessions"), "{}", again.stdout);
+    again.stdout_has("No sessions");
 }
 
 /// A session that nothing could prove alive: no lock, no pid, started long ago.
@@ -344,7 +316,7 @@ fn a_hostile_manifest_cannot_delete_anything_outside() {
         std::fs::read_to_string(elsewhere.join("mine.txt")).unwrap(),
         "user's work\n"
     );
-    assert_eq!(worktree_count(&r), 2);
+    assert_eq!(r.worktree_count(), 2);
     assert_eq!(
         r.git(&["branch", "--format=%(refname:short)"]),
         "feature\nmain\nother"
@@ -386,7 +358,7 @@ fn worktree_folders_deleted_by_hand_are_cleaned_and_their_commits_kept() {
 
     let out = r.teleos(["clean-orphans"]);
     out.ok();
-    assert!(out.stdout.contains("orphaned; cleaned"), "{}", out.stdout);
+    out.stdout_has("orphaned; cleaned");
     assert_eq!(
         r.git(&[
             "log",
@@ -396,7 +368,7 @@ fn worktree_folders_deleted_by_hand_are_cleaned_and_their_commits_kept() {
         ]),
         "agent work"
     );
-    assert_eq!(worktree_count(&r), 1);
+    assert_eq!(r.worktree_count(), 1);
     assert_eq!(r.git(&["branch", "--format=%(refname:short)"]), "main");
     assert_eq!(manifest(&r)["sessions"], json!({}));
 }
@@ -406,7 +378,7 @@ fn status_without_a_manifest_says_no_sessions() {
     let r = TestRepo::new();
     let out = r.teleos(["status"]);
     out.ok();
-    assert!(out.stdout.contains("No sessions"), "{}", out.stdout);
+    out.stdout_has("No sessions");
     let j = r.teleos(["status", "--json"]).json();
     assert_eq!(j["sessions"], json!([]));
     assert_eq!(j["manifest_exists"], json!(false));
@@ -501,19 +473,11 @@ fn hooks_install_twice_and_uninstall_keep_the_users_hook_byte_for_byte() {
 
     let first = r.teleos(["hooks", "install"]);
     first.ok();
-    assert!(
-        first.stdout.contains("post-checkout: installed (added"),
-        "{}",
-        first.stdout
-    );
+    first.stdout_has("post-checkout: installed (added");
     let once = std::fs::read_to_string(&hook).unwrap();
     let second = r.teleos(["hooks", "install"]);
     second.ok();
-    assert!(
-        second.stdout.contains("already installed"),
-        "{}",
-        second.stdout
-    );
+    second.stdout_has("already installed");
     assert_eq!(std::fs::read_to_string(&hook).unwrap(), once);
     assert!(
         once.starts_with("#!/bin/sh\n# >>> git-teleos >>>\n"),
@@ -550,22 +514,14 @@ fn hooks_honour_core_hooks_path_and_work_from_linked_worktrees() {
     r.git(&["config", "core.hooksPath", "my-hooks"]);
     let out = r.teleos(["hooks", "install"]);
     out.ok();
-    assert!(out.stdout.contains("core.hooksPath"), "{}", out.stdout);
+    out.stdout_has("core.hooksPath");
     assert!(r.path("my-hooks/post-checkout").exists());
     assert!(!r.path(".git/hooks/post-checkout").exists());
     r.teleos(["hooks", "uninstall"]).ok();
     assert!(!r.path("my-hooks/post-checkout").exists());
     r.git(&["config", "--unset", "core.hooksPath"]);
 
-    let linked = r.root.parent().unwrap().join("linked");
-    r.git(&[
-        "worktree",
-        "add",
-        "-q",
-        "-b",
-        "side",
-        linked.to_str().unwrap(),
-    ]);
+    let linked = r.add_linked_worktree();
     r.teleos_in(&linked, ["hooks", "install"]).ok();
     assert!(r.path(".git/hooks/post-checkout").exists());
     // With no manifest the hook is silent and quick.
@@ -606,11 +562,7 @@ fn a_parallel_close_cleans_orphans_first() {
         "1-1",
     ]);
     out.ok();
-    assert!(
-        out.stderr.contains("cleaned orphaned session fedcba"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("cleaned orphaned session fedcba");
     assert_eq!(
         r.git(&[
             "show",

@@ -3,6 +3,7 @@
 
 use crate::common;
 
+use common::agent::Claude;
 use common::{story, TestRepo};
 use serde_json::{json, Value};
 
@@ -66,36 +67,18 @@ fn complete(prefix: &'static str, key: &str, by_closer: usize, already: usize) -
 /// Install a stand-in `claude` whose behaviour depends on the story key in the prompt. Every
 /// call records its prompt and environment under `home/calls/`.
 fn install_claude(r: &TestRepo, logged_in: bool, cases: &[Case]) {
-    let calls = r.home.join("calls");
-    std::fs::create_dir_all(&calls).unwrap();
-    let mut script = format!(
-        r#"#!/bin/sh
-# Stand-in for Claude Code (claude -p --output-format json): prompt on stdin, envelope on stdout.
-if [ "$1" = auth ]; then
-  if {logged_in}; then echo '{{"loggedIn": true, "authMethod": "claude.ai"}}'; exit 0; fi
-  {not_logged_in}  exit 1
-fi
-prompt=$(cat)
-n=$(ls "{calls}" | wc -l)
-printf '%s' "$prompt" > "{calls}/$n.prompt"
-env > "{calls}/$n.env"
-printf '%s\n' "$*" > "{calls}/$n.args"
-{story_from_prompt}
-case "$key" in
-"#,
-        logged_in = if logged_in { "true" } else { "false" },
-        not_logged_in = common::heredoc(&common::fixture("claude-auth.out"), false),
-        calls = calls.display(),
-        story_from_prompt = common::STORY_FROM_PROMPT
-    );
-    for c in cases {
-        script.push_str(&format!(
-            "{}*)\n{}\ncat <<'ENVELOPE'\n{}\nENVELOPE\nexit {}\n;;\n",
-            c.prefix, c.actions, c.stdout, c.code
-        ));
+    let mut claude = if logged_in {
+        Claude::new()
+    } else {
+        Claude::new().logged_out()
     }
-    script.push_str("*) echo \"stand-in: no case for $key\" >&2; exit 3;;\nesac\n");
-    r.install_script("claude", &script);
+    .record_calls();
+    for c in cases {
+        claude = claude.reply(&format!("{}*", c.prefix), &c.actions, &c.stdout, c.code);
+    }
+    claude
+        .sh(r#"echo "stand-in: no case for $key" >&2; exit 3"#)
+        .install(r);
 }
 
 fn calls(r: &TestRepo, ext: &str) -> Vec<String> {
@@ -113,9 +96,18 @@ fn calls(r: &TestRepo, ext: &str) -> Vec<String> {
 
 fn repo() -> TestRepo {
     let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
+    r.agent_identity();
     r.git(&["config", "teleos.rateLimitBackoff", "0.05"]);
+    r
+}
+
+/// [`repo`] with stories `(key, title, done, left)` committed.
+fn repo_with(stories: &[(&str, &str, usize, usize)]) -> TestRepo {
+    let r = repo();
+    for (key, title, done, left) in stories {
+        r.write(&format!("{DIR}/{key}.md"), &story(title, *done, *left));
+    }
+    r.commit_all("stories");
     r
 }
 
@@ -125,10 +117,7 @@ fn head(r: &TestRepo) -> String {
 
 #[test]
 fn completes_stories_and_verifies_the_repository() {
-    let r = repo();
-    r.write(&format!("{DIR}/1-1-login.md"), &story("Login", 8, 2));
-    r.write(&format!("{DIR}/1-2-reset.md"), &story("Reset", 9, 1));
-    r.commit_all("stories");
+    let r = repo_with(&[("1-1-login", "Login", 8, 2), ("1-2-reset", "Reset", 9, 1)]);
     install_claude(
         &r,
         true,
@@ -160,12 +149,7 @@ fn completes_stories_and_verifies_the_repository() {
     assert!(std::fs::read_to_string(log_path)
         .unwrap()
         .contains("total_cost_usd"));
-    assert!(
-        out.stderr
-            .contains("✅ 1-1-login — 10/10 tasks done, committed"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("✅ 1-1-login — 10/10 tasks done, committed");
 
     // The protocol: prompt on stdin naming the story; claude's flags; no GIT_DIR inherited.
     let prompts = calls(&r, "prompt");
@@ -199,9 +183,7 @@ fn completes_stories_and_verifies_the_repository() {
 
 #[test]
 fn partial_with_blocker_questions_then_retry_with_answers() {
-    let r = repo();
-    r.write(&format!("{DIR}/3-1-avatar.md"), &story("Avatar", 8, 2));
-    r.commit_all("stories");
+    let r = repo_with(&[("3-1-avatar", "Avatar", 8, 2)]);
     let partial = worker_result(
         "3-1-avatar",
         "partial",
@@ -222,14 +204,9 @@ fn partial_with_blocker_questions_then_retry_with_answers() {
     );
     let out = r.teleos(["close", "--sequential", "3-1", "--yes"]);
     out.code(1);
-    assert!(out.stdout.contains("Partially blocked"), "{}", out.stdout);
+    out.stdout_has("Partially blocked");
     assert!(out.stdout.contains("Which size limit?"));
-    assert!(
-        out.stderr
-            .contains("⚠️ 3-1-avatar — 9/10 tasks done, 1 blocked"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("⚠️ 3-1-avatar — 9/10 tasks done, 1 blocked");
 
     let template = r.teleos(["debrief", "--answers-template"]);
     template.ok();
@@ -293,25 +270,11 @@ fn failures_are_errors_with_reasons_and_the_batch_goes_on() {
             complete("4-4", "4-4-ok", 1, 9),
         ],
     );
-    let out = r.teleos([
-        "close",
-        "--sequential",
-        "--all",
-        "--yes",
-        "--json",
-        "--retries",
-        "0",
-        "--circuit-breaker",
-        "0",
-    ]);
+    let out = r.close_all(&["--sequential", "--retries", "0", "--circuit-breaker", "0"]);
     out.code(1);
     let j = out.json();
-    let errors = j["errors"].as_array().unwrap();
     let msg = |k: &str| {
-        errors
-            .iter()
-            .find(|e| e["story_key"] == k)
-            .unwrap_or_else(|| panic!("{k} not in errors: {j}"))["error_message"]
+        common::entry(&j["errors"], k)["error_message"]
             .as_str()
             .unwrap()
             .to_string()
@@ -328,19 +291,12 @@ fn failures_are_errors_with_reasons_and_the_batch_goes_on() {
         msg("4-3-crash")
     );
     assert_eq!(j["completed"][0]["story_key"], "4-4-ok");
-    assert!(
-        out.stderr.contains("❌ 4-1-nojson — Error:"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("❌ 4-1-nojson — Error:");
 }
 
 #[test]
 fn a_hanging_agent_is_killed_at_the_timeout() {
-    let r = repo();
-    r.write(&format!("{DIR}/5-1-hang.md"), &story("Hang", 9, 1));
-    r.write(&format!("{DIR}/5-2-ok.md"), &story("Ok", 9, 1));
-    r.commit_all("stories");
+    let r = repo_with(&[("5-1-hang", "Hang", 9, 1), ("5-2-ok", "Ok", 9, 1)]);
     let pidfile = r.home.join("sleeper.pid");
     install_claude(
         &r,
@@ -355,17 +311,7 @@ fn a_hanging_agent_is_killed_at_the_timeout() {
             complete("5-2", "5-2-ok", 1, 9),
         ],
     );
-    let out = r.teleos([
-        "close",
-        "--sequential",
-        "--all",
-        "--yes",
-        "--json",
-        "--timeout",
-        "1",
-        "--retries",
-        "0",
-    ]);
+    let out = r.close_all(&["--sequential", "--timeout", "1", "--retries", "0"]);
     out.code(1);
     let j = out.json();
     assert!(
@@ -409,9 +355,7 @@ fn wait_for(what: &str, cond: impl Fn() -> bool) {
 
 #[test]
 fn a_second_ctrl_c_exits_at_once() {
-    let r = repo();
-    r.write(&format!("{DIR}/5-3-stubborn.md"), &story("Stubborn", 9, 1));
-    r.commit_all("stories");
+    let r = repo_with(&[("5-3-stubborn", "Stubborn", 9, 1)]);
     let state = r.home.join("stubborn");
     std::fs::create_dir_all(&state).unwrap();
     install_claude(
@@ -457,9 +401,7 @@ fn a_second_ctrl_c_exits_at_once() {
 
 #[test]
 fn false_claims_are_downgraded_and_reported() {
-    let r = repo();
-    r.write(&format!("{DIR}/6-1-liar.md"), &story("Liar", 8, 2));
-    r.commit_all("stories");
+    let r = repo_with(&[("6-1-liar", "Liar", 8, 2)]);
     let claim = worker_result(
         "6-1-liar",
         "completed",
@@ -492,23 +434,19 @@ fn false_claims_are_downgraded_and_reported() {
 
 #[test]
 fn not_logged_in_stops_before_anything_is_created() {
-    let r = repo();
-    r.write(&format!("{DIR}/7-1-x.md"), &story("X", 9, 1));
-    r.commit_all("stories");
+    let r = repo_with(&[("7-1-x", "X", 9, 1)]);
     install_claude(&r, false, &[complete("7-1", "7-1-x", 1, 9)]);
     let out = r.teleos(["close", "--sequential", "--all", "--yes"]);
     out.code(2);
-    assert!(out.stderr.contains("not logged in"), "{}", out.stderr);
-    assert!(out.stderr.contains("hint:"), "{}", out.stderr);
+    out.stderr_has("not logged in");
+    out.stderr_has("hint:");
     assert!(calls(&r, "prompt").is_empty(), "no story was run");
     assert!(!r.root.join(".git/teleos").exists(), "nothing was created");
 }
 
 #[test]
 fn rate_limited_then_fine_is_not_a_failure() {
-    let r = repo();
-    r.write(&format!("{DIR}/8-1-busy.md"), &story("Busy", 9, 1));
-    r.commit_all("stories");
+    let r = repo_with(&[("8-1-busy", "Busy", 9, 1)]);
     let counter = r.home.join("count");
     // claude's envelope for an API 429 (`api_error_status: 429`, `rate_limit_error`).
     let limited = common::fixture("claude-429.out").trim().to_string();
@@ -582,26 +520,24 @@ fn a_human_validation_only_story_completes_and_lists_the_human_task() {
 
 #[test]
 fn refuses_a_dirty_checkout_and_missing_flags_without_a_terminal() {
-    let r = repo();
-    r.write(&format!("{DIR}/1-1-a.md"), &story("A", 9, 1));
-    r.commit_all("stories");
+    let r = repo_with(&[("1-1-a", "A", 9, 1)]);
     install_claude(&r, true, &[complete("1-1", "1-1-a", 1, 9)]);
 
     let out = r.teleos(["close", "--sequential", "--yes"]);
     out.code(2);
-    assert!(out.stderr.contains("--all"), "{}", out.stderr);
+    out.stderr_has("--all");
     let out = r.teleos(["close", "--sequential", "--all"]);
     out.code(2);
-    assert!(out.stderr.contains("--yes"), "{}", out.stderr);
+    out.stderr_has("--yes");
     let out = r.teleos(["close", "--all", "--yes"]);
     out.code(2);
-    assert!(out.stderr.contains("--parallel"), "{}", out.stderr);
+    out.stderr_has("--parallel");
     let out = r.teleos(["close", "--sequential", "--all", "--dry-run"]);
     out.ok();
-    assert!(out.stderr.contains("1-1-a"), "{}", out.stderr);
+    out.stderr_has("1-1-a");
     let out = r.teleos(["close", "--sequential", "nope", "--yes"]);
     out.code(2);
-    assert!(out.stderr.contains("nope"), "{}", out.stderr);
+    out.stderr_has("nope");
 
     r.write("scratch.txt", "my own edit\n");
     let out = r.teleos(["close", "--sequential", "--all", "--yes"]);
@@ -617,9 +553,7 @@ fn refuses_a_dirty_checkout_and_missing_flags_without_a_terminal() {
 
 #[test]
 fn needs_pipeline_stories_are_routed_not_run() {
-    let r = repo();
-    r.write(&format!("{DIR}/2-1-big.md"), &story("Big", 2, 8));
-    r.commit_all("stories");
+    let r = repo_with(&[("2-1-big", "Big", 2, 8)]);
     install_claude(&r, true, &[]);
     let out = r.teleos([
         "close",
@@ -633,7 +567,7 @@ fn needs_pipeline_stories_are_routed_not_run() {
     assert_eq!(j["routed_to_pipeline"][0]["story_key"], "2-1-big");
     assert_eq!(j["routed_to_pipeline"][0]["unchecked_count"], 8);
     assert!(calls(&r, "prompt").is_empty());
-    assert!(out.stderr.contains("🔀 2-1-big routed"), "{}", out.stderr);
+    out.stderr_has("🔀 2-1-big routed");
 }
 
 #[test]
@@ -643,11 +577,7 @@ fn demo_runs_every_phase_offline() {
     let out = r.teleos(["demo", "--dir", dir.to_str().unwrap(), "--json"]);
     // One demo story is left blocked on a product decision by design; the demo itself succeeds.
     out.ok();
-    assert!(
-        out.stderr.contains("blocked on a question, as designed"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("blocked on a question, as designed");
     let j: Value =
         serde_json::from_str(&out.stdout[out.stdout.find("{\n  \"session_id\"").unwrap()..])
             .unwrap();
@@ -688,15 +618,7 @@ fn budget_and_circuit_breaker_stop_new_stories() {
         ],
     );
     // Each run reports $0.25: a $0.40 budget allows two stories.
-    let out = r.teleos([
-        "close",
-        "--sequential",
-        "--all",
-        "--yes",
-        "--json",
-        "--max-budget-usd",
-        "0.4",
-    ]);
+    let out = r.close_all(&["--sequential", "--max-budget-usd", "0.4"]);
     out.code(1);
     let j = out.json();
     assert_eq!(j["completed"].as_array().unwrap().len(), 2, "{j}");
@@ -725,15 +647,7 @@ fn budget_and_circuit_breaker_stop_new_stories() {
             complete("2-4", "2-4-d", 1, 9),
         ],
     );
-    let out = r.teleos([
-        "close",
-        "--sequential",
-        "--all",
-        "--yes",
-        "--json",
-        "--retries",
-        "0",
-    ]);
+    let out = r.close_all(&["--sequential", "--retries", "0"]);
     out.code(1);
     let j = out.json();
     assert!(
@@ -762,11 +676,11 @@ fn interactive_selection_on_a_terminal() {
         eprintln!("skipped: no `script` command to provide a terminal");
         return;
     }
-    let r = repo();
-    r.write(&format!("{DIR}/1-1-a.md"), &story("A", 9, 1));
-    r.write(&format!("{DIR}/1-2-b.md"), &story("B", 9, 1));
-    r.write(&format!("{DIR}/2-1-big.md"), &story("Big", 1, 9));
-    r.commit_all("stories");
+    let r = repo_with(&[
+        ("1-1-a", "A", 9, 1),
+        ("1-2-b", "B", 9, 1),
+        ("2-1-big", "Big", 1, 9),
+    ]);
     install_claude(&r, true, &[complete("1-2", "1-2-b", 1, 9)]);
     let run = |answers: &str| {
         let mut cmd = std::process::Command::new("script");
@@ -807,10 +721,7 @@ fn interactive_selection_on_a_terminal() {
 
 #[test]
 fn an_agent_that_switches_the_users_branch_stops_the_batch() {
-    let r = repo();
-    r.write(&format!("{DIR}/1-1-a.md"), &story("A", 9, 1));
-    r.write(&format!("{DIR}/1-2-b.md"), &story("B", 9, 1));
-    r.commit_all("stories");
+    let r = repo_with(&[("1-1-a", "A", 9, 1), ("1-2-b", "B", 9, 1)]);
     install_claude(
         &r,
         true,

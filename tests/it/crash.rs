@@ -6,54 +6,26 @@ use crate::common;
 
 use std::collections::BTreeSet;
 
-use common::{story, TestRepo};
-
-const DIR: &str = "docs/sprint-artifacts";
+use common::agent::Claude;
+use common::{lines, repo_with_stories, TestRepo};
 
 /// A stand-in `claude` that commits its story's work, leaves one uncommitted scratch file, and
 /// records every commit it made.
 fn install_agent(r: &TestRepo, seconds: &str) {
-    let state = r.home.join("agents");
-    std::fs::create_dir_all(&state).unwrap();
-    let script = format!(
-        r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
-prompt=$(cat)
-{story_from_prompt}
-sed -i 's/^- \[ \] /- [x] /' "$file"
-mkdir -p out && echo "$key" > "out/$key.txt"
-git add out "$file" && git commit -qm "teleos: close $key"
-git rev-parse HEAD >> "{state}/commits"
-echo "scratch of $key" > "scratch-$key.txt"
-echo "$key" >> "{state}/ran"
-sleep {seconds}
-{done}"#,
-        done = common::claude_envelope_sh(
-            r#"printf '{"story_key":"%s","status":"completed","tasks_total":10,"tasks_completed_by_closer":1,"tasks_already_done":9}' "$key""#,
-            0.0
-        ),
-        state = state.display(),
-        story_from_prompt = common::STORY_FROM_PROMPT
-    );
-    r.install_script("claude", &script);
-}
-
-fn lines(path: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    Claude::new()
+        .tick()
+        .write_out()
+        .commit(r#"out "$file""#)
+        .sh(r#"git rev-parse HEAD >> "$state/commits""#)
+        .sh(r#"echo "scratch of $key" > "scratch-$key.txt""#)
+        .record("ran")
+        .sleep(seconds)
+        .sh("answer 10 1 9")
+        .install(r);
 }
 
 fn crash_at(point: &str) {
-    let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
-    for k in ["1-1-a", "1-2-b", "1-3-c"] {
-        r.write(&format!("{DIR}/{k}.md"), &story(k, 9, 1));
-    }
-    r.commit_all("stories");
+    let r = repo_with_stories(&["1-1-a", "1-2-b", "1-3-c"]);
     r.write("notes.txt", "the user's own notes\n");
     let start = r.git(&["rev-parse", "HEAD"]);
     install_agent(&r, if point == "agent-running" { "3" } else { "0" });
@@ -177,13 +149,7 @@ fn crash_during_cleanup() {
 
 #[test]
 fn a_panic_in_one_story_ends_that_story_not_the_batch() {
-    let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
-    for k in ["1-1-a", "1-2-b", "1-3-c"] {
-        r.write(&format!("{DIR}/{k}.md"), &story(k, 9, 1));
-    }
-    r.commit_all("stories");
+    let r = repo_with_stories(&["1-1-a", "1-2-b", "1-3-c"]);
     install_agent(&r, "0");
     let mut cmd = r.teleos_cmd(&r.root);
     // A bug while the first story merges (holding the merge lock).

@@ -88,16 +88,24 @@ fn tree_has(r: &TestRepo, commit: ObjectId, path: &str) -> bool {
         == 0
 }
 
-#[test]
-fn the_merge_that_turns_it_red_is_ejected_and_later_work_is_replayed_without_it() {
+/// A project with the check and `files`, committed as `message` on `main`, and an
+/// `integration` branch there; returns it and that commit.
+fn project(files: &[(&str, &str)], message: &str) -> (TestRepo, ObjectId) {
     let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
+    r.agent_identity();
     r.write("check.sh", CHECK);
-    r.write("routes/home", "GET /\n");
-    r.commit_all("project");
+    for (path, text) in files {
+        r.write(path, text);
+    }
+    r.commit_all(message);
     let start = id(&r, "main");
     r.git(&["branch", "integration"]);
+    (r, start)
+}
+
+#[test]
+fn the_merge_that_turns_it_red_is_ejected_and_later_work_is_replayed_without_it() {
+    let (r, start) = project(&[("routes/home", "GET /\n")], "project");
     let mut merges = Vec::new();
     let a = story(&r, "a", "main", &[("routes/a", "GET /api/items\n")]);
     merge(&r, "a", a, &mut merges);
@@ -174,15 +182,10 @@ fn the_merge_that_turns_it_red_is_ejected_and_later_work_is_replayed_without_it(
 
 #[test]
 fn a_start_that_is_already_red_blames_no_story() {
-    let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
-    r.write("check.sh", CHECK);
-    r.write("routes/x", "GET /dup\n");
-    r.write("routes/y", "GET /dup\n");
-    r.commit_all("project, already red");
-    let start = id(&r, "main");
-    r.git(&["branch", "integration"]);
+    let (r, start) = project(
+        &[("routes/x", "GET /dup\n"), ("routes/y", "GET /dup\n")],
+        "project, already red",
+    );
     let mut merges = Vec::new();
     let a = story(&r, "a", "main", &[("a.txt", "a\n")]);
     merge(&r, "a", a, &mut merges);

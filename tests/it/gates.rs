@@ -4,7 +4,8 @@
 
 use crate::common;
 
-use common::{story, TestRepo};
+use common::agent::Claude;
+use common::{entry, story, TestRepo};
 
 const DIR: &str = "docs/sprint-artifacts";
 
@@ -28,18 +29,9 @@ echo "check passed" | tee check-report.txt
 /// removes it when the repair prompt shows the check's output; `*-alpha`/`*-beta` register the
 /// same route (each fine alone).
 fn install_agent(r: &TestRepo) {
-    let state = r.home.join("agents");
-    std::fs::create_dir_all(&state).unwrap();
-    let script = format!(
-        r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
-prompt=$(cat)
-{story_from_prompt}
-state="{state}"
-answer() {{
-  printf '{{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.1,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":%s,\\"tasks_completed_by_closer\\":%s,\\"tasks_already_done\\":%s}}"}}\n' "$key" "$1" "$2" "$3"
-}}
-case "$prompt" in *"the project's check is red"*)
+    Claude::new()
+        .cost(0.1)
+        .sh(r#"case "$prompt" in *"the project's check is red"*)
   printf '%s\n' "$prompt" > "$state/repair-$key"
   total=$(grep -c '^- \[' "$file")
   case "$key" in *-fixable)
@@ -51,23 +43,17 @@ case "$prompt" in *"the project's check is red"*)
   esac
   answer "$total" 0 "$total"
   exit 0;;
-esac
-already=$(grep -c '^- \[x\]' "$file")
-total=$(grep -c '^- \[' "$file")
-sed -i 's/^- \[ \] /- [x] /' "$file"
-mkdir -p out src routes && echo "$key" > "out/$key.txt"
+esac"#)
+        .tick()
+        .sh(r#"mkdir -p out src routes && echo "$key" > "out/$key.txt"
 case "$key" in
   *-bug) echo "BUG: off by one, fix later" > src/bug.txt;;
   *-fixable) echo "total = BUG price * qty" > src/fixable.txt;;
   *-alpha|*-beta) echo "GET /api/items" > "routes/$key";;
-esac
-git add -A out src routes "$file" && git commit -qm "teleos: close $key"
-answer "$total" $((total - already)) "$already"
-"#,
-        state = state.display(),
-        story_from_prompt = common::STORY_FROM_PROMPT
-    );
-    r.install_script("claude", &script);
+esac"#)
+        .commit(r#"-A out src routes "$file""#)
+        .answer_counts()
+        .install(r);
 }
 
 fn repo_with(keys: &[&str]) -> TestRepo {
@@ -81,8 +67,7 @@ fn repo_with(keys: &[&str]) -> TestRepo {
 
 fn repo_with_stories(stories: &[(&str, String)]) -> TestRepo {
     let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
+    r.agent_identity();
     r.write("check.sh", CHECK);
     for (key, text) in stories {
         r.write(&format!("{DIR}/{key}.md"), text);
@@ -93,12 +78,24 @@ fn repo_with_stories(stories: &[(&str, String)]) -> TestRepo {
     r
 }
 
-fn entry<'a>(list: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["story_key"] == key)
-        .unwrap_or_else(|| panic!("{key} not in {list}"))
+/// Of two stories that register the same route, exactly one landed (its route file is on
+/// main); returns (the landed one's key, the other's key).
+#[track_caller]
+fn landed_and_ejected(
+    r: &TestRepo,
+    pair: [&'static str; 2],
+    j: &serde_json::Value,
+) -> (&'static str, &'static str) {
+    let on_main: Vec<&str> = pair
+        .into_iter()
+        .filter(|k| r.path(&format!("routes/{k}")).exists())
+        .collect();
+    assert_eq!(on_main.len(), 1, "{on_main:?}\n{j}");
+    if on_main[0] == pair[0] {
+        (pair[0], pair[1])
+    } else {
+        (pair[1], pair[0])
+    }
 }
 
 fn check_passes(r: &TestRepo, dir: &std::path::Path) -> bool {
@@ -124,11 +121,7 @@ fn story_repair_and_integration_gates_in_one_parallel_batch() {
     // The plan names the gate and why it runs.
     let plan = r.teleos(["close", "--parallel", "4", "--all", "--dry-run"]);
     plan.ok();
-    assert!(
-        plan.stderr.contains("$ sh check.sh   (teleos.gate)"),
-        "{}",
-        plan.stderr
-    );
+    plan.stderr_has("$ sh check.sh   (teleos.gate)");
 
     let out = r.teleos(["close", "--parallel", "4", "--all", "--yes", "--json"]);
     let j = out.json();
@@ -175,16 +168,8 @@ fn story_repair_and_integration_gates_in_one_parallel_batch() {
     assert_eq!(r.read("src/fixable.txt"), "total = price * qty\n");
     // The batch record draws the gate runs and the repair round on the story's timeline.
     let sid = j["session_id"].as_str().unwrap();
-    let record: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(r.path(&format!(".git/teleos/batches/{sid}.json"))).unwrap(),
-    )
-    .unwrap();
-    let story = record["stories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["story_key"] == "1-2-fixable")
-        .unwrap();
+    let record: serde_json::Value = serde_json::from_str(&common::batch_record(&r, sid)).unwrap();
+    let story = entry(&record["stories"], "1-2-fixable");
     let phases: Vec<&str> = story["timeline"]
         .as_array()
         .unwrap()
@@ -196,17 +181,8 @@ fn story_repair_and_integration_gates_in_one_parallel_batch() {
     assert_eq!((count("gate"), count("repair")), (2, 1), "{phases:?}");
 
     // Integration: alpha and beta are green alone, red together; exactly one is on main.
-    let on_main: Vec<&str> = ["1-3-alpha", "1-4-beta"]
-        .into_iter()
-        .filter(|k| r.path(&format!("routes/{k}")).exists())
-        .collect();
-    assert_eq!(on_main.len(), 1, "{on_main:?}\n{j}");
-    let ejected_key = if on_main[0] == "1-3-alpha" {
-        "1-4-beta"
-    } else {
-        "1-3-alpha"
-    };
-    entry(&j["completed"], on_main[0]);
+    let (landed, ejected_key) = landed_and_ejected(&r, ["1-3-alpha", "1-4-beta"], &j);
+    entry(&j["completed"], landed);
     let ejected = entry(&j["errors"], ejected_key);
     assert_eq!(ejected["outcome"], "integration_failed", "{j}");
     let msg = ejected["error_message"].as_str().unwrap();
@@ -235,7 +211,7 @@ fn story_repair_and_integration_gates_in_one_parallel_batch() {
     for (key, status) in [
         ("1-1-bug", "in-progress"),
         ("1-2-fixable", "done"),
-        (on_main[0], "done"),
+        (landed, "done"),
         (ejected_key, "in-progress"),
     ] {
         assert!(
@@ -294,43 +270,23 @@ fn gates_off_or_absent_are_said_in_the_plan_and_the_debrief() {
     let r = repo_with(&["1-1-fine"]);
     let out = r.teleos(["close", "--sequential", "--all", "--yes", "--no-gate"]);
     out.ok();
-    assert!(
-        out.stderr.contains("Gates: off (--no-gate)"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stdout.contains("gates were off (--no-gate)"),
-        "{}",
-        out.stdout
-    );
+    out.stderr_has("Gates: off (--no-gate)");
+    out.stdout_has("gates were off (--no-gate)");
 
     // No configuration and nothing to detect: the plan and debrief say no check ran.
     let r = repo_with(&["1-1-fine"]);
     r.git(&["config", "--unset", "teleos.gate"]);
     let out = r.teleos(["close", "--sequential", "--all", "--yes"]);
     out.ok();
-    assert!(
-        out.stderr.contains("Gates: none detected"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stdout.contains("no gate was detected"),
-        "{}",
-        out.stdout
-    );
+    out.stderr_has("Gates: none detected");
+    out.stdout_has("no gate was detected");
 
     // Detected from the project: a Makefile test target.
     r.write("Makefile", "test:\n\tsh check.sh\n");
     r.write(&format!("{DIR}/1-2-more.md"), &story("Another", 9, 1));
     r.commit_all("a Makefile and a story");
     let plan = r.teleos(["close", "--sequential", "--all", "--dry-run"]);
-    assert!(
-        plan.stderr.contains("$ make test   (Makefile test target)"),
-        "{}",
-        plan.stderr
-    );
+    plan.stderr_has("$ make test   (Makefile test target)");
 }
 
 #[test]
@@ -363,16 +319,7 @@ fn a_story_started_on_a_red_integration_is_not_blamed_for_it() {
     // Its work was put back after the base was checked; the temporary ref is gone.
     let refs = r.git(&["for-each-ref", "--format=%(refname)", "refs/teleos/"]);
     assert!(!refs.contains("gate-check"), "{refs}");
-    let on_main: Vec<&str> = ["2-1-alpha", "2-2-beta"]
-        .into_iter()
-        .filter(|k| r.path(&format!("routes/{k}")).exists())
-        .collect();
-    assert_eq!(on_main.len(), 1, "{on_main:?}\n{j}");
-    let ejected = if on_main[0] == "2-1-alpha" {
-        "2-2-beta"
-    } else {
-        "2-1-alpha"
-    };
+    let (_, ejected) = landed_and_ejected(&r, ["2-1-alpha", "2-2-beta"], &j);
     assert_eq!(
         entry(&j["errors"], ejected)["outcome"],
         "integration_failed"

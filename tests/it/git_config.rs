@@ -6,6 +6,7 @@ use crate::common;
 
 use std::path::Path;
 
+use common::agent::Claude;
 use common::{story, TestRepo};
 use serde_json::{json, Value};
 
@@ -109,7 +110,7 @@ fn git_dash_c_is_above_config_files_and_below_flags() {
     // Quoting survives: a value with a quote, a space and a '!' reaches the setting intact.
     let odd = git_teleos(&r, &root, &["-c", "teleos.agent=it's odd!"], &scan, &[]);
     odd.code(2);
-    assert!(odd.stderr.contains("it's odd!"), "{}", odd.stderr);
+    odd.stderr_has("it's odd!");
     // Case of section and key does not matter, as in git.
     let upper = ["-c", "TELEOS.CloseableThreshold=0.5"];
     assert_eq!(
@@ -132,7 +133,7 @@ fn git_dash_c_chooses_the_agent_of_close() {
     ];
     let plan = git_teleos(&r, &root, &["-c", "teleos.agent=codex"], &args, &[]);
     plan.ok();
-    assert!(plan.stderr.contains("via codex"), "{}", plan.stderr);
+    plan.stderr_has("via codex");
     let plain = git_teleos(&r, &root, &[], &args, &[]);
     assert!(plain.ok().stderr.contains("via claude"), "{}", plain.stderr);
     // A key without a value is true, as git reads it.
@@ -157,12 +158,8 @@ fn git_dash_c_chooses_the_agent_of_close() {
         stderr: String::from_utf8_lossy(&broken.stderr).into_owned(),
     };
     broken.code(2);
-    assert!(
-        broken.stderr.contains("GIT_CONFIG_PARAMETERS"),
-        "{}",
-        broken.stderr
-    );
-    assert!(broken.stderr.contains("hint:"), "{}", broken.stderr);
+    broken.stderr_has("GIT_CONFIG_PARAMETERS");
+    broken.stderr_has("hint:");
 }
 
 /// A session of another tool: no lock, no pid, started just now.
@@ -202,21 +199,13 @@ fn stale_hours_zero_means_no_grace_period() {
     assert_eq!(m["sessions"], json!({}), "{}", out.stdout);
     let neg = r.teleos(["clean-orphans", "--stale-hours=-1"]);
     neg.code(2);
-    assert!(neg.stderr.contains("--stale-hours"), "{}", neg.stderr);
+    neg.stderr_has("--stale-hours");
 }
 
 #[test]
 fn linked_worktrees_share_the_main_worktrees_manifest() {
     let r = repo();
-    let linked = r.root.parent().unwrap().join("linked");
-    r.git(&[
-        "worktree",
-        "add",
-        "-q",
-        "-b",
-        "side",
-        linked.to_str().unwrap(),
-    ]);
+    let linked = r.add_linked_worktree();
     // A session recorded at the main worktree (by the seed's tools or git-teleos there)...
     r.write(
         &format!("{WT}/manifest.json"),
@@ -235,22 +224,17 @@ fn linked_worktrees_share_the_main_worktrees_manifest() {
     // A batch started from the linked worktree registers there too: its agent, running in
     // the batch's worktree, asks `git teleos status` at the main worktree and finds it.
     let state = r.home.join("seen-from-main.json");
-    let script = format!(
-        r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
-prompt=$(cat)
-{story_from_prompt}
-(cd "{main}" && git teleos status --json > "{state}")
-pwd > "{state}.cwd"
-sed -i 's/^- \[ \] /- [x] /' "$file"
-git add -A && git commit -qm "teleos: close $key"
-printf '{{"type":"result","subtype":"success","is_error":false,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":10,\\"tasks_completed_by_closer\\":4,\\"tasks_already_done\\":6}}"}}\n' "$key"
-"#,
-        story_from_prompt = common::STORY_FROM_PROMPT,
-        main = r.root.display(),
-        state = state.display(),
-    );
-    r.install_script("claude", &script);
+    Claude::new()
+        .sh(&format!(
+            r#"(cd "{main}" && git teleos status --json > "{state}")
+pwd > "{state}.cwd""#,
+            main = r.root.display(),
+            state = state.display(),
+        ))
+        .tick()
+        .commit("-A")
+        .sh("answer 10 4 6")
+        .install(&r);
     let run = git_teleos(
         &r,
         &linked,

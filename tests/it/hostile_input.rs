@@ -98,8 +98,7 @@ fn pathological_agent_output_is_bounded() {
 #[test]
 fn story_names_that_look_like_shell_are_just_names() {
     let r = common::TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
+    r.agent_identity();
     let dir = "docs/sprint-artifacts";
     let evil = [
         "1-1 with spaces",

@@ -6,7 +6,8 @@ use crate::common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{story, TestRepo};
+use common::agent::Claude;
+use common::{entry, story, TestRepo};
 
 const DIR: &str = "docs/sprint-artifacts";
 
@@ -14,20 +15,17 @@ const DIR: &str = "docs/sprint-artifacts";
 /// `shared.txt` for 9-* stories, which therefore conflict), commits, and answers with the
 /// worker result in Claude's envelope. It records how many agents run at once.
 fn install_agent(r: &TestRepo, seconds: &str) {
-    let state = r.home.join("agents");
-    std::fs::create_dir_all(state.join("running")).unwrap();
-    let script = format!(
-        r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
-prompt=$(cat)
-{story_from_prompt}
-state="{state}"
-case "$prompt" in *"Resolve the merge conflict"*)
+    std::fs::create_dir_all(r.home.join("agents/running")).unwrap();
+    Claude::new()
+        .cost(0.1)
+        .sh(
+            r#"case "$prompt" in *"Resolve the merge conflict"*)
   integ=$(printf '%s\n' "$prompt" | sed -n 's/^.*integration branch: `\([^`]*\)`.*$/\1/p' | head -n 1)
   git merge --no-edit -q "$integ" >/dev/null 2>&1
   grep -v '^<<<<<<<\|^=======\|^>>>>>>>' shared.txt > shared.tmp && mv shared.tmp shared.txt
   git add shared.txt && git commit -q --no-edit
-  {resolved}  exit 0;;
+  answer_status
+  exit 0;;
 esac
 touch "$state/running/$key"
 [ -f node_modules/installed ] && cp node_modules/installed "$state/deps-$key"
@@ -37,48 +35,38 @@ pwd > "$state/cwd-$key"
 # Dependency check: 1-2 must see the work of 1-1 already merged.
 if [ "$key" = "1-2-second" ]; then
   if [ -f out/1-1-first.txt ]; then echo ok > "$state/dep-1-2"; else echo missing > "$state/dep-1-2"; fi
-fi
-sleep {seconds}
-already=$(grep -c '^- \[x\]' "$file")
-total=$(grep -c '^- \[' "$file")
-sed -i 's/^- \[ \] /- [x] /' "$file"
-done_now=$((total - already))
-mkdir -p out && echo "$key" > "out/$key.txt"
-case "$key" in 9-*) echo "$key wins" > shared.txt;; esac
-case "$key" in 8-*) echo "left behind" > leftover.txt;; esac
-case "$key" in *-deep) mkdir -p new/deeper/still && echo "deep" > new/deeper/still/left.txt;; esac
-case "$key" in 7-*) git checkout -q -b "rogue-$key";; esac
-git add out "$file" $( [ -f shared.txt ] && echo shared.txt ) && git commit -qm "teleos: close $key"
-case "$key" in 6-*)
-  # Commit something else straight onto the integration branch, then hide it.
-  b=$(git symbolic-ref --short HEAD); sid=${{b#worktree/teleos-}}; sid=${{sid%-*}}
+fi"#,
+        )
+        .sleep(seconds)
+        .tick()
+        .write_out()
+        .on("9-*", r#"echo "$key wins" > shared.txt"#)
+        .leftover("8-*", "leftover.txt", "left behind")
+        .on(
+            "*-deep",
+            r#"mkdir -p new/deeper/still && echo "deep" > new/deeper/still/left.txt"#,
+        )
+        .switch_branch("7-*")
+        .commit(r#"out "$file" $( [ -f shared.txt ] && echo shared.txt )"#)
+        .on(
+            "6-*",
+            r#"  # Commit something else straight onto the integration branch, then hide it.
+  b=$(git symbolic-ref --short HEAD); sid=${b#worktree/teleos-}; sid=${sid%-*}
   good=$(git rev-parse HEAD)
   echo rogue > rogue.txt && git add rogue.txt && git commit -qm "rogue commit"
   git update-ref "refs/heads/integration-$sid" HEAD
-  git reset -q --hard "$good";;
-esac
-rm -f "$state/running/$key"
-case "$key" in 5-*) rm -f ../../../notes.txt;; esac
-case "$key" in 4-*) head -c 1000000000 /dev/zero | tr '\0' x; echo;; esac
-{done}"#,
-        state = state.display(),
-        resolved = common::claude_envelope_sh(
-            r#"printf '{"story_key":"%s","status":"completed"}' "$key""#,
-            0.0
-        ),
-        done = common::claude_envelope_sh(
-            r#"printf '{"story_key":"%s","status":"completed","tasks_total":%s,"tasks_completed_by_closer":%s,"tasks_already_done":%s}' "$key" "$total" "$done_now" "$already""#,
-            0.1
-        ),
-        story_from_prompt = common::STORY_FROM_PROMPT
-    );
-    r.install_script("claude", &script);
+  git reset -q --hard "$good""#,
+        )
+        .sh(r#"rm -f "$state/running/$key""#)
+        .on("5-*", "rm -f ../../../notes.txt")
+        .on("4-*", r"head -c 1000000000 /dev/zero | tr '\0' x; echo")
+        .answer_counts()
+        .install(r);
 }
 
 fn repo_with(stories: &[(&str, &str)]) -> TestRepo {
     let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
+    r.agent_identity();
     r.write("shared.txt", "original\n");
     r.write("tracked.txt", "original\n");
     for (key, text) in stories {
@@ -220,12 +208,7 @@ fn nine_stories_on_three_worktrees_land_and_leave_nothing_behind() {
     assert!(cwd.contains(".claude/worktrees/teleos-"), "{cwd}");
 
     // Nothing left: no worktree, no worktree or integration branch, no session.
-    assert_eq!(
-        r.git(&["worktree", "list", "--porcelain"])
-            .matches("worktree ")
-            .count(),
-        1
-    );
+    assert_eq!(r.worktree_count(), 1);
     let branches = r.git(&["branch", "--format=%(refname:short)"]);
     assert_eq!(branches, "main", "branches left: {branches}");
     let manifest: serde_json::Value =
@@ -249,12 +232,7 @@ fn leftovers_are_rescued_and_a_dirty_landing_is_refused_safely() {
     let out = r.teleos(["close", "--parallel", "2", "--all", "--yes", "--json"]);
     let j = out.json();
     // The messy story committed its work but left a file: kept on a ref, story partial.
-    let messy = j["blocked"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["story_key"] == "8-1-messy")
-        .unwrap_or_else(|| panic!("{j}"));
+    let messy = entry(&j["blocked"], "8-1-messy");
     let rescue = messy["rescue_ref"].as_str().unwrap();
     assert_eq!(
         r.git(&["show", &format!("{rescue}:leftover.txt")]),
@@ -272,12 +250,7 @@ fn leftovers_are_rescued_and_a_dirty_landing_is_refused_safely() {
         log.contains("teleos: close 1-1-clean") && log.contains("teleos: close 8-1-messy"),
         "{log}"
     );
-    assert_eq!(
-        r.git(&["worktree", "list", "--porcelain"])
-            .matches("worktree ")
-            .count(),
-        1
-    );
+    assert_eq!(r.worktree_count(), 1);
     out.code(1);
 }
 
@@ -291,12 +264,7 @@ fn a_leftover_in_a_deep_new_folder_is_rescued_and_never_reaches_the_next_story()
     install_agent(&r, "0");
     let out = r.teleos(["close", "--parallel", "1", "--all", "--yes", "--json"]);
     let j = out.json();
-    let deep = j["blocked"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["story_key"] == "1-1-deep")
-        .unwrap_or_else(|| panic!("{j}"));
+    let deep = entry(&j["blocked"], "1-1-deep");
     let rescue = deep["rescue_ref"].as_str().unwrap();
     assert_eq!(
         r.git(&["show", &format!("{rescue}:new/deeper/still/left.txt")]),
@@ -365,12 +333,7 @@ fn ctrl_c_keeps_the_session_and_resume_finishes_it() {
     for k in ["1-1-a", "1-2-b", "1-3-c", "1-4-d"] {
         assert!(r.path(&format!("out/{k}.txt")).exists(), "{k} did not land");
     }
-    assert_eq!(
-        r.git(&["worktree", "list", "--porcelain"])
-            .matches("worktree ")
-            .count(),
-        1
-    );
+    assert_eq!(r.worktree_count(), 1);
     assert_eq!(r.git(&["branch", "--format=%(refname:short)"]), "main");
 }
 
@@ -479,15 +442,7 @@ fn resolve_lets_the_agent_merge_a_conflict() {
         ("9-2-right", &story("Right", 9, 1)),
     ]);
     install_agent(&r, "1");
-    let out = r.teleos([
-        "close",
-        "--parallel",
-        "2",
-        "--resolve",
-        "--all",
-        "--yes",
-        "--json",
-    ]);
+    let out = r.close_all(&["--parallel", "2", "--resolve"]);
     out.ok();
     let j = out.json();
     assert_eq!(j["completed"].as_array().unwrap().len(), 2, "{j}");
@@ -498,12 +453,7 @@ fn resolve_lets_the_agent_merge_a_conflict() {
         "{shared}"
     );
     assert!(!shared.contains("<<<<<<<"));
-    assert_eq!(
-        r.git(&["worktree", "list", "--porcelain"])
-            .matches("worktree ")
-            .count(),
-        1
-    );
+    assert_eq!(r.worktree_count(), 1);
 }
 
 #[test]
@@ -518,12 +468,7 @@ fn an_agent_that_floods_output_or_deletes_the_users_files_is_reported() {
     out.ok();
     let j = out.json();
     // 1 GB of output: the story still completes and its log stays capped.
-    let flood = j["completed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["story_key"] == "4-1-flood")
-        .unwrap_or_else(|| panic!("{j}"));
+    let flood = entry(&j["completed"], "4-1-flood");
     let log = std::fs::metadata(flood["log_path"].as_str().unwrap())
         .unwrap()
         .len();
@@ -548,15 +493,7 @@ fn kept_worktrees_are_reused_by_the_next_batch_with_their_dependencies() {
         "teleos.installCommand",
         "sh -c 'mkdir -p node_modules && echo $$ > node_modules/installed'",
     ]);
-    let out = r.teleos([
-        "close",
-        "--parallel",
-        "2",
-        "--keep-worktrees",
-        "--all",
-        "--yes",
-        "--json",
-    ]);
+    let out = r.close_all(&["--parallel", "2", "--keep-worktrees"]);
     out.ok();
     let listed = r.git(&["worktree", "list", "--porcelain"]);
     let parked = listed
@@ -565,11 +502,7 @@ fn kept_worktrees_are_reused_by_the_next_batch_with_their_dependencies() {
         .count();
     assert_eq!(parked, 2, "{listed}");
     let status = r.teleos(["status"]);
-    assert!(
-        status.stdout.contains("Kept for reuse"),
-        "{}",
-        status.stdout
-    );
+    status.stdout_has("Kept for reuse");
     // clean-orphans leaves idle worktrees alone unless asked.
     r.teleos(["clean-orphans"]).ok();
     assert!(r.git(&["worktree", "list"]).contains("teleos-pool-1"));
@@ -593,12 +526,7 @@ fn kept_worktrees_are_reused_by_the_next_batch_with_their_dependencies() {
         assert!(r.path(&format!("out/{k}.txt")).exists(), "{k} did not land");
     }
     // Without --keep-worktrees this batch removed them: nothing left.
-    assert_eq!(
-        r.git(&["worktree", "list", "--porcelain"])
-            .matches("worktree ")
-            .count(),
-        1
-    );
+    assert_eq!(r.worktree_count(), 1);
     assert_eq!(r.git(&["branch", "--format=%(refname:short)"]), "main");
     let m: serde_json::Value =
         serde_json::from_str(&r.read(".claude/worktrees/manifest.json")).unwrap();
@@ -623,16 +551,7 @@ fn idle_worktrees_can_be_dropped() {
     assert!(r.git(&["worktree", "list"]).contains("teleos-pool-1"));
     let out = r.teleos(["clean-orphans", "--drop-idle"]);
     out.ok();
-    assert!(
-        out.stderr.contains("removed idle worktree"),
-        "{}",
-        out.stderr
-    );
-    assert_eq!(
-        r.git(&["worktree", "list", "--porcelain"])
-            .matches("worktree ")
-            .count(),
-        1
-    );
+    out.stderr_has("removed idle worktree");
+    assert_eq!(r.worktree_count(), 1);
     assert_eq!(r.git(&["branch", "--format=%(refname:short)"]), "main");
 }

@@ -6,6 +6,7 @@ use crate::common;
 
 use std::collections::BTreeMap;
 
+use common::agent::{self, Claude};
 use common::{story, TestRepo};
 use serde_json::Value;
 
@@ -17,44 +18,54 @@ const DIR: &str = "docs/sprint-artifacts";
 /// markup (HTML injection);
 /// `3-1-password-reset` fails its first run and succeeds on the retry;
 /// `3-2-email-verification` fails every run. Failures print Claude's `is_error` result.
-const AGENT: &str = r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{"loggedIn": true}'; exit 0; fi
-prompt=$(cat)
-@STORY_FROM_PROMPT@
-state="@STATE@"
-mkdir -p "$state"
-echo run >> "$state/runs-$key"
-runs=$(wc -l < "$state/runs-$key")
+fn install_agent(r: &TestRepo) {
+    let partial = common::claude_envelope(
+        r#"{"story_key":"2-2-login-session","status":"partial","tasks_total":10,"tasks_completed_by_closer":0,"tasks_already_done":9,"tasks_blocked":1,"blocker_questions":[{"task":"Task left 0","question":"Which <script>alert(1)</script> token & </svg> store?"}]}"#,
+        0.1,
+    );
+    Claude::new()
+        .cost(0.1)
+        .record("runs-$key")
+        .sh(&format!(
+            r#"runs=$(wc -l < "$state/runs-$key")
 # 2-2 depends on 2-1: its work must already be merged here.
 if [ "$key" = "2-2-login-session" ] && [ ! -f out/2-1-user-registration.txt ]; then
   echo missing > "$state/dep-missing"
 fi
 # The two conflicting stories run longer, so they overlap even when one worktree is slow to set up.
 case "$key" in 1-*) sleep 2;; *) sleep 1;; esac
-fail() {
-  printf '%s\n' '{"type":"result","subtype":"error_during_execution","is_error":true,"duration_ms":900,"num_turns":3,"result":"API Error: 500 Internal server error","total_cost_usd":0.02}'
-  exit 1
-}
+fail() {{
+{failed}  exit 1
+}}
 case "$key" in
   3-2-*) fail;;
   3-1-*) [ "$runs" -eq 1 ] && fail;;
-esac
-already=$(grep -c '^- \[x\]' "$file")
-total=$(grep -c '^- \[' "$file")
-case "$key" in
-  2-2-*)
-    mkdir -p out && echo "$key" > "out/$key.txt"
+esac"#,
+            failed = agent::error_envelope_sh(
+                "error_during_execution",
+                "API Error: 500 Internal server error",
+                0.02
+            ),
+        ))
+        .on(
+            "2-2-*",
+            &format!(
+                r#"mkdir -p out && echo "$key" > "out/$key.txt"
     git add out && git commit -qm "teleos: partial $key"
-    printf '%s\n' '{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.1,"result":"{\"story_key\":\"2-2-login-session\",\"status\":\"partial\",\"tasks_total\":10,\"tasks_completed_by_closer\":0,\"tasks_already_done\":9,\"tasks_blocked\":1,\"blocker_questions\":[{\"task\":\"Task left 0\",\"question\":\"Which <script>alert(1)</script> token & </svg> store?\"}]}"}'
-    exit 0;;
-esac
-sed -i 's/^- \[ \] /- [x] /' "$file"
-done_now=$((total - already))
-mkdir -p out && echo "$key" > "out/$key.txt"
-case "$key" in 1-*) echo "$key owns the routes" > routes.txt; git add routes.txt;; esac
-git add out "$file" && git commit -qm "teleos: close $key"
-printf '{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.1,"result":"{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":%s,\\"tasks_completed_by_closer\\":%s,\\"tasks_already_done\\":%s}"}\n' "$key" "$total" "$done_now" "$already"
-"#;
+{}    exit 0"#,
+                common::heredoc(&partial, false)
+            ),
+        )
+        .tick()
+        .write_out()
+        .on(
+            "1-*",
+            r#"echo "$key owns the routes" > routes.txt; git add routes.txt"#,
+        )
+        .commit(r#"out "$file""#)
+        .answer_counts()
+        .install(r);
+}
 
 const KEYS: [&str; 6] = [
     "1-1-profile-page",
@@ -67,8 +78,7 @@ const KEYS: [&str; 6] = [
 
 fn batch_repo() -> TestRepo {
     let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
+    r.agent_identity();
     r.write("routes.txt", "original\n");
     for key in KEYS {
         let mut text = story(key, 9, 1);
@@ -78,13 +88,7 @@ fn batch_repo() -> TestRepo {
         r.write(&format!("{DIR}/{key}.md"), &text);
     }
     r.commit_all("stories");
-    let state = r.home.join("agents");
-    r.install_script(
-        "claude",
-        &AGENT
-            .replace("@STORY_FROM_PROMPT@", common::STORY_FROM_PROMPT)
-            .replace("@STATE@", &state.display().to_string()),
-    );
+    install_agent(&r);
     r
 }
 
@@ -217,10 +221,7 @@ fn a_parallel_batch_draws_one_bar_per_attempt_and_history_lists_it() {
     .unwrap();
     let stories = record["stories"].as_array().unwrap();
     let outcome_of = |k: &str| {
-        stories
-            .iter()
-            .find(|s| s["story_key"] == k)
-            .unwrap_or_else(|| panic!("{k} missing: {record}"))["outcome"]
+        common::entry(&record["stories"], k)["outcome"]
             .as_str()
             .unwrap()
             .to_string()

@@ -102,8 +102,7 @@ fn a_full_disk_never_tears_the_manifest() {
 #[test]
 fn a_full_disk_while_creating_worktrees_is_reported_and_loses_nothing() {
     let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
+    r.agent_identity();
     r.write("docs/sprint-artifacts/1-1-a.md", &story("A", 9, 1));
     // More than the tmpfs can hold, so the checkout into the worktree runs out of space.
     for i in 0..64 {

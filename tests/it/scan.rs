@@ -87,7 +87,7 @@ fn human_output_has_summary_and_tables_on_stdout() {
     let r = repo_with_stories();
     let out = r.teleos(["scan"]);
     out.ok();
-    assert!(out.stdout.contains("Closeable"), "{}", out.stdout);
+    out.stdout_has("Closeable");
     assert!(out.stdout.contains("1-2-boundary"));
     assert!(out.stdout.contains("Needs pipeline"));
     assert!(out.stdout.contains("2-1-far"));
@@ -119,13 +119,9 @@ fn malformed_config_is_an_error_naming_the_key() {
     r.git(&["config", "teleos.closeableThreshold", "1.7"]);
     let out = r.teleos(["scan"]);
     out.code(2);
-    assert!(out.stderr.contains("error:"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("teleos.closeableThreshold"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("hint:"), "{}", out.stderr);
+    out.stderr_has("error:");
+    out.stderr_has("teleos.closeableThreshold");
+    out.stderr_has("hint:");
     assert!(out.stdout.is_empty());
 }
 
@@ -173,7 +169,7 @@ fn missing_artifacts_folder_names_the_paths_tried() {
     }
     let out = r.teleos(["scan", "--artifacts", "nowhere"]);
     out.code(2);
-    assert!(out.stderr.contains("nowhere"), "{}", out.stderr);
+    out.stderr_has("nowhere");
 }
 
 #[test]
@@ -245,15 +241,10 @@ fn dependency_cycles_are_reported_and_broken() {
     out.ok();
     let j = out.json();
     assert_eq!(j["cycles"].as_array().unwrap().len(), 1, "{j}");
-    let c = j["closeable"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["story_key"] == "7-3-c")
-        .unwrap();
+    let c = common::entry(&j["closeable"], "7-3-c");
     assert_eq!(c["depends_on"], serde_json::json!(["7-1-a"]));
     let human = r.teleos(["scan"]);
-    assert!(human.stdout.contains("cycle"), "{}", human.stdout);
+    human.stdout_has("cycle");
 }
 
 #[test]
@@ -267,7 +258,7 @@ fn usage_errors_exit_2_and_help_exits_0() {
     r.teleos(["--version"]).ok();
     let out = r.teleos(["scan", "--threshold", "2"]);
     out.code(2);
-    assert!(out.stderr.contains("threshold"), "{}", out.stderr);
+    out.stderr_has("threshold");
 }
 
 #[test]

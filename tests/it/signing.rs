@@ -7,6 +7,7 @@ use crate::common;
 
 use std::time::Duration;
 
+use common::agent::Claude;
 use common::{story, TestRepo};
 
 const DIR: &str = "docs/sprint-artifacts";
@@ -14,25 +15,16 @@ const DIR: &str = "docs/sprint-artifacts";
 /// A stand-in `claude` that holds (before committing) while `<home>/hold` exists, so the test
 /// can move `main` meanwhile and make both stories start from the same commit.
 fn install_agent(r: &TestRepo) {
-    let script = format!(
-        r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
-prompt=$(cat)
-{story_from_prompt}
-home="{home}"
-touch "$home/started-$key"
-while [ -f "$home/hold" ]; do sleep 0.1; done
-sed -i 's/^- \[ \] /- [x] /' "$file"
-mkdir -p out && echo "$key" > "out/$key.txt"
-nosign=""
+    Claude::new()
+        .sh(r#"touch "$home/started-$key"
+while [ -f "$home/hold" ]; do sleep 0.1; done"#)
+        .tick()
+        .write_out()
+        .sh(r#"nosign=""
 [ -f "$home/agent-no-sign" ] && nosign="--no-gpg-sign"
 git add out "$file" && git commit -q $nosign -m "teleos: close $key" || exit 1
-printf '{{"type":"result","subtype":"success","is_error":false,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\"}}"}}\n' "$key"
-"#,
-        home = r.home.display(),
-        story_from_prompt = common::STORY_FROM_PROMPT
-    );
-    r.install_script("claude", &script);
+answer_status"#)
+        .install(r);
 }
 
 /// A stand-in `gpg`: records its arguments and stdin, prints an armored signature on stdout
@@ -75,6 +67,22 @@ printf -- '-----BEGIN SSH SIGNATURE-----\nU1NIU0lHAAAAAQAAADMAAAALc3NoLWVkMjU1MT
         home = r.home.display()
     );
     r.install_script("fake-ssh-keygen", &script)
+}
+
+/// Turn on `commit.gpgsign` with `format`'s signer `program` (`gpg.program` for openpgp, the
+/// default format, else `gpg.format` and `gpg.<format>.program`) and `user.signingkey`.
+fn sign_with(r: &TestRepo, format: &str, program: &std::path::Path, key: Option<&str>) {
+    let program = program.to_str().unwrap();
+    r.git(&["config", "commit.gpgsign", "true"]);
+    if format == "openpgp" {
+        r.git(&["config", "gpg.program", program]);
+    } else {
+        r.git(&["config", "gpg.format", format]);
+        r.git(&["config", &format!("gpg.{format}.program"), program]);
+    }
+    if let Some(key) = key {
+        r.git(&["config", "user.signingkey", key]);
+    }
 }
 
 fn repo_with(keys: &[&str]) -> TestRepo {
@@ -176,9 +184,7 @@ fn teleos_commits(r: &TestRepo, start: &str) -> Vec<String> {
 fn openpgp_signs_every_commit_git_teleos_lands() {
     let r = repo_with(&["1-1-a", "1-2-b"]);
     let gpg = install_gpg(&r);
-    r.git(&["config", "commit.gpgsign", "true"]);
-    r.git(&["config", "gpg.program", gpg.to_str().unwrap()]);
-    r.git(&["config", "user.signingkey", "ABCDEF0123456789"]);
+    sign_with(&r, "openpgp", &gpg, Some("ABCDEF0123456789"));
     let start = r.git(&["rev-parse", "main"]);
     let (code, stdout, stderr) = batch_with_merges(&r, &["1-1-a", "1-2-b"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -207,10 +213,7 @@ fn ssh_signing_uses_the_key_file_and_ssh_keygen() {
     let keygen = install_ssh_keygen(&r);
     std::fs::create_dir_all(r.home.join(".ssh")).unwrap();
     std::fs::write(r.home.join(".ssh/id_test"), "not a real key\n").unwrap();
-    r.git(&["config", "commit.gpgsign", "true"]);
-    r.git(&["config", "gpg.format", "ssh"]);
-    r.git(&["config", "gpg.ssh.program", keygen.to_str().unwrap()]);
-    r.git(&["config", "user.signingkey", "~/.ssh/id_test"]);
+    sign_with(&r, "ssh", &keygen, Some("~/.ssh/id_test"));
     let start = r.git(&["rev-parse", "main"]);
     let (code, stdout, stderr) = batch_with_merges(&r, &["1-1-a"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -234,8 +237,7 @@ fn ssh_signing_uses_the_key_file_and_ssh_keygen() {
 fn a_failing_signer_stops_the_landing_and_nothing_unsigned_lands() {
     let r = repo_with(&["1-1-a", "1-2-b"]);
     let gpg = install_gpg(&r);
-    r.git(&["config", "commit.gpgsign", "true"]);
-    r.git(&["config", "gpg.program", gpg.to_str().unwrap()]);
+    sign_with(&r, "openpgp", &gpg, None);
     std::fs::write(r.home.join("signer-fails"), "").unwrap();
     // The agents' own commits are not what this is about.
     std::fs::write(r.home.join("agent-no-sign"), "").unwrap();
@@ -266,10 +268,7 @@ fn a_failing_signer_stops_the_landing_and_nothing_unsigned_lands() {
 fn x509_signs_through_gpgsm_with_the_same_arguments() {
     let r = repo_with(&["1-1-a"]);
     let gpgsm = install_gpg(&r);
-    r.git(&["config", "commit.gpgsign", "true"]);
-    r.git(&["config", "gpg.format", "x509"]);
-    r.git(&["config", "gpg.x509.program", gpgsm.to_str().unwrap()]);
-    r.git(&["config", "user.signingkey", "0xCAFE"]);
+    sign_with(&r, "x509", &gpgsm, Some("0xCAFE"));
     let start = r.git(&["rev-parse", "main"]);
     let (code, stdout, stderr) = batch_with_merges(&r, &["1-1-a"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");

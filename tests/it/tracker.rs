@@ -3,6 +3,7 @@
 
 use crate::common;
 
+use common::agent::Claude;
 use common::{story, TestRepo};
 
 const DIR: &str = "docs/sprint-artifacts";
@@ -64,32 +65,24 @@ development_status:
 /// A stand-in `claude` that follows the old instructions: ticks every box, does its work,
 /// sets its own tracker line to `done`, commits once, answers in Claude's envelope.
 fn install_agent(r: &TestRepo) {
-    let script = format!(
-        r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
-prompt=$(cat)
-{story_from_prompt}
-# The tracker the prompt names (whatever it says to do with it), as a real agent reads it.
-tracker=$(printf '%s\n' "$prompt" | sed -n 's/^.*`\([^`]*sprint-status\.yaml\)`.*$/\1/p' | head -n 1)
-sleep 1
-already=$(grep -c '^- \[x\]' "$file")
-total=$(grep -c '^- \[' "$file")
-sed -i 's/^- \[ \] /- [x] /' "$file"
-done_now=$((total - already))
-sed -i "s/^\(  $key: *\)[^ #]*/\1done/" "$tracker"
-mkdir -p src && echo "$key" > "src/$key.txt"
-git add -A && git commit -qm "teleos: close $key"
-printf '{{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.1,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":%s,\\"tasks_completed_by_closer\\":%s,\\"tasks_already_done\\":%s,\\"sprint_status\\":\\"done\\"}}"}}\n' "$key" "$total" "$done_now" "$already"
-"#,
-        story_from_prompt = common::STORY_FROM_PROMPT
-    );
-    r.install_script("claude", &script);
+    Claude::new()
+        .cost(0.1)
+        .sh(
+            r#"# The tracker the prompt names (whatever it says to do with it), as a real agent reads it.
+tracker=$(printf '%s\n' "$prompt" | sed -n 's/^.*`\([^`]*sprint-status\.yaml\)`.*$/\1/p' | head -n 1)"#,
+        )
+        .sleep("1")
+        .tick()
+        .sh(r#"sed -i "s/^\(  $key: *\)[^ #]*/\1done/" "$tracker"
+mkdir -p src && echo "$key" > "src/$key.txt""#)
+        .commit("-A")
+        .sh(r#"answer "$total" "$done_now" "$already" '"sprint_status":"done"'"#)
+        .install(r);
 }
 
 fn repo() -> TestRepo {
     let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
+    r.agent_identity();
     r.write_bytes(TRACKER, tracker_text().as_bytes());
     for key in KEYS {
         r.write(&format!("{DIR}/{key}.md"), &story(key, 9, 1));
@@ -240,8 +233,7 @@ fn a_tracker_in_the_stories_parent_folder_gets_the_same_treatment() {
     let tracker = format!("{arts}/sprint-status.yaml");
     let text = "development_status:\n  # Epic 3\n  3-1-search: ready-for-dev\n  3-2-filters: ready-for-dev\n";
     let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
+    r.agent_identity();
     r.git(&[
         "config",
         "teleos.sprintArtifacts",

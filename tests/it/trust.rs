@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::agent::Claude;
 use common::{story, Run, TestRepo};
 
 const DIR: &str = "docs/sprint-artifacts";
@@ -18,33 +19,23 @@ const DIR: &str = "docs/sprint-artifacts";
 /// Stories whose key ends in `-fail` fail as Claude does on an API error; those ending in
 /// `-dirty` leave an uncommitted file behind.
 fn install_agent(r: &TestRepo) {
-    let script = format!(
-        r#"#!/bin/sh
-if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
-prompt=$(cat)
-{story_from_prompt}
-home="{home}"
-echo "$key" >> "$home/runs"
-case "$key" in *-fail)
-  printf '{{"type":"result","subtype":"error_during_execution","is_error":true,"result":"API Error: 500 Internal server error"}}\n'
-  exit 1;;
-esac
-touch "$home/started-$key"
+    Claude::new()
+        .cost(0.1)
+        .sh(r#"echo "$key" >> "$home/runs""#)
+        .fail(
+            "*-fail",
+            "error_during_execution",
+            "API Error: 500 Internal server error",
+        )
+        .sh(r#"touch "$home/started-$key"
 [ -f "$home/delay" ] && sleep "$(cat "$home/delay")"
-[ -f "$home/delay-$key" ] && sleep "$(cat "$home/delay-$key")"
-already=$(grep -c '^- \[x\]' "$file")
-total=$(grep -c '^- \[' "$file")
-sed -i 's/^- \[ \] /- [x] /' "$file"
-done_now=$((total - already))
-mkdir -p out && echo "$key" > "out/$key.txt"
-case "$key" in *-dirty) echo "not committed" > "scratch-$key.txt";; esac
-git add out "$file" && git commit -qm "teleos: close $key"
-printf '{{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.1,"result":"{{\\"story_key\\":\\"%s\\",\\"status\\":\\"completed\\",\\"tasks_total\\":%s,\\"tasks_completed_by_closer\\":%s,\\"tasks_already_done\\":%s}}"}}\n' "$key" "$total" "$done_now" "$already"
-"#,
-        home = r.home.display(),
-        story_from_prompt = common::STORY_FROM_PROMPT
-    );
-    r.install_script("claude", &script);
+[ -f "$home/delay-$key" ] && sleep "$(cat "$home/delay-$key")""#)
+        .tick()
+        .write_out()
+        .leftover("*-dirty", "scratch-$key.txt", "not committed")
+        .commit(r#"out "$file""#)
+        .answer_counts()
+        .install(r);
 }
 
 fn repo_with(keys: &[&str]) -> TestRepo {
@@ -96,12 +87,7 @@ fn assert_nothing_created(r: &TestRepo, out: &Run) {
     assert!(!r.path(".claude").exists(), "{}", out.stderr);
     assert_eq!(r.git(&["branch", "--format=%(refname)"]), "refs/heads/main");
     assert_eq!(r.git(&["for-each-ref", "refs/teleos"]), "");
-    assert_eq!(
-        r.git(&["worktree", "list", "--porcelain"])
-            .matches("worktree ")
-            .count(),
-        1
-    );
+    assert_eq!(r.worktree_count(), 1);
     let common = Path::new(&r.git(&["rev-parse", "--git-common-dir"])).to_path_buf();
     assert!(
         !r.root.join(common).join("teleos").exists(),
@@ -115,17 +101,13 @@ fn assert_nothing_created(r: &TestRepo, out: &Run) {
 #[track_caller]
 fn assert_identity_refused(out: &Run) {
     out.code(2);
-    assert!(out.stderr.contains("error: "), "{}", out.stderr);
+    out.stderr_has("error: ");
     assert!(
         out.stderr.contains("hint: ") && out.stderr.contains("git config user.name"),
         "{}",
         out.stderr
     );
-    assert!(
-        out.stderr.contains("git config user.email"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("git config user.email");
     assert!(!out.stderr.contains("Message {"), "{}", out.stderr);
 }
 
@@ -391,7 +373,7 @@ fn resume_removes_every_worktree_of_its_session() {
         .exists());
     // It reuses the worktrees it kept: it does not claim to create them.
     assert!(!out.stderr.contains("creating worktree"), "{}", out.stderr);
-    assert!(out.stderr.contains("reusing"), "{}", out.stderr);
+    out.stderr_has("reusing");
     for k in ["1-1-a", "1-2-b", "1-3-c", "1-4-d", "1-5-e"] {
         assert!(r.path(&format!("out/{k}.txt")).exists(), "{k} did not land");
     }
@@ -533,14 +515,14 @@ fn nothing_merged_is_never_reported_as_landed() {
     no_debug_dump(&out);
     assert_eq!(r.git(&["rev-parse", "main"]), start);
     assert!(!out.stdout.contains("landed on"), "{}", out.stdout);
-    assert!(out.stdout.contains("nothing to land"), "{}", out.stdout);
+    out.stdout_has("nothing to land");
 
     // One story lands: now it says so.
     r.write(&format!("{DIR}/1-3-c.md"), &story("Story", 9, 1));
     r.commit_all("one more");
     let out = r.teleos(["close", "1-3", "--parallel", "1", "--yes"]);
     out.ok();
-    assert!(out.stdout.contains("landed on main"), "{}", out.stdout);
+    out.stdout_has("landed on main");
 }
 
 #[test]

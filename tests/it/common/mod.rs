@@ -5,6 +5,11 @@
 //! `HOME` inside the temp dir. In-process gix opens repositories with [`open_isolated`].
 #![allow(dead_code)]
 
+pub mod agent;
+mod helpers;
+
+pub use helpers::*;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -177,20 +182,7 @@ pub fn in_child_process(test: &str, env: &[(&str, &OsStr)]) -> bool {
 impl TestRepo {
     /// A fresh repository on branch `main` with one commit.
     pub fn new() -> TestRepo {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let base = tmp.path().canonicalize().expect("canonical tempdir");
-        let root = base.join("repo");
-        let home = base.join("home");
-        let bin_dir = base.join("bin");
-        for d in [&root, &home, &bin_dir] {
-            fs::create_dir_all(d).expect("mkdir");
-        }
-        let repo = TestRepo {
-            _tmp: tmp,
-            root,
-            home,
-            bin_dir,
-        };
+        let repo = TestRepo::scratch("repo");
         repo.git(&["init", "-q", "-b", "main"]);
         // Parallel agents start 2 s apart by default; tests that count agents running at once
         // need them started together (a test may set it again).
@@ -202,9 +194,14 @@ impl TestRepo {
 
     /// A plain folder that is not a repository (same hermetic env).
     pub fn not_a_repo() -> TestRepo {
+        TestRepo::scratch("plain")
+    }
+
+    /// A temp dir holding an empty folder `root_name` (the work tree), `home` and `bin`.
+    fn scratch(root_name: &str) -> TestRepo {
         let tmp = tempfile::tempdir().expect("tempdir");
         let base = tmp.path().canonicalize().expect("canonical tempdir");
-        let root = base.join("plain");
+        let root = base.join(root_name);
         let home = base.join("home");
         let bin_dir = base.join("bin");
         for d in [&root, &home, &bin_dir] {

@@ -1,0 +1,107 @@
+//! Small helpers several test files share: repositories with stories, reading what a batch
+//! left (worktrees, JSON lists, line files).
+
+use std::path::{Path, PathBuf};
+
+use super::{story, Run, TestRepo};
+
+/// Where the tests keep their stories.
+pub const STORIES: &str = "docs/sprint-artifacts";
+
+/// A repository with an `Agent` identity and one story per key (9 tasks done, 1 left) under
+/// [`STORIES`], committed as "stories".
+pub fn repo_with_stories(keys: &[&str]) -> TestRepo {
+    let r = TestRepo::new();
+    r.agent_identity();
+    for key in keys {
+        r.write(&format!("{STORIES}/{key}.md"), &story(key, 9, 1));
+    }
+    r.commit_all("stories");
+    r
+}
+
+impl TestRepo {
+    /// Set `user.name`/`user.email` in the repository (agents commit as "Agent").
+    pub fn agent_identity(&self) {
+        self.git(&["config", "user.name", "Agent"]);
+        self.git(&["config", "user.email", "agent@example.com"]);
+    }
+
+    /// Run `git teleos close --all --yes --json` with `flags` (mode, retries, …) and no prompts.
+    pub fn close_all(&self, flags: &[&str]) -> super::Run {
+        let mut args = vec!["close", "--all", "--yes", "--json"];
+        args.extend_from_slice(flags);
+        self.teleos(args)
+    }
+
+    /// How many worktrees git lists, the main one included.
+    pub fn worktree_count(&self) -> usize {
+        self.git(&["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count()
+    }
+
+    /// Add a linked worktree `linked` next to the repository on a new branch `side`.
+    pub fn add_linked_worktree(&self) -> PathBuf {
+        let linked = self
+            .root
+            .parent()
+            .expect("repo has a parent")
+            .join("linked");
+        self.git(&[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "side",
+            linked.to_str().expect("UTF-8 temp path"),
+        ]);
+        linked
+    }
+}
+
+/// The entry of a JSON list of stories whose `story_key` is `key`; panics if there is none.
+#[track_caller]
+pub fn entry<'a>(list: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .find(|s| s["story_key"] == key)
+        .unwrap_or_else(|| panic!("{key} not in {list}"))
+}
+
+/// The lines of a file, none if it does not exist.
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The batch record of session `sid` (`.git/teleos/batches/<sid>.json`), as text.
+pub fn batch_record(r: &TestRepo, sid: &str) -> String {
+    std::fs::read_to_string(r.path(&format!(".git/teleos/batches/{sid}.json")))
+        .unwrap_or_else(|e| panic!("batch record of {sid}: {e}"))
+}
+
+impl Run {
+    /// Assert that stderr contains `text` (and show stderr if not).
+    #[track_caller]
+    pub fn stderr_has(&self, text: &str) -> &Run {
+        output_has("stderr", &self.stderr, text);
+        self
+    }
+
+    /// Assert that stdout contains `text` (and show stdout if not).
+    #[track_caller]
+    pub fn stdout_has(&self, text: &str) -> &Run {
+        output_has("stdout", &self.stdout, text);
+        self
+    }
+}
+
+#[track_caller]
+fn output_has(name: &str, output: &str, text: &str) {
+    assert!(output.contains(text), "{text:?} not in {name}:\n{output}");
+}
