@@ -703,6 +703,7 @@ fn gix_reuse(bench: &Bench, repo: &Path) -> f64 {
             &dir,
             &wt_path(repo, n),
             &format!("worktree/teleos-d0d0d0-{n}"),
+            SLOTS,
         )
         .expect("park");
     }

@@ -20,6 +20,7 @@ mod man;
 #[allow(clippy::module_inception)]
 mod manifest;
 mod parallel;
+mod pool;
 mod report;
 mod resources;
 mod scan;
