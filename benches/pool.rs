@@ -334,7 +334,15 @@ impl Bench {
         for k in 1..=SLOTS {
             let wt = dir.join(format!("teleos-pool-{k}"));
             if wt.exists() {
-                let admin = repo.join(format!(".git/worktrees/teleos-pool-{k}"));
+                // The admin folder keeps the name the worktree was made with: follow `.git`.
+                let admin = fs::read_to_string(wt.join(".git"))
+                    .ok()
+                    .and_then(|t| {
+                        t.trim()
+                            .strip_prefix("gitdir:")
+                            .map(|p| PathBuf::from(p.trim()))
+                    })
+                    .unwrap_or_else(|| repo.join(".git/worktrees/missing"));
                 run.parked
                     .push((du(&wt), du(&wt.join("node_modules")), du(&admin)));
             }

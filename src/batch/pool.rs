@@ -102,12 +102,10 @@ pub fn disk_bytes(path: &Path) -> u64 {
     total
 }
 
-/// Disk taken by one parked worktree: its folder and its admin folder
-/// (`<git dir>/worktrees/<name>`, the index mostly).
-pub fn worktree_disk_bytes(repo: &gix::Repository, path: &Path) -> u64 {
-    let admin = path
-        .file_name()
-        .map(|n| repo.common_dir().join("worktrees").join(n));
+/// Disk taken by one parked worktree: its folder and its admin folder (`<git dir>/worktrees/<id>`,
+/// the index mostly; the id is the name it was made with, so it is found through the worktree).
+pub fn worktree_disk_bytes(path: &Path) -> u64 {
+    let admin = gix::open(path).ok().map(|wt| wt.git_dir().to_path_buf());
     disk_bytes(path) + admin.as_deref().map_or(0, disk_bytes)
 }
 

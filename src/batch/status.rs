@@ -102,7 +102,7 @@ pub fn status(
     let pool_worktrees: Vec<PoolWorktree> = parked
         .into_iter()
         .map(|p| PoolWorktree {
-            disk_bytes: crate::batch::pool::worktree_disk_bytes(repo, &p.path),
+            disk_bytes: crate::batch::pool::worktree_disk_bytes(&p.path),
             parked_at: p.parked_at.map(format_time),
             idle_seconds: p.parked_at.map(|t| now - t),
             path: p.path,
