@@ -239,6 +239,10 @@ pub fn drop_idle(
     older_than: Option<i64>,
     now: i64,
 ) -> Result<(Vec<Dropped>, Vec<String>)> {
+    // Nothing parked: no manifest write (which would create the folder where none was).
+    if manifest.read()?.is_none_or(|m| parked(&m).is_empty()) {
+        return Ok((Vec::new(), Vec::new()));
+    }
     manifest.update(|m| {
         let mut kept = Vec::new();
         let mut dropped = Vec::new();
