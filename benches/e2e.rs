@@ -31,6 +31,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// One fresh filesystem per run, shared with `benches/pool.rs`.
+#[path = "pool/fresh_fs.rs"]
+mod fresh_fs;
+use fresh_fs::{FreshFs, FsKind};
+
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 const TELEOS_BIN: &str = env!("CARGO_BIN_EXE_git-teleos");
 const STANDIN: &str = include_str!("e2e/standin-claude.sh");
@@ -463,13 +468,6 @@ fn keys(prefix: &str, n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("{prefix}-{i:02}")).collect()
 }
 
-fn remove_dir(p: &Path) {
-    if p.exists() {
-        // `rm -rf` copes with read-only leftovers; slower paths are not timed anyway.
-        let _ = Command::new("rm").arg("-rf").arg(p).status();
-    }
-}
-
 fn sync() {
     let _ = Command::new("sync").status();
 }
@@ -703,6 +701,7 @@ fn gix_reuse(bench: &Bench, repo: &Path) -> f64 {
             &dir,
             &wt_path(repo, n),
             &format!("worktree/teleos-d0d0d0-{n}"),
+            SLOTS,
         )
         .expect("park");
     }
@@ -1090,135 +1089,4 @@ fn epoch_secs() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// How a run gets a filesystem of its own, decided once by [`FsKind::probe`].
-#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
-enum FsKind {
-    /// A new ext4 image, loop-mounted (needs root): the same kind of disk filesystem users have.
-    #[default]
-    LoopExt4,
-    /// A new tmpfs mount (needs the right to mount, not a loop device): isolated, but in memory.
-    Tmpfs,
-    /// Neither could be mounted: a new folder on the shared disk, so runs may inherit each
-    /// other's disk state. Said in the output and in BENCHMARKS.md.
-    Folder,
-}
-
-impl FsKind {
-    /// Try each kind once, best first, in a scratch mount point under `root`.
-    fn probe(root: &Path) -> FsKind {
-        if std::env::var("E2E_FS").as_deref() == Ok("folder") {
-            return FsKind::Folder;
-        }
-        for kind in [FsKind::LoopExt4, FsKind::Tmpfs] {
-            let mnt = root.join("probe");
-            if let Some(fresh) = FreshFs::mount(kind, root, &mnt) {
-                drop(fresh);
-                return kind;
-            }
-        }
-        warn("cannot mount a filesystem (not root?): runs share one disk; figures may be biased");
-        FsKind::Folder
-    }
-
-    fn describe(self) -> &'static str {
-        match self {
-            FsKind::LoopExt4 => {
-                "a new loop-mounted ext4 image (made, mounted, unmounted and deleted per run)"
-            }
-            FsKind::Tmpfs => "a new tmpfs mount per run (loop devices were not available)",
-            FsKind::Folder => {
-                "a new folder on the shared disk (**not isolated**: mounting was not allowed)"
-            }
-        }
-    }
-}
-
-/// A filesystem made for one run; dropping it unmounts and deletes it.
-struct FreshFs {
-    kind: FsKind,
-    mnt: PathBuf,
-    image: Option<PathBuf>,
-}
-
-impl FreshFs {
-    fn new(kind: FsKind, root: &Path, mnt: &Path) -> FreshFs {
-        FreshFs::mount(kind, root, mnt)
-            .unwrap_or_else(|| panic!("could not make a fresh filesystem at {}", mnt.display()))
-    }
-
-    fn mount(kind: FsKind, root: &Path, mnt: &Path) -> Option<FreshFs> {
-        remove_dir(mnt);
-        fs::create_dir_all(mnt).ok()?;
-        let quiet = |c: &mut Command| {
-            c.stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        let image = match kind {
-            FsKind::Folder => None,
-            FsKind::Tmpfs => {
-                let ok = quiet(
-                    Command::new("mount")
-                        .args(["-t", "tmpfs", "-o", "size=4g", "tmpfs"])
-                        .arg(mnt),
-                );
-                if !ok {
-                    return None;
-                }
-                None
-            }
-            FsKind::LoopExt4 => {
-                let image = root.join("run.img");
-                let _ = fs::remove_file(&image);
-                // Sparse, so only what a run writes takes disk. Inode tables and the journal
-                // are initialised now, not lazily by a kernel thread writing during the run.
-                let ok = quiet(Command::new("truncate").args(["-s", "4G"]).arg(&image))
-                    && quiet(
-                        Command::new("mkfs.ext4")
-                            .args(["-q", "-F", "-i", "8192", "-E"])
-                            .arg("lazy_itable_init=0,lazy_journal_init=0")
-                            .arg(&image),
-                    )
-                    && quiet(
-                        Command::new("mount")
-                            .args(["-o", "loop"])
-                            .arg(&image)
-                            .arg(mnt),
-                    );
-                if !ok {
-                    let _ = fs::remove_file(&image);
-                    return None;
-                }
-                Some(image)
-            }
-        };
-        Some(FreshFs {
-            kind,
-            mnt: mnt.to_path_buf(),
-            image,
-        })
-    }
-}
-
-impl Drop for FreshFs {
-    fn drop(&mut self) {
-        if self.kind != FsKind::Folder {
-            sync();
-            let ok = Command::new("umount")
-                .arg(&self.mnt)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                // Something still holds a file there; a lazy unmount still frees it for reuse.
-                let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
-            }
-        }
-        if let Some(image) = &self.image {
-            let _ = fs::remove_file(image);
-        }
-        remove_dir(&self.mnt);
-    }
 }

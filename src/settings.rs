@@ -26,6 +26,12 @@ pub mod defaults {
     /// A test suite that runs longer than this is almost surely hung.
     pub const GATE_TIMEOUT_SECS: u64 = 1800;
     pub const GATE_REPAIRS: u32 = 1;
+    /// Parked worktrees kept at most: one batch's worth at the default parallelism (README,
+    /// "Idle worktrees", has the measured disk cost of each).
+    pub const POOL_MAX: usize = 3;
+    /// Hours after which `clean-orphans` drops a parked worktree: a batch the next working day
+    /// still finds it; a pool left over a long weekend is gone.
+    pub const POOL_IDLE_HOURS: f64 = 48.0;
 }
 
 /// The agent presets `teleos.agent` accepts.
@@ -63,6 +69,8 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
     ("teleos.staleHours", "Age in hours after which a session of another tool whose pid is dead counts as orphaned; 0 means no grace period. Default 4."),
     ("teleos.worktreeDir", "Where parallel worktrees are created, relative to the repository root. Default .claude/worktrees."),
     ("teleos.keepWorktrees", "Boolean. Keep a parallel batch's clean, merged worktrees (with their installed dependencies) for the next batch instead of removing them. Default false."),
+    ("teleos.poolMax", "Most worktrees kept for reuse (teleos.keepWorktrees); parking one more drops the oldest. Default 3; 0 keeps none."),
+    ("teleos.poolIdleHours", "Hours after which clean-orphans (also its quiet run before every parallel batch) drops a worktree kept for reuse, saving anything found in it on refs/teleos/rescue/pool/ first; 0 never drops by age. Default 48."),
     ("teleos.htmlReport", "Write each batch's HTML report (timeline, summary, stories) when close finishes: true for .git/teleos/reports/<sid>.html, or a folder (relative to the repository root) to write <sid>.html in. debrief then prints its path. Default: off."),
     ("teleos.updateTracker", "Boolean. Keep sprint-status.yaml up to date: in parallel mode git-teleos sets each story's status when it merges it (agents' edits of the file are dropped); in sequential mode the agent sets it. false leaves the file alone. Default true."),
     ("teleos.setup", "Per-worktree setup: auto (default: install when a lock file says how), install, symlink, or none."),
@@ -194,6 +202,10 @@ pub struct Settings {
     pub stale_hours: f64,
     pub worktree_dir: PathBuf,
     pub keep_worktrees: bool,
+    /// Most parked worktrees (`teleos.poolMax`).
+    pub pool_max: usize,
+    /// Hours after which a parked worktree is dropped; 0: never by age.
+    pub pool_idle_hours: f64,
     /// Where `close` writes the HTML report; `None`: it does not.
     pub html_report: Option<HtmlReport>,
     /// Keep `sprint-status.yaml` up to date (see `stories::tracker`).
@@ -216,6 +228,8 @@ impl Settings {
         let task_sections_on = c.boolean("teleos.taskSections")?;
         let recursive = c.boolean("teleos.recursive")?;
         let keep_worktrees = c.boolean("teleos.keepWorktrees")?;
+        let pool_max = c.count("teleos.poolMax", 0, defaults::MAX_WORKTREES_LIMIT)?;
+        let pool_idle_hours = c.hours("teleos.poolIdleHours")?;
         let html_report = c.html_report("teleos.htmlReport")?;
         let update_tracker = c.boolean("teleos.updateTracker")?;
         let max_worktrees = c.count("teleos.maxWorktrees", 1, defaults::MAX_WORKTREES_LIMIT)?;
@@ -355,6 +369,8 @@ impl Settings {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(defaults::WORKTREE_DIR)),
             keep_worktrees: keep_worktrees.unwrap_or(false),
+            pool_max: pool_max.unwrap_or(defaults::POOL_MAX),
+            pool_idle_hours: pool_idle_hours.unwrap_or(defaults::POOL_IDLE_HOURS),
             html_report,
             update_tracker: flags.update_tracker.or(update_tracker).unwrap_or(true),
             setup: setup.unwrap_or_else(|| "auto".to_string()),

@@ -48,6 +48,9 @@ pub struct CleanOptions {
     pub keep_session: Option<String>,
     /// Unix seconds "now" (for ages).
     pub now: i64,
+    /// Hours after which a worktree parked for reuse is dropped (`teleos.poolIdleHours`); 0:
+    /// never by age.
+    pub pool_idle_hours: f64,
 }
 
 impl CleanOptions {
@@ -60,6 +63,7 @@ impl CleanOptions {
             dry_run: false,
             keep_session: None,
             now: crate::manifest::now_unix(),
+            pool_idle_hours: settings.pool_idle_hours,
         }
     }
 }
@@ -73,6 +77,8 @@ pub struct CleanReport {
     pub sessions: Vec<SessionCleanup>,
     /// Worktree admin folders (`<git dir>/worktrees/<id>`) whose checkout was gone.
     pub pruned_worktrees: Vec<String>,
+    /// Worktrees parked for reuse that were idle too long and were (or would be) dropped.
+    pub dropped_idle: Vec<crate::batch::pool::Dropped>,
     /// Problems outside any one session (e.g. pruning failed).
     pub errors: Vec<String>,
 }
@@ -244,6 +250,26 @@ pub fn clean_orphans(repo: &Repository, opts: &CleanOptions) -> Result<CleanRepo
             );
         }
         report.sessions.push(outcome);
+    }
+    if opts.pool_idle_hours > 0.0 {
+        let age = (opts.pool_idle_hours * 3600.0) as i64;
+        let dropped = crate::batch::pool::drop_idle(
+            repo,
+            &manifest,
+            &opts.worktrees_dir,
+            opts.dry_run,
+            Some(age),
+            opts.now,
+        );
+        match dropped {
+            Ok((dropped, errors)) => {
+                report.dropped_idle = dropped;
+                report.errors.extend(errors);
+            }
+            Err(e) => report
+                .errors
+                .push(format!("could not drop idle worktrees: {e}")),
+        }
     }
     prune_inside(repo, opts, &mut report);
     Ok(report)

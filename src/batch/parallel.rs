@@ -52,6 +52,8 @@ pub struct ParallelEnv<'a> {
     pub keep_worktrees: bool,
     /// Time between agent starts (the governor's stagger).
     pub stagger: Duration,
+    /// Most parked worktrees (`teleos.poolMax`).
+    pub pool_max: usize,
     pub progress: &'a Progress,
 }
 
@@ -572,7 +574,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     report.not_landed = env.land && !landed;
     let park = env
         .keep_worktrees
-        .then_some((&manifest, env.worktrees_dir.as_path()));
+        .then_some((&manifest, env.worktrees_dir.as_path(), env.pool_max));
     let all_slots: Vec<Slot> = slots.into_iter().chain(unused).collect();
     cleanup(&main, &all_slots, &integration, landed, park, report);
     manifest.update(|m| {
@@ -1383,7 +1385,7 @@ fn cleanup(
     slots: &[Slot],
     integration: &str,
     landed: bool,
-    park: Option<(&ManifestFile, &Path)>,
+    park: Option<(&ManifestFile, &Path, usize)>,
     report: &mut BatchReport,
 ) {
     let integration_tip = git::resolve_ref(main, &format!("refs/heads/{integration}"))
@@ -1397,13 +1399,13 @@ fn cleanup(
             .map(|l| l.iter().any(|w| git::worktree_path_eq(&w.path, &slot.path)))
             .unwrap_or(false);
         if exists {
-            if let (Some((manifest, dir)), Some(tip)) = (park, integration_tip) {
+            if let (Some((manifest, dir, max)), Some(tip)) = (park, integration_tip) {
                 let merged = git::resolve_ref(main, &format!("refs/heads/{}", slot.branch))
                     .ok()
                     .flatten()
                     .is_some_and(|b| git::is_ancestor(main, b, tip).unwrap_or(false));
                 if merged {
-                    match pool::park(main, manifest, dir, &slot.path, &slot.branch) {
+                    match pool::park(main, manifest, dir, &slot.path, &slot.branch, max) {
                         Ok(_) => continue,
                         Err(e) => report.notes.push(format!(
                             "could not keep {} for reuse: {e}",

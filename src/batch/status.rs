@@ -22,6 +22,26 @@ pub struct StatusReport {
     pub unclaimed_worktrees: Vec<Unclaimed>,
     /// Clean worktrees parked for reuse by the next batch (`--keep-worktrees`).
     pub idle_worktrees: Vec<PathBuf>,
+    /// The parked worktrees with their disk use (0 and empty when none is parked).
+    pub pool: PoolStatus,
+}
+
+/// Disk taken by the worktrees parked for reuse: the `st_blocks` of every file under each
+/// worktree's folder and its admin folder (`<git dir>/worktrees/<name>`), as `du` counts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PoolStatus {
+    pub disk_bytes: u64,
+    pub worktrees: Vec<PoolWorktree>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolWorktree {
+    pub path: PathBuf,
+    pub branch: String,
+    pub disk_bytes: u64,
+    /// When it was parked (UTC), if recorded.
+    pub parked_at: Option<String>,
+    pub idle_seconds: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,15 +94,25 @@ pub fn status(
     let manifest = ManifestFile::new(worktrees_dir);
     let read = manifest.read()?;
     let manifest_exists = read.is_some();
-    let idle: Vec<PathBuf> = read
+    let parked = read
         .as_ref()
-        .map(|m| {
-            crate::batch::pool::entries(m)
-                .into_iter()
-                .map(|(p, _)| p)
-                .collect()
-        })
+        .map(crate::batch::pool::parked)
         .unwrap_or_default();
+    let idle: Vec<PathBuf> = parked.iter().map(|p| p.path.clone()).collect();
+    let pool_worktrees: Vec<PoolWorktree> = parked
+        .into_iter()
+        .map(|p| PoolWorktree {
+            disk_bytes: crate::batch::pool::worktree_disk_bytes(&p.path),
+            parked_at: p.parked_at.map(format_time),
+            idle_seconds: p.parked_at.map(|t| now - t),
+            path: p.path,
+            branch: p.branch,
+        })
+        .collect();
+    let pool = PoolStatus {
+        disk_bytes: pool_worktrees.iter().map(|w| w.disk_bytes).sum(),
+        worktrees: pool_worktrees,
+    };
     let sessions = read.map(|m| m.sessions).unwrap_or_default();
     let head = git::head_commit_id(repo).ok().flatten();
     let mut out = Vec::new();
@@ -108,6 +138,7 @@ pub fn status(
         sessions: out,
         unclaimed_worktrees: unclaimed(repo, worktrees_dir, &claimed),
         idle_worktrees: idle,
+        pool,
     })
 }
 

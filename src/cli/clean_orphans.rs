@@ -33,7 +33,8 @@ pub struct Args {
     /// Print what was done as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Also remove the worktrees kept for reuse (--keep-worktrees) that are still clean.
+    /// Also remove every worktree kept for reuse (--keep-worktrees), not only those idle longer
+    /// than teleos.poolIdleHours; anything found in them is kept on refs first.
     #[arg(long)]
     pub drop_idle: bool,
 }
@@ -56,19 +57,32 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
             );
         }
     }
-    let report = cleanup::clean_orphans(&ctx.repo, &opts)?;
+    let mut report = cleanup::clean_orphans(&ctx.repo, &opts)?;
     if args.drop_idle {
         let manifest = ManifestFile::new(&opts.worktrees_dir);
-        let dropped =
-            crate::batch::pool::drop_idle(&ctx.repo, &manifest, &opts.worktrees_dir, args.dry_run)?;
-        for p in dropped {
-            let verb = if args.dry_run {
-                "would remove"
-            } else {
-                "removed"
-            };
-            let _ = writeln!(err, "{verb} idle worktree {}", p.display());
-        }
+        let (dropped, errors) = crate::batch::pool::drop_idle(
+            &ctx.repo,
+            &manifest,
+            &opts.worktrees_dir,
+            args.dry_run,
+            None,
+            opts.now,
+        )?;
+        report.dropped_idle.extend(dropped);
+        report.errors.extend(errors);
+    }
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for d in &report.dropped_idle {
+        let kept = if d.rescued.is_empty() {
+            String::new()
+        } else {
+            format!(" (what it held is kept on {})", d.rescued.join(", "))
+        };
+        let _ = writeln!(err, "{verb} idle worktree {}{kept}", d.path.display());
     }
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -490,6 +490,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                     resolve: args.resolve,
                     keep_worktrees: args.keep_worktrees || ctx.settings.keep_worktrees,
                     stagger: ctx.settings.agent_stagger,
+                    pool_max: ctx.settings.pool_max,
                     progress: &progress,
                 };
                 // Orphans first, quietly (README, "Orphaned sessions"); a failure never stops the
@@ -574,6 +575,18 @@ fn clean_orphans_before(ctx: &Context, resuming: Option<&str>, err: &mut dyn Wri
     opts.keep_session = resuming.map(str::to_string);
     match cleanup::clean_orphans(&ctx.repo, &opts) {
         Ok(report) => {
+            for d in &report.dropped_idle {
+                let _ = writeln!(
+                    err,
+                    "note: removed idle worktree {} (parked longer than teleos.poolIdleHours){}",
+                    d.path.display(),
+                    if d.rescued.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; what it held is kept on {}", d.rescued.join(", "))
+                    }
+                );
+            }
             for s in report.cleaned() {
                 let kept: Vec<&str> = s.rescued.iter().map(|r| r.ref_name.as_str()).collect();
                 let _ = writeln!(

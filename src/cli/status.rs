@@ -56,6 +56,21 @@ fn age(secs: i64) -> String {
     }
 }
 
+/// Disk use as `du -h` would say it, in powers of 1024.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
 fn render(w: &mut dyn Write, r: &StatusReport) -> std::io::Result<()> {
     if r.sessions.is_empty() {
         writeln!(w, "No sessions ({}).", r.manifest.display())?;
@@ -105,10 +120,18 @@ fn render(w: &mut dyn Write, r: &StatusReport) -> std::io::Result<()> {
             writeln!(w, "{line}")?;
         }
     }
-    if !r.idle_worktrees.is_empty() {
-        writeln!(w, "Kept for reuse by the next batch (--keep-worktrees):")?;
-        for p in &r.idle_worktrees {
-            writeln!(w, "  {}", p.display())?;
+    if !r.pool.worktrees.is_empty() {
+        writeln!(
+            w,
+            "Kept for reuse by the next batch (--keep-worktrees): {} on disk",
+            bytes(r.pool.disk_bytes)
+        )?;
+        for p in &r.pool.worktrees {
+            let idle = p
+                .idle_seconds
+                .map(|s| format!("  parked {}", age(s)))
+                .unwrap_or_default();
+            writeln!(w, "  {}  {}{idle}", p.path.display(), bytes(p.disk_bytes))?;
         }
     }
     if !r.unclaimed_worktrees.is_empty() {

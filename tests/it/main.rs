@@ -24,6 +24,7 @@ mod man;
 #[allow(clippy::module_inception)]
 mod manifest;
 mod parallel;
+mod pool;
 mod remote;
 mod report;
 mod resources;
