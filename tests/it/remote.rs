@@ -315,7 +315,11 @@ fn command_runner_lands_five_of_six_through_the_remote() {
 d=$(mktemp -d "{jobs}/job.XXXXXX")
 cd "$d" || exit 2
 case "$4" in 1-3-*)
-  setsid -f "{bin}" run-story --remote "$1" --base "$2" --story "$3" --key "$4" --session "$5" >"$d.out" 2>&1
+  # Detached, as an engine's submit command leaves its job. Return only once the job has a
+  # session of its own: the runner stops what a finished command leaves in its process group,
+  # and a job still between fork and setsid would be stopped with it.
+  setsid -f sh -c ': > "$0.started"; exec "$@"' "$d" "{bin}" run-story --remote "$1" --base "$2" --story "$3" --key "$4" --session "$5" >"$d.out" 2>&1
+  while [ ! -e "$d.started" ]; do sleep 0.05; done
   exit 0;;
 esac
 exec "{bin}" run-story --remote "$1" --base "$2" --story "$3" --key "$4" --session "$5"
@@ -325,6 +329,8 @@ exec "{bin}" run-story --remote "$1" --base "$2" --story "$3" --key "$4" --sessi
         ),
     );
     r.git(&["config", "teleos.runner", "command"]);
+    // A job that never reports fails the batch in minutes, not the default hour.
+    r.git(&["config", "teleos.storyTimeout", "60"]);
     r.git(&[
         "config",
         "teleos.runnerCommand",
