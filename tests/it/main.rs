@@ -27,6 +27,7 @@ mod parallel;
 mod report;
 mod resources;
 mod scan;
+mod scan_golden;
 mod signing;
 mod tracker;
 mod trust;
