@@ -4,6 +4,8 @@
 //! Everything here is linear in the input (one pass of the Markdown parser plus per-line work on
 //! bounded prefixes), so pathological files cost time proportional to their size, never more.
 
+use std::rc::Rc;
+
 use pulldown_cmark::{Event, HeadingLevel, MetadataBlockKind, Options, Parser, Tag, TagEnd};
 use serde::Serialize;
 
@@ -161,7 +163,8 @@ struct ItemFrame {
     marker: Option<bool>,
     nested: bool,
     counted: bool,
-    section: Option<String>,
+    /// Shared with the heading: most items are no tasks, so the name is copied only for tasks.
+    section: Option<Rc<str>>,
     /// The item's own inline text, one entry per source line (soft breaks split lines) with
     /// that line's number: continuation lines may hide lazily-indented subtasks.
     lines: Vec<(usize, String)>,
@@ -171,7 +174,7 @@ struct ItemFrame {
 struct Heading {
     level: HeadingLevel,
     /// Shown as a task's section; capped so a giant heading is not copied into every task.
-    text: String,
+    text: Rc<str>,
     names_tasks: bool,
     names_dependencies: bool,
     names_status: bool,
@@ -352,8 +355,7 @@ impl<'a> State<'a> {
         }
         let words = heading_words(&text);
         self.status_heading_pending = words == "status";
-        let lower = text.to_lowercase();
-        let names_dependencies = DEPENDENCY_HEADINGS.iter().any(|d| lower.contains(d));
+        let names_dependencies = lowercase_contains_any(&text, DEPENDENCY_HEADINGS);
         if names_dependencies {
             // `### Depends on Story 6.5` names its reference in the heading itself.
             extract_refs(&text, false, &mut self.out.dependency_refs);
@@ -365,8 +367,8 @@ impl<'a> State<'a> {
                 .as_ref()
                 .is_some_and(|n| n.contains(&words)),
             names_dependencies,
-            names_status: STATUS_HEADINGS.iter().any(|s| lower.contains(s)),
-            text: truncate_at_char(text, SECTION_NAME_MAX),
+            names_status: lowercase_contains_any(&text, STATUS_HEADINGS),
+            text: truncate_at_char(text, SECTION_NAME_MAX).into(),
         });
     }
 
@@ -460,7 +462,26 @@ impl<'a> State<'a> {
         }
     }
 
-    fn finish_item(&mut self, item: ItemFrame) {
+    fn finish_item(&mut self, mut item: ItemFrame) {
+        if item.lines.len() == 1 {
+            // One line (most items): no continuation can hide a subtask, so only its own box
+            // counts; decided without building the per-line list below.
+            let (Some(checked), true) = (item.marker, item.counted) else {
+                return;
+            };
+            let (_, text) = item.lines.swap_remove(0);
+            let text = text.trim().to_string();
+            let human = self.is_human(&text);
+            self.add_task(Task {
+                text,
+                checked,
+                line: item.line,
+                top_level: !item.nested,
+                section: item.section.as_deref().map(str::to_string),
+                human,
+            });
+            return;
+        }
         // Continuation lines that look like checkboxes were indented too far for CommonMark to
         // see a nested list (e.g. 8 spaces under `- [ ] parent`); they are subtasks all the same.
         let mut own: Vec<(usize, Option<bool>, String)> = Vec::new();
@@ -494,7 +515,7 @@ impl<'a> State<'a> {
                 checked,
                 line,
                 top_level,
-                section: item.section.clone(),
+                section: item.section.as_deref().map(str::to_string),
                 human,
             });
         }
@@ -523,6 +544,14 @@ impl<'a> State<'a> {
 
     /// Case-insensitive match against the (already lowercased) human-validation patterns.
     fn is_human(&self, text: &str) -> bool {
+        if text.is_ascii() {
+            // Compared in place: no lowercase copy of every task.
+            let hay = text.as_bytes();
+            return self
+                .human_patterns
+                .iter()
+                .any(|p| !p.is_empty() && contains_lowercased(hay, p.as_bytes()));
+        }
         let lower = text.to_lowercase();
         self.human_patterns
             .iter()
@@ -568,14 +597,50 @@ fn is_inline_end(tag: &TagEnd) -> bool {
 /// Heading text reduced to lowercase letters and digits, leading numbering dropped, so
 /// `## 3. Tasks/Subtasks:` and `Tasks / Subtasks` compare equal.
 fn heading_words(text: &str) -> String {
-    let words: String = text
-        .chars()
-        .filter(|c| c.is_alphanumeric())
-        .flat_map(|c| c.to_lowercase())
-        .collect();
+    let mut words: String = if text.is_ascii() {
+        // Most headings: byte by byte into one allocation (the same result as below).
+        let mut w = String::with_capacity(text.len());
+        w.extend(
+            text.bytes()
+                .filter(u8::is_ascii_alphanumeric)
+                .map(|b| char::from(b.to_ascii_lowercase())),
+        );
+        w
+    } else {
+        text.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(|c| c.to_lowercase())
+            .collect()
+    };
+    let numbering = words.len() - words.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    words.drain(..numbering);
     words
-        .trim_start_matches(|c: char| c.is_ascii_digit())
-        .to_string()
+}
+
+/// Whether ASCII `hay`, lowercased, contains `needle` (a lowercased string): what
+/// `to_lowercase().contains()` answers, without the copy.
+fn contains_lowercased(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || hay.windows(needle.len()).any(|w| {
+            w.iter()
+                .zip(needle)
+                .all(|(a, b)| a.to_ascii_lowercase() == *b)
+        })
+}
+
+/// Whether `text` lowercased contains one of `needles` (already lowercase). ASCII text is
+/// compared in place; other text is lowercased first, as Unicode lowercasing can map a
+/// non-ASCII character to ASCII (the Kelvin sign to `k`).
+fn lowercase_contains_any(text: &str, needles: &[&str]) -> bool {
+    if text.is_ascii() {
+        let hay = text.as_bytes();
+        needles
+            .iter()
+            .any(|n| contains_lowercased(hay, n.as_bytes()))
+    } else {
+        let lower = text.to_lowercase();
+        needles.iter().any(|n| lower.contains(n))
+    }
 }
 
 /// Width of the whitespace at `offset` (tabs count 4): where an item's bullet sits.
@@ -609,17 +674,25 @@ fn labelled_value<'a>(line: &'a str, labels: &[&str]) -> Option<&'a str> {
     while !line.is_char_boundary(end) {
         end -= 1;
     }
-    let head = line[..end].to_ascii_lowercase();
-    let head = head.trim_start_matches(['*', '_', '-', ' ']);
+    // Compared in place, ignoring ASCII case (the labels are lowercase ASCII): no lowercase
+    // copy per line, which was a heap allocation for every line of prose.
+    let head = line[..end].trim_start_matches(['*', '_', '-', ' ']);
     let skipped = end - head.len();
+    let first = *head.as_bytes().first()?;
     for label in labels {
-        if let Some(after) = head.strip_prefix(label) {
-            let after_trim = after.trim_start_matches(['*', '_', ' ']);
-            if after_trim.starts_with(':') {
-                // ASCII lowercasing keeps byte offsets, so map back into the original line.
-                let start = skipped + label.len() + (after.len() - after_trim.len()) + 1;
-                return Some(line[start..].trim_start_matches(['*', '_']));
-            }
+        let l = label.as_bytes();
+        if l.first() != Some(&first.to_ascii_lowercase())
+            || head.len() < l.len()
+            || !head.as_bytes()[..l.len()].eq_ignore_ascii_case(l)
+        {
+            continue;
+        }
+        // The matched prefix is ASCII, so `l.len()` is a character boundary.
+        let after = &head[l.len()..];
+        let after_trim = after.trim_start_matches(['*', '_', ' ']);
+        if after_trim.starts_with(':') {
+            let start = skipped + l.len() + (after.len() - after_trim.len()) + 1;
+            return Some(line[start..].trim_start_matches(['*', '_']));
         }
     }
     None

@@ -29,6 +29,7 @@ mod remote;
 mod report;
 mod resources;
 mod scan;
+mod scan_golden;
 mod signing;
 mod tracker;
 mod trust;
