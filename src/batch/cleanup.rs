@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::batch::parallel::{integration_branch, worktree_branch};
+use crate::batch::names::{integration_branch, worktree_branch};
 use crate::error::Result;
 use crate::git::{self, ObjectId, Repository};
 use crate::manifest::schema::STATUS_INTERRUPTED;
@@ -29,8 +29,7 @@ use crate::manifest::{
 };
 use crate::settings::defaults::MAX_WORKTREES_LIMIT;
 
-/// Namespace of the refs that keep a cleaned session's work.
-pub const RESCUE_PREFIX: &str = "refs/teleos/rescue";
+pub use crate::batch::names::RESCUE_PREFIX;
 
 /// What to clean and how.
 #[derive(Debug, Clone)]
@@ -486,7 +485,7 @@ impl<'a> Cleaner<'a> {
     }
 
     fn rescue_name(&self, kind: &str, name: &str) -> String {
-        format!("{RESCUE_PREFIX}/{}/{kind}/{name}", self.sid)
+        crate::batch::names::orphan_rescue_ref(self.sid, kind, name)
     }
 
     /// Tips to keep (name, commit, description), integration first so worktree branches

@@ -604,7 +604,7 @@ pub fn gate_integration(
     let mut green = verdict.green;
     if let Some(new_tip) = verdict.new_tip.filter(|t| *t != old_tip) {
         // The batch's integration as it was merged stays reachable, whatever happens next.
-        let before = format!("refs/teleos/{sid}/integration-before-gate");
+        let before = crate::batch::names::session_ref(sid, "integration-before-gate");
         let moved = git::set_ref(ie.main, &before, old_tip).and_then(|_| {
             git::update_ref_cas(
                 ie.main,
@@ -641,7 +641,7 @@ pub fn gate_integration(
     }
     let last_red = verdict.runs.iter().rev().find(|r| !r.passed).cloned();
     for e in &verdict.ejected {
-        let name = crate::batch::parallel::rescue_ref(sid, &e.key, "");
+        let name = crate::batch::names::rescue_ref(sid, &e.key, "");
         let kept = git::set_ref(ie.main, &name, e.story_tip).is_ok();
         if let Some(s) = report.stories.iter_mut().find(|s| s.story_key == e.key) {
             s.outcome = Outcome::IntegrationFailed;

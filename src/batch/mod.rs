@@ -5,6 +5,7 @@ pub mod cleanup;
 pub mod footprint;
 pub mod gate;
 pub mod governor;
+pub mod names;
 pub mod parallel;
 pub mod pool;
 pub mod progress;

@@ -19,13 +19,7 @@ use crate::manifest::{Manifest, ManifestFile};
 pub const POOL_FIELD: &str = "teleos_pool";
 const IDLE_REASON: &str = "git-teleos: idle worktree kept for reuse by the next batch";
 
-fn pool_name(k: usize) -> String {
-    format!("teleos-pool-{k}")
-}
-
-fn pool_branch(k: usize) -> String {
-    format!("worktree/teleos-pool-{k}")
-}
+use crate::batch::names::{pool_branch, pool_worktree_name as pool_name};
 
 /// The parked worktrees the manifest lists, as (path, branch).
 pub fn entries(m: &Manifest) -> Vec<(PathBuf, String)> {

@@ -158,7 +158,7 @@ pub fn render(w: &mut dyn Write, report: &CleanReport) -> std::io::Result<()> {
             "\nGet work back: git log <ref>, then git switch -c <new-branch> <ref> \
              (an uncommitted snapshot is one commit on top of its worktree's HEAD).\n\
              List everything kept: git for-each-ref {}/",
-            cleanup::RESCUE_PREFIX
+            crate::batch::names::LEGACY_PREFIX
         )?;
     }
     Ok(())

@@ -30,6 +30,7 @@ use self::slot::SlotRunner;
 use crate::batch::claims::Claimer;
 use crate::batch::gate::{self, MergeRecord};
 use crate::batch::governor::Governor;
+use crate::batch::names;
 use crate::batch::progress::Progress;
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
 use crate::batch::sequential::{status_line, Stopper};
@@ -67,32 +68,7 @@ pub struct ParallelEnv<'a> {
     pub progress: &'a Progress,
 }
 
-pub fn integration_branch(sid: &str) -> String {
-    format!("integration-{sid}")
-}
-
-pub fn worktree_branch(sid: &str, n: usize) -> String {
-    format!("worktree/teleos-{sid}-{n}")
-}
-
-pub fn worktree_name(sid: &str, n: usize) -> String {
-    format!("teleos-{sid}-{n}")
-}
-
-/// Ref keeping a story's work that did not land (conflict, error, leftovers).
-pub fn rescue_ref(sid: &str, key: &str, what: &str) -> String {
-    let safe: String = key
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("refs/teleos/{sid}/{safe}{what}")
-}
+pub use crate::batch::names::{integration_branch, rescue_ref, worktree_branch, worktree_name};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -132,7 +108,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         )
     })?;
     let integration = integration_branch(sid);
-    let integration_ref = format!("refs/heads/{integration}");
+    let integration_ref = names::integration_ref(sid);
 
     std::fs::create_dir_all(&env.worktrees_dir)
         .map_err(|e| Error::io(format!("creating {}", env.worktrees_dir.display()), e))?;
@@ -427,7 +403,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         &main,
         &integration_ref,
         expected_tip,
-        &format!("refs/teleos/{sid}/integration-moved"),
+        &names::session_ref(sid, "integration-moved"),
     ) {
         Ok(Some(note)) => report.notes.push(note),
         Ok(None) => {}
@@ -502,7 +478,10 @@ fn earlier_slot(dir: &Path, sid: &str, w: &WorktreeEntry) -> Option<Slot> {
         return None;
     }
     let name = path.file_name()?.to_str()?;
-    let n: usize = name.strip_prefix(&format!("teleos-{sid}-"))?.parse().ok()?;
+    let n: usize = name
+        .strip_prefix(&names::worktree_name_prefix(sid))?
+        .parse()
+        .ok()?;
     (worktree_name(sid, n) == name && w.branch.as_deref() == Some(&worktree_branch(sid, n))).then(
         || Slot {
             n,

@@ -8,9 +8,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::landing::restore_integration;
-use super::{lock, rescue_ref, ParallelEnv, Slot};
+use super::{lock, ParallelEnv, Slot};
 use crate::batch::claims::Claimer;
 use crate::batch::gate::{self, MergeRecord};
+use crate::batch::names::rescue_ref;
 use crate::batch::pool;
 use crate::batch::results::{Outcome, StoryResult};
 use crate::batch::setup::{self, SetupPlan};
