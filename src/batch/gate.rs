@@ -58,7 +58,8 @@ fn all_green(env: &GateEnv, runs: &[GateResult]) -> bool {
     runs.len() == env.gates.len() && runs.iter().all(|r| r.passed)
 }
 
-/// The message `close --resume` recognises as "not finished, run it again".
+/// What a story stopped by Ctrl-C while its gates ran says (as its agent would); `close --resume`
+/// goes by `StoryResult::interrupted`, not by this text.
 const INTERRUPTED: &str = "agent failed: cancelled";
 
 /// The first red gate of a round, as `` `cmd` (exit code 1) ``.
@@ -171,6 +172,7 @@ fn story_gate_rounds(
             // Unchecked work must not merge; `close --resume` runs the story again.
             result.gates.extend(runs);
             result.outcome = Outcome::Error;
+            result.interrupted = true;
             result.error_message = Some(INTERRUPTED.to_string());
             result
                 .discrepancies
@@ -225,6 +227,7 @@ fn story_gate_rounds(
                 }
                 if env.cancel.load(Ordering::SeqCst) {
                     result.outcome = Outcome::Error;
+                    result.interrupted = true;
                     result.error_message = Some(INTERRUPTED.to_string());
                     return;
                 }

@@ -317,6 +317,7 @@ fn verify(
         }
     };
     if let Some(reason) = run.error_reason() {
+        result.interrupted = run.cancelled;
         result.error_message = Some(format!("agent failed: {reason}"));
         return result;
     }

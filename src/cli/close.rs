@@ -686,10 +686,7 @@ fn resume_request(
     })?;
     let last: BatchReport = serde_json::from_slice(&text)
         .map_err(|e| Error::usage(format!("{} is not a batch record: {e}", path.display())))?;
-    let unfinished = |s: &crate::batch::results::StoryResult| {
-        s.outcome == Outcome::NotStarted
-            || s.error_message.as_deref() == Some("agent failed: cancelled")
-    };
+    let unfinished = |s: &crate::batch::results::StoryResult| s.unfinished();
     let keys: Vec<String> = last
         .stories
         .iter()
