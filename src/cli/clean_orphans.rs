@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::batch::cleanup::{self, Action, CleanOptions, CleanReport};
+use crate::batch::orphans::{self, Action, CleanOptions, CleanReport};
 use crate::error::{Error, ExitCode};
 use crate::manifest::ManifestFile;
 use crate::settings::Overrides;
@@ -56,7 +56,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
             );
         }
     }
-    let report = cleanup::clean_orphans(&ctx.repo, &opts)?;
+    let report = orphans::clean_orphans(&ctx.repo, &opts)?;
     if args.drop_idle {
         let manifest = ManifestFile::new(&opts.worktrees_dir);
         let dropped =
