@@ -148,19 +148,32 @@ impl SessionCleanup {
     }
 }
 
+/// Why a session is left alone (not an orphan).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum NotOrphan {
+    #[error("in use by this run")]
+    InUse,
+    #[error("not a session id of git-teleos (6 lowercase hex characters); left alone")]
+    NotASessionId,
+    #[error("alive ({0})")]
+    Alive(&'static str),
+    #[error(
+        "interrupted, kept for `git teleos close --resume {sid}` (cleaned after {stale_hours} h)"
+    )]
+    Interrupted { sid: String, stale_hours: f64 },
+}
+
 /// Why a session is or is not an orphan: `Ok(reason)` when it is one.
 pub fn orphan_verdict(
     opts: &CleanOptions,
     sid: &str,
     session: &Session,
-) -> std::result::Result<String, String> {
+) -> std::result::Result<String, NotOrphan> {
     if opts.keep_session.as_deref() == Some(sid) {
-        return Err("in use by this run".into());
+        return Err(NotOrphan::InUse);
     }
     if !is_valid_sid(sid) {
-        return Err(
-            "not a session id of git-teleos (6 lowercase hex characters); left alone".into(),
-        );
+        return Err(NotOrphan::NotASessionId);
     }
     let verdict = session_liveness(
         &opts.worktrees_dir,
@@ -170,7 +183,7 @@ pub fn orphan_verdict(
         opts.now,
     );
     let reason = match verdict {
-        Liveness::Alive(why) => return Err(format!("alive ({why})")),
+        Liveness::Alive(why) => return Err(NotOrphan::Alive(why)),
         Liveness::Dead(why) => why,
     };
     if session.status.as_deref() == Some(STATUS_INTERRUPTED) {
@@ -178,10 +191,10 @@ pub fn orphan_verdict(
             .started_at_unix()
             .map(|t| (opts.now - t) as f64 / 3600.0);
         if age_hours.is_none_or(|h| opts.stale_hours > 0.0 && h <= opts.stale_hours) {
-            return Err(format!(
-                "interrupted, kept for `git teleos close --resume {sid}` (cleaned after {} h)",
-                opts.stale_hours
-            ));
+            return Err(NotOrphan::Interrupted {
+                sid: sid.to_string(),
+                stale_hours: opts.stale_hours,
+            });
         }
     }
     Ok(reason)
@@ -222,7 +235,7 @@ pub fn clean_orphans(repo: &Repository, opts: &CleanOptions) -> Result<CleanRepo
             Err(why) => {
                 report
                     .sessions
-                    .push(SessionCleanup::new(sid, Action::Skipped, why));
+                    .push(SessionCleanup::new(sid, Action::Skipped, why.to_string()));
                 continue;
             }
         };

@@ -100,7 +100,7 @@ pub fn retry_request(
 }
 
 /// Answers: a list of `{story_key, task, question, answer}`; entries without an answer are skipped.
-pub fn parse_answers(text: &str) -> Result<BTreeMap<String, Answers>, String> {
+pub fn parse_answers(text: &str) -> Result<BTreeMap<String, Answers>, serde_json::Error> {
     #[derive(serde::Deserialize)]
     struct Entry {
         story_key: String,
@@ -111,7 +111,7 @@ pub fn parse_answers(text: &str) -> Result<BTreeMap<String, Answers>, String> {
         #[serde(default)]
         answer: Option<String>,
     }
-    let entries: Vec<Entry> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let entries: Vec<Entry> = serde_json::from_str(text)?;
     let mut map: BTreeMap<String, Answers> = BTreeMap::new();
     for e in entries {
         if let Some(a) = e.answer.filter(|a| !a.trim().is_empty()) {

@@ -270,7 +270,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         ctx.settings.install_command.as_deref(),
         &ctx.root,
     )
-    .map_err(|e| Error::usage_hint(e, "set teleos.installCommand, or use --setup none"))?;
+    .map_err(|e| {
+        Error::usage_hint(
+            e.to_string(),
+            "set teleos.installCommand, or use --setup none",
+        )
+    })?;
     let instructions = match &ctx.settings.worker_instructions {
         Some(p) => {
             let path = ctx.root.join(p);
