@@ -1,15 +1,17 @@
 //! Phases 2–3: selection, running stories sequentially (and in parallel), results.
 
 pub mod claims;
-pub mod cleanup;
 pub mod footprint;
 pub mod gate;
 pub mod governor;
+pub mod names;
+pub mod orphans;
 pub mod parallel;
 pub mod pool;
 pub mod progress;
 pub mod remote;
 pub mod results;
+pub mod resume;
 pub mod select;
 pub mod sequential;
 pub mod setup;

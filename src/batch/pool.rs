@@ -24,13 +24,7 @@ use crate::manifest::{Manifest, ManifestFile};
 pub const POOL_FIELD: &str = "teleos_pool";
 const IDLE_REASON: &str = "git-teleos: idle worktree kept for reuse by the next batch";
 
-fn pool_name(k: usize) -> String {
-    format!("teleos-pool-{k}")
-}
-
-fn pool_branch(k: usize) -> String {
-    format!("worktree/teleos-pool-{k}")
-}
+use crate::batch::names::{pool_branch, pool_worktree_name as pool_name};
 
 /// One parked worktree as the manifest lists it.
 #[derive(Debug, Clone, PartialEq)]
@@ -301,7 +295,7 @@ fn drop_one(repo: &gix::Repository, dir: &Path, p: &Parked) -> Result<Vec<String
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "unnamed".into());
-    let base = format!("{}/pool/{name}", crate::batch::cleanup::RESCUE_PREFIX);
+    let base = crate::batch::names::pool_rescue_prefix(&name);
     let mut rescued = Vec::new();
     let registered = git::list_worktrees(repo)?
         .iter()

@@ -124,10 +124,26 @@ pub struct StoryResult {
     /// Each attempt with its lane and phases, first to last (empty in older records).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<Attempt>,
+    /// Ctrl-C stopped it (its agent or its gates) before it finished: `close --resume` runs it
+    /// again. Older records say so only in `error_message` ([`LEGACY_INTERRUPTED`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
+
+/// The `error_message` records written before [`StoryResult::interrupted`] existed gave a story
+/// Ctrl-C stopped; read only, to resume those sessions.
+const LEGACY_INTERRUPTED: &str = "agent failed: cancelled";
 
 impl StoryResult {
     /// A result for a story that did not run (or was routed), with its scan counts.
+    /// Whether `close --resume` should run this story again: it never started, or Ctrl-C
+    /// stopped it.
+    pub fn unfinished(&self) -> bool {
+        self.outcome == Outcome::NotStarted
+            || self.interrupted
+            || self.error_message.as_deref() == Some(LEGACY_INTERRUPTED)
+    }
+
     pub fn not_run(story: &crate::stories::Story, outcome: Outcome, why: Option<String>) -> Self {
         StoryResult {
             story_key: story.story_key.clone(),
@@ -160,6 +176,7 @@ impl StoryResult {
             warnings: Vec::new(),
             setup_error: None,
             timeline: Vec::new(),
+            interrupted: false,
         }
     }
 }
@@ -493,5 +510,50 @@ mod tests {
         // Written again, the new fields stay out of an old record's shape.
         let again = serde_json::to_value(&r).unwrap();
         assert!(again.get("lanes").is_none() && again.get("started_ms").is_none());
+    }
+
+    #[test]
+    fn resume_knows_an_interrupted_story_by_its_flag_and_in_old_records_by_its_message() {
+        let old: BatchReport = serde_json::from_str(OLD_RECORD).unwrap();
+        let mut s = old.stories[0].clone();
+        assert!(!s.unfinished(), "a completed story is finished");
+        // A record written before the flag existed.
+        s.outcome = Outcome::Error;
+        s.error_message = Some("agent failed: cancelled".into());
+        let v = serde_json::to_value(&s).unwrap();
+        assert!(v.get("interrupted").is_none());
+        let back: StoryResult = serde_json::from_value(v).unwrap();
+        assert!(!back.interrupted && back.unfinished());
+        // A new record: the flag decides, whatever the message says.
+        s.error_message = Some("agent failed: stopped by the user".into());
+        assert!(!s.unfinished());
+        s.interrupted = true;
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["interrupted"], true);
+        let back: StoryResult = serde_json::from_value(v).unwrap();
+        assert!(back.unfinished());
+        // Another failure is not run again.
+        s.interrupted = false;
+        s.error_message = Some("agent failed: exit 1".into());
+        assert!(!s.unfinished());
+        assert!(StoryResult::not_run(&story_of(&s), Outcome::NotStarted, None).unfinished());
+    }
+
+    fn story_of(r: &StoryResult) -> crate::stories::Story {
+        crate::stories::Story {
+            story_key: r.story_key.clone(),
+            path: r.path.clone(),
+            category: crate::stories::Category::Closeable,
+            total: 5,
+            checked: 3,
+            unchecked: 2,
+            pct_unchecked: 40.0,
+            subtasks_total: 0,
+            subtasks_unchecked: 0,
+            human_validation_tasks: vec![],
+            depends_on: vec![],
+            status: None,
+            sprint_status: None,
+        }
     }
 }

@@ -121,8 +121,19 @@ pub fn order_by_dependencies(stories: Vec<Story>) -> Vec<Story> {
     order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
+/// Why a pick list was refused (shown to the user, who picks again).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PickError {
+    #[error("'{0}' is not a number or range")]
+    NotANumber(String),
+    #[error("'{part}' is outside 1-{max}")]
+    OutOfRange { part: String, max: usize },
+    #[error("nothing picked")]
+    NothingPicked,
+}
+
 /// Parse a pick list such as `1,3,5-7` against items numbered `1..=max`.
-pub fn parse_numbers(text: &str, max: usize) -> std::result::Result<Vec<usize>, String> {
+pub fn parse_numbers(text: &str, max: usize) -> std::result::Result<Vec<usize>, PickError> {
     let mut out = BTreeSet::new();
     for part in text
         .split([',', ' '])
@@ -135,17 +146,20 @@ pub fn parse_numbers(text: &str, max: usize) -> std::result::Result<Vec<usize>, 
         };
         let a: usize = a
             .parse()
-            .map_err(|_| format!("'{part}' is not a number or range"))?;
+            .map_err(|_| PickError::NotANumber(part.to_string()))?;
         let b: usize = b
             .parse()
-            .map_err(|_| format!("'{part}' is not a number or range"))?;
+            .map_err(|_| PickError::NotANumber(part.to_string()))?;
         if a == 0 || b == 0 || a > max || b > max || a > b {
-            return Err(format!("'{part}' is outside 1-{max}"));
+            return Err(PickError::OutOfRange {
+                part: part.to_string(),
+                max,
+            });
         }
         out.extend(a..=b);
     }
     if out.is_empty() {
-        return Err("nothing picked".into());
+        return Err(PickError::NothingPicked);
     }
     Ok(out.into_iter().collect())
 }
@@ -242,5 +256,14 @@ mod tests {
         assert!(parse_numbers("4", 3).is_err());
         assert!(parse_numbers("x", 3).is_err());
         assert!(parse_numbers("", 3).is_err());
+        assert_eq!(
+            parse_numbers("2-4", 3).unwrap_err().to_string(),
+            "'2-4' is outside 1-3"
+        );
+        assert_eq!(
+            parse_numbers("x", 3).unwrap_err(),
+            PickError::NotANumber("x".into())
+        );
+        assert_eq!(parse_numbers(" , ", 3), Err(PickError::NothingPicked));
     }
 }

@@ -430,7 +430,7 @@ fn undo_red_story(env: &BatchEnv, base: Option<gix::ObjectId>, r: &mut StoryResu
     if head == base {
         return;
     }
-    let name = crate::batch::parallel::rescue_ref(env.session_id, &r.story_key, "");
+    let name = crate::batch::names::rescue_ref(env.session_id, &r.story_key, "");
     if let Err(e) = git::set_ref(&repo, &name, head) {
         r.discrepancies.push(format!(
             "its commits stay on your branch (could not keep them on {name}: {e})"

@@ -52,12 +52,21 @@ pub enum SetupPlan {
 /// Folders linked in `symlink` mode when they exist in the main checkout.
 pub const SYMLINK_DIRS: &[&str] = &["node_modules", ".venv", "vendor/bundle"];
 
+/// Why the set-up settings give no plan.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("teleos.installCommand cannot be split: {0}")]
+    CannotSplit(String),
+    #[error("teleos.setup is 'install' but no installCommand is set and no lock file says how")]
+    NoInstallCommand,
+}
+
 /// Decide the plan from `teleos.setup`, `teleos.installCommand` and the lock files present.
 pub fn plan(
     mode: &str,
     install_command: Option<&str>,
     main_root: &Path,
-) -> Result<SetupPlan, String> {
+) -> Result<SetupPlan, PlanError> {
     let detected = || -> Option<Vec<String>> {
         let has = |f: &str| main_root.join(f).is_file();
         let argv: &[&str] = if has("pnpm-lock.yaml") {
@@ -76,7 +85,7 @@ pub fn plan(
         Some(cmd) => Some(
             shlex::split(cmd)
                 .filter(|a| !a.is_empty())
-                .ok_or_else(|| format!("teleos.installCommand cannot be split: {cmd}"))?,
+                .ok_or_else(|| PlanError::CannotSplit(cmd.to_string()))?,
         ),
         None => None,
     };
@@ -91,10 +100,7 @@ pub fn plan(
         ),
         "install" => match configured.or_else(detected) {
             Some(argv) => SetupPlan::Install(argv),
-            None => return Err(
-                "teleos.setup is 'install' but no installCommand is set and no lock file says how"
-                    .into(),
-            ),
+            None => return Err(PlanError::NoInstallCommand),
         },
         // auto: an explicit command, else what a lock file implies, else nothing.
         _ => configured

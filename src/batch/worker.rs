@@ -213,11 +213,20 @@ fn tracker_file_for(env: &StoryEnv, story: &Story, checkout: &Path) -> PathBuf {
         .unwrap_or_else(|| env.artifacts_dir.join("sprint-status.yaml"))
 }
 
-fn open_head(checkout: &Path) -> Result<gix::ObjectId, String> {
-    let repo = gix::open(checkout).map_err(|e| e.to_string())?;
-    git::head_commit_id(&repo)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| "the branch has no commits yet".to_string())
+/// Why a checkout's `HEAD` commit could not be read.
+#[derive(Debug, thiserror::Error)]
+enum HeadError {
+    #[error(transparent)]
+    Open(Box<dyn std::error::Error + Send + Sync>),
+    #[error(transparent)]
+    Read(#[from] crate::error::Error),
+    #[error("the branch has no commits yet")]
+    NoCommits,
+}
+
+fn open_head(checkout: &Path) -> Result<gix::ObjectId, HeadError> {
+    let repo = gix::open(checkout).map_err(|e| HeadError::Open(Box::new(e)))?;
+    git::head_commit_id(&repo)?.ok_or(HeadError::NoCommits)
 }
 
 fn head_of(checkout: &Path) -> Option<gix::ObjectId> {
@@ -317,6 +326,7 @@ fn verify(
         }
     };
     if let Some(reason) = run.error_reason() {
+        result.interrupted = run.cancelled;
         result.error_message = Some(format!("agent failed: {reason}"));
         return result;
     }

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::batch::cleanup::{self, Action, CleanOptions, CleanReport};
+use crate::batch::orphans::{self, Action, CleanOptions, CleanReport};
 use crate::error::{Error, ExitCode};
 use crate::manifest::ManifestFile;
 use crate::settings::Overrides;
@@ -57,7 +57,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
             );
         }
     }
-    let mut report = cleanup::clean_orphans(&ctx.repo, &opts)?;
+    let mut report = orphans::clean_orphans(&ctx.repo, &opts)?;
     if args.drop_idle {
         let manifest = ManifestFile::new(&opts.worktrees_dir);
         let (dropped, errors) = crate::batch::pool::drop_idle(
@@ -172,7 +172,7 @@ pub fn render(w: &mut dyn Write, report: &CleanReport) -> std::io::Result<()> {
             "\nGet work back: git log <ref>, then git switch -c <new-branch> <ref> \
              (an uncommitted snapshot is one commit on top of its worktree's HEAD).\n\
              List everything kept: git for-each-ref {}/",
-            cleanup::RESCUE_PREFIX
+            crate::batch::names::LEGACY_PREFIX
         )?;
     }
     Ok(())

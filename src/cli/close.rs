@@ -7,23 +7,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::agent::{self, AgentConfig, AgentKind};
-use crate::batch::cleanup::{self, CleanOptions};
 use crate::batch::footprint::Footprint;
 use crate::batch::gate::GateEnv;
+use crate::batch::orphans::{self, CleanOptions};
 use crate::batch::parallel::{self, ParallelEnv};
 use crate::batch::progress::Progress;
 use crate::batch::remote::RemoteEnv;
-use crate::batch::results::{self, BatchReport, BlockerQuestion, Outcome};
+use crate::batch::results::{self, BatchReport};
+use crate::batch::resume::{resume_request, retry_request};
 use crate::batch::select::{self, Request, Selection};
 use crate::batch::sequential::{self, BatchEnv};
 use crate::batch::setup;
-use crate::batch::worker::{self, Answers, StoryEnv};
+use crate::batch::worker::{self, StoryEnv};
 use crate::error::{Error, ExitCode};
 use crate::gate::GatePlan;
 use crate::settings::{Overrides, Settings};
 use crate::stories::tracker::{self, TrackerMode};
-use crate::stories::{Category, ParseOptions, ScanResult};
+use crate::stories::{Category, ParseOptions};
 
+use super::prompts::{ask_mode, confirm, pick_interactively};
 use super::scan::{scan_stories, ScanFlags};
 use super::{Context, GlobalArgs};
 
@@ -173,7 +175,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         earlier = kept;
         (req, BTreeMap::new())
     } else if args.retry_blocked {
-        retry_request(&common_dir, &args)?
+        retry_request(&common_dir, args.answers.as_deref())?
     } else {
         let req = Request {
             keys: args.stories.clone(),
@@ -277,7 +279,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         ctx.settings.install_command.as_deref(),
         &ctx.root,
     )
-    .map_err(|e| Error::usage_hint(e, "set teleos.installCommand, or use --setup none"))?;
+    .map_err(|e| {
+        Error::usage_hint(
+            e.to_string(),
+            "set teleos.installCommand, or use --setup none",
+        )
+    })?;
     let instructions = match &ctx.settings.worker_instructions {
         Some(p) => {
             let path = ctx.root.join(p);
@@ -573,7 +580,7 @@ fn print_agent_command(
 fn clean_orphans_before(ctx: &Context, resuming: Option<&str>, err: &mut dyn Write) {
     let mut opts = CleanOptions::new(&ctx.main_root, &ctx.settings);
     opts.keep_session = resuming.map(str::to_string);
-    match cleanup::clean_orphans(&ctx.repo, &opts) {
+    match orphans::clean_orphans(&ctx.repo, &opts) {
         Ok(report) => {
             for d in &report.dropped_idle {
                 let _ = writeln!(
@@ -610,75 +617,6 @@ fn clean_orphans_before(ctx: &Context, resuming: Option<&str>, err: &mut dyn Wri
     }
 }
 
-/// Stories the last batch left partial, with the user's answers to their blocker questions.
-fn retry_request(
-    common_dir: &std::path::Path,
-    args: &Args,
-) -> Result<(Request, BTreeMap<String, Answers>), Error> {
-    let last = results::load_last(common_dir)?.ok_or_else(|| {
-        Error::usage_hint(
-            "there is no earlier batch to retry",
-            "run git teleos close first",
-        )
-    })?;
-    let keys: Vec<String> = last
-        .stories
-        .iter()
-        .filter(|s| s.outcome == Outcome::Partial)
-        .map(|s| s.story_key.clone())
-        .collect();
-    if keys.is_empty() {
-        return Err(Error::usage(format!(
-            "the last batch ({}) left no story partially blocked",
-            last.session_id
-        )));
-    }
-    let mut answers: BTreeMap<String, Answers> = BTreeMap::new();
-    if let Some(path) = &args.answers {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        answers = parse_answers(&text).map_err(|e| {
-            Error::usage_hint(
-                format!("{}: {e}", path.display()),
-                "expected a JSON list of {\"story_key\", \"task\", \"question\", \"answer\"} (git teleos debrief --answers-template)",
-            )
-        })?;
-    }
-    Ok((
-        Request {
-            keys,
-            ..Request::default()
-        },
-        answers,
-    ))
-}
-
-/// Answers: a list of `{story_key, task, question, answer}`; entries without an answer are skipped.
-pub fn parse_answers(text: &str) -> Result<BTreeMap<String, Answers>, String> {
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        story_key: String,
-        #[serde(default)]
-        task: String,
-        #[serde(default)]
-        question: String,
-        #[serde(default)]
-        answer: Option<String>,
-    }
-    let entries: Vec<Entry> = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let mut map: BTreeMap<String, Answers> = BTreeMap::new();
-    for e in entries {
-        if let Some(a) = e.answer.filter(|a| !a.trim().is_empty()) {
-            map.entry(e.story_key).or_default().push(BlockerQuestion {
-                task: e.task,
-                question: e.question,
-                answer: Some(a),
-            });
-        }
-    }
-    Ok(map)
-}
-
 fn print_plan(w: &mut dyn Write, sel: &Selection, settings: &Settings) {
     let _ = writeln!(
         w,
@@ -705,194 +643,4 @@ fn print_plan(w: &mut dyn Write, sel: &Selection, settings: &Settings) {
 /// `1 story`, `2 stories`.
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
-}
-
-/// Stories an interrupted session did not finish, and the results it did finish.
-fn resume_request(
-    common_dir: &std::path::Path,
-    sid: &str,
-) -> Result<(Request, Vec<crate::batch::results::StoryResult>), Error> {
-    if !crate::manifest::is_valid_sid(sid) {
-        return Err(Error::usage(format!(
-            "'{sid}' is not a session id (6 lowercase hex characters)"
-        )));
-    }
-    let path = results::results_dir(common_dir)
-        .join("batches")
-        .join(format!("{sid}.json"));
-    let text = std::fs::read(&path).map_err(|_| {
-        Error::usage_hint(
-            format!("no record of session {sid}"),
-            "git teleos status lists the sessions",
-        )
-    })?;
-    let last: BatchReport = serde_json::from_slice(&text)
-        .map_err(|e| Error::usage(format!("{} is not a batch record: {e}", path.display())))?;
-    let unfinished = |s: &crate::batch::results::StoryResult| {
-        s.outcome == Outcome::NotStarted
-            || s.error_message.as_deref() == Some("agent failed: cancelled")
-    };
-    let keys: Vec<String> = last
-        .stories
-        .iter()
-        .filter(|s| unfinished(s))
-        .map(|s| s.story_key.clone())
-        .collect();
-    if keys.is_empty() {
-        return Err(Error::usage(format!(
-            "session {sid} has no unfinished story"
-        )));
-    }
-    let kept = last
-        .stories
-        .into_iter()
-        .filter(|s| !unfinished(s))
-        .collect();
-    Ok((
-        Request {
-            keys,
-            ..Request::default()
-        },
-        kept,
-    ))
-}
-
-/// Ask sequential or parallel; `None` is sequential.
-fn ask_mode(default_slots: usize) -> Result<Option<usize>, Error> {
-    loop {
-        let a = read_answer(&format!(
-            "Run [s]equentially in this checkout, or in [p]arallel worktrees ({default_slots} at once)? [p] "
-        ))?;
-        match a.to_ascii_lowercase().as_str() {
-            "" | "p" | "parallel" => return Ok(Some(default_slots)),
-            "s" | "sequential" => return Ok(None),
-            other => match other.parse::<usize>() {
-                Ok(n) if n > 0 => return Ok(Some(n)),
-                _ => {
-                    let _ = writeln!(std::io::stderr(), "answer s, p, or a number of worktrees");
-                }
-            },
-        }
-    }
-}
-
-fn read_answer(prompt: &str) -> Result<String, Error> {
-    let term = console::Term::stderr();
-    term.write_str(prompt)
-        .map_err(|e| Error::io("writing to the terminal", e))?;
-    term.read_line()
-        .map(|l| l.trim().to_string())
-        .map_err(|e| Error::io("reading from the terminal", e))
-}
-
-fn confirm(question: &str) -> Result<bool, Error> {
-    let a = read_answer(&format!("{question} [y/N] "))?;
-    Ok(matches!(a.to_ascii_lowercase().as_str(), "y" | "yes"))
-}
-
-/// The interactive phase 2: tables, then the choices (all closeable, pick by number, all or
-/// some needs-pipeline stories, quit).
-fn pick_interactively(scan: &ScanResult, threshold: f64) -> Result<Option<Selection>, Error> {
-    let closeable: Vec<_> = scan
-        .stories
-        .iter()
-        .filter(|s| s.category == Category::Closeable)
-        .collect();
-    let pipeline: Vec<_> = scan
-        .stories
-        .iter()
-        .filter(|s| s.category == Category::NeedsPipeline)
-        .collect();
-    let clean = scan
-        .stories
-        .iter()
-        .filter(|s| s.category == Category::Clean)
-        .count();
-    let mut err = std::io::stderr();
-    if closeable.is_empty() && pipeline.is_empty() {
-        let _ = writeln!(
-            err,
-            "Nothing to close: {clean} stories are clean, none is closeable."
-        );
-        return Ok(None);
-    }
-    let pct = (threshold * 100.0).round();
-    if !closeable.is_empty() {
-        let _ = writeln!(err, "\nCloseable (<= {pct}% unchecked)");
-        let _ = crate::report::scan::closeable_table(&closeable).write(&mut err);
-    }
-    if !pipeline.is_empty() {
-        let _ = writeln!(err, "\nNeeds pipeline (> {pct}% unchecked)");
-        let _ = crate::report::scan::pipeline_table(&pipeline, closeable.len() + 1).write(&mut err);
-    }
-    let _ = writeln!(err, "\nClean: {clean}\n");
-    let _ = writeln!(err, "  [a] all {} closeable stories", closeable.len());
-    let _ = writeln!(err, "  [p] pick closeable stories by number");
-    let _ = writeln!(
-        err,
-        "  [i] all closeable and all {} needs-pipeline stories",
-        pipeline.len()
-    );
-    let _ = writeln!(err, "  [s] all closeable and some needs-pipeline stories");
-    let _ = writeln!(err, "  [q] quit");
-    let keys_of =
-        |picked: &[usize], from: &[&crate::stories::Story], offset: usize| -> Vec<String> {
-            picked
-                .iter()
-                .filter_map(|n| from.get(n - 1 - offset).map(|s| s.story_key.clone()))
-                .collect()
-        };
-    let all_closeable: Vec<String> = closeable.iter().map(|s| s.story_key.clone()).collect();
-    loop {
-        let choice = read_answer("Choice: ")?;
-        let keys = match choice.as_str() {
-            "a" => all_closeable.clone(),
-            "i" => {
-                let mut k = all_closeable.clone();
-                k.extend(pipeline.iter().map(|s| s.story_key.clone()));
-                k
-            }
-            "p" | "s" => {
-                let (from, offset) = if choice == "p" {
-                    (&closeable, 0)
-                } else {
-                    (&pipeline, closeable.len())
-                };
-                if from.is_empty() {
-                    let _ = writeln!(err, "nothing to pick there");
-                    continue;
-                }
-                let range = format!("{}-{}", offset + 1, offset + from.len());
-                let text = read_answer(&format!("Numbers ({range}, e.g. {}): ", offset + 1))?;
-                let numbers = match select::parse_numbers(&text, offset + from.len()) {
-                    Ok(n) if n.iter().all(|n| *n > offset) => n,
-                    Ok(_) => {
-                        let _ = writeln!(err, "pick numbers from {range}");
-                        continue;
-                    }
-                    Err(e) => {
-                        let _ = writeln!(err, "{e}");
-                        continue;
-                    }
-                };
-                let mut k = if choice == "s" {
-                    all_closeable.clone()
-                } else {
-                    Vec::new()
-                };
-                k.extend(keys_of(&numbers, from, offset));
-                k
-            }
-            "q" | "" => return Ok(None),
-            _ => {
-                let _ = writeln!(err, "answer a, p, i, s or q");
-                continue;
-            }
-        };
-        let req = Request {
-            keys,
-            ..Request::default()
-        };
-        return select::select(scan, &req).map(Some);
-    }
 }

@@ -10,6 +10,7 @@ mod demo;
 mod history;
 mod hooks;
 pub mod man;
+mod prompts;
 mod report;
 mod run_story;
 mod scan;

@@ -571,7 +571,7 @@ fn parallel_debrief_says_where_uncommitted_changes_are() {
     let d = &out.stdout;
     assert!(!d.contains("kept as they are"), "{d}");
     let sid = d.split_whitespace().nth(2).unwrap();
-    let name = format!("refs/teleos/{sid}/1-1-a-dirty-uncommitted");
+    let name = format!("refs/teleos/rescue/{sid}/1-1-a-dirty-uncommitted");
     assert!(
         d.contains(&format!(
             "uncommitted changes (scratch-1-1-a-dirty.txt); they are saved on {name}"

@@ -1,0 +1,118 @@
+//! The end of a session: removing its worktrees and branches, keeping (or parking) anything
+//! that holds unmerged work, and taking back a session that did nothing.
+
+use std::path::Path;
+
+use super::Slot;
+use crate::batch::pool;
+use crate::batch::results::BatchReport;
+use crate::git;
+use crate::manifest::ManifestFile;
+
+/// Remove what a session created that did no work: its worktrees, their branches, the
+/// integration branch and its manifest entry. Anything that refuses to go is reported.
+pub(super) fn undo_session(
+    main: &gix::Repository,
+    slots: &[Slot],
+    integration: &str,
+    manifest: &ManifestFile,
+    sid: &str,
+    report: &mut BatchReport,
+) {
+    for slot in slots {
+        let registered = git::list_worktrees(main)
+            .map(|l| l.iter().any(|w| git::worktree_path_eq(&w.path, &slot.path)))
+            .unwrap_or(false);
+        if registered {
+            let _ = git::unlock_worktree(main, &slot.path);
+            if let Err(e) = git::remove_worktree(main, &slot.path, false) {
+                report
+                    .notes
+                    .push(format!("kept worktree {}: {e}", slot.path.display()));
+                continue;
+            }
+        }
+        if matches!(
+            git::resolve_ref(main, &format!("refs/heads/{}", slot.branch)),
+            Ok(Some(_))
+        ) {
+            if let Err(e) = git::delete_branch_guarded(main, &slot.branch, |b| b == slot.branch) {
+                report
+                    .notes
+                    .push(format!("kept branch {}: {e}", slot.branch));
+            }
+        }
+    }
+    if let Err(e) = git::delete_branch_guarded(main, integration, |b| b == integration) {
+        report.notes.push(format!("kept branch {integration}: {e}"));
+    }
+    let _ = manifest.update(|m| {
+        m.sessions.remove(sid);
+        Ok(())
+    });
+}
+
+/// Remove the session's worktrees and branches; keep anything that holds unmerged work.
+pub(super) fn cleanup(
+    main: &gix::Repository,
+    slots: &[Slot],
+    integration: &str,
+    landed: bool,
+    park: Option<(&ManifestFile, &Path, usize)>,
+    report: &mut BatchReport,
+) {
+    let integration_tip = git::resolve_ref(main, &format!("refs/heads/{integration}"))
+        .ok()
+        .flatten();
+    for (i, slot) in slots.iter().enumerate() {
+        if i == 1 {
+            crate::fault::point("cleanup");
+        }
+        let exists = git::list_worktrees(main)
+            .map(|l| l.iter().any(|w| git::worktree_path_eq(&w.path, &slot.path)))
+            .unwrap_or(false);
+        if exists {
+            if let (Some((manifest, dir, max)), Some(tip)) = (park, integration_tip) {
+                let merged = git::resolve_ref(main, &format!("refs/heads/{}", slot.branch))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|b| git::is_ancestor(main, b, tip).unwrap_or(false));
+                if merged {
+                    match pool::park(main, manifest, dir, &slot.path, &slot.branch, max) {
+                        Ok(_) => continue,
+                        Err(e) => report.notes.push(format!(
+                            "could not keep {} for reuse: {e}",
+                            slot.path.display()
+                        )),
+                    }
+                }
+            }
+            let _ = git::unlock_worktree(main, &slot.path);
+            if let Err(e) = git::remove_worktree(main, &slot.path, false) {
+                report
+                    .notes
+                    .push(format!("kept worktree {}: {e}", slot.path.display()));
+                continue;
+            }
+        }
+        // A slot whose worktree could not be made has no branch: nothing to say about it.
+        let full = format!("refs/heads/{}", slot.branch);
+        if !matches!(git::resolve_ref(main, &full), Ok(Some(_))) {
+            continue;
+        }
+        if let Err(e) = git::delete_branch_guarded(main, &slot.branch, |b| b == slot.branch) {
+            report
+                .notes
+                .push(format!("kept branch {}: {e}", slot.branch));
+        }
+    }
+    if landed {
+        if let Err(e) = git::delete_branch_guarded(main, integration, |b| b == integration) {
+            report.notes.push(format!("kept branch {integration}: {e}"));
+        }
+    } else {
+        report
+            .notes
+            .push(format!("the batch's work is on branch {integration}"));
+    }
+}

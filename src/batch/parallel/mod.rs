@@ -1,0 +1,530 @@
+//! Parallel mode (README, "Parallel mode"): one linked worktree per slot, a worker thread per
+//! worktree, a dynamic queue that respects dependencies, in-memory merges into `integration-<sid>`,
+//! landing on the starting branch, and a clean-up that never drops unmerged work.
+//!
+//! The user's checkout is never checked out, reset or merged into while agents run: every
+//! branch move happens on refs with compare-and-swap, and only the final landing touches the
+//! user's files, and only when their checkout is clean.
+
+//!
+//! The parts: `queue.rs` (which story runs next), `slot.rs` (one worktree's thread),
+//! `landing.rs` (onto the user's branch), `cleanup.rs` (the session's worktrees and branches).
+
+mod cleanup;
+mod landing;
+mod queue;
+mod slot;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use self::cleanup::{cleanup, undo_session};
+pub(crate) use self::landing::land;
+use self::landing::restore_integration;
+use self::queue::{Next, Queue};
+use self::slot::SlotRunner;
+use crate::batch::claims::Claimer;
+use crate::batch::gate::{self, MergeRecord};
+use crate::batch::governor::Governor;
+use crate::batch::names;
+use crate::batch::progress::Progress;
+use crate::batch::results::{BatchReport, Outcome, StoryResult};
+use crate::batch::sequential::{status_line, Stopper};
+use crate::batch::setup::SetupPlan;
+use crate::batch::timing::{self, Lane, Phase};
+use crate::batch::worker::{Answers, StoryEnv};
+use crate::error::{Error, Result};
+use crate::git::{self, ObjectId};
+use crate::manifest::{ManifestFile, Session, SessionLock, WorktreeEntry};
+use crate::stories::tracker::TrackerMode;
+use crate::stories::Story;
+
+/// Everything a parallel batch needs besides the stories.
+pub struct ParallelEnv<'a> {
+    pub story: StoryEnv<'a>,
+    /// The user's work tree root.
+    pub root: &'a Path,
+    /// Where worktrees and the manifest live (`<root>/.claude/worktrees` by default).
+    pub worktrees_dir: PathBuf,
+    pub slots: usize,
+    pub session_id: &'a str,
+    pub circuit_breaker: u32,
+    pub max_budget_usd: Option<f64>,
+    pub answers: &'a BTreeMap<String, Answers>,
+    pub setup: SetupPlan,
+    /// Limit on each worktree's install command.
+    pub setup_timeout: Duration,
+    pub land: bool,
+    /// On a merge conflict, ask the agent to merge the integration branch and resolve it.
+    pub resolve: bool,
+    /// Park clean, merged worktrees for the next batch instead of removing them.
+    pub keep_worktrees: bool,
+    /// Time between agent starts (the governor's stagger).
+    pub stagger: Duration,
+    /// Most parked worktrees (`teleos.poolMax`).
+    pub pool_max: usize,
+    pub progress: &'a Progress,
+}
+
+pub use crate::batch::names::{integration_branch, rescue_ref, worktree_branch, worktree_name};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The text a panic carried, for the report (the panic hook has printed where it happened).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned());
+    format!("panicked: {}", text.as_deref().unwrap_or("(no message)"))
+}
+
+/// One slot's worktree.
+struct Slot {
+    n: usize,
+    path: PathBuf,
+    branch: String,
+}
+
+/// Run the closeable `stories` in parallel; results are appended to `report`.
+pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> Result<()> {
+    let sid = env.session_id;
+    let main = git::discover(env.root)?;
+    let start_branch = git::current_branch(&main)?;
+    if env.land && start_branch.is_none() {
+        return Err(Error::usage_hint(
+            "HEAD is detached: there is no branch to land the work on",
+            "check out a branch first, or pass --no-land to keep the work on integration-<sid>",
+        ));
+    }
+    let start = git::head_commit_id(&main)?.ok_or_else(|| {
+        Error::usage_hint(
+            "the current branch has no commits yet: there is nothing to branch worktrees from",
+            "commit the stories first (git add -A && git commit)",
+        )
+    })?;
+    let integration = integration_branch(sid);
+    let integration_ref = names::integration_ref(sid);
+
+    std::fs::create_dir_all(&env.worktrees_dir)
+        .map_err(|e| Error::io(format!("creating {}", env.worktrees_dir.display()), e))?;
+    exclude_worktrees_dir(&main, env.root, &env.worktrees_dir);
+    // Held for the session's whole life: the proof of liveness clean-up relies on.
+    let session_lock = SessionLock::acquire(&env.worktrees_dir, sid)?;
+    let manifest = ManifestFile::new(&env.worktrees_dir);
+    let slots: Vec<Slot> = (1..=env.slots.min(stories.len()).max(1))
+        .map(|n| Slot {
+            n,
+            path: env.worktrees_dir.join(worktree_name(sid, n)),
+            branch: worktree_branch(sid, n),
+        })
+        .collect();
+    // Resuming: the earlier run may have had more worktrees than this one needs. They are
+    // not used, but they are the session's: kept in the manifest and cleaned up at the end.
+    let unused: Vec<Slot> = manifest.update(|m| {
+        let unused: Vec<Slot> = m
+            .sessions
+            .get(sid)
+            .map(|old| {
+                old.worktrees
+                    .iter()
+                    .filter_map(|w| earlier_slot(&env.worktrees_dir, sid, w))
+                    .filter(|e| !slots.iter().any(|s| s.n == e.n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut session = Session::new(
+            integration.clone(),
+            slots
+                .iter()
+                .chain(&unused)
+                .map(|s| WorktreeEntry::new(s.path.to_string_lossy(), s.branch.clone()))
+                .collect(),
+        );
+        if let Some(old) = m.sessions.get(sid) {
+            // Resuming: keep what the earlier run recorded, but it is ours and alive again.
+            session.extra = old.extra.clone();
+        }
+        m.sessions.insert(sid.to_string(), session);
+        Ok(unused)
+    })?;
+    // A resumed session's integration branch (and worktrees) are not this run's to undo.
+    let fresh_session = git::resolve_ref(&main, &integration_ref)?.is_none();
+    if fresh_session {
+        git::create_branch(&main, &integration, start)?;
+    }
+    report.branch = start_branch.clone();
+
+    // What the user's checkout looks like now: agents must not touch it, and if one does
+    // (a path out of its worktree), the debrief says so.
+    let user_changes_before: BTreeSet<String> = git::changed_paths(&main, None)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let selected: BTreeSet<String> = stories.iter().map(|s| s.story_key.clone()).collect();
+    let queue = Mutex::new(Queue {
+        pending: stories,
+        running: 0,
+        merged: BTreeSet::new(),
+        failed: BTreeSet::new(),
+        selected,
+        results: Vec::new(),
+        stopper: Stopper::new(env.circuit_breaker, env.max_budget_usd),
+        stopped: None,
+        setup_error: None,
+    });
+    let cv = Condvar::new();
+    // Serialises merges, and remembers where we last left the integration branch so a move
+    // made behind our back (an agent committing to it) is noticed and undone.
+    let batch_start = start_or_existing(&main, &integration_ref, start)?;
+    let merge_lock = Mutex::new(batch_start);
+    // Every merge this batch makes, in order: what the integration gate bisects.
+    let merges = Mutex::new(Vec::<MergeRecord>::new());
+    // Whether the gates are red at an integration tip a story started from (checked only when a
+    // story gate is red, once per tip).
+    let base_checks = Mutex::new(BTreeMap::<ObjectId, bool>::new());
+    let notes = Mutex::new(Vec::<String>::new());
+    let lanes = Mutex::new(Vec::<Lane>::new());
+    let shared = main.clone().into_sync();
+    let claimer = Claimer {
+        manifest: &manifest,
+        dir: &env.worktrees_dir,
+        session_id: sid,
+        branch: start_branch.as_deref(),
+        start: Some(start),
+    };
+
+    // Agents' process groups go into the manifest so a clean-up after a crash can stop them.
+    let record_agent = |pgid: i32| {
+        let _ = manifest.update(|m| {
+            if let Some(s) = m.sessions.get_mut(sid) {
+                s.agent_pgids.push(pgid);
+            }
+            Ok(())
+        });
+    };
+    // One governor for every worker: staggered starts, a shared pause on rate limits, and
+    // a concurrency limit that drops on them and climbs back after twice the back-off.
+    let say = |text: &str| env.progress.line(text);
+    let governor = Governor::new(
+        slots.len(),
+        env.stagger,
+        env.story.agent.rate_limit_backoff.saturating_mul(2),
+        Some(&say),
+    );
+    let story_env = StoryEnv {
+        on_agent_spawn: Some(&record_agent),
+        gate: gate::GateEnv {
+            on_spawn: Some(&record_agent),
+            ..env.story.gate
+        },
+        start_gate: Some(&governor),
+        ..env.story
+    };
+    // One plain thread per worktree, not a rayon pool: each spends up to an hour blocked on
+    // an agent, and rayon's pool is for short CPU work (the scan).
+    thread::scope(|scope| {
+        for slot in &slots {
+            let (queue, cv, merge_lock, notes, shared, lanes) =
+                (&queue, &cv, &merge_lock, &notes, &shared, &lanes);
+            let (manifest, claimer) = (&manifest, &claimer);
+            let (merges, base_checks) = (&merges, &base_checks);
+            let story_env = &story_env;
+            let integration_ref = integration_ref.as_str();
+            let note = move |msg: String| {
+                env.progress.line(&format!("warning: {msg}"));
+                lock(notes).push(msg);
+            };
+            let work = move || {
+                let repo = shared.to_thread_local();
+                let w = SlotRunner {
+                    env,
+                    story: story_env,
+                    repo: &repo,
+                    slot,
+                    integration_ref,
+                    merge_lock,
+                    manifest,
+                    merges,
+                    base_checks,
+                    seen_clean: std::cell::Cell::new(false),
+                    claimer,
+                };
+                let mut lane = Lane {
+                    lane: slot.n as u32,
+                    phases: Vec::new(),
+                };
+                let keep_lane = |lane: Lane| lock(lanes).push(lane);
+                let setup_start = timing::now_ms();
+                let prepared = panic::catch_unwind(AssertUnwindSafe(|| w.prepare()))
+                    .unwrap_or_else(|p| Err(Error::Internal(panic_message(&*p))));
+                lane.phases
+                    .push(Phase::until_now(timing::SETUP, setup_start));
+                if let Err(e) = prepared {
+                    keep_lane(lane);
+                    note(format!("worktree {} could not be set up: {e}", slot.n));
+                    env.progress.slot(slot.n, "unavailable");
+                    return;
+                }
+                loop {
+                    let mut waited = false;
+                    let wait_start = timing::now_ms();
+                    let Next::Run(story) = Queue::next(queue, cv, env.story.cancel, &mut waited)
+                    else {
+                        break;
+                    };
+                    if waited {
+                        let mut p = Phase::until_now(timing::WAIT_DEPENDENCY, wait_start);
+                        p.detail = Some(format!("before {}", story.story_key));
+                        lane.phases.push(p);
+                    }
+                    // A bug while one story runs ends that story, not the batch and its report.
+                    let ran = panic::catch_unwind(AssertUnwindSafe(|| w.run_story(&story)));
+                    let (result, merged, panicked) = match ran {
+                        Ok((result, merged)) => (result, merged, false),
+                        Err(p) => {
+                            let why = format!(
+                                "internal error (a bug in git-teleos, please report it): {}; \
+                                 worktree {} is kept as it was",
+                                panic_message(&*p),
+                                slot.n
+                            );
+                            let mut r = StoryResult::not_run(&story, Outcome::Error, Some(why));
+                            r.attempts = 0;
+                            (r, false, true)
+                        }
+                    };
+                    env.progress.line(&status_line(&result, 0.0));
+                    env.progress.story_done();
+                    Queue::finish(queue, cv, result, merged);
+                    if panicked {
+                        // Its worktree is in an unknown state: no further story runs there.
+                        keep_lane(lane);
+                        note(format!(
+                            "worktree {} was retired after an internal error in {}",
+                            slot.n, story.story_key
+                        ));
+                        env.progress.slot(slot.n, "unavailable");
+                        return;
+                    }
+                }
+                keep_lane(lane);
+                env.progress.slot(slot.n, "idle");
+            };
+            let started = thread::Builder::new()
+                .name(format!("teleos-wt-{}", slot.n))
+                .spawn_scoped(scope, work);
+            if let Err(e) = started {
+                note(format!("worktree {}: cannot start its thread: {e}", slot.n));
+            }
+        }
+    });
+    env.progress.finish();
+
+    // A panic caught above may have poisoned these; what they hold is still consistent enough
+    // to report (and a moved integration tip is checked against the branch below).
+    let mut q = queue.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let expected_tip = merge_lock
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    for s in std::mem::take(&mut q.pending) {
+        let why = q
+            .stopped
+            .clone()
+            .unwrap_or_else(|| "no worktree could run it (see the notes)".to_string());
+        q.results
+            .push(StoryResult::not_run(&s, Outcome::NotStarted, Some(why)));
+    }
+    let waits: f64 = q.results.iter().map(|r| r.rate_limit_wait_secs).sum();
+    report.governor = Some(governor.summary(waits));
+    report.stories.extend(q.results);
+    report
+        .notes
+        .extend(notes.into_inner().unwrap_or_else(PoisonError::into_inner));
+    let mut lanes = lanes.into_inner().unwrap_or_else(PoisonError::into_inner);
+    lanes.sort_by_key(|l| l.lane);
+    report.lanes.extend(lanes);
+    if q.stopped.is_some() {
+        report.stopped = q.stopped.clone();
+    }
+
+    // Not authenticated, and nothing done yet: take back everything this run created.
+    if let Some(e) = q.setup_error.clone() {
+        if fresh_session && q.merged.is_empty() && report.no_work_done() {
+            undo_session(&main, &slots, &integration, &manifest, sid, report);
+            session_lock.release_and_remove()?;
+            report.setup_error = Some(e);
+            return Ok(());
+        }
+    }
+
+    let interrupted = env.story.cancel.load(Ordering::SeqCst);
+    if interrupted {
+        manifest.update(|m| {
+            if let Some(s) = m.sessions.get_mut(sid) {
+                s.status = Some(crate::manifest::schema::STATUS_INTERRUPTED.to_string());
+            }
+            Ok(())
+        })?;
+        report.notes.push(format!(
+            "interrupted: worktrees, branches and {integration} are kept; finish with: git teleos close --resume {sid}"
+        ));
+        drop(session_lock);
+        return Ok(());
+    }
+
+    let user_changes_after: BTreeSet<String> = git::discover(env.root)
+        .and_then(|r| git::changed_paths(&r, None))
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let touched: Vec<&String> = user_changes_after
+        .symmetric_difference(&user_changes_before)
+        .take(10)
+        .collect();
+    if !touched.is_empty() {
+        report.notes.push(format!(
+            "warning: your checkout changed while the agents ran (not by git-teleos): {}",
+            touched
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+
+    // An agent still running elsewhere may have moved the integration branch after the last
+    // merge: land only what this batch merged.
+    match restore_integration(
+        &main,
+        &integration_ref,
+        expected_tip,
+        &names::session_ref(sid, "integration-moved"),
+    ) {
+        Ok(Some(note)) => report.notes.push(note),
+        Ok(None) => {}
+        Err(e) => report
+            .notes
+            .push(format!("could not check {integration}: {e}")),
+    }
+
+    // Only a green integration lands: the gates run on it, and a merge that turns it red is
+    // taken out.
+    let merges = merges.into_inner().unwrap_or_default();
+    let ie = gate::IntegrationEnv {
+        gate: &env.story.gate,
+        main: &main,
+        worktrees: slots.iter().map(|s| s.path.as_path()).collect(),
+        logs_dir: env.story.logs_dir,
+        session_id: sid,
+        integration_ref: &integration_ref,
+        start: batch_start,
+        tracker_files: match env.story.tracker {
+            TrackerMode::Teleos => env
+                .story
+                .tracker_files
+                .iter()
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .collect(),
+            _ => Vec::new(),
+        },
+    };
+    let gate_ok = gate::gate_integration(&ie, &merges, &|s| env.progress.line(s), report);
+
+    // Landing, then clean-up. A failure in either is reported, never hidden.
+    let landed = if !gate_ok {
+        report.notes.push(format!(
+            "not landed: the integration gate is red; the work is on {integration}"
+        ));
+        false
+    } else if env.land {
+        land(
+            &main,
+            env.root,
+            start_branch.as_deref(),
+            &integration,
+            &integration_ref,
+            report,
+        )
+    } else {
+        report.notes.push(format!(
+            "--no-land: the work is on {integration}; merge it with: git merge {integration}"
+        ));
+        false
+    };
+    report.not_landed = env.land && !landed;
+    let park = env
+        .keep_worktrees
+        .then_some((&manifest, env.worktrees_dir.as_path(), env.pool_max));
+    let all_slots: Vec<Slot> = slots.into_iter().chain(unused).collect();
+    cleanup(&main, &all_slots, &integration, landed, park, report);
+    manifest.update(|m| {
+        m.sessions.remove(sid);
+        Ok(())
+    })?;
+    session_lock.release_and_remove()?;
+    Ok(())
+}
+
+/// A worktree an earlier run of session `sid` recorded, if it follows the session's naming
+/// (anything else in the manifest is not ours to remove).
+fn earlier_slot(dir: &Path, sid: &str, w: &WorktreeEntry) -> Option<Slot> {
+    let path = PathBuf::from(w.path.as_deref()?);
+    if path.parent() != Some(dir) {
+        return None;
+    }
+    let name = path.file_name()?.to_str()?;
+    let n: usize = name
+        .strip_prefix(&names::worktree_name_prefix(sid))?
+        .parse()
+        .ok()?;
+    (worktree_name(sid, n) == name && w.branch.as_deref() == Some(&worktree_branch(sid, n))).then(
+        || Slot {
+            n,
+            path,
+            branch: worktree_branch(sid, n),
+        },
+    )
+}
+
+/// Keep the worktrees folder out of the user's `git status` (via `info/exclude`, not a file
+/// of the checkout). Best effort: a failure only means `git status` lists the folder.
+pub(crate) fn exclude_worktrees_dir(repo: &gix::Repository, root: &Path, dir: &Path) {
+    // The folder sits under the main worktree, also when the batch starts from a linked one.
+    let main_root = git::main_worktree_root(repo).unwrap_or_else(|| root.to_path_buf());
+    let Ok(rel) = dir
+        .strip_prefix(&main_root)
+        .or_else(|_| dir.strip_prefix(root))
+    else {
+        return;
+    };
+    let pattern = format!("/{}/", rel.to_string_lossy().trim_end_matches('/'));
+    let exclude = git::common_dir(repo).join("info").join("exclude");
+    let current = std::fs::read_to_string(&exclude).unwrap_or_default();
+    if current.lines().any(|l| l.trim() == pattern) {
+        return;
+    }
+    let _ = std::fs::create_dir_all(exclude.parent().unwrap_or(Path::new(".")));
+    let mut text = current;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!("# git-teleos worktrees\n{pattern}\n"));
+    let _ = std::fs::write(&exclude, text);
+}
+
+/// The integration branch's current tip (a resumed session), or where it will be created.
+fn start_or_existing(
+    repo: &gix::Repository,
+    integration_ref: &str,
+    start: ObjectId,
+) -> Result<ObjectId> {
+    Ok(git::resolve_ref(repo, integration_ref)?.unwrap_or(start))
+}

@@ -1,0 +1,275 @@
+//! The dependency queue shared by the worktree slots: a story starts once the selected stories
+//! it depends on have merged; one whose dependency failed never starts; the queue stops on
+//! Ctrl-C, the circuit breaker or the budget, and ends when nothing running can unblock the rest
+//! (a cycle). Pure: no git, no files.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use crate::batch::results::{Outcome, StoryResult};
+use crate::batch::sequential::Stopper;
+use crate::stories::Story;
+
+/// The shared queue: stories wait until the selected stories they depend on have merged.
+pub(super) struct Queue {
+    pub(super) pending: Vec<Story>,
+    pub(super) running: usize,
+    pub(super) merged: BTreeSet<String>,
+    pub(super) failed: BTreeSet<String>,
+    pub(super) selected: BTreeSet<String>,
+    pub(super) results: Vec<StoryResult>,
+    pub(super) stopper: Stopper,
+    pub(super) stopped: Option<String>,
+    /// An agent said it is not authenticated: no story starts after it.
+    pub(super) setup_error: Option<String>,
+}
+
+pub(super) enum Next {
+    Run(Box<Story>),
+    Done,
+}
+
+impl Queue {
+    /// The next story this worker should run, waiting while dependencies are still running.
+    /// `waited` is set when the worker had to wait for a dependency (drawn on its lane).
+    pub(super) fn next(
+        lock: &Mutex<Queue>,
+        cv: &Condvar,
+        cancel: &AtomicBool,
+        waited: &mut bool,
+    ) -> Next {
+        let Ok(mut q) = lock.lock() else {
+            return Next::Done;
+        };
+        loop {
+            if cancel.load(Ordering::SeqCst) {
+                q.stopped.get_or_insert_with(|| "interrupted".into());
+            }
+            if q.stopped.is_none() {
+                if let Some(why) = q.stopper.reason() {
+                    q.stopped = Some(why);
+                }
+            }
+            if q.stopped.is_some() || q.pending.is_empty() {
+                return Next::Done;
+            }
+            // A story whose dependency failed cannot start: it would miss that work.
+            let mut i = 0;
+            while i < q.pending.len() {
+                let blocked_by = q.pending[i]
+                    .depends_on
+                    .iter()
+                    .find(|d| q.failed.contains(*d))
+                    .cloned();
+                if let Some(dep) = blocked_by {
+                    let s = q.pending.remove(i);
+                    let why = format!("its dependency {dep} did not land");
+                    q.failed.insert(s.story_key.clone());
+                    q.results
+                        .push(StoryResult::not_run(&s, Outcome::NotStarted, Some(why)));
+                    cv.notify_all();
+                } else {
+                    i += 1;
+                }
+            }
+            let ready = q.pending.iter().position(|s| {
+                s.depends_on
+                    .iter()
+                    .filter(|d| q.selected.contains(*d))
+                    .all(|d| q.merged.contains(d))
+            });
+            if let Some(i) = ready {
+                let s = q.pending.remove(i);
+                q.running += 1;
+                return Next::Run(Box::new(s));
+            }
+            if q.running == 0 {
+                // Nothing running can unblock what is left (a cycle the scan did not break).
+                return Next::Done;
+            }
+            // Wake up now and then to notice Ctrl-C.
+            *waited = true;
+            q = match cv.wait_timeout(q, Duration::from_millis(200)) {
+                Ok((g, _)) => g,
+                Err(_) => return Next::Done,
+            };
+        }
+    }
+
+    pub(super) fn finish(lock: &Mutex<Queue>, cv: &Condvar, result: StoryResult, merged: bool) {
+        if let Ok(mut q) = lock.lock() {
+            q.running = q.running.saturating_sub(1);
+            if merged {
+                q.merged.insert(result.story_key.clone());
+            } else {
+                q.failed.insert(result.story_key.clone());
+            }
+            q.stopper.record(&result);
+            if let Some(e) = &result.setup_error {
+                q.stopped
+                    .get_or_insert_with(|| format!("the agent is not authenticated: {e}"));
+                q.setup_error.get_or_insert_with(|| e.clone());
+            }
+            q.results.push(result);
+        }
+        cv.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stories::Category;
+    use std::path::PathBuf;
+
+    fn story(key: &str, deps: &[&str]) -> Story {
+        Story {
+            story_key: key.into(),
+            path: PathBuf::from(format!("{key}.md")),
+            category: Category::Closeable,
+            total: 10,
+            checked: 8,
+            unchecked: 2,
+            pct_unchecked: 20.0,
+            subtasks_total: 0,
+            subtasks_unchecked: 0,
+            human_validation_tasks: vec![],
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            status: None,
+            sprint_status: None,
+        }
+    }
+
+    fn queue(stories: Vec<Story>) -> Mutex<Queue> {
+        let selected = stories.iter().map(|s| s.story_key.clone()).collect();
+        Mutex::new(Queue {
+            pending: stories,
+            running: 0,
+            merged: BTreeSet::new(),
+            failed: BTreeSet::new(),
+            selected,
+            results: Vec::new(),
+            stopper: Stopper::new(0, None),
+            stopped: None,
+            setup_error: None,
+        })
+    }
+
+    /// The key of the story `next` hands out, or `None` when it says the queue is done.
+    fn next(q: &Mutex<Queue>, cv: &Condvar, cancel: &AtomicBool) -> Option<String> {
+        let mut waited = false;
+        match Queue::next(q, cv, cancel, &mut waited) {
+            Next::Run(s) => Some(s.story_key),
+            Next::Done => None,
+        }
+    }
+
+    fn finish(q: &Mutex<Queue>, cv: &Condvar, key: &str, merged: bool) {
+        let outcome = if merged {
+            Outcome::Completed
+        } else {
+            Outcome::Error
+        };
+        let r = StoryResult::not_run(&story(key, &[]), outcome, None);
+        Queue::finish(q, cv, r, merged);
+    }
+
+    #[test]
+    fn ready_stories_run_in_order_and_a_dependent_waits_for_its_merge() {
+        let q = queue(vec![
+            story("1-2-b", &["1-1-a"]),
+            story("1-1-a", &[]),
+            story("1-3-c", &[]),
+        ]);
+        let (cv, cancel) = (Condvar::new(), AtomicBool::new(false));
+        assert_eq!(next(&q, &cv, &cancel).as_deref(), Some("1-1-a"));
+        assert_eq!(next(&q, &cv, &cancel).as_deref(), Some("1-3-c"));
+        finish(&q, &cv, "1-1-a", true);
+        assert_eq!(next(&q, &cv, &cancel).as_deref(), Some("1-2-b"));
+        finish(&q, &cv, "1-3-c", true);
+        finish(&q, &cv, "1-2-b", true);
+        assert_eq!(next(&q, &cv, &cancel), None);
+        let q = q.into_inner().unwrap();
+        assert_eq!(q.running, 0);
+        assert_eq!(q.results.len(), 3);
+        assert!(q.stopped.is_none());
+    }
+
+    #[test]
+    fn a_dependency_outside_the_selection_does_not_hold_a_story_back() {
+        let q = queue(vec![story("1-2-b", &["1-1-a"])]);
+        let (cv, cancel) = (Condvar::new(), AtomicBool::new(false));
+        assert_eq!(next(&q, &cv, &cancel).as_deref(), Some("1-2-b"));
+    }
+
+    #[test]
+    fn a_failed_dependency_blocks_its_dependents_and_theirs() {
+        let q = queue(vec![
+            story("1-1-a", &[]),
+            story("1-2-b", &["1-1-a"]),
+            story("1-3-c", &["1-2-b"]),
+            story("1-4-d", &[]),
+        ]);
+        let (cv, cancel) = (Condvar::new(), AtomicBool::new(false));
+        assert_eq!(next(&q, &cv, &cancel).as_deref(), Some("1-1-a"));
+        finish(&q, &cv, "1-1-a", false);
+        // b and c never start; d, independent, still runs.
+        assert_eq!(next(&q, &cv, &cancel).as_deref(), Some("1-4-d"));
+        finish(&q, &cv, "1-4-d", true);
+        assert_eq!(next(&q, &cv, &cancel), None);
+        let q = q.into_inner().unwrap();
+        let not_started: Vec<(&str, Option<&str>)> = q
+            .results
+            .iter()
+            .filter(|r| r.outcome == Outcome::NotStarted)
+            .map(|r| (r.story_key.as_str(), r.error_message.as_deref()))
+            .collect();
+        assert_eq!(
+            not_started,
+            vec![
+                ("1-2-b", Some("its dependency 1-1-a did not land")),
+                ("1-3-c", Some("its dependency 1-2-b did not land")),
+            ]
+        );
+        assert!(q.pending.is_empty());
+    }
+
+    #[test]
+    fn cancel_stops_the_queue_and_leaves_the_rest_pending() {
+        let q = queue(vec![story("1-1-a", &[]), story("1-2-b", &[])]);
+        let (cv, cancel) = (Condvar::new(), AtomicBool::new(false));
+        assert_eq!(next(&q, &cv, &cancel).as_deref(), Some("1-1-a"));
+        cancel.store(true, Ordering::SeqCst);
+        assert_eq!(next(&q, &cv, &cancel), None);
+        let q = q.into_inner().unwrap();
+        assert_eq!(q.stopped.as_deref(), Some("interrupted"));
+        assert_eq!(q.pending.len(), 1);
+        assert_eq!(q.pending[0].story_key, "1-2-b");
+    }
+
+    #[test]
+    fn a_cycle_ends_the_queue_instead_of_waiting_forever() {
+        let q = queue(vec![story("1-1-a", &["1-2-b"]), story("1-2-b", &["1-1-a"])]);
+        let (cv, cancel) = (Condvar::new(), AtomicBool::new(false));
+        assert_eq!(next(&q, &cv, &cancel), None);
+        let q = q.into_inner().unwrap();
+        assert_eq!(q.pending.len(), 2, "nothing of the cycle ran");
+        assert_eq!(q.running, 0);
+    }
+
+    #[test]
+    fn an_unauthenticated_agent_stops_the_queue() {
+        let q = queue(vec![story("1-1-a", &[]), story("1-2-b", &[])]);
+        let (cv, cancel) = (Condvar::new(), AtomicBool::new(false));
+        assert_eq!(next(&q, &cv, &cancel).as_deref(), Some("1-1-a"));
+        let mut r = StoryResult::not_run(&story("1-1-a", &[]), Outcome::Error, None);
+        r.setup_error = Some("not logged in".into());
+        Queue::finish(&q, &cv, r, false);
+        assert_eq!(next(&q, &cv, &cancel), None);
+        let q = q.into_inner().unwrap();
+        assert_eq!(q.setup_error.as_deref(), Some("not logged in"));
+        assert!(q.stopped.unwrap().contains("not authenticated"));
+    }
+}
