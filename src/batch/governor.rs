@@ -51,6 +51,9 @@ struct State {
     last_signal: Option<Instant>,
     /// Spacing between starts while the limit is below the maximum.
     caution: Duration,
+    /// Agents started so far: the stagger spaces only the first `max`, the burst that would
+    /// reach the provider all at once.
+    starts: usize,
     signals: usize,
     events: Vec<GovernorEvent>,
 }
@@ -90,6 +93,7 @@ impl<'a> Governor<'a> {
                 paused_until: None,
                 last_signal: None,
                 caution: Duration::ZERO,
+                starts: 0,
                 signals: 0,
                 events: Vec::new(),
             }),
@@ -101,6 +105,20 @@ impl<'a> Governor<'a> {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A worker that panicked holding the lock left consistent counters: keep going.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How far apart starts must be now: the stagger while the first agents start, the
+    /// larger of it and the caution while the limit is lowered, and nothing otherwise. A later
+    /// start (a slot freed by a finished story) is not a burst: spacing every start would add
+    /// the stagger to every story of a batch of short ones.
+    fn spacing(&self, st: &State) -> Duration {
+        if st.limit < self.max {
+            self.stagger.max(st.caution)
+        } else if st.starts < self.max {
+            self.stagger
+        } else {
+            Duration::ZERO
+        }
     }
 
     fn say(&self, text: &str) {
@@ -159,14 +177,11 @@ impl StartGate for Governor<'_> {
             }
             let paused = st.paused_until.filter(|p| *p > now);
             let limited = st.limit < self.max;
-            let spacing = if limited {
-                self.stagger.max(st.caution)
-            } else {
-                self.stagger
-            };
+            let spacing = self.spacing(&st);
             let next_start = st.last_start.map(|t| t + spacing).filter(|t| *t > now);
             if paused.is_none() && next_start.is_none() && st.running < st.limit {
                 st.running += 1;
+                st.starts += 1;
                 st.last_start = Some(now);
                 return waited_on_limits;
             }
@@ -249,6 +264,27 @@ mod tests {
         let kinds: Vec<&str> = s.events.iter().map(|e| e.event.as_str()).collect();
         assert_eq!(kinds, ["rate_limited", "limit_raised"]);
         assert!(s.events.iter().all(|e| e.limit <= 3));
+    }
+
+    #[test]
+    fn only_the_first_burst_and_a_lowered_limit_are_staggered() {
+        let stagger = Duration::from_secs(2);
+        let g = Governor::new(3, stagger, Duration::from_secs(3600), None);
+        let mut st = g.lock();
+        assert_eq!(g.spacing(&st), stagger, "the first agents start apart");
+        st.starts = 3;
+        assert_eq!(
+            g.spacing(&st),
+            Duration::ZERO,
+            "a freed slot starts at once"
+        );
+        st.limit = 2;
+        st.caution = Duration::from_secs(5);
+        assert_eq!(
+            g.spacing(&st),
+            Duration::from_secs(5),
+            "after a rate limit, carefully"
+        );
     }
 
     #[test]
