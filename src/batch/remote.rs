@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::git::{self, MergeOutcome, ObjectId};
 use crate::process::{Cmd, ProcessError};
 use crate::remote::{self as wire, git as run_git};
-use crate::stories::tracker::{self, TrackerMode};
+use crate::stories::tracker;
 use crate::stories::{parse_story, Story};
 
 /// The longest pause between two looks at the remote.
@@ -537,23 +537,8 @@ fn merge(
 ) -> Result<MergeOutcome> {
     let mode = env.story.tracker;
     let status = tracker::status_for(result.tasks_done, result.tasks_total, result.tasks_blocked);
-    let edit = |bytes: &[u8]| -> Option<Vec<u8>> {
-        if mode != TrackerMode::Teleos {
-            return None;
-        }
-        let text = std::str::from_utf8(bytes).ok()?;
-        let (new, _) = tracker::set_story_status(text, key, status).ok()?;
-        Some(new.into_bytes())
-    };
-    let paths: Vec<String> = match mode {
-        TrackerMode::Agent => Vec::new(),
-        TrackerMode::Teleos | TrackerMode::Off => env
-            .story
-            .tracker_files
-            .iter()
-            .map(|p| p.to_string_lossy().replace('\\', "/"))
-            .collect(),
-    };
+    let edit = tracker::status_edit(mode, key, status);
+    let paths = tracker::owned_paths(mode, env.story.tracker_files);
     let owned: Vec<git::OwnedPath> = paths
         .iter()
         .map(|path| git::OwnedPath { path, edit: &edit })

@@ -52,6 +52,35 @@ pub fn tracker_files(root: &Path, artifacts_dir: &Path) -> Vec<PathBuf> {
 
 /// The status a story gets from its verified box count (the rule the agent prompt states):
 /// `done` with at least 95 % checked and nothing blocked, `review` from 80 %, else `in-progress`.
+/// The tracker files a merge keeps as the integration branch has them, as git paths (relative,
+/// '/'-separated): all of them unless the agents are the tracker's writers.
+pub fn owned_paths(mode: TrackerMode, files: &[PathBuf]) -> Vec<String> {
+    match mode {
+        TrackerMode::Agent => Vec::new(),
+        TrackerMode::Teleos | TrackerMode::Off => files
+            .iter()
+            .map(|p| p.to_string_lossy().replace('\\', "/"))
+            .collect(),
+    }
+}
+
+/// What a merge does to an owned tracker file: set `key`'s `status` when git-teleos is the
+/// writer; nothing otherwise (the file stays as the integration branch has it).
+pub fn status_edit<'a>(
+    mode: TrackerMode,
+    key: &'a str,
+    status: &'a str,
+) -> impl Fn(&[u8]) -> Option<Vec<u8>> + 'a {
+    move |bytes: &[u8]| {
+        if mode != TrackerMode::Teleos {
+            return None;
+        }
+        let text = std::str::from_utf8(bytes).ok()?;
+        let (new, _) = set_story_status(text, key, status).ok()?;
+        Some(new.into_bytes())
+    }
+}
+
 pub fn status_for(done: usize, total: usize, blocked: usize) -> &'static str {
     // Integers, so 19 of 20 is exactly 95 %.
     let at_least = |pct: usize| total > 0 && done * 100 >= pct * total;

@@ -424,24 +424,8 @@ impl SlotRunner<'_, '_> {
         let before = *expected;
         let status =
             tracker::status_for(result.tasks_done, result.tasks_total, result.tasks_blocked);
-        let edit = |bytes: &[u8]| -> Option<Vec<u8>> {
-            if self.story.tracker != TrackerMode::Teleos {
-                return None;
-            }
-            let text = std::str::from_utf8(bytes).ok()?;
-            let (new, _) = tracker::set_story_status(text, key, status).ok()?;
-            Some(new.into_bytes())
-        };
-        // Git paths: relative, '/'-separated.
-        let paths: Vec<String> = match self.story.tracker {
-            TrackerMode::Agent => Vec::new(),
-            TrackerMode::Teleos | TrackerMode::Off => self
-                .story
-                .tracker_files
-                .iter()
-                .map(|p| p.to_string_lossy().replace('\\', "/"))
-                .collect(),
-        };
+        let edit = tracker::status_edit(self.story.tracker, key, status);
+        let paths = tracker::owned_paths(self.story.tracker, self.story.tracker_files);
         let owned: Vec<git::OwnedPath> = paths
             .iter()
             .map(|path| git::OwnedPath { path, edit: &edit })
