@@ -263,21 +263,15 @@ pub fn run(env: &RemoteEnv, stories: Vec<Story>, report: &mut BatchReport) -> Re
             "the integration gate does not run with teleos.runner=command yet: each story passed its story gate in its job, the merged whole was not checked".to_string(),
         );
     }
-    let landed = if env.land {
-        parallel::land(
-            &main,
-            env.root,
-            start_branch.as_deref(),
-            &integration,
-            &integration_ref,
-            report,
-        )
-    } else {
-        report.notes.push(format!(
-            "--no-land: the work is on {integration}; merge it with: git merge {integration}"
-        ));
-        false
-    };
+    let landed = parallel::land_or_keep(
+        env.land,
+        &main,
+        env.root,
+        start_branch.as_deref(),
+        &integration,
+        &integration_ref,
+        report,
+    );
     report.not_landed = env.land && !landed;
     finish_refs(env, &main, &url, &integration_ref, landed, report);
     Ok(())

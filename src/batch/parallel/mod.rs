@@ -24,7 +24,7 @@ use std::thread;
 use std::time::Duration;
 
 use self::cleanup::{cleanup, undo_session};
-pub(crate) use self::landing::land;
+pub(crate) use self::landing::land_or_keep;
 use self::landing::restore_integration;
 use self::queue::{Next, Queue};
 use self::slot::SlotRunner;
@@ -444,8 +444,9 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             "not landed: the integration gate is red; the work is on {integration}"
         ));
         false
-    } else if env.land {
-        land(
+    } else {
+        land_or_keep(
+            env.land,
             &main,
             env.root,
             start_branch.as_deref(),
@@ -453,11 +454,6 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             &integration_ref,
             report,
         )
-    } else {
-        report.notes.push(format!(
-            "--no-land: the work is on {integration}; merge it with: git merge {integration}"
-        ));
-        false
     };
     report.not_landed = env.land && !landed;
     let park = env
