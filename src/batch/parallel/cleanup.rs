@@ -107,7 +107,17 @@ pub(super) fn cleanup(
         }
     }
     if landed {
-        if let Err(e) = git::delete_branch_guarded(main, integration, |b| b == integration) {
+        // Sessions that finish together update refs at the same moment; a deletion that lost
+        // the race for a ref lock is tried again before the branch is reported as kept.
+        let mut deleted = git::delete_branch_guarded(main, integration, |b| b == integration);
+        for _ in 0..4 {
+            if deleted.is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            deleted = git::delete_branch_guarded(main, integration, |b| b == integration);
+        }
+        if let Err(e) = deleted {
             report.notes.push(format!("kept branch {integration}: {e}"));
         }
     } else {
