@@ -39,6 +39,62 @@ pub const AGENT_NAMES: &[&str] = &["claude", "codex", "gemini", "opencode", "cus
 /// The values `teleos.setup` accepts.
 pub const SETUP_MODES: &[&str] = &["auto", "install", "symlink", "none"];
 
+/// `teleos.runner`: where parallel stories run (README, "More than one machine").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runner {
+    /// Worktrees on this machine.
+    Local,
+    /// `teleos.runnerCommand` starts one job per story.
+    Command,
+    /// One Indexed Job per wave of stories, through `kubectl`.
+    Kubernetes,
+    /// One `sbatch` array job per wave of stories.
+    Slurm,
+}
+
+impl Runner {
+    pub const ALL: [Runner; 4] = [
+        Runner::Local,
+        Runner::Command,
+        Runner::Kubernetes,
+        Runner::Slurm,
+    ];
+
+    /// The value in `teleos.runner`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Runner::Local => "local",
+            Runner::Command => "command",
+            Runner::Kubernetes => "kubernetes",
+            Runner::Slurm => "slurm",
+        }
+    }
+
+    fn parse(v: &str) -> Option<Runner> {
+        Runner::ALL.into_iter().find(|r| r.name() == v)
+    }
+
+    /// The stories run as jobs elsewhere, their results coming back through `teleos.remote`.
+    pub fn is_remote(self) -> bool {
+        self != Runner::Local
+    }
+}
+
+/// The Kubernetes runner's settings (`teleos.kubernetes*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubernetesSettings {
+    /// The container image with git, git-teleos and the agent CLI.
+    pub image: Option<String>,
+    /// A Job template replacing the built-in one (relative to the repository root).
+    pub template: Option<PathBuf>,
+    /// `None`: kubectl's current namespace.
+    pub namespace: Option<String>,
+    /// The secret whose keys become the agent's environment (its API key).
+    pub agent_secret: String,
+    /// The secret holding the git credentials the job fetches and pushes with.
+    pub git_secret: String,
+}
+
 /// Every `teleos.*` key the program reads, with what it means (for README, man page, `--help`).
 pub const CONFIG_KEYS: &[(&str, &str)] = &[
     ("teleos.sprintArtifacts", "Folder holding the story files (relative to the repository root). Default: the first existing of docs/sprint-artifacts, _bmad-output/sprint-artifacts, _bmad-output/implementation-artifacts, docs/stories."),
@@ -63,9 +119,15 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
     ("teleos.circuitBreaker", "Consecutive story failures after which no new story starts. Default 3; 0 disables."),
     ("teleos.workerInstructions", "File (relative to the repository root) whose text replaces the built-in worker instructions."),
     ("teleos.pipelineCommand", "Command run for selected NEEDS_PIPELINE stories (story key appended as the last argument). Default: none, they are only recorded as routed."),
-    ("teleos.runner", "Where parallel stories run: local (default: worktrees on this machine) or command (teleos.runnerCommand starts a job per story that runs git teleos run-story elsewhere; results come back through teleos.remote)."),
+    ("teleos.runner", "Where parallel stories run: local (default: worktrees on this machine), command (teleos.runnerCommand starts a job per story), kubernetes (one Indexed Job per wave of stories) or slurm (one sbatch array job per wave). Every runner but local runs git teleos run-story elsewhere; results come back through teleos.remote."),
     ("teleos.runnerCommand", "For teleos.runner=command: the command that starts one story's job, with {remote} {base} {story} {key} {session} each replaced inside its argument; split like a shell would, never run by one. It may block until the job ends or return at once."),
-    ("teleos.remote", "For teleos.runner=command: the remote (name or URL) the jobs fetch from and push their results to, under refs/teleos/<sid>/. Default origin."),
+    ("teleos.runnerCancelCommand", "For teleos.runner=command: a command that cancels a job the runner command started and left running elsewhere (a job that reported nothing within the story timeout, or every job on Ctrl-C), with {job} {key} {session} replaced inside their arguments; {job} is the last line the runner command printed on its stdout. A runner command still running is stopped with its whole process group either way. Default: none."),
+    ("teleos.kubernetesImage", "For teleos.runner=kubernetes (required): the container image the jobs run in; it needs git, git-teleos and the agent CLI."),
+    ("teleos.kubernetesTemplate", "For teleos.runner=kubernetes: a Job template (relative to the repository root) replacing the built-in one, contrib/kubernetes/teleos-story-job.yaml; its {{placeholders}} are filled with JSON-quoted values."),
+    ("teleos.kubernetesNamespace", "For teleos.runner=kubernetes: the namespace the jobs run in. Default: kubectl's current namespace."),
+    ("teleos.kubernetesAgentSecret", "For teleos.runner=kubernetes: the secret whose keys become the agent's environment (e.g. ANTHROPIC_API_KEY). Default teleos-agent."),
+    ("teleos.kubernetesGitSecret", "For teleos.runner=kubernetes: the secret holding a git-credentials file (key git-credentials, git's credential store format) the job fetches and pushes with. Default teleos-git."),
+    ("teleos.remote", "For every runner but local: the remote (name or URL) the jobs fetch from and push their results to, under refs/teleos/<sid>/. Default origin."),
     ("teleos.staleHours", "Age in hours after which a session of another tool whose pid is dead counts as orphaned; 0 means no grace period. Default 4."),
     ("teleos.worktreeDir", "Where parallel worktrees are created, relative to the repository root. Default .claude/worktrees."),
     ("teleos.keepWorktrees", "Boolean. Keep a parallel batch's clean, merged worktrees (with their installed dependencies) for the next batch instead of removing them. Default false."),
@@ -195,9 +257,11 @@ pub struct Settings {
     pub circuit_breaker: u32,
     pub worker_instructions: Option<PathBuf>,
     pub pipeline_command: Option<String>,
-    /// `local` or `command` (see `batch::remote`).
-    pub runner: String,
+    /// Where parallel stories run (see `batch::remote`).
+    pub runner: Runner,
     pub runner_command: Option<String>,
+    pub runner_cancel_command: Option<String>,
+    pub kubernetes: KubernetesSettings,
     pub remote: String,
     pub stale_hours: f64,
     pub worktree_dir: PathBuf,
@@ -244,7 +308,11 @@ impl Settings {
         let circuit_breaker = c.count("teleos.circuitBreaker", 0, 100_000)?;
         let stale_hours = c.hours("teleos.staleHours")?;
         let setup = c.choice("teleos.setup", SETUP_MODES)?;
-        let runner = c.choice("teleos.runner", &["local", "command"])?;
+        let runner = c.parse(
+            "teleos.runner",
+            "expected one of: local, command, kubernetes, slurm",
+            |v| Runner::parse(&v.to_ascii_lowercase()),
+        )?;
         let setup_timeout = c.count("teleos.setupTimeout", 1, 7 * 24 * 3600)?;
         let gate_timeout = c.count("teleos.gateTimeout", 1, 7 * 24 * 3600)?;
         let gate_repairs = c.count("teleos.gateRepairs", 0, 10)?;
@@ -355,8 +423,20 @@ impl Settings {
                 .unwrap_or(defaults::CIRCUIT_BREAKER),
             worker_instructions: c.string("teleos.workerInstructions").map(PathBuf::from),
             pipeline_command: c.string("teleos.pipelineCommand"),
-            runner: runner.unwrap_or_else(|| "local".to_string()),
+            runner: runner.unwrap_or(Runner::Local),
             runner_command: c.string("teleos.runnerCommand"),
+            runner_cancel_command: c.string("teleos.runnerCancelCommand"),
+            kubernetes: KubernetesSettings {
+                image: c.string("teleos.kubernetesImage"),
+                template: c.string("teleos.kubernetesTemplate").map(PathBuf::from),
+                namespace: c.string("teleos.kubernetesNamespace"),
+                agent_secret: c
+                    .string("teleos.kubernetesAgentSecret")
+                    .unwrap_or_else(|| "teleos-agent".to_string()),
+                git_secret: c
+                    .string("teleos.kubernetesGitSecret")
+                    .unwrap_or_else(|| "teleos-git".to_string()),
+            },
             remote: c
                 .string("teleos.remote")
                 .unwrap_or_else(|| "origin".to_string()),
@@ -533,6 +613,25 @@ mod tests {
             m.entry(k.to_string()).or_default().push(v.to_string());
         }
         m
+    }
+
+    #[test]
+    fn runner_is_parsed_once_into_its_kind() {
+        let o = Overrides::default();
+        let s = Settings::resolve(&cfg(&[]), &o).unwrap();
+        assert_eq!(s.runner, Runner::Local);
+        assert_eq!(s.kubernetes.agent_secret, "teleos-agent");
+        for r in Runner::ALL {
+            let s = Settings::resolve(&cfg(&[("teleos.runner", r.name())]), &o).unwrap();
+            assert_eq!(s.runner, r);
+        }
+        let s = Settings::resolve(&cfg(&[("teleos.runner", "Kubernetes")]), &o).unwrap();
+        assert!(s.runner.is_remote());
+        let e = Settings::resolve(&cfg(&[("teleos.runner", "nomad")]), &o).unwrap_err();
+        assert!(
+            e.to_string().contains("local, command, kubernetes, slurm"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::batch::setup;
 use crate::batch::worker::{self, StoryEnv};
 use crate::error::{Error, ExitCode};
 use crate::gate::GatePlan;
+use crate::settings::Runner;
 use crate::settings::{Overrides, Settings};
 use crate::stories::tracker::{self, TrackerMode};
 use crate::stories::{Category, ParseOptions};
@@ -259,9 +260,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         crate::git::require_identity(&ctx.repo)?;
     }
     let agent_cfg = agent_config(&ctx.settings)?;
-    // With the command runner the agents run elsewhere: their machines check their own login.
-    let command_runner = slots.is_some() && ctx.settings.runner == "command";
-    if command_runner && ctx.settings.runner_command.is_none() {
+    // With a remote runner the agents run elsewhere: their machines check their own login.
+    let runner = ctx.settings.runner;
+    let command_runner = slots.is_some() && runner.is_remote();
+    if slots.is_some() && runner == Runner::Command && ctx.settings.runner_command.is_none() {
         return Err(Error::usage_hint(
             "teleos.runner is command, but teleos.runnerCommand is not set",
             "set it, e.g.: git config teleos.runnerCommand 'ssh build1 git teleos run-story --remote {remote} --base {base} --story {story} --key {key} --session {session}'",
@@ -356,7 +358,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
     };
     let date = crate::batch::today();
     let mode = match slots {
-        Some(n) if command_runner => format!("command runner ({})", plural(n, "job", "jobs")),
+        Some(n) if command_runner => {
+            format!("{} runner ({})", runner.name(), plural(n, "job", "jobs"))
+        }
         Some(n) => format!("parallel ({})", plural(n, "worktree", "worktrees")),
         None => "sequential".to_string(),
     };
@@ -466,8 +470,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                     root: &ctx.root,
                     session_id: &session_id,
                     slots: n,
-                    remote: &ctx.settings.remote,
-                    command: ctx.settings.runner_command.as_deref().unwrap_or_default(),
+                    settings: &ctx.settings,
                     // A job runs the agent up to 1 + retries times, each within the timeout.
                     timeout: ctx.settings.story_timeout * (ctx.settings.retries + 1),
                     land: !args.no_land,
