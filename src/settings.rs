@@ -127,6 +127,7 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
     ("teleos.kubernetesNamespace", "For teleos.runner=kubernetes: the namespace the jobs run in. Default: kubectl's current namespace."),
     ("teleos.kubernetesAgentSecret", "For teleos.runner=kubernetes: the secret whose keys become the agent's environment (e.g. ANTHROPIC_API_KEY). Default teleos-agent."),
     ("teleos.kubernetesGitSecret", "For teleos.runner=kubernetes: the secret holding a git-credentials file (key git-credentials, git's credential store format) the job fetches and pushes with. Default teleos-git."),
+    ("teleos.slurmTemplate", "For teleos.runner=slurm: a job script (relative to the repository root) replacing the built-in one, contrib/slurm/teleos-story.sbatch; its {{placeholders}} are filled with shell-quoted values. sbatch, squeue, scontrol and scancel run with git-teleos's environment (SLURM_CONF and the like reach them)."),
     ("teleos.remote", "For every runner but local: the remote (name or URL) the jobs fetch from and push their results to, under refs/teleos/<sid>/. Default origin."),
     ("teleos.staleHours", "Age in hours after which a session of another tool whose pid is dead counts as orphaned; 0 means no grace period. Default 4."),
     ("teleos.worktreeDir", "Where parallel worktrees are created, relative to the repository root. Default .claude/worktrees."),
@@ -262,6 +263,8 @@ pub struct Settings {
     pub runner_command: Option<String>,
     pub runner_cancel_command: Option<String>,
     pub kubernetes: KubernetesSettings,
+    /// `teleos.slurmTemplate`: a job script replacing the built-in one (relative to the root).
+    pub slurm_template: Option<PathBuf>,
     pub remote: String,
     pub stale_hours: f64,
     pub worktree_dir: PathBuf,
@@ -426,6 +429,7 @@ impl Settings {
             runner: runner.unwrap_or(Runner::Local),
             runner_command: c.string("teleos.runnerCommand"),
             runner_cancel_command: c.string("teleos.runnerCancelCommand"),
+            slurm_template: c.string("teleos.slurmTemplate").map(PathBuf::from),
             kubernetes: KubernetesSettings {
                 image: c.string("teleos.kubernetesImage"),
                 template: c.string("teleos.kubernetesTemplate").map(PathBuf::from),

@@ -31,6 +31,7 @@ mod resources;
 mod scan;
 mod scan_golden;
 mod signing;
+mod slurm;
 mod tracker;
 mod trust;
 
