@@ -359,6 +359,61 @@ fn a_slurm_job_that_dies_is_an_error_with_slurms_reason() {
     drop(cluster);
 }
 
+/// A job that reports nothing within the story timeout (here: a replaced template whose task
+/// for one story hangs before `run-story`) is cancelled through Slurm: the story is an error,
+/// and Slurm shows the task CANCELLED, its process gone.
+#[test]
+fn a_silent_slurm_job_is_cancelled_with_scancel() {
+    let (r, _url) = setup(&["1-1-first", "1-2-hang"]);
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/slurm/teleos-story.sbatch"
+    ))
+    .unwrap()
+    .replace(
+        "\ndir=$(mktemp",
+        "\nif [ \"$TELEOS_KEY\" = 1-2-hang ]; then\n  echo \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} $$\" > \"$HOME/hung\"\n  sleep 600\nfi\ndir=$(mktemp",
+    );
+    r.write("ci/story.sbatch", &template);
+    r.commit_all("our own job script");
+    r.git(&["push", "-q", "origin", "main"]);
+    r.git(&["config", "teleos.slurmTemplate", "ci/story.sbatch"]);
+    r.git(&["config", "teleos.storyTimeout", "5"]);
+    r.git(&["config", "teleos.retries", "0"]);
+    let Some(cluster) = cluster_or_skip(&r, "a_silent_slurm_job_is_cancelled_with_scancel") else {
+        return;
+    };
+
+    let (code, j, stderr) = close(&r, &cluster, "2");
+    assert_eq!(code, Some(1), "{j}\n{stderr}");
+    assert_eq!(keys_of(&j, "completed"), ["1-1-first"], "{j}\n{stderr}");
+    let hung = common::entry(&j["errors"], "1-2-hang");
+    let why = hung["error_message"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("reported nothing within 5 s and was cancelled") && !why.contains("failed"),
+        "{why}"
+    );
+    let hung = std::fs::read_to_string(r.home.join("hung")).unwrap();
+    let (task, pid) = hung.trim().split_once(' ').unwrap();
+    let state = Command::new("scontrol")
+        .args(["-o", "show", "job", task])
+        .env("SLURM_CONF", &cluster.conf)
+        .output()
+        .unwrap();
+    let state = String::from_utf8_lossy(&state.stdout);
+    assert!(state.contains("JobState=CANCELLED"), "{state}");
+    // slurmd ends a cancelled task's processes; give it the moments that takes.
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    for _ in 0..300 {
+        if !proc.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!proc.exists(), "the hung task's shell {pid} still runs");
+    drop(cluster);
+}
+
 /// No `sbatch` on PATH: a setup error before anything is pushed.
 #[test]
 fn slurm_runner_without_sbatch_is_a_setup_error() {
