@@ -134,6 +134,73 @@ fn setup(keys: &[&str]) -> (TestRepo, String) {
     (r, format!("file://{}", bare.display()))
 }
 
+/// Replace the job script with the built-in one plus `lines` run first in each task (with
+/// `TELEOS_KEY` set), committed and pushed as `ci/story.sbatch`.
+fn custom_template(r: &TestRepo, lines: &str) {
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/slurm/teleos-story.sbatch"
+    ))
+    .unwrap();
+    let at = template
+        .find("\ndir=$(mktemp")
+        .expect("the template makes a folder");
+    let template = format!(
+        "{}\n{}{}",
+        &template[..at],
+        lines.trim_end(),
+        &template[at..]
+    );
+    r.write("ci/story.sbatch", &template);
+    r.commit_all("our own job script");
+    r.git(&["push", "-q", "origin", "main"]);
+    r.git(&["config", "teleos.slurmTemplate", "ci/story.sbatch"]);
+}
+
+/// Lines for [`custom_template`]: tasks of stories matching `glob` write `<job>_<task> <pid>`
+/// to `$HOME/hung-<key>` and hang.
+fn hang(glob: &str) -> String {
+    format!(
+        "case \"$TELEOS_KEY\" in {glob})\n  echo \"${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} $$\" > \"$HOME/hung-$TELEOS_KEY\"\n  sleep 600;;\nesac"
+    )
+}
+
+/// Slurm's state of a task, and that its shell is gone once Slurm ended it.
+fn assert_cancelled(r: &TestRepo, cluster: &Cluster, key: &str) {
+    let hung = std::fs::read_to_string(r.home.join(format!("hung-{key}"))).unwrap();
+    let (task, pid) = hung.trim().split_once(' ').unwrap();
+    // Cancelled, once slurmd has stopped the task (COMPLETING until then).
+    let show = || {
+        let out = Command::new("scontrol")
+            .args(["-o", "show", "job", task])
+            .env("SLURM_CONF", &cluster.conf)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut state = show();
+    for _ in 0..300 {
+        if !state.contains("JobState=COMPLETING") && !state.contains("JobState=RUNNING") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        state = show();
+    }
+    assert!(state.contains("JobState=CANCELLED"), "{key}: {state}");
+    // slurmd ends a cancelled task's processes (SIGTERM, SIGKILL after KillWait); wait for it.
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    for _ in 0..300 {
+        if !proc.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        !proc.exists(),
+        "{key}: the hung task's shell {pid} still runs"
+    );
+}
+
 fn remote_refs(r: &TestRepo, url: &str) -> BTreeMap<String, String> {
     let out = r.git_in(&r.home, &["ls-remote", url]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -317,19 +384,10 @@ fn slurm_runner_lands_stories_through_array_jobs() {
 #[test]
 fn a_slurm_job_that_dies_is_an_error_with_slurms_reason() {
     let (r, url) = setup(&["1-1-first", "1-2-vanish"]);
-    let template = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/contrib/slurm/teleos-story.sbatch"
-    ))
-    .unwrap()
-    .replace(
-        "\ndir=$(mktemp",
-        "\n[ \"$TELEOS_KEY\" = 1-2-vanish ] && { echo \"node lost its scratch disk\"; exit 3; }\ndir=$(mktemp",
+    custom_template(
+        &r,
+        r#"[ "$TELEOS_KEY" = 1-2-vanish ] && { echo "node lost its scratch disk"; exit 3; }"#,
     );
-    r.write("ci/story.sbatch", &template);
-    r.commit_all("our own job script");
-    r.git(&["push", "-q", "origin", "main"]);
-    r.git(&["config", "teleos.slurmTemplate", "ci/story.sbatch"]);
     let Some(cluster) = cluster_or_skip(&r, "a_slurm_job_that_dies_is_an_error_with_slurms_reason")
     else {
         return;
@@ -365,19 +423,7 @@ fn a_slurm_job_that_dies_is_an_error_with_slurms_reason() {
 #[test]
 fn a_silent_slurm_job_is_cancelled_with_scancel() {
     let (r, _url) = setup(&["1-1-first", "1-2-hang"]);
-    let template = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/contrib/slurm/teleos-story.sbatch"
-    ))
-    .unwrap()
-    .replace(
-        "\ndir=$(mktemp",
-        "\nif [ \"$TELEOS_KEY\" = 1-2-hang ]; then\n  echo \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} $$\" > \"$HOME/hung\"\n  sleep 600\nfi\ndir=$(mktemp",
-    );
-    r.write("ci/story.sbatch", &template);
-    r.commit_all("our own job script");
-    r.git(&["push", "-q", "origin", "main"]);
-    r.git(&["config", "teleos.slurmTemplate", "ci/story.sbatch"]);
+    custom_template(&r, &hang("1-2-hang"));
     r.git(&["config", "teleos.storyTimeout", "5"]);
     r.git(&["config", "teleos.retries", "0"]);
     let Some(cluster) = cluster_or_skip(&r, "a_silent_slurm_job_is_cancelled_with_scancel") else {
@@ -393,24 +439,49 @@ fn a_silent_slurm_job_is_cancelled_with_scancel() {
         why.contains("reported nothing within 5 s and was cancelled") && !why.contains("failed"),
         "{why}"
     );
-    let hung = std::fs::read_to_string(r.home.join("hung")).unwrap();
-    let (task, pid) = hung.trim().split_once(' ').unwrap();
-    let state = Command::new("scontrol")
-        .args(["-o", "show", "job", task])
+    assert_cancelled(&r, &cluster, "1-2-hang");
+    drop(cluster);
+}
+
+/// Ctrl-C while array tasks run: every task is cancelled through Slurm, the stories are
+/// errors that say so, exit 130.
+#[test]
+fn ctrl_c_cancels_every_slurm_job() {
+    let (r, _url) = setup(&["1-1-first", "1-2-second"]);
+    custom_template(&r, &hang("1-*"));
+    let Some(cluster) = cluster_or_skip(&r, "ctrl_c_cancels_every_slurm_job") else {
+        return;
+    };
+    let child = r
+        .teleos_cmd(&r.root)
         .env("SLURM_CONF", &cluster.conf)
-        .output()
+        .args(["close", "--parallel", "2", "--all", "--yes", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    let state = String::from_utf8_lossy(&state.stdout);
-    assert!(state.contains("JobState=CANCELLED"), "{state}");
-    // slurmd ends a cancelled task's processes; give it the moments that takes.
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    for _ in 0..300 {
-        if !proc.exists() {
-            break;
-        }
+    // Both tasks run (each wrote its file), then Ctrl-C.
+    let started = |k: &str| r.home.join(format!("hung-{k}")).exists();
+    let mut waited = 0;
+    while !(started("1-1-first") && started("1-2-second")) {
+        assert!(waited < 600, "the array tasks never started");
         std::thread::sleep(std::time::Duration::from_millis(100));
+        waited += 1;
     }
-    assert!(!proc.exists(), "the hung task's shell {pid} still runs");
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for k in ["1-1-first", "1-2-second"] {
+        let e = common::entry(&j["errors"], k);
+        let why = e["error_message"].as_str().unwrap_or_default();
+        assert!(
+            why.contains("interrupted") && why.contains("was cancelled"),
+            "{k}: {why}"
+        );
+        assert_cancelled(&r, &cluster, k);
+    }
     drop(cluster);
 }
 
