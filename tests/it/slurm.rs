@@ -345,7 +345,15 @@ fn slurm_runner_lands_stories_through_array_jobs() {
     assert!(!r.path(".claude/worktrees").exists());
     assert_eq!(r.git(&["status", "--porcelain"]), "");
 
-    // Each task's output (Slurm's --output file) is kept with the batch's logs.
+    // Each task's output (Slurm's --output file) moved to the batch's logs.
+    let sid = j["session_id"].as_str().unwrap();
+    let litter: Vec<_> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("teleos-{sid}-")))
+        .collect();
+    assert!(litter.is_empty(), "outputs left in /tmp: {litter:?}");
     let logs = job_logs(&r);
     for k in &keys {
         let log = logs

@@ -185,8 +185,10 @@ pub fn scontrol_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 struct Task {
     job: String,
     index: usize,
-    /// Reported to the loop (or seen to complete); never looked at again.
-    done: bool,
+    /// Slurm says it is over (or forgot it); its output has been looked for.
+    ended: bool,
+    /// The loop needs no word of it any more: its death was reported, or it was cancelled.
+    reported: bool,
 }
 
 impl Task {
@@ -342,7 +344,8 @@ impl Engine for SlurmEngine {
             let task = Task {
                 job: job.clone(),
                 index,
-                done: false,
+                ended: false,
+                reported: false,
             };
             names.push(task.id());
             self.tasks.insert(spec.key.clone(), task);
@@ -354,7 +357,7 @@ impl Engine for SlurmEngine {
         let mut jobs: Vec<&str> = self
             .tasks
             .values()
-            .filter(|t| !t.done)
+            .filter(|t| !t.ended)
             .map(|t| t.job.as_str())
             .collect();
         jobs.sort_unstable();
@@ -364,34 +367,34 @@ impl Engine for SlurmEngine {
         }
         let list = jobs.join(",");
         let format = format!("--format={SQUEUE_FORMAT}");
+        let args = [
+            "--noheader",
+            "--array",
+            "--states=all",
+            "--jobs",
+            &list,
+            &format,
+        ];
         let out = self
-            .tool(
-                "squeue",
-                &[
-                    "--noheader",
-                    "--array",
-                    "--states=all",
-                    "--jobs",
-                    &list,
-                    &format,
-                ],
-            )
+            .tool("squeue", &args)
             .run()
             .map_err(|e| EngineError::tool("squeue", e))?;
-        let listed = if out.success() {
-            parse_squeue(&out.stdout_text())
-        } else if out.stderr_text().contains("Invalid job id") {
+        let listed = if !out.success() && out.stderr_text().contains("Invalid job id") {
             // Every job asked about is over and forgotten (slurmctld keeps ended jobs only
             // MinJobAge seconds).
             Vec::new()
         } else {
-            return Err(EngineError::tool("squeue", out.check().unwrap_err()));
+            parse_squeue(
+                &out.check()
+                    .map_err(|e| EngineError::tool("squeue", e))?
+                    .stdout_text(),
+            )
         };
         let mut died = Vec::new();
         let keys: Vec<String> = self.tasks.keys().cloned().collect();
         for key in keys {
             let task = &self.tasks[&key];
-            if task.done {
+            if task.ended {
                 continue;
             }
             let seen = listed
@@ -400,22 +403,34 @@ impl Engine for SlurmEngine {
             let why = match seen {
                 Some(s) => match ended(&s.state) {
                     None => continue,
+                    // Collected already, or cancelled: only its output is wanted now.
+                    Some(_) if task.reported => {
+                        let _ = self.keep_output(&key, &self.show(&task.id()));
+                        None
+                    }
                     // Its result is on the remote unless the script skipped run-story.
                     Some(true) => {
                         let _ = self.keep_output(&key, &self.show(&task.id()));
-                        format!("Slurm job {} completed without pushing a result", task.id())
+                        Some(format!(
+                            "Slurm job {} completed without pushing a result",
+                            task.id()
+                        ))
                     }
-                    Some(false) => self.explain(&key, task, &s.state, &s.reason),
+                    Some(false) => Some(self.explain(&key, task, &s.state, &s.reason)),
                 },
-                None => format!(
+                None => Some(format!(
                     "Slurm no longer knows job {} (it ended and was forgotten)",
                     task.id()
-                ),
+                )),
             };
-            if let Some(t) = self.tasks.get_mut(&key) {
-                t.done = true;
+            let Some(t) = self.tasks.get_mut(&key) else {
+                continue;
+            };
+            t.ended = true;
+            if let Some(why) = why.filter(|_| !t.reported) {
+                t.reported = true;
+                died.push((key, EngineError::Died(why)));
             }
-            died.push((key, EngineError::Died(why)));
         }
         Ok(died)
     }
@@ -424,7 +439,7 @@ impl Engine for SlurmEngine {
         let Some(task) = self.tasks.get_mut(key) else {
             return Ok(());
         };
-        task.done = true;
+        task.reported = true;
         let id = task.id();
         self.tool("scancel", &[&id])
             .run_checked()
@@ -437,11 +452,11 @@ impl Engine for SlurmEngine {
         // within moments: wait that long, so that their output joins the batch's logs rather
         // than piling up on the node.
         let until = Instant::now() + FINISH_WAIT;
-        while self.tasks.values().any(|t| !t.done) && Instant::now() < until {
+        while self.tasks.values().any(|t| !t.ended) && Instant::now() < until {
             if self.poll().is_err() {
                 break;
             }
-            if self.tasks.values().any(|t| !t.done) {
+            if self.tasks.values().any(|t| !t.ended) {
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
