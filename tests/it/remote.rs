@@ -14,16 +14,21 @@ const SID: &str = "a1b2c3";
 
 /// A stand-in `claude`: ticks the story's boxes, writes `out/<key>.txt`, commits, and answers
 /// in Claude's envelope. Stories whose key starts with `9-` crash: a message on stderr and
-/// exit 1, before any result, as the CLI does when it dies. It records where it ran.
+/// exit 1, before any result, as the CLI does when it dies. Stories whose key starts with `6-`
+/// are refused once for the API's rate limit (claude's real 429 envelope), then work. It
+/// records where it ran.
 fn install_agent(r: &TestRepo) {
     let state = r.home.join("agents");
     std::fs::create_dir_all(state.join("running")).unwrap();
+    let limited = common::fixture("claude-429.out").trim().to_string();
+    assert!(!limited.contains('\''));
     let script = format!(
         r#"#!/bin/sh
 if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
 prompt=$(cat)
 {story_from_prompt}
 state="{state}"
+case "$key" in 6-*) if [ ! -e "$state/limited-$key" ]; then : > "$state/limited-$key"; echo '{limited}'; exit 1; fi;; esac
 pwd > "$state/cwd-$key"
 # Dependency check: 1-2 must see the work of 1-1 already merged.
 if [ "$key" = "1-2-second" ]; then
@@ -476,6 +481,8 @@ case "$4" in
 esac
 d=$(mktemp -d "{jobs}/job.XXXXXX")
 cd "$d" || exit 2
+# The job's own settings, as an engine's environment gives them: a short back-off.
+export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=teleos.rateLimitBackoff GIT_CONFIG_VALUE_0=0.1
 exec "{bin}" run-story --remote "$1" --base "$2" --story "$3" --key "$4" --session "$5"
 "#,
             jobs = jobs.display(),
@@ -615,4 +622,36 @@ fn ctrl_c_cancels_every_job_through_the_engine() {
         ]
     );
     assert!(j["notes"].to_string().contains("interrupted"), "{j}");
+}
+
+/// A job whose agent met a rate limit (and got through on its own retry) tells the
+/// orchestrator's governor, as a local worker does: dispatches pause, and the jobs allowed at
+/// once drop by one.
+#[test]
+fn a_rate_limited_job_lowers_the_dispatch_limit() {
+    let (r, _bare, _url) = setup(&["1-1-first", "6-1-limited", "1-2-more"]);
+    install_failing_runner(&r);
+    r.git(&["config", "teleos.rateLimitBackoff", "0.5"]);
+    let out = r
+        .teleos_cmd(&r.root)
+        .args(["close", "--parallel", "3", "--all", "--yes", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["completed"].as_array().unwrap().len(), 3, "{j}");
+    let limited = j["completed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["story_key"] == "6-1-limited")
+        .unwrap();
+    assert_eq!(limited["attempts"], 2, "{limited}");
+    let g = &j["governor"];
+    assert_eq!(g["max_parallel"], 3, "{j}");
+    assert_eq!(g["rate_limit_signals"], 1, "{j}");
+    assert_eq!(g["min_limit"], 2, "{j}");
+    assert_eq!(g["events"][0]["event"], "rate_limited", "{j}");
+    assert!(stderr.contains("rate limit: new agents wait"), "{stderr}");
 }
