@@ -237,6 +237,18 @@ impl Engine for CommandEngine {
         Ok(())
     }
 
+    fn cancel_all(&mut self, keys: &[String]) -> Vec<(String, EngineError)> {
+        // Every command told to stop first, so they share one grace period.
+        for key in keys {
+            if let Some(job) = self.jobs.get(key) {
+                job.stop.store(true, Ordering::SeqCst);
+            }
+        }
+        keys.iter()
+            .filter_map(|k| self.cancel(k).err().map(|e| (k.clone(), e)))
+            .collect()
+    }
+
     fn finish(&mut self) {
         for job in self.jobs.values() {
             if !job.ended {

@@ -260,18 +260,19 @@ pub fn run(env: &RemoteEnv, stories: Vec<Story>, report: &mut BatchReport) -> Re
         delay = (delay * 2).min(MAX_POLL);
     }
     // Ctrl-C: every job still out is cancelled through its engine.
-    for (key, r) in std::mem::take(&mut books.running) {
+    let out: Vec<String> = books.running.keys().cloned().collect();
+    for (key, e) in engine.cancel_all(&out) {
+        report
+            .notes
+            .push(format!("could not cancel the job of {key}: {e}"));
+    }
+    for (_, r) in std::mem::take(&mut books.running) {
         let mut result = StoryResult::not_run(
             &r.story,
             Outcome::Error,
             Some(format!("interrupted: its job {} was cancelled", r.job)),
         );
         result.interrupted = true;
-        if let Err(e) = engine.cancel(&key) {
-            report
-                .notes
-                .push(format!("could not cancel the job of {key}: {e}"));
-        }
         report.stories.push(result);
     }
     engine.finish();
