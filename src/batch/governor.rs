@@ -149,6 +149,25 @@ impl<'a> Governor<'a> {
         }
     }
 
+    /// [`StartGate::acquire`] without waiting, for the remote runners' loop, which polls
+    /// rather than blocks: whether one more job may be dispatched now (the caller then holds a
+    /// place until [`StartGate::release`]).
+    pub fn try_acquire(&self) -> bool {
+        let mut st = self.lock();
+        let now = Instant::now();
+        self.maybe_raise(&mut st, now);
+        let paused = st.paused_until.is_some_and(|p| p > now);
+        let spacing = self.spacing(&st);
+        let too_soon = st.last_start.is_some_and(|t| t + spacing > now);
+        if paused || too_soon || st.running >= st.limit {
+            return false;
+        }
+        st.running += 1;
+        st.starts += 1;
+        st.last_start = Some(now);
+        true
+    }
+
     /// The record for the debrief; `story_waits` is the sum of the stories' waits.
     pub fn summary(&self, story_waits: f64) -> GovernorSummary {
         let st = self.lock();
@@ -285,6 +304,19 @@ mod tests {
             Duration::from_secs(5),
             "after a rate limit, carefully"
         );
+    }
+
+    #[test]
+    fn try_acquire_holds_dispatches_while_paused_and_lowered() {
+        let g = Governor::new(2, Duration::ZERO, Duration::from_secs(3600), None);
+        assert!(g.try_acquire() && g.try_acquire());
+        assert!(!g.try_acquire(), "both places taken");
+        g.release();
+        g.rate_limited(Duration::from_secs(3600));
+        g.release();
+        // Limit 1 now, and paused: nothing goes out until the pause ends.
+        assert!(!g.try_acquire());
+        assert_eq!(g.lock().limit, 1);
     }
 
     #[test]

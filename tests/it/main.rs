@@ -18,6 +18,7 @@ mod gates;
 mod git_config;
 mod git_ops;
 mod hostile_input;
+mod kubernetes;
 mod man;
 // The file wraps its tests in `mod manifest` (so that `cargo test manifest` selects them when
 // run alone); kept as it is so that work on it merges.

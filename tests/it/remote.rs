@@ -14,16 +14,21 @@ const SID: &str = "a1b2c3";
 
 /// A stand-in `claude`: ticks the story's boxes, writes `out/<key>.txt`, commits, and answers
 /// in Claude's envelope. Stories whose key starts with `9-` crash: a message on stderr and
-/// exit 1, before any result, as the CLI does when it dies. It records where it ran.
+/// exit 1, before any result, as the CLI does when it dies. Stories whose key starts with `6-`
+/// are refused once for the API's rate limit (claude's real 429 envelope), then work. It
+/// records where it ran.
 fn install_agent(r: &TestRepo) {
     let state = r.home.join("agents");
     std::fs::create_dir_all(state.join("running")).unwrap();
+    let limited = common::fixture("claude-429.out").trim().to_string();
+    assert!(!limited.contains('\''));
     let script = format!(
         r#"#!/bin/sh
 if [ "$1" = auth ]; then echo '{{"loggedIn": true}}'; exit 0; fi
 prompt=$(cat)
 {story_from_prompt}
 state="{state}"
+case "$key" in 6-*) if [ ! -e "$state/limited-$key" ]; then : > "$state/limited-$key"; echo '{limited}'; exit 1; fi;; esac
 pwd > "$state/cwd-$key"
 # Dependency check: 1-2 must see the work of 1-1 already merged.
 if [ "$key" = "1-2-second" ]; then
@@ -457,4 +462,196 @@ fn command_runner_without_a_command_or_a_remote_is_a_setup_error() {
         .keys()
         .any(|k| k.starts_with("refs/teleos/")));
     assert_eq!(r.git(&["branch", "--list", "integration-*"]), "");
+}
+
+/// A runner command for the failure tests, by story key: `7-1-*` blocks and never reports (it
+/// records its pid, then sleeps), `7-2-*` hands the job to an engine that never runs it (it
+/// prints the job's id and returns at once), anything else runs `git teleos run-story` in a
+/// fresh folder. The cancel command records its arguments, one line per call.
+fn install_failing_runner(r: &TestRepo) -> PathBuf {
+    let jobs = r.home.join("jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    let job = r.install_script(
+        "teleos-job",
+        &format!(
+            r#"#!/bin/sh
+case "$4" in
+7-1-*) echo "blocking-$4"; echo $$ > "{jobs}/pid-$4"; exec sleep 1000;;
+7-2-*) echo "Submitted batch job"; echo "queued-$4"; : > "{jobs}/submitted-$4"; exit 0;;
+esac
+d=$(mktemp -d "{jobs}/job.XXXXXX")
+cd "$d" || exit 2
+# The job's own settings, as an engine's environment gives them: a short back-off.
+export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=teleos.rateLimitBackoff GIT_CONFIG_VALUE_0=0.1
+exec "{bin}" run-story --remote "$1" --base "$2" --story "$3" --key "$4" --session "$5"
+"#,
+            jobs = jobs.display(),
+            bin = common::BIN
+        ),
+    );
+    let cancel = r.install_script(
+        "teleos-cancel",
+        &format!(
+            "#!/bin/sh\necho \"$1|$2|$3\" >> \"{}\"\n",
+            r.home.join("cancelled").display()
+        ),
+    );
+    r.git(&["config", "teleos.runner", "command"]);
+    r.git(&[
+        "config",
+        "teleos.runnerCommand",
+        &format!(
+            "{} {{remote}} {{base}} {{story}} {{key}} {{session}}",
+            job.display()
+        ),
+    ]);
+    r.git(&[
+        "config",
+        "teleos.runnerCancelCommand",
+        &format!("{} {{job}} {{key}} {{session}}", cancel.display()),
+    ]);
+    jobs
+}
+
+fn pid_alive(pid_file: &Path) -> bool {
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// The cancel command's calls, sorted.
+fn cancelled(r: &TestRepo) -> Vec<String> {
+    let mut lines: Vec<String> = std::fs::read_to_string(r.home.join("cancelled"))
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn silent_jobs_are_cancelled_through_the_engine_and_the_batch_goes_on() {
+    let (r, _bare, url) = setup(&["1-1-first", "7-1-blocked", "7-2-queued"]);
+    let jobs = install_failing_runner(&r);
+    // Long enough for the real job to report on a loaded machine; the silent ones never do.
+    r.git(&["config", "teleos.storyTimeout", "20"]);
+    r.git(&["config", "teleos.retries", "0"]);
+    let out = r
+        .teleos_cmd(&r.root)
+        .args(["close", "--parallel", "3", "--all", "--yes", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sid = j["session_id"].as_str().unwrap();
+
+    // The job that reported landed; each silent one is an error that says what happened.
+    let completed: Vec<&str> = j["completed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["story_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(completed, ["1-1-first"], "{j}");
+    assert!(r.path("out/1-1-first.txt").exists());
+    for key in ["7-1-blocked", "7-2-queued"] {
+        let e = j["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["story_key"] == key)
+            .unwrap_or_else(|| panic!("no error for {key}: {j}"));
+        let why = e["error_message"].as_str().unwrap_or_default();
+        assert!(
+            why.contains("reported nothing within 20 s and was cancelled"),
+            "{key}: {why}"
+        );
+    }
+    // Cancelled through the engine: the blocked command's process group is gone, and the
+    // cancel command was given each job's id (the last line its runner command printed).
+    assert!(!pid_alive(&jobs.join("pid-7-1-blocked")));
+    assert_eq!(
+        cancelled(&r),
+        [
+            format!("blocking-7-1-blocked|7-1-blocked|{sid}"),
+            format!("queued-7-2-queued|7-2-queued|{sid}"),
+        ]
+    );
+    // What did not land stays on the remote: the bases of the silent stories.
+    let left = remote_refs(&r, &url);
+    assert!(left.contains_key(&format!("refs/teleos/{sid}/base/7-2-queued")));
+    assert!(!left.contains_key(&format!("refs/teleos/{sid}/base/1-1-first")));
+}
+
+#[test]
+fn ctrl_c_cancels_every_job_through_the_engine() {
+    let (r, _bare, _url) = setup(&["7-1-blocked", "7-2-queued"]);
+    let jobs = install_failing_runner(&r);
+    let child = r
+        .teleos_cmd(&r.root)
+        .args(["close", "--parallel", "2", "--all", "--yes", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both jobs are out: one command blocks, the other has returned; then Ctrl-C.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !(jobs.join("pid-7-1-blocked").exists() && jobs.join("submitted-7-2-queued").exists()) {
+        assert!(std::time::Instant::now() < deadline, "jobs never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sid = j["session_id"].as_str().unwrap();
+    assert!(!pid_alive(&jobs.join("pid-7-1-blocked")));
+    assert_eq!(
+        cancelled(&r),
+        [
+            format!("blocking-7-1-blocked|7-1-blocked|{sid}"),
+            format!("queued-7-2-queued|7-2-queued|{sid}"),
+        ]
+    );
+    assert!(j["notes"].to_string().contains("interrupted"), "{j}");
+}
+
+/// A job whose agent met a rate limit (and got through on its own retry) tells the
+/// orchestrator's governor, as a local worker does: dispatches pause, and the jobs allowed at
+/// once drop by one.
+#[test]
+fn a_rate_limited_job_lowers_the_dispatch_limit() {
+    let (r, _bare, _url) = setup(&["1-1-first", "6-1-limited", "1-2-more"]);
+    install_failing_runner(&r);
+    r.git(&["config", "teleos.rateLimitBackoff", "0.5"]);
+    let out = r
+        .teleos_cmd(&r.root)
+        .args(["close", "--parallel", "3", "--all", "--yes", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["completed"].as_array().unwrap().len(), 3, "{j}");
+    let limited = j["completed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["story_key"] == "6-1-limited")
+        .unwrap();
+    assert_eq!(limited["attempts"], 2, "{limited}");
+    let g = &j["governor"];
+    assert_eq!(g["max_parallel"], 3, "{j}");
+    assert_eq!(g["rate_limit_signals"], 1, "{j}");
+    assert_eq!(g["min_limit"], 2, "{j}");
+    assert_eq!(g["events"][0]["event"], "rate_limited", "{j}");
+    assert!(stderr.contains("rate limit: new agents wait"), "{stderr}");
 }

@@ -54,6 +54,8 @@ struct Job {
     ended: bool,
     /// The last line it printed on stdout: the engine's name for the job.
     job_id: String,
+    /// How it failed, until [`Engine::poll`] hands that to the loop.
+    failure: Option<EngineError>,
 }
 
 pub struct CommandEngine {
@@ -147,9 +149,34 @@ impl CommandEngine {
                 thread: Some(thread),
                 ended: false,
                 job_id: String::new(),
+                failure: None,
             },
         );
         Ok(())
+    }
+}
+
+impl CommandEngine {
+    /// Record how the commands that ended since the last look ended.
+    fn drain(&mut self) {
+        while let Ok((key, how)) = self.rx.try_recv() {
+            let Some(job) = self.jobs.get_mut(&key) else {
+                continue;
+            };
+            job.ended = true;
+            match how {
+                Ok(out) => {
+                    job.job_id = last_line(&out.stdout_text());
+                    job.failure = match out.check() {
+                        Ok(_) => None,
+                        // Stopped by us: the loop already knows why.
+                        Err(ProcessError::Failed(f)) if f.stopped.is_some() => None,
+                        Err(e) => Some(EngineError::tool("the runner command", e)),
+                    };
+                }
+                Err(e) => job.failure = Some(EngineError::tool("the runner command", e)),
+            }
+        }
     }
 }
 
@@ -164,41 +191,38 @@ impl Engine for CommandEngine {
     }
 
     fn poll(&mut self) -> Result<Vec<(String, EngineError)>, EngineError> {
-        let mut died = Vec::new();
-        while let Ok((key, how)) = self.rx.try_recv() {
-            let Some(job) = self.jobs.get_mut(&key) else {
-                continue;
-            };
-            job.ended = true;
-            let failed = match how.and_then(Output::check) {
-                Ok(out) => {
-                    job.job_id = last_line(&out.stdout_text());
-                    None
-                }
-                // Stopped by us: the loop already knows why.
-                Err(ProcessError::Failed(f)) if f.stopped.is_some() => None,
-                Err(e) => Some(EngineError::tool("the runner command", e)),
-            };
-            if let Some(e) = failed {
-                died.push((key, e));
-            }
-        }
-        Ok(died)
+        self.drain();
+        Ok(self
+            .jobs
+            .iter_mut()
+            .filter_map(|(key, job)| job.failure.take().map(|e| (key.clone(), e)))
+            .collect())
     }
 
     fn cancel(&mut self, key: &str) -> Result<(), EngineError> {
         let Some(job) = self.jobs.get_mut(key) else {
             return Ok(());
         };
+        // Stop the command if it still runs, and wait for it: then what it printed, the job's
+        // id, is known (its group gets SIGTERM, then SIGKILL after the grace period).
         job.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = job.thread.take() {
+            let _ = t.join();
+        }
+        self.drain();
         let Some(template) = &self.cancel_template else {
             return Ok(());
         };
+        let job_id = self
+            .jobs
+            .get(key)
+            .map(|j| j.job_id.clone())
+            .unwrap_or_default();
         let argv = job_argv(
             "teleos.runnerCancelCommand",
             template,
             &[
-                ("job", &job.job_id),
+                ("job", &job_id),
                 ("key", key),
                 ("session", &self.ctx.session),
             ],
@@ -211,6 +235,18 @@ impl Engine for CommandEngine {
             .run_checked()
             .map_err(|e| EngineError::tool("the cancel command", e))?;
         Ok(())
+    }
+
+    fn cancel_all(&mut self, keys: &[String]) -> Vec<(String, EngineError)> {
+        // Every command told to stop first, so they share one grace period.
+        for key in keys {
+            if let Some(job) = self.jobs.get(key) {
+                job.stop.store(true, Ordering::SeqCst);
+            }
+        }
+        keys.iter()
+            .filter_map(|k| self.cancel(k).err().map(|e| (k.clone(), e)))
+            .collect()
     }
 
     fn finish(&mut self) {

@@ -88,6 +88,14 @@ pub trait Engine {
     /// Stop the job of `key`: it reported nothing in time, or the batch was interrupted.
     fn cancel(&mut self, key: &str) -> Result<(), EngineError>;
 
+    /// Ctrl-C: stop every job of `keys`. Engines that can stop them together (one grace
+    /// period for all, not one each) do; by default one after the other. Returns what failed.
+    fn cancel_all(&mut self, keys: &[String]) -> Vec<(String, EngineError)> {
+        keys.iter()
+            .filter_map(|k| self.cancel(k).err().map(|e| (k.clone(), e)))
+            .collect()
+    }
+
     /// The batch is over: stop and wait for what this engine still runs on this machine (a
     /// runner command's process group). Jobs that delivered their result are not needed any
     /// more; those that did not were cancelled before.

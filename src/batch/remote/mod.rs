@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::agent::StartGate;
+use crate::batch::governor::Governor;
 use crate::batch::parallel::{self, integration_branch};
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
 use crate::batch::worker::StoryEnv;
@@ -125,6 +127,18 @@ pub fn run(env: &RemoteEnv, stories: Vec<Story>, report: &mut BatchReport) -> Re
     let mut pending = stories;
     let mut books = Books::default();
     let cancel = env.story.cancel;
+    // The governor of parallel mode, on dispatches: a job's result that says its agent met a
+    // rate limit pauses new dispatches for the back-off and lowers the jobs allowed at once,
+    // which climb back after quiet periods. No stagger: jobs start on other machines, and
+    // a wave goes out whole.
+    let say = |text: &str| (env.progress)(text);
+    let backoff = env.story.agent.rate_limit_backoff;
+    let governor = Governor::new(
+        env.slots,
+        Duration::ZERO,
+        backoff.saturating_mul(2),
+        Some(&say),
+    );
     let mut delay = FIRST_POLL;
     let mut engine_trouble = false;
     loop {
@@ -146,22 +160,30 @@ pub fn run(env: &RemoteEnv, stories: Vec<Story>, report: &mut BatchReport) -> Re
         // Every story ready now goes out in one wave (one Indexed Job, one array job).
         let mut wave = Vec::new();
         while books.running.len() + wave.len() < env.slots {
-            let ready = pending.iter().position(|s| {
-                s.depends_on
-                    .iter()
-                    .filter(|d| selected.contains(*d))
-                    .all(|d| books.merged.contains(d))
-            });
+            let ready = pending.iter().position(|s| is_ready(s, &books, &selected));
             let Some(i) = ready else { break };
+            if !governor.try_acquire() {
+                break;
+            }
             wave.push(pending.remove(i));
         }
         if !wave.is_empty() {
             // Dependents start on the integration tip, which holds what they depend on.
             let base = git::resolve_ref(&main, &integration_ref)?.unwrap_or(start);
+            let (sent, before) = (wave.len(), books.running.len());
             dispatch(env, engine.as_mut(), &url, wave, base, &mut books, report);
+            // A wave that could not start holds no places.
+            for _ in (books.running.len() - before)..sent {
+                governor.release();
+            }
         }
         if books.running.is_empty() {
-            break;
+            if !pending.iter().any(|s| is_ready(s, &books, &selected)) {
+                break;
+            }
+            // Everything ready waits on the governor's pause.
+            sleep_unless_cancelled(FIRST_POLL, cancel);
+            continue;
         }
         // The engine first: a job that pushed its result and then exited non-zero is found
         // on the remote below, and collected rather than failed.
@@ -210,6 +232,7 @@ pub fn run(env: &RemoteEnv, stories: Vec<Story>, report: &mut BatchReport) -> Re
                 continue;
             };
             progressed = true;
+            governor.release();
             let (result, ok) = match reason {
                 Some(why) => (
                     StoryResult::not_run(&r.story, Outcome::Error, Some(why)),
@@ -217,6 +240,10 @@ pub fn run(env: &RemoteEnv, stories: Vec<Story>, report: &mut BatchReport) -> Re
                 ),
                 None => collect::collect(env, &main, &url, &r, &on_remote, &integration_ref),
             };
+            if result.rate_limited || result.rate_limit_wait_secs > 0.0 {
+                // The job's agent met a rate limit (its own back-off, or a last refusal).
+                governor.rate_limited(backoff);
+            }
             (env.progress)(&crate::batch::sequential::status_line(&result, 0.0));
             if ok {
                 books.merged.insert(key);
@@ -233,21 +260,23 @@ pub fn run(env: &RemoteEnv, stories: Vec<Story>, report: &mut BatchReport) -> Re
         delay = (delay * 2).min(MAX_POLL);
     }
     // Ctrl-C: every job still out is cancelled through its engine.
-    for (key, r) in std::mem::take(&mut books.running) {
+    let out: Vec<String> = books.running.keys().cloned().collect();
+    for (key, e) in engine.cancel_all(&out) {
+        report
+            .notes
+            .push(format!("could not cancel the job of {key}: {e}"));
+    }
+    for (_, r) in std::mem::take(&mut books.running) {
         let mut result = StoryResult::not_run(
             &r.story,
             Outcome::Error,
             Some(format!("interrupted: its job {} was cancelled", r.job)),
         );
         result.interrupted = true;
-        if let Err(e) = engine.cancel(&key) {
-            report
-                .notes
-                .push(format!("could not cancel the job of {key}: {e}"));
-        }
         report.stories.push(result);
     }
     engine.finish();
+    report.governor = Some(governor.summary(report.rate_limit_wait_secs()));
     for s in pending {
         let why = if cancel.load(Ordering::SeqCst) {
             "interrupted"
@@ -343,6 +372,15 @@ fn dispatch(
             Some(format!("the job could not be started: {why}")),
         ));
     }
+}
+
+/// Whether what `story` depends on (of this batch) has merged.
+fn is_ready(story: &Story, books: &Books, selected: &BTreeSet<String>) -> bool {
+    story
+        .depends_on
+        .iter()
+        .filter(|d| selected.contains(*d))
+        .all(|d| books.merged.contains(d))
 }
 
 fn sleep_unless_cancelled(d: Duration, cancel: &AtomicBool) {
