@@ -25,7 +25,13 @@ usage() {
 action=$1
 dir=$2
 case "$action" in start | stop | status) ;; *) usage ;; esac
-mkdir -p "$dir"
+if [ "$action" = start ]; then
+  mkdir -p "$dir"
+elif [ ! -d "$dir" ]; then
+  # Nothing was ever started there.
+  [ "$action" = stop ] && exit 0
+  exit 1
+fi
 dir=$(cd "$dir" && pwd)
 conf=$dir/slurm.conf
 export SLURM_CONF=$conf
@@ -39,7 +45,7 @@ cannot() {
 live_pid() {
   local pid
   [ -s "$1" ] || return 1
-  pid=$(tr -dc '0-9' <"$1")
+  pid=$({ tr -dc '0-9' <"$1"; } 2>/dev/null) || return 1
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
 }
 
@@ -176,6 +182,12 @@ EOF
   local n=0
   until node_up; do
     n=$((n + 1))
+    # A daemon that died (a port in use, a bad line in slurm.conf) will not come back.
+    if [ "$n" -gt 10 ] && ! { live_pid "$dir/slurmctld.pid" >/dev/null && live_pid "$dir/slurmd.pid" >/dev/null; }; then
+      tail -n 3 "$dir/log/slurmctld.log" "$dir/log/slurmd.log" >&2 || true
+      do_stop
+      cannot "slurmctld or slurmd stopped right after starting (see the log lines above)"
+    fi
     if [ "$n" -gt 300 ]; then
       sinfo >&2 || true
       tail -n 5 "$dir/log/slurmctld.log" "$dir/log/slurmd.log" >&2 || true

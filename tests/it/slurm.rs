@@ -42,22 +42,23 @@ impl Drop for Cluster {
     }
 }
 
-/// A port nobody listens on now (the kernel's pick, released at once).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// Two distinct ports nobody listens on now (the kernel's picks, released at once).
+fn free_ports() -> (u16, u16) {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let (a, b) = (bind(), bind());
+    let port = |l: &std::net::TcpListener| l.local_addr().expect("its address").port();
+    (port(&a), port(&b))
 }
 
 /// Start a cluster in `dir`, or say why it cannot run here.
 fn start_cluster(dir: &Path) -> Result<Cluster, String> {
+    let (ctld, slurmd) = free_ports();
     let out = Command::new("bash")
         .arg(SCRIPT)
         .arg("start")
         .arg(dir)
-        .env("SLURMCTLD_PORT", free_port().to_string())
-        .env("SLURMD_PORT", free_port().to_string())
+        .env("SLURMCTLD_PORT", ctld.to_string())
+        .env("SLURMD_PORT", slurmd.to_string())
         // Four slots on however many cores: the jobs mostly wait on git and the agent.
         .env("SLURM_LOCALHOST_CPUS", "4")
         .output()
