@@ -427,11 +427,12 @@ fn a_slurm_job_that_dies_is_an_error_with_slurms_reason() {
 }
 
 /// A job that reports nothing within the story timeout (here: a replaced template whose task
-/// for one story hangs before `run-story`) is cancelled through Slurm: the story is an error,
-/// and Slurm shows the task CANCELLED, its process gone.
+/// hangs before `run-story`) is cancelled through Slurm: the story is an error, and Slurm
+/// shows the task CANCELLED, its process gone. (A lone story: with a 5 s timeout, nothing here
+/// may depend on another job finishing in time on a busy machine.)
 #[test]
 fn a_silent_slurm_job_is_cancelled_with_scancel() {
-    let (r, _url) = setup(&["1-1-first", "1-2-hang"]);
+    let (r, _url) = setup(&["1-2-hang"]);
     custom_template(&r, &hang("1-2-hang"));
     r.git(&["config", "teleos.storyTimeout", "5"]);
     r.git(&["config", "teleos.retries", "0"]);
@@ -441,7 +442,6 @@ fn a_silent_slurm_job_is_cancelled_with_scancel() {
 
     let (code, j, stderr) = close(&r, &cluster, "2");
     assert_eq!(code, Some(1), "{j}\n{stderr}");
-    assert_eq!(keys_of(&j, "completed"), ["1-1-first"], "{j}\n{stderr}");
     let hung = common::entry(&j["errors"], "1-2-hang");
     let why = hung["error_message"].as_str().unwrap_or_default();
     assert!(
