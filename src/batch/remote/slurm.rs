@@ -487,7 +487,7 @@ mod tests {
         ]
     }
 
-    const GOLDEN: &str = "tests/golden/slurm-wave.sbatch";
+    const GOLDEN: &str = "tests/it/common/fixtures/slurm/wave.sbatch";
 
     /// The built-in template, filled for a wave, is byte-identical to the golden file
     /// (`UPDATE_GOLDEN=1` rewrites it after a deliberate change of the template).
