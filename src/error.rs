@@ -122,4 +122,20 @@ impl Error {
     }
 }
 
+/// Why a story or tracker file was not read. Its text is the reason `scan` shows for the
+/// skipped file (or in the warning about the tracker), so it names no path.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("unreadable: {0}")]
+    Unreadable(#[source] std::io::Error),
+    /// Larger than the limit by its metadata.
+    #[error("too large ({size} bytes > {limit})")]
+    TooLarge { size: u64, limit: u64 },
+    /// Grew past the limit while being read (or its metadata lied).
+    #[error("too large (more than {limit} bytes)")]
+    GrewTooLarge { limit: u64 },
+    #[error("not UTF-8")]
+    NotUtf8(#[source] std::string::FromUtf8Error),
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

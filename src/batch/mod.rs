@@ -43,6 +43,31 @@ pub fn new_session_id() -> String {
 
 pub use crate::time::{now_iso8601, today};
 
+/// A scanned story for the unit tests of selection, queues and results: 8 of its 10 tasks
+/// done, in `category`, depending on `deps`.
+#[cfg(test)]
+pub(crate) fn test_story(
+    key: &str,
+    category: crate::stories::Category,
+    deps: &[&str],
+) -> crate::stories::Story {
+    crate::stories::Story {
+        story_key: key.into(),
+        path: std::path::PathBuf::from(format!("{key}.md")),
+        category,
+        total: 10,
+        checked: 8,
+        unchecked: 2,
+        pct_unchecked: 20.0,
+        subtasks_total: 0,
+        subtasks_unchecked: 0,
+        human_validation_tasks: vec![],
+        depends_on: deps.iter().map(|d| d.to_string()).collect(),
+        status: None,
+        sprint_status: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

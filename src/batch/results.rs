@@ -540,20 +540,9 @@ mod tests {
     }
 
     fn story_of(r: &StoryResult) -> crate::stories::Story {
-        crate::stories::Story {
-            story_key: r.story_key.clone(),
-            path: r.path.clone(),
-            category: crate::stories::Category::Closeable,
-            total: 5,
-            checked: 3,
-            unchecked: 2,
-            pct_unchecked: 40.0,
-            subtasks_total: 0,
-            subtasks_unchecked: 0,
-            human_validation_tasks: vec![],
-            depends_on: vec![],
-            status: None,
-            sprint_status: None,
-        }
+        let mut story =
+            crate::batch::test_story(&r.story_key, crate::stories::Category::Closeable, &[]);
+        story.path = r.path.clone();
+        story
     }
 }

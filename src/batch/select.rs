@@ -167,24 +167,9 @@ pub fn parse_numbers(text: &str, max: usize) -> std::result::Result<Vec<usize>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     fn story(key: &str, cat: Category, deps: &[&str]) -> Story {
-        Story {
-            story_key: key.into(),
-            path: PathBuf::from(format!("{key}.md")),
-            category: cat,
-            total: 10,
-            checked: 8,
-            unchecked: 2,
-            pct_unchecked: 20.0,
-            subtasks_total: 0,
-            subtasks_unchecked: 0,
-            human_validation_tasks: vec![],
-            depends_on: deps.iter().map(|d| d.to_string()).collect(),
-            status: None,
-            sprint_status: None,
-        }
+        crate::batch::test_story(key, cat, deps)
     }
 
     fn scan() -> ScanResult {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use crate::agent::{self, AgentConfig, AgentKind};
 use crate::batch::footprint::Footprint;
-use crate::batch::gate::GateEnv;
 use crate::batch::orphans::{self, CleanOptions};
 use crate::batch::parallel::{self, ParallelEnv};
 use crate::batch::progress::Progress;
@@ -18,16 +17,16 @@ use crate::batch::resume::{resume_request, retry_request};
 use crate::batch::select::{self, Request, Selection};
 use crate::batch::sequential::{self, BatchEnv};
 use crate::batch::setup;
-use crate::batch::worker::{self, StoryEnv};
+use crate::batch::worker;
 use crate::error::{Error, ExitCode};
 use crate::gate::GatePlan;
 use crate::settings::Runner;
 use crate::settings::{Overrides, Settings};
-use crate::stories::tracker::{self, TrackerMode};
-use crate::stories::{Category, ParseOptions};
+use crate::stories::Category;
 
 use super::prompts::{ask_mode, confirm, pick_interactively};
 use super::scan::{scan_stories, ScanFlags};
+use super::story_inputs::StoryInputs;
 use super::{Context, GlobalArgs};
 
 /// Close stories: run the agent once per selected story, verify, and debrief.
@@ -352,11 +351,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         });
     }
 
-    let parse = ParseOptions {
-        task_sections: ctx.settings.task_sections.clone(),
-        human_patterns: ctx.settings.human_patterns.clone(),
-    };
-    let date = crate::batch::today();
+    let inputs = StoryInputs::new(&ctx, &scan, agent_cfg, instructions, logs_dir, gate_plan);
     let mode = match slots {
         Some(n) if command_runner => {
             format!("{} runner ({})", runner.name(), plural(n, "job", "jobs"))
@@ -375,8 +370,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         stopped: None,
         notes: Vec::new(),
         not_landed: false,
-        gate_plan: gate_plan.describe(),
-        gates_off: gate_plan.off_note(),
+        gate_plan: inputs.gate_plan.describe(),
+        gates_off: inputs.gate_plan.off_note(),
         integration_gates: Vec::new(),
         governor: None,
         setup_error: None,
@@ -389,38 +384,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         "Session {session_id}: {}, {mode}, agent {}; logs in {}",
         plural(selection.stories.len(), "story", "stories"),
         ctx.settings.agent,
-        logs_dir.display()
+        inputs.logs_dir.display()
     );
-    // Agents are told the main tracker's folder; the writer sets statuses in every tracker
-    // discovery found (several when stories are split over folders).
-    let tracker_dir = scan.tracker_dir();
-    let tracker_files = if scan.sprint_status_files.is_empty() {
-        tracker::tracker_files(&ctx.root, &scan.artifacts_dir)
-    } else {
-        scan.sprint_status_files.clone()
-    };
-    let story_env = StoryEnv {
-        tracker: TrackerMode::for_batch(slots.is_some(), ctx.settings.update_tracker),
-        tracker_files: &tracker_files,
-        agent: &agent_cfg,
-        parse: &parse,
-        artifacts_dir: &tracker_dir,
-        instructions: instructions.as_deref(),
-        date: &date,
-        logs_dir: &logs_dir,
-        retries: ctx.settings.retries,
-        cancel: &cancel,
-        worktree_mode: slots.is_some(),
-        on_agent_spawn: None,
-        gate: GateEnv {
-            gates: gate_plan.gates(),
-            timeout: ctx.settings.gate_timeout,
-            repairs: ctx.settings.gate_repairs,
-            cancel: &cancel,
-            on_spawn: None,
-        },
-        start_gate: None,
-    };
+    let story_env = inputs.env(&ctx.settings, &cancel, slots.is_some());
     match slots {
         None => {
             let mut env = BatchEnv {
@@ -518,7 +484,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
             let _ = writeln!(err, "note: {n}");
         }
         return Err(agent::AgentError::NotLoggedIn {
-            kind: agent_cfg.kind,
+            kind: inputs.agent.kind,
             detail,
         }
         .into());

@@ -15,6 +15,7 @@ mod report;
 mod run_story;
 mod scan;
 mod status;
+mod story_inputs;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -9,17 +9,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::agent;
-use crate::batch::gate::GateEnv;
 use crate::batch::results::Outcome;
-use crate::batch::worker::{self, StoryEnv};
+use crate::batch::worker;
 use crate::error::{Error, ExitCode};
 use crate::gate::GatePlan;
 use crate::remote;
 use crate::settings::Overrides;
-use crate::stories::tracker::{self, TrackerMode};
-use crate::stories::ParseOptions;
 
 use super::scan::scan_stories;
+use super::story_inputs::StoryInputs;
 use super::{Context, GlobalArgs};
 
 /// Run one story as a job: fetch its base, run the agent, push the result (for runners).
@@ -132,46 +130,21 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
         let _ = signal_hook::flag::register(sig, Arc::clone(&cancel));
         let _ = signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize);
     }
-    let logs_dir = worker::logs_dir(ctx.repo.common_dir(), sid);
-    let parse = ParseOptions {
-        task_sections: ctx.settings.task_sections.clone(),
-        human_patterns: ctx.settings.human_patterns.clone(),
-    };
-    let date = crate::batch::today();
-    // As `close` does: agents are told the main tracker's folder, the writer knows them all.
-    let tracker_dir = scan.tracker_dir();
-    let tracker_files = if scan.sprint_status_files.is_empty() {
-        tracker::tracker_files(&ctx.root, &scan.artifacts_dir)
-    } else {
-        scan.sprint_status_files.clone()
-    };
-    // The story gate and its repair rounds run here, on the job's machine, as in a worktree.
+    // As `close` does: agents are told the main tracker's folder, the writer knows them all;
+    // the story gate and its repair rounds run here, on the job's machine, as in a worktree.
     let gate_plan = GatePlan::resolve(&ctx.settings.gate, &ctx.root);
     for line in gate_plan.describe() {
         let _ = writeln!(err, "{line}");
     }
-    let env = StoryEnv {
-        tracker: TrackerMode::for_batch(true, ctx.settings.update_tracker),
-        tracker_files: &tracker_files,
-        agent: &agent_cfg,
-        parse: &parse,
-        artifacts_dir: &tracker_dir,
-        instructions: instructions.as_deref(),
-        date: &date,
-        logs_dir: &logs_dir,
-        retries: ctx.settings.retries,
-        cancel: &cancel,
-        worktree_mode: true,
-        on_agent_spawn: None,
-        gate: GateEnv {
-            gates: gate_plan.gates(),
-            timeout: ctx.settings.gate_timeout,
-            repairs: ctx.settings.gate_repairs,
-            cancel: &cancel,
-            on_spawn: None,
-        },
-        start_gate: None,
-    };
+    let inputs = StoryInputs::new(
+        &ctx,
+        &scan,
+        agent_cfg,
+        instructions,
+        worker::logs_dir(ctx.repo.common_dir(), sid),
+        gate_plan,
+    );
+    let env = inputs.env(&ctx.settings, &cancel, true);
     let _ = writeln!(err, "Running {} on branch {branch}", story.story_key);
     let mut result = worker::close_story(&env, &story, &ctx.root, Some(&branch), &Vec::new());
 

@@ -197,6 +197,40 @@ pub fn remove_worktree_rescued(
         .map_err(|e| Error::io(format!("removing {}", admin.display()), e))
 }
 
+/// Remove a linked worktree whose registration was cut short (the process died inside
+/// `add_worktree`): gix writes the checkout's `.git` file and the admin folder before the admin
+/// folder's `HEAD`, so such a worktree cannot be opened. It is removed only when its folder holds
+/// nothing but that `.git` file: registration installs no tracked files and no agent ever starts
+/// before `add_worktree` returns, so there is nothing in it to lose. Returns whether it was one.
+pub fn remove_if_registration_cut_short(path: &Path) -> Result<bool> {
+    let dot_git = path.join(".git");
+    let Ok(link) = std::fs::read_to_string(&dot_git) else {
+        return Ok(false);
+    };
+    let Some(admin) = link.trim().strip_prefix("gitdir:").map(str::trim) else {
+        return Ok(false);
+    };
+    let admin = path.join(admin);
+    if admin.join("HEAD").exists() {
+        return Ok(false);
+    }
+    let entries: Vec<_> = std::fs::read_dir(path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    if entries.iter().any(|n| n != ".git") {
+        return Ok(false);
+    }
+    std::fs::remove_dir_all(path)
+        .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+    if admin.is_dir() {
+        std::fs::remove_dir_all(&admin)
+            .map_err(|e| Error::io(format!("removing {}", admin.display()), e))?;
+    }
+    Ok(true)
+}
+
 /// Move a linked worktree's folder from `from` to `to`, as `git worktree move` does: the
 /// folder is renamed and its admin folder's `gitdir` updated. Refuses a locked worktree and an
 /// existing destination.

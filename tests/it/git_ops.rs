@@ -913,3 +913,45 @@ fn owned_path_keeps_the_target_side_then_takes_the_edit() {
     git(&root, &["fsck", "--no-progress", "--strict"]);
     drop(tmp);
 }
+
+/// A worktree whose registration was cut short (admin folder without `HEAD`, as a process that
+/// died inside `add_worktree` leaves it) is removed when it holds only its `.git` file, and
+/// left alone as soon as it holds anything else.
+#[test]
+fn a_worktree_cut_short_while_registered_is_removed_only_when_empty() {
+    let (_tmp, dir) = repo();
+    let wt = dir.join("wt");
+    let admin = dir.join(".git/worktrees/wt");
+    let make_cut_short = |extra: Option<&str>| {
+        git(&dir, &["worktree", "add", "-q", "--detach", "wt"]);
+        for entry in std::fs::read_dir(&wt).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name() != ".git" {
+                let p = entry.path();
+                if p.is_dir() {
+                    std::fs::remove_dir_all(p).unwrap();
+                } else {
+                    std::fs::remove_file(p).unwrap();
+                }
+            }
+        }
+        std::fs::remove_file(admin.join("HEAD")).unwrap();
+        if let Some(name) = extra {
+            std::fs::write(wt.join(name), "someone's file\n").unwrap();
+        }
+    };
+
+    make_cut_short(Some("notes.txt"));
+    assert!(!git::remove_if_registration_cut_short(&wt).unwrap());
+    assert!(wt.join("notes.txt").exists() && admin.exists());
+    std::fs::remove_dir_all(&wt).unwrap();
+    std::fs::remove_dir_all(&admin).unwrap();
+
+    make_cut_short(None);
+    assert!(git::remove_if_registration_cut_short(&wt).unwrap());
+    assert!(!wt.exists() && !admin.exists());
+    // A finished worktree is never one.
+    git(&dir, &["worktree", "add", "-q", "--detach", "wt"]);
+    assert!(!git::remove_if_registration_cut_short(&wt).unwrap());
+    assert!(wt.join(".git").exists());
+}

@@ -3,8 +3,6 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
-
 use git_teleos::agent::extract_result;
 use git_teleos::stories::{parse_story, ParseOptions};
 use proptest::prelude::*;
@@ -68,14 +66,12 @@ fn pathological_markdown_is_bounded() {
     let deep = "- ".repeat(100_000) + "[ ] deep\n";
     let quotes = ">".repeat(100_000) + " - [ ] quoted\n";
     let long_line = format!("- [ ] {}\n", "x".repeat(5_000_000));
+    // Speed is the benchmarks' business (no timed assertions here): a quadratic parser shows up
+    // as this test never finishing, and the answers must still be consistent.
     for text in [deep, quotes, long_line] {
-        let start = Instant::now();
-        let _ = parse_story(&text, &opts());
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "took {:?}",
-            start.elapsed()
-        );
+        let p = parse_story(&text, &opts());
+        assert_eq!(p.checked + p.unchecked, p.total);
+        assert!(p.total <= 1, "one checkbox at most, got {}", p.total);
     }
 }
 
@@ -85,13 +81,7 @@ fn pathological_agent_output_is_bounded() {
     let strings = "{\"a\":\"".repeat(200_000);
     let fences = "```json\n{\n".repeat(100_000);
     for text in [braces, strings, fences] {
-        let start = Instant::now();
         assert!(extract_result(&text).is_err());
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "took {:?}",
-            start.elapsed()
-        );
     }
 }
 

@@ -466,7 +466,8 @@ fn command_runner_without_a_command_or_a_remote_is_a_setup_error() {
 
 /// A runner command for the failure tests, by story key: `7-1-*` blocks and never reports (it
 /// records its pid, then sleeps), `7-2-*` hands the job to an engine that never runs it (it
-/// prints the job's id and returns at once), anything else runs `git teleos run-story` in a
+/// prints the job's id and returns at once), `7-3-*` fails at once (the engine refused it),
+/// anything else runs `git teleos run-story` in a
 /// fresh folder. The cancel command records its arguments, one line per call.
 fn install_failing_runner(r: &TestRepo) -> PathBuf {
     let jobs = r.home.join("jobs");
@@ -478,6 +479,7 @@ fn install_failing_runner(r: &TestRepo) -> PathBuf {
 case "$4" in
 7-1-*) echo "blocking-$4"; echo $$ > "{jobs}/pid-$4"; exec sleep 1000;;
 7-2-*) echo "Submitted batch job"; echo "queued-$4"; : > "{jobs}/submitted-$4"; exit 0;;
+7-3-*) echo "error: queue 'gpu' does not exist" >&2; exit 3;;
 esac
 d=$(mktemp -d "{jobs}/job.XXXXXX")
 cd "$d" || exit 2
@@ -536,14 +538,14 @@ fn cancelled(r: &TestRepo) -> Vec<String> {
 
 #[test]
 fn silent_jobs_are_cancelled_through_the_engine_and_the_batch_goes_on() {
-    let (r, _bare, url) = setup(&["1-1-first", "7-1-blocked", "7-2-queued"]);
+    let (r, _bare, url) = setup(&["1-1-first", "7-1-blocked", "7-2-queued", "7-3-refused"]);
     let jobs = install_failing_runner(&r);
     // Long enough for the real job to report on a loaded machine; the silent ones never do.
     r.git(&["config", "teleos.storyTimeout", "20"]);
     r.git(&["config", "teleos.retries", "0"]);
     let out = r
         .teleos_cmd(&r.root)
-        .args(["close", "--parallel", "3", "--all", "--yes", "--json"])
+        .args(["close", "--parallel", "4", "--all", "--yes", "--json"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -573,6 +575,20 @@ fn silent_jobs_are_cancelled_through_the_engine_and_the_batch_goes_on() {
             "{key}: {why}"
         );
     }
+    // A job the engine refused is an error with the engine's reason, and is not cancelled.
+    let refused = j["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["story_key"] == "7-3-refused")
+        .unwrap_or_else(|| panic!("no error for 7-3-refused: {j}"));
+    let why = refused["error_message"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("the job failed without a result")
+            && why.contains("exit code 3")
+            && why.contains("queue 'gpu' does not exist"),
+        "{why}"
+    );
     // Cancelled through the engine: the blocked command's process group is gone, and the
     // cancel command was given each job's id (the last line its runner command printed).
     assert!(!pid_alive(&jobs.join("pid-7-1-blocked")));

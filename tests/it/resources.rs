@@ -112,10 +112,9 @@ fn a_full_disk_while_creating_worktrees_is_reported_and_loses_nothing() {
     let wt_dir = r.home.join("small-disk");
     let _fs = mount_or_skip!(&wt_dir, "128k");
     r.git(&["config", "teleos.worktreeDir", wt_dir.to_str().unwrap()]);
-    r.install_script(
-        "claude",
-        "#!/bin/sh\nif [ \"$1\" = auth ]; then echo '{\"loggedIn\": true}'; exit 0; fi\ncat >/dev/null; echo '{}'\n",
-    );
+    // Claude's real protocol; the run should stop before any agent starts, but if a worktree
+    // were made after all, the agent would answer as the real CLI does.
+    common::agent::Claude::new().tick().install(&r);
     let start = r.git(&["rev-parse", "HEAD"]);
     let out = r.teleos(["close", "--parallel", "1", "--all", "--yes", "--json"]);
     eprintln!("exit {}\n{}", out.code, out.stderr);

@@ -229,9 +229,22 @@ impl<'a> Cleaner<'a> {
         // 1. Uncommitted work, saved without touching the worktree's files.
         let mut snapshots: Vec<Option<ObjectId>> = Vec::new();
         let mut unsafe_worktrees = BTreeSet::new();
+        let mut gone = BTreeSet::new();
         for (i, w) in self.worktrees.iter().enumerate() {
             let mut snap = None;
-            if w.path.exists() {
+            // Cut short while being registered: only its `.git` file, nothing to save.
+            match git::remove_if_registration_cut_short(&w.path) {
+                Ok(true) => {
+                    out.removed_worktrees.push(w.path.clone());
+                    gone.insert(i);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    out.errors.push(e.to_string());
+                    unsafe_worktrees.insert(i);
+                }
+            }
+            if w.path.exists() && !unsafe_worktrees.contains(&i) {
                 let saved = gix::open(&w.path).map_err(git::gix_err).and_then(|wt| {
                     git::snapshot_uncommitted(
                         &wt,
@@ -298,7 +311,7 @@ impl<'a> Cleaner<'a> {
 
         // 3. Worktrees (their admin folders too), locks overridden: the session is dead.
         for (i, w) in self.worktrees.iter().enumerate() {
-            if unsafe_worktrees.contains(&i) {
+            if unsafe_worktrees.contains(&i) || gone.contains(&i) {
                 continue;
             }
             match git::remove_worktree_rescued(self.repo, &w.path, snapshots[i]) {

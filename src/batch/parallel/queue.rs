@@ -122,24 +122,9 @@ impl Queue {
 mod tests {
     use super::*;
     use crate::stories::Category;
-    use std::path::PathBuf;
 
     fn story(key: &str, deps: &[&str]) -> Story {
-        Story {
-            story_key: key.into(),
-            path: PathBuf::from(format!("{key}.md")),
-            category: Category::Closeable,
-            total: 10,
-            checked: 8,
-            unchecked: 2,
-            pct_unchecked: 20.0,
-            subtasks_total: 0,
-            subtasks_unchecked: 0,
-            human_validation_tasks: vec![],
-            depends_on: deps.iter().map(|d| d.to_string()).collect(),
-            status: None,
-            sprint_status: None,
-        }
+        crate::batch::test_story(key, Category::Closeable, deps)
     }
 
     fn queue(stories: Vec<Story>) -> Mutex<Queue> {

@@ -202,11 +202,11 @@ pub fn run(env: &RemoteEnv, stories: Vec<Story>, report: &mut BatchReport) -> Re
             }
             Err(_) => {}
         }
-        let on_remote: BTreeMap<String, String> =
-            wire::ls_remote(env.root, &url, &format!("{}*", wire::session_prefix(sid)))
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
+        let listed = wire::ls_remote(env.root, &url, &format!("{}*", wire::session_prefix(sid)));
+        // A remote that did not answer this time says nothing about the results: a job that
+        // died may still have pushed one (only the timeout is decided without it).
+        let remote_answered = listed.is_ok();
+        let on_remote: BTreeMap<String, String> = listed.unwrap_or_default().into_iter().collect();
         let keys: Vec<String> = books.running.keys().cloned().collect();
         let mut progressed = false;
         for key in keys {
@@ -214,7 +214,7 @@ pub fn run(env: &RemoteEnv, stories: Vec<Story>, report: &mut BatchReport) -> Re
             let r = &books.running[&key];
             let reason = if has_result {
                 None
-            } else if let Some(why) = &r.died {
+            } else if let (Some(why), true) = (&r.died, remote_answered) {
                 Some(format!("the job failed without a result: {why}"))
             } else if r.started.elapsed() > env.timeout {
                 let mut why = format!(

@@ -1,0 +1,400 @@
+//! Unit tests of the story parser.
+
+use super::refs::parse_ref;
+use super::*;
+
+fn parse(text: &str) -> ParsedStory {
+    parse_story(text, &ParseOptions::default())
+}
+
+fn counts(p: &ParsedStory) -> (usize, usize, usize, usize, usize) {
+    (
+        p.total,
+        p.checked,
+        p.unchecked,
+        p.subtasks_total,
+        p.subtasks_unchecked,
+    )
+}
+
+#[test]
+fn basic_bullets_and_case() {
+    let p = parse("# S\n\n- [ ] a\n- [x] b\n- [X] c\n* [x] d\n+ [ ] e\n*   [x] f\n");
+    assert_eq!(counts(&p), (6, 4, 2, 0, 0));
+    let texts: Vec<_> = p.tasks.iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(texts, ["a", "b", "c", "d", "e", "f"]);
+    assert_eq!(p.tasks[0].line, 3);
+    assert_eq!(p.tasks[5].line, 8);
+    assert!(p.tasks.iter().all(|t| t.top_level));
+    assert_eq!(p.tasks[0].section.as_deref(), Some("S"));
+}
+
+#[test]
+fn ordered_items() {
+    let p = parse("1. [x] one\n2. [ ] two\n3) [X] three\n");
+    assert_eq!(counts(&p), (3, 2, 1, 0, 0));
+}
+
+#[test]
+fn other_markers_are_not_checkboxes() {
+    let p = parse("- [~] partial\n- [?] unsure\n- [-] dash\n- [] empty\n- [ ] real\n");
+    assert_eq!(counts(&p), (1, 0, 1, 0, 0));
+    assert_eq!(p.tasks[0].text, "real");
+}
+
+#[test]
+fn subtasks_at_indents_2_3_4() {
+    let p = parse("- [x] two\n  - [ ] s2\n1. [ ] three\n   - [x] s3\n*   [ ] four\n    - [ ] s4\n");
+    assert_eq!(counts(&p), (3, 1, 2, 3, 2));
+    let subs: Vec<_> = p
+        .tasks
+        .iter()
+        .filter(|t| !t.top_level)
+        .map(|t| &t.text)
+        .collect();
+    assert_eq!(subs, ["s2", "s3", "s4"]);
+}
+
+#[test]
+fn subtasks_at_indent_8() {
+    // Too deep for CommonMark to nest under `- [ ] parent`: it is a lazy continuation line,
+    // which we still read as a subtask.
+    let p = parse("- [ ] parent\n        - [x] deep one\n        - [ ] deep two\n- [x] next\n");
+    assert_eq!(counts(&p), (2, 1, 1, 2, 1));
+    assert_eq!(p.tasks[0].text, "parent");
+    assert_eq!(p.tasks[1].text, "deep one");
+    assert_eq!(p.tasks[1].line, 2);
+    assert_eq!(p.tasks[2].line, 3);
+    assert!(!p.tasks[1].top_level);
+    // And 8 spaces under a 4-space subtask nests properly.
+    let p = parse("- [ ] a\n    - [ ] b\n        - [x] c\n");
+    assert_eq!(counts(&p), (1, 0, 1, 2, 1));
+}
+
+#[test]
+fn deeper_list_after_ordered_item_holds_subtasks() {
+    // CommonMark makes `  - [ ]` under `1. [ ]` a separate list (2 < 3 columns); it is
+    // still a subtask.
+    let p = parse("1. [ ] Task\n  - [ ] sub\n  - [x] sub2\n2. [x] next\n");
+    assert_eq!(counts(&p), (2, 1, 1, 2, 1));
+    // Lists at the same indentation, or separated by prose, stay top-level.
+    let p = parse("1. [ ] a\n- [ ] b\n\ntext\n\n  - [ ] c\n");
+    assert_eq!(counts(&p), (3, 0, 3, 0, 0));
+}
+
+#[test]
+fn task_in_plain_bullet_is_subtask() {
+    let p = parse("- Phase 1\n  - [ ] inner\n");
+    assert_eq!(counts(&p), (0, 0, 0, 1, 1));
+}
+
+#[test]
+fn own_text_excludes_children_and_code() {
+    let p = parse("- [ ] Add `foo()` to **bar**\n  - [x] child\n");
+    assert_eq!(p.tasks[0].text, "Add foo() to bar");
+    let p = parse("- [ ] loose\n\n  second para\n\n  - [ ] child\n");
+    assert_eq!(p.tasks[0].text, "loose second para");
+    assert_eq!(p.tasks[1].text, "child");
+}
+
+#[test]
+fn fenced_and_indented_code_are_not_tasks() {
+    let text = "\
+- [ ] real
+
+```
+- [ ] in fence
+```
+
+~~~md
+- [x] tilde fence
+~~~
+
+    - [ ] indented code
+
+````
+```markdown
+- [ ] nested fence
+```
+- [ ] still inside the outer fence
+````
+";
+    let p = parse(text);
+    assert_eq!(counts(&p), (1, 0, 1, 0, 0));
+}
+
+#[test]
+fn tables_and_inline_code_are_not_tasks() {
+    let text = "\
+| task | state |
+| --- | --- |
+| - [ ] x | [x] |
+
+Use `- [ ] foo` to write a task.
+
+- [x] real
+";
+    let p = parse(text);
+    assert_eq!(counts(&p), (1, 1, 0, 0, 0));
+}
+
+#[test]
+fn html_comments_are_not_tasks() {
+    let p = parse("<!--\n- [ ] hidden\n-->\n\n- [ ] shown\n");
+    assert_eq!(p.total, 1);
+}
+
+#[test]
+fn section_restriction() {
+    let text = "\
+# Story
+
+## Acceptance Criteria
+- [ ] ac1
+
+## Tasks / Subtasks
+- [x] t1
+  - [ ] t1.1
+
+### Notes under tasks
+- [ ] t2
+
+## Definition of Done
+- [ ] dod
+
+## Implementation Tasks
+- [ ] t3
+";
+    let opts = ParseOptions::task_sections_only();
+    let p = parse_story(text, &opts);
+    assert_eq!(counts(&p), (3, 1, 2, 1, 1));
+    assert_eq!(p.tasks[0].section.as_deref(), Some("Tasks / Subtasks"));
+    assert_eq!(p.tasks[2].section.as_deref(), Some("Notes under tasks"));
+    // Whole file by default.
+    assert_eq!(counts(&parse(text)), (5, 1, 4, 1, 1));
+    // Matching ignores case and punctuation.
+    let p = parse_story("## TASKS/SUBTASKS:\n- [ ] a\n", &opts);
+    assert_eq!(p.total, 1);
+}
+
+#[test]
+fn human_validation_tasks() {
+    let text = "\
+- [ ] Manually verify the login page
+- [x] manual test of done thing
+- [ ] Write code
+  - [ ] Get QA Sign-off from team
+- [ ] browser TEST on safari
+";
+    let p = parse(text);
+    assert_eq!(
+        p.human_validation_tasks,
+        [
+            "Manually verify the login page",
+            "Get QA Sign-off from team",
+            "browser TEST on safari"
+        ]
+    );
+    let opts = ParseOptions {
+        human_patterns: vec!["write".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        parse_story(text, &opts).human_validation_tasks,
+        ["Write code"]
+    );
+}
+
+#[test]
+fn status_forms() {
+    assert_eq!(
+        parse("# Story 1.2\n\nStatus: Review\n\n## Story\n")
+            .status
+            .as_deref(),
+        Some("review")
+    );
+    assert_eq!(
+        parse("# T\n\n**Status:** done\n").status.as_deref(),
+        Some("done")
+    );
+    assert_eq!(
+        parse("# T\n\n**Status**: In-Progress ✅\n")
+            .status
+            .as_deref(),
+        Some("in-progress")
+    );
+    assert_eq!(
+        parse("# T\n\n## Status\n\nReady for Review\n\n## Story\n")
+            .status
+            .as_deref(),
+        Some("ready for review")
+    );
+    assert_eq!(
+        parse("---\nstatus: drafted  # c\n---\n# T\n")
+            .status
+            .as_deref(),
+        Some("drafted")
+    );
+    assert_eq!(
+        parse("# T\n\n## Story Info\n\n- **Status:** blocked\n")
+            .status
+            .as_deref(),
+        Some("blocked")
+    );
+    // A `Status:` line deep in the notes is prose, not the story's status.
+    assert_eq!(
+        parse("# T\n\n## Dev Notes\n\nStatus: the API returns 404\n").status,
+        None
+    );
+    // Nor is one inside code.
+    assert_eq!(parse("# T\n\n```\nStatus: done\n```\n").status, None);
+    // First one wins.
+    assert_eq!(
+        parse("# T\n\nStatus: review\n\n## Status\n\ndone\n")
+            .status
+            .as_deref(),
+        Some("review")
+    );
+}
+
+#[test]
+fn explicit_depends_on() {
+    assert_eq!(
+        parse("# T\n\ndepends_on: [5-1, 5-2]\n").dependency_refs,
+        ["5-1", "5-2"]
+    );
+    assert_eq!(parse("depends_on: 5-1\n").dependency_refs, ["5-1"]);
+    assert_eq!(
+        parse("depends_on: []\n").dependency_refs,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        parse("---\ndepends_on: [\"5-1\", 'story-5.3']\nstatus: done\n---\n# T\n").dependency_refs,
+        ["5-1", "5-3"]
+    );
+    assert_eq!(
+        parse("---\ndepends_on:\n  - 1-2\n  - 1.3\ntitle: x\n---\n").dependency_refs,
+        ["1-2", "1-3"]
+    );
+}
+
+#[test]
+fn prose_dependencies() {
+    let text = "\
+# Story 7.1: Thing
+
+Uses ideas from Story 2.2 but does not depend on it.
+
+## Dependencies
+
+- Story 6.5 (auth) must be done
+- story 6-6 and 6.7
+- Requires Node 18.2 and a release on 2024-01-15
+- See [story-4.1](./4-1-foo.md), Story 14.20, stories 3.1, 3.2
+
+## Dev Notes
+
+Mentions 9-9 outside any dependency section.
+
+**Depends on:** Story 8.1, 8.2
+
+### Prerequisites
+
+1-0-2-setup-db
+";
+    let p = parse(text);
+    assert_eq!(
+        p.dependency_refs,
+        [
+            "6-5",
+            "6-6",
+            "6-7",
+            "4-1",
+            "14-20",
+            "3-1",
+            "3-2",
+            "8-1",
+            "8-2",
+            "1-0-2-setup-db"
+        ]
+    );
+}
+
+#[test]
+fn dependency_heading_text_counts() {
+    assert_eq!(
+        parse("### Blocked by Story 3.4\n\nnothing\n").dependency_refs,
+        ["3-4"]
+    );
+    assert_eq!(
+        parse("## Dependencies\n\n```\n9-9\n```\n").dependency_refs,
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn ref_parsing() {
+    assert_eq!(parse_ref("6-5", false).as_deref(), Some("6-5"));
+    assert_eq!(parse_ref("6.5", false), None);
+    assert_eq!(parse_ref("6.5", true).as_deref(), Some("6-5"));
+    assert_eq!(parse_ref("story-6.5", false).as_deref(), Some("6-5"));
+    assert_eq!(parse_ref("19a-1", false).as_deref(), Some("19a-1"));
+    assert_eq!(parse_ref("h-1", false), None);
+    assert_eq!(parse_ref("h-1", true).as_deref(), Some("h-1"));
+    assert_eq!(parse_ref("2024-01-15", true), None);
+    assert_eq!(parse_ref("5", true), None);
+    assert_eq!(parse_ref("6-", true), None);
+}
+
+#[test]
+fn line_numbers_with_front_matter_and_crlf() {
+    let p = parse("---\nstatus: x\n---\r\n# T\r\n\r\n- [ ] a\r\n- [x] b\r\n");
+    assert_eq!(p.tasks.iter().map(|t| t.line).collect::<Vec<_>>(), [6, 7]);
+}
+
+#[test]
+fn pathological_inputs_are_bounded() {
+    let deep = "- ".repeat(100_000) + "[ ] x\n";
+    let start = std::time::Instant::now();
+    let p = parse(&deep);
+    assert_eq!(p.subtasks_total, 1);
+    let long_line = "- [ ] ".to_string() + &"word [x] ".repeat(500_000);
+    let p = parse(&long_line);
+    assert_eq!(p.total, 1);
+    let status_line = "Status:".to_string() + &" x".repeat(1_000_000);
+    assert!(parse(&status_line).status.is_some());
+    let deps = "## Dependencies\n\n".to_string() + &"1-1 ".repeat(200_000);
+    assert_eq!(parse(&deps).dependency_refs, ["1-1"]);
+    // A giant heading over many tasks is not copied into each of them.
+    let heading = "## Tasks ".to_string() + &"é".repeat(1_000_000) + "\n";
+    let p = parse(&(heading + &"- [ ] t\n".repeat(100_000)));
+    assert_eq!(p.total, 100_000);
+    assert!(p.tasks[0]
+        .section
+        .as_ref()
+        .is_some_and(|s| s.len() <= SECTION_NAME_MAX));
+    assert!(start.elapsed().as_secs() < 60, "took {:?}", start.elapsed());
+}
+
+/// Slow in debug builds; run with `cargo test --release -- --ignored`.
+#[test]
+#[ignore]
+fn fifty_megabyte_line() {
+    let line = "- [ ] ".to_string() + &"Story 1.2 [x] `c` *e* ".repeat(2_300_000);
+    assert!(line.len() > 50_000_000);
+    let start = std::time::Instant::now();
+    let p = parse(&("## Dependencies\n\n".to_string() + &line));
+    assert_eq!(p.total, 1);
+    assert_eq!(p.dependency_refs, ["1-2"]);
+    assert!(
+        start.elapsed().as_secs() < 120,
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn empty_and_no_tasks() {
+    assert_eq!(parse(""), ParsedStory::default());
+    assert_eq!(parse("# Just a doc\n\nNo tasks.\n").total, 0);
+}
