@@ -35,6 +35,8 @@ fi
 dir=$(cd "$dir" && pwd)
 conf=$dir/slurm.conf
 export SLURM_CONF=$conf
+# The daemons live in sbin, which a non-login root shell may not have on PATH.
+export PATH=$PATH:/usr/sbin:/sbin
 
 cannot() {
   echo "slurm-localhost: cannot run here: $*" >&2
