@@ -121,6 +121,8 @@ pub struct ParsedStory {
     pub dependency_refs: Vec<String>,
     /// The file's own status, lowercased and trimmed.
     pub status: Option<String>,
+    /// Set when the tasks are `### Task N:` headings rather than checkboxes (`headings.rs`).
+    pub heading_tasks: Option<super::headings::HeadingTasks>,
 }
 
 /// Parse a story file. Never fails: anything unrecognised is simply not a task.
@@ -132,7 +134,12 @@ pub fn parse_story(text: &str, opts: &ParseOptions) -> ParsedStory {
     for (event, range) in Parser::new_ext(text, options).into_offset_iter() {
         state.event(event, range);
     }
-    state.finish()
+    let mut out = state.finish();
+    if out.tasks.is_empty() {
+        // No checkbox anywhere: the tasks may be headings (a second pass, for these files only).
+        super::headings::add_heading_tasks(text, opts, &mut out);
+    }
+    out
 }
 
 /// Byte offset → 1-based line number, by binary search over line starts.
@@ -596,7 +603,7 @@ fn is_inline_end(tag: &TagEnd) -> bool {
 
 /// Heading text reduced to lowercase letters and digits, leading numbering dropped, so
 /// `## 3. Tasks/Subtasks:` and `Tasks / Subtasks` compare equal.
-fn heading_words(text: &str) -> String {
+pub(super) fn heading_words(text: &str) -> String {
     let mut words: String = if text.is_ascii() {
         // Most headings: byte by byte into one allocation (the same result as below).
         let mut w = String::with_capacity(text.len());
