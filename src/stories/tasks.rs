@@ -362,6 +362,12 @@ impl<'a> State<'a> {
         }
         let words = heading_words(&text);
         self.status_heading_pending = words == "status";
+        if self.out.status.is_none() && level <= HeadingLevel::H2 {
+            // `## Status: done` (Fledgely writes its status so) states it in the heading itself.
+            if let Some(value) = labelled_value(&text, &["status"]) {
+                self.out.status = clean_status(value);
+            }
+        }
         let names_dependencies = lowercase_contains_any(&text, DEPENDENCY_HEADINGS);
         if names_dependencies {
             // `### Depends on Story 6.5` names its reference in the heading itself.
@@ -1073,6 +1079,17 @@ Use `- [ ] foo` to write a task.
         );
         // Nor is one inside code.
         assert_eq!(parse("# T\n\n```\nStatus: done\n```\n").status, None);
+        // The status in a section heading of its own (Fledgely), not in a deeper one.
+        assert_eq!(
+            parse("# Story 19.6: Device Removal Flow\n\n## Status: done\n\n## Story\n")
+                .status
+                .as_deref(),
+            Some("done")
+        );
+        assert_eq!(
+            parse("# T\n\n## Dev Notes\n\n### Status: the API returns 404\n").status,
+            None
+        );
         // First one wins.
         assert_eq!(
             parse("# T\n\nStatus: review\n\n## Status\n\ndone\n")
