@@ -143,16 +143,19 @@ fn heading_tasks_note(result: &ScanResult) -> Option<String> {
         if n == 1 { "story" } else { "stories" },
         if n == 1 { "writes its" } else { "write their" },
     );
-    if by_status > 0 {
-        note.push_str(&format!(
-            "; {by_status} of them {} done by {} status although some headings carry no done mark",
-            if by_status == 1 {
-                "counts as"
-            } else {
-                "count as"
-            },
-            if by_status == 1 { "its" } else { "their" },
-        ));
+    match (n, by_status) {
+        (_, 0) => {}
+        (1, _) => note.push_str(
+            "; it counts as done by its status although some of its headings carry no done mark",
+        ),
+        (_, 1) => note.push_str(
+            "; 1 of them counts as done by its status although some of its headings carry no \
+             done mark",
+        ),
+        _ => note.push_str(&format!(
+            "; {by_status} of them count as done by their status although some of their \
+             headings carry no done mark"
+        )),
     }
     Some(note)
 }

@@ -112,7 +112,7 @@ fn scan_lists_heading_task_stories_and_the_tracker_decides_finished_ones() {
     human.ok();
     human.stdout_has(
         "7 stories write their tasks as `### Task N` headings (done when marked ✅, [x] or DONE); \
-         2 of them count as done by their status although some headings carry no done mark",
+         2 of them count as done by their status although some of their headings carry no done mark",
     );
 }
 
