@@ -8,8 +8,8 @@
 # repository, and scanned with `git-teleos scan --json` and no flags. Its stories are the
 # `development_status` keys (not `epic-…`, not `…-retrospective`) of every sprint-status.yaml
 # that have a `<key>.md` or `story-<key>.md` anywhere in the tree; the script prints how many
-# of them the scan lists, how many more it found but skipped for having no checkbox tasks, and
-# how many listed files have non-story names.
+# of them the scan lists, how many more it found but skipped for having no tasks (neither
+# checkboxes nor `### Task N` headings), and how many listed files have non-story names.
 # BIN defaults to target/release/git-teleos.
 set -euo pipefail
 BIN=${BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/git-teleos}
@@ -67,7 +67,7 @@ scan = json.load(open(os.path.join(root, ".scan.json")))
 listed = [s for c in ("clean", "closeable", "needs_pipeline") for s in scan[c]]
 listed_keys = {s["story_key"] for s in listed}
 found = {k for k in stories if k in listed_keys or "story-" + k in listed_keys}
-# Read but without checkbox tasks (tasks written as headings): reported in `skipped`.
+# Read but without tasks (neither checkboxes nor `### Task N` headings): reported in `skipped`.
 no_tasks = {os.path.basename(s["filename"])[:-3] for s in scan["skipped"] if s["reason"].startswith("no tasks")}
 seen = found | {k for k in stories if k in no_tasks or "story-" + k in no_tasks}
 import re
@@ -76,7 +76,7 @@ unprefixed = lambda k: k[6:] if k.startswith("story-") else k
 docs = [s["path"] for s in listed if unprefixed(s["story_key"]) not in keys and doc.search(s["story_key"])]
 pct = 100.0 * len(found) / len(stories) if stories else 100.0
 print(f"{spec}: {len(found)}/{len(stories)} stories listed ({pct:.1f}%), "
-      f"{len(seen)}/{len(stories)} found counting those without checkbox tasks, "
+      f"{len(seen)}/{len(stories)} found counting those without tasks, "
       f"{len(listed)} listed in all, {len(docs)} non-story docs listed; "
       f"discovered_by={scan['discovered_by']} dirs={scan['artifacts_dirs'][:4]}")
 for d in docs[:5]:

@@ -37,7 +37,9 @@ pub const DEFAULT_INSTRUCTIONS: &str = r#"## Your job
 You are closing story `{story_key}`: it is nearly finished and {unchecked_count} of its tasks are
 still unchecked. Work autonomously; nobody will answer questions during this run.
 
-1. Read `{story_file}` and the code it concerns. List its unchecked (`- [ ]`) tasks.
+1. Read `{story_file}` and the code it concerns. List its unchecked (`- [ ]`) tasks. A story
+   without checkboxes writes its tasks as headings (`### Task 1: …` under its tasks section):
+   there a task is open until its heading carries ✅ (or `[x]`, `DONE`).
 2. Sort them. A task whose text matches one of the human-validation patterns above is for a
    person to check: never do it and never tick it; list it under `human_validation_tasks`.
    Every other unchecked task is automatable.
@@ -50,7 +52,8 @@ still unchecked. Work autonomously; nobody will answer questions during this run
    broken tests, security, missing requirement) or should-fix (style, naming, small cleanups).
    Fix every must-fix finding and review again; up to three review iterations.
 6. Tick a task's box (`- [x]`) only when there is evidence it is done: code present, tests
-   passing. Do not tick boxes you did not verify. Do not reword or remove tasks.
+   passing. For a heading task, end its heading with ` ✅` instead (replacing an open mark such
+   as `[ ]` or `[~]`). Do not tick boxes you did not verify. Do not reword or remove tasks.
 7. {tracker_step}
 8. Write `{sprint_artifacts}/completions/{story_key}-summary.md` (create the folder if needed):
    what was done, tests run and their result, review findings, blockers, human-validation tasks.

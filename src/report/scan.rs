@@ -18,6 +18,20 @@ pub fn to_json(result: &ScanResult, threshold: f64) -> Value {
         pick(Category::Closeable),
         pick(Category::NeedsPipeline),
     );
+    // Heading-task stories carry how their headings are marked; checkbox stories are unchanged.
+    let entries = |list: &[&Story]| -> Vec<Value> {
+        list.iter()
+            .map(|s| {
+                let mut v = json!(s);
+                if let (Some(h), Some(obj)) =
+                    (result.heading_tasks.get(&s.story_key), v.as_object_mut())
+                {
+                    obj.insert("task_headings".into(), json!(h));
+                }
+                v
+            })
+            .collect()
+    };
     json!({
         "total_stories_scanned": result.stories.len() + result.skipped.len(),
         "artifacts_dir": result.artifacts_dir,
@@ -32,9 +46,9 @@ pub fn to_json(result: &ScanResult, threshold: f64) -> Value {
             "needs_pipeline": pipeline.len(),
             "skipped": result.skipped.len(),
         },
-        "clean": clean,
-        "closeable": closeable,
-        "needs_pipeline": pipeline,
+        "clean": entries(&clean),
+        "closeable": entries(&closeable),
+        "needs_pipeline": entries(&pipeline),
         "skipped": result.skipped,
         "cycles": result.cycles,
         "warnings": result.warnings,
@@ -112,6 +126,40 @@ pub fn pipeline_table(stories: &[&Story], first_number: usize) -> Table {
     t
 }
 
+/// How many stories write their tasks as headings, and how many of those count as done by
+/// their status alone (README, "Stories").
+fn heading_tasks_note(result: &ScanResult) -> Option<String> {
+    let n = result.heading_tasks.len();
+    if n == 0 {
+        return None;
+    }
+    let by_status = result
+        .heading_tasks
+        .values()
+        .filter(|h| h.done_by_status > 0)
+        .count();
+    let mut note = format!(
+        "{n} {} {} tasks as `### Task N` headings (done when marked ✅, [x] or DONE)",
+        if n == 1 { "story" } else { "stories" },
+        if n == 1 { "writes its" } else { "write their" },
+    );
+    match (n, by_status) {
+        (_, 0) => {}
+        (1, _) => note.push_str(
+            "; it counts as done by its status although some of its headings carry no done mark",
+        ),
+        (_, 1) => note.push_str(
+            "; 1 of them counts as done by its status although some of its headings carry no \
+             done mark",
+        ),
+        _ => note.push_str(&format!(
+            "; {by_status} of them count as done by their status although some of their \
+             headings carry no done mark"
+        )),
+    }
+    Some(note)
+}
+
 pub fn render(w: &mut dyn Write, result: &ScanResult, threshold: f64) -> io::Result<()> {
     let of = |c: Category| -> Vec<&Story> {
         result.stories.iter().filter(|s| s.category == c).collect()
@@ -168,6 +216,10 @@ pub fn render(w: &mut dyn Write, result: &ScanResult, threshold: f64) -> io::Res
     if !clean.is_empty() {
         writeln!(w)?;
         writeln!(w, "{} {}", style("Clean:").bold(), clean.len())?;
+    }
+    if let Some(note) = heading_tasks_note(result) {
+        writeln!(w)?;
+        writeln!(w, "{}", style(note).dim())?;
     }
     if !result.skipped.is_empty() {
         writeln!(w)?;

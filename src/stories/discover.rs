@@ -409,17 +409,36 @@ fn has_task_files(dir: &Path) -> bool {
         })
 }
 
-/// A `- [ ]` / `- [x]` / `* [X]` list item anywhere in `text`.
+/// A `- [ ]` / `- [x]` / `* [X]` list item, or a `### Task 1:` heading (stories that write
+/// their tasks as headings, `headings.rs`), anywhere in `text`.
 fn has_task_line(text: &[u8]) -> bool {
     text.split(|b| *b == b'\n').any(|line| {
         let l = line.trim_ascii_start();
-        l.len() >= 5
+        let checkbox = l.len() >= 5
             && matches!(l[0], b'-' | b'*' | b'+')
             && l[1] == b' '
             && l[2] == b'['
             && matches!(l[3], b' ' | b'x' | b'X')
-            && l[4] == b']'
+            && l[4] == b']';
+        checkbox || is_task_heading_line(l)
     })
+}
+
+/// `## Task 1`, `### Task 2:`, `#### TASK #3`.
+fn is_task_heading_line(l: &[u8]) -> bool {
+    let hashes = l.iter().take_while(|b| **b == b'#').count();
+    let Some(rest) = l.get(hashes..).filter(|_| (2..=6).contains(&hashes)) else {
+        return false;
+    };
+    let Some(rest) = rest.strip_prefix(b" ").map(<[u8]>::trim_ascii_start) else {
+        return false;
+    };
+    rest.len() > 4
+        && rest[..4].eq_ignore_ascii_case(b"task")
+        && rest[4..]
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'#'))
+            .is_some_and(u8::is_ascii_digit)
 }
 
 /// Words that mark a document beside the stories as something else: epics, tech specs,
@@ -652,7 +671,13 @@ mod tests {
     fn task_lines() {
         assert!(has_task_line(b"# S\n\n  - [ ] a\n"));
         assert!(has_task_line(b"* [X] done"));
-        assert!(!has_task_line(b"- [Source: docs/x.md]\n### Task 1\n"));
+        assert!(!has_task_line(b"- [Source: docs/x.md]\n### Tasks\n"));
+        // Stories whose tasks are headings (Fledgely).
+        assert!(has_task_line(
+            b"## Tasks / Subtasks\n\n### Task 1: Add Child Notification\n"
+        ));
+        assert!(has_task_line(b"#### TASK #2\n"));
+        assert!(!has_task_line(b"# Task 1\n### Taskforce 2\n###Task 3\n"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod deps;
 pub mod discover;
+pub mod headings;
 pub mod scan;
 pub mod sprint_status;
 pub mod tasks;
@@ -119,6 +120,8 @@ pub struct ScanResult {
     pub cycles: Vec<Vec<String>>,
     /// Human-readable notes: status disagreements, unresolved dependency references, …
     pub warnings: Vec<String>,
+    /// Stories whose tasks are `### Task N:` headings, by key, with how they are marked.
+    pub heading_tasks: std::collections::BTreeMap<String, headings::HeadingTasks>,
 }
 
 #[cfg(test)]

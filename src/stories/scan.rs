@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use super::deps::{resolve_dependencies, KeyIndex};
 use super::discover::{discover, is_non_story_name};
+use super::headings::settle_by_status;
 use super::sprint_status::{read_statuses, sprint_key_for};
 use super::tasks::{parse_story, ParseOptions, ParsedStory};
 use super::{Category, ScanResult, Skipped, Story};
@@ -272,10 +273,14 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanResult, Error> {
     let sprint_keys: Vec<&String> = statuses.keys().collect();
     let sprint_index = KeyIndex::new(&sprint_keys);
 
-    for (key, path, p) in parsed {
+    for (key, path, mut p) in parsed {
         let sprint_status = sprint_key_for(&statuses, &sprint_index, &key)
             .and_then(|k| statuses.get(k))
             .cloned();
+        settle_by_status(&key, &mut p, sprint_status.as_deref(), &mut result.warnings);
+        if let Some(h) = p.heading_tasks.take() {
+            result.heading_tasks.insert(key.clone(), h);
+        }
         if let (Some(own), Some(sprint)) = (&p.status, &sprint_status) {
             if !same_status(own, sprint) {
                 result.warnings.push(format!(

@@ -13,11 +13,11 @@ mod refs;
 mod text;
 
 use refs::extract_refs;
-pub(crate) use text::strip_yaml_comment;
 use text::{
-    clean_status, contains_lowercased, heading_words, indent_at, labelled_value, lazy_checkbox,
+    clean_status, contains_lowercased, indent_at, labelled_value, lazy_checkbox,
     lowercase_contains_any, truncate_at_char,
 };
+pub(crate) use text::{heading_words, strip_yaml_comment};
 
 /// Unchecked tasks containing one of these (case-insensitive) need a human, not an agent.
 pub const DEFAULT_HUMAN_PATTERNS: &[&str] = &[
@@ -129,6 +129,8 @@ pub struct ParsedStory {
     pub dependency_refs: Vec<String>,
     /// The file's own status, lowercased and trimmed.
     pub status: Option<String>,
+    /// Set when the tasks are `### Task N:` headings rather than checkboxes (`headings.rs`).
+    pub heading_tasks: Option<super::headings::HeadingTasks>,
 }
 
 /// Parse a story file. Never fails: anything unrecognised is simply not a task.
@@ -140,7 +142,12 @@ pub fn parse_story(text: &str, opts: &ParseOptions) -> ParsedStory {
     for (event, range) in Parser::new_ext(text, options).into_offset_iter() {
         state.event(event, range);
     }
-    state.finish()
+    let mut out = state.finish();
+    if out.tasks.is_empty() {
+        // No checkbox anywhere: the tasks may be headings (a second pass, for these files only).
+        super::headings::add_heading_tasks(text, opts, &mut out);
+    }
+    out
 }
 
 /// Byte offset → 1-based line number, by binary search over line starts.
@@ -363,6 +370,12 @@ impl<'a> State<'a> {
         }
         let words = heading_words(&text);
         self.status_heading_pending = words == "status";
+        if self.out.status.is_none() && level <= HeadingLevel::H2 {
+            // `## Status: done` (Fledgely writes its status so) states it in the heading itself.
+            if let Some(value) = labelled_value(&text, &["status"]) {
+                self.out.status = clean_status(value);
+            }
+        }
         let names_dependencies = lowercase_contains_any(&text, DEPENDENCY_HEADINGS);
         if names_dependencies {
             // `### Depends on Story 6.5` names its reference in the heading itself.

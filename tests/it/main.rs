@@ -17,6 +17,7 @@ mod gate_bisect;
 mod gates;
 mod git_config;
 mod git_ops;
+mod heading_tasks;
 mod hostile_input;
 mod kubernetes;
 mod man;

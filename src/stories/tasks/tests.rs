@@ -248,6 +248,17 @@ fn status_forms() {
     );
     // Nor is one inside code.
     assert_eq!(parse("# T\n\n```\nStatus: done\n```\n").status, None);
+    // The status in a section heading of its own (Fledgely), not in a deeper one.
+    assert_eq!(
+        parse("# Story 19.6: Device Removal Flow\n\n## Status: done\n\n## Story\n")
+            .status
+            .as_deref(),
+        Some("done")
+    );
+    assert_eq!(
+        parse("# T\n\n## Dev Notes\n\n### Status: the API returns 404\n").status,
+        None
+    );
     // First one wins.
     assert_eq!(
         parse("# T\n\nStatus: review\n\n## Status\n\ndone\n")

@@ -4,7 +4,7 @@
 
 /// Heading text reduced to lowercase letters and digits, leading numbering dropped, so
 /// `## 3. Tasks/Subtasks:` and `Tasks / Subtasks` compare equal.
-pub(super) fn heading_words(text: &str) -> String {
+pub(crate) fn heading_words(text: &str) -> String {
     let mut words: String = if text.is_ascii() {
         // Most headings: byte by byte into one allocation (the same result as below).
         let mut w = String::with_capacity(text.len());
