@@ -138,6 +138,9 @@ impl Config {
     }
 }
 
+// The hermetic environment, filler files and stories shared by the benchmarks.
+mod fixture;
+
 /// The scratch area: fixtures, per-run copies, HOME, and the bin folder holding `claude`.
 struct Bench {
     _tmp: tempfile::TempDir,
@@ -216,68 +219,27 @@ impl Bench {
     /// A command with the hermetic environment: no user/system git config, fixed identities and
     /// dates, the stand-in agent first on PATH.
     fn cmd(&self, program: impl AsRef<OsStr>, dir: &Path) -> Command {
-        let mut cmd = Command::new(program);
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("GIT_") || k.starts_with("TELEOS") {
-                cmd.env_remove(&k);
-            }
-        }
-        let path = format!(
-            "{}:{}",
-            self.bin.display(),
-            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())
-        );
-        cmd.current_dir(dir)
-            .env("HOME", &self.home)
-            .env("XDG_CONFIG_HOME", self.home.join(".config"))
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_NAME", "Bench Author")
-            .env("GIT_AUTHOR_EMAIL", "author@example.com")
-            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-            .env("GIT_COMMITTER_NAME", "Bench Committer")
-            .env("GIT_COMMITTER_EMAIL", "committer@example.com")
-            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-            .env("LC_ALL", "C")
-            .env("TZ", "UTC")
-            .env("NO_COLOR", "1")
-            .env("PATH", path)
-            .stdin(Stdio::null());
-        cmd
+        fixture::command_with_bin(program, dir, &self.home, &self.bin)
     }
 
     /// Run git; panics on failure (fixture building and checks only, never timed).
     fn git(&self, dir: &Path, args: &[&str]) -> String {
-        let out = self.cmd("git", dir).args(args).output().expect("run git");
-        assert!(
-            out.status.success(),
-            "git {args:?} in {}: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        fixture::stdout_of(self.cmd("git", dir), dir, args)
     }
 
     /// A repository with `files` filler files and one story per key, committed and packed.
     fn build_fixture(&self, name: &str, files: usize, keys: &[String]) -> PathBuf {
         let dir = self.root.join(name);
         fs::create_dir_all(&dir).expect("mkdir fixture");
-        for i in 0..files {
-            let sub = dir.join(format!("src/m{:03}", i / 500));
-            if i % 500 == 0 {
-                fs::create_dir_all(&sub).expect("mkdir filler");
-            }
-            let body = format!(
-                "// filler file {i}\npub fn f{i}() -> usize {{\n    {i} * {}\n}}\n",
-                i % 97
-            );
-            fs::write(sub.join(format!("file{i:05}.rs")), body).expect("write filler");
-        }
+        fixture::write_filler(&dir, files);
         let stories = dir.join(ARTIFACTS);
         fs::create_dir_all(&stories).expect("mkdir stories");
         for key in keys {
-            fs::write(stories.join(format!("{key}.md")), story_text(key)).expect("write story");
+            fs::write(
+                stories.join(format!("{key}.md")),
+                fixture::nearly_done_story(key),
+            )
+            .expect("write story");
         }
         fs::write(dir.join("README.md"), "# fixture\n").expect("write readme");
         self.git(&dir, &["init", "-q", "-b", "main"]);
@@ -453,15 +415,6 @@ fn poll_vm_hwm(pid: libc::pid_t, peak: &AtomicU64, stop: &AtomicBool) {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-fn story_text(key: &str) -> String {
-    let mut s = format!("# Story {key}\n\nStatus: in-progress\n\n## Tasks / Subtasks\n\n");
-    for t in 1..=9 {
-        let _ = writeln!(s, "- [x] Task {t} of {key}");
-    }
-    let _ = writeln!(s, "- [ ] Task 10 of {key}");
-    s
 }
 
 fn keys(prefix: &str, n: usize) -> Vec<String> {

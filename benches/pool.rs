@@ -25,13 +25,15 @@
 //! Knobs: `POOL_FILES` (default 20000), `POOL_ROUNDS` (default 3), `POOL_DEP_FILES` (files in
 //! `node_modules`, default 4000), `POOL_TMPDIR`, `POOL_TELEOS_BIN`, `POOL_WRITE=0` (print only).
 
+// The hermetic environment, filler files and stories shared by the benchmarks.
+mod fixture;
 #[path = "pool/fresh_fs.rs"]
 mod fresh_fs;
 
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use fresh_fs::{FreshFs, FsKind};
@@ -217,65 +219,24 @@ impl Bench {
 
     /// A command with the hermetic environment of `benches/e2e.rs`.
     fn cmd(&self, program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
-        let mut cmd = Command::new(program);
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("GIT_") || k.starts_with("TELEOS") {
-                cmd.env_remove(&k);
-            }
-        }
-        let path = format!(
-            "{}:{}",
-            self.bin.display(),
-            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())
-        );
-        cmd.current_dir(dir)
-            .env("HOME", &self.home)
-            .env("XDG_CONFIG_HOME", self.home.join(".config"))
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_NAME", "Bench Author")
-            .env("GIT_AUTHOR_EMAIL", "author@example.com")
-            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-            .env("GIT_COMMITTER_NAME", "Bench Committer")
-            .env("GIT_COMMITTER_EMAIL", "committer@example.com")
-            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-            .env("LC_ALL", "C")
-            .env("TZ", "UTC")
-            .env("NO_COLOR", "1")
-            .env("PATH", path)
-            .stdin(Stdio::null());
-        cmd
+        fixture::command_with_bin(program, dir, &self.home, &self.bin)
     }
 
     fn git(&self, dir: &Path, args: &[&str]) -> String {
-        let out = self.cmd("git", dir).args(args).output().expect("run git");
-        assert!(
-            out.status.success(),
-            "git {args:?} in {}: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        fixture::stdout_of(self.cmd("git", dir), dir, args)
     }
 
     /// The e2e fixture's filler files, `node_modules/` ignored, batch 1's three stories.
     fn build_fixture(&self, files: usize) -> PathBuf {
         let dir = self.root.join("fixture");
-        for i in 0..files {
-            let sub = dir.join(format!("src/m{:03}", i / 500));
-            if i % 500 == 0 {
-                fs::create_dir_all(&sub).expect("mkdir filler");
-            }
-            let body = format!(
-                "// filler file {i}\npub fn f{i}() -> usize {{\n    {i} * {}\n}}\n",
-                i % 97
-            );
-            fs::write(sub.join(format!("file{i:05}.rs")), body).expect("write filler");
-        }
+        fixture::write_filler(&dir, files);
         fs::create_dir_all(dir.join(ARTIFACTS)).expect("mkdir stories");
         for k in ["1-1-a", "1-2-b", "1-3-c"] {
-            fs::write(dir.join(format!("{ARTIFACTS}/{k}.md")), story_text(k)).expect("story");
+            fs::write(
+                dir.join(format!("{ARTIFACTS}/{k}.md")),
+                fixture::nearly_done_story(k),
+            )
+            .expect("story");
         }
         fs::write(dir.join("README.md"), "# fixture\n").expect("write readme");
         fs::write(dir.join(".gitignore"), "node_modules/\n").expect("write .gitignore");
@@ -351,7 +312,11 @@ impl Bench {
 
         // main moves on: three new stories and a few changed files.
         for k in ["2-1-d", "2-2-e", "2-3-f"] {
-            fs::write(repo.join(format!("{ARTIFACTS}/{k}.md")), story_text(k)).expect("story");
+            fs::write(
+                repo.join(format!("{ARTIFACTS}/{k}.md")),
+                fixture::nearly_done_story(k),
+            )
+            .expect("story");
         }
         for i in 0..5 {
             fs::write(repo.join(format!("src/changed-{i}.txt")), format!("{i}\n")).expect("w");
@@ -398,15 +363,6 @@ impl Bench {
         }
         Some(secs)
     }
-}
-
-fn story_text(key: &str) -> String {
-    let mut s = format!("# Story {key}\n\nStatus: in-progress\n\n## Tasks / Subtasks\n\n");
-    for t in 1..=9 {
-        let _ = writeln!(s, "- [x] Task {t} of {key}");
-    }
-    let _ = writeln!(s, "- [ ] Task 10 of {key}");
-    s
 }
 
 /// `du -s --block-size=1`: bytes of allocated blocks, as the disk really pays for them.

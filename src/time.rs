@@ -31,6 +31,18 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// (year, month, day) to days since 1970-01-01: the inverse of [`civil_from_days`]
+/// (H. Hinnant's `days_from_civil`).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds.
 pub fn iso8601(unix: i64) -> String {
     let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
@@ -66,5 +78,14 @@ mod tests {
         assert_eq!(iso8601(1_767_225_600), "2026-01-01T00:00:00Z");
         assert_eq!(iso8601(-1), "1969-12-31T23:59:59Z");
         assert_eq!(today().len(), 10);
+    }
+
+    #[test]
+    fn days_from_civil_inverts_civil_from_days() {
+        for days in [-719_468, -1, 0, 59, 11_016, 20_454, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, i64::from(m), i64::from(d)), days);
+        }
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
     }
 }

@@ -32,6 +32,27 @@ pub struct RunRequest<'a> {
     pub start_gate: Option<&'a dyn StartGate>,
 }
 
+impl<'a> RunRequest<'a> {
+    /// A run on its own: no one told of its process group, no start gate.
+    pub fn new(
+        cwd: &'a Path,
+        prompt: &'a str,
+        log_path: &'a Path,
+        config: &'a AgentConfig,
+        cancel: &'a AtomicBool,
+    ) -> RunRequest<'a> {
+        RunRequest {
+            cwd,
+            prompt,
+            log_path,
+            config,
+            cancel,
+            on_spawn: None,
+            start_gate: None,
+        }
+    }
+}
+
 /// How the run ended. Story-level failures are described here, not returned as errors.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunOutcome {

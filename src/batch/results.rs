@@ -250,6 +250,19 @@ impl BatchReport {
         self.stories.iter().filter(|s| s.outcome == o).count()
     }
 
+    /// Questions the agents asked, over all stories.
+    pub fn blocker_questions(&self) -> usize {
+        self.stories.iter().map(|s| s.blocker_questions.len()).sum()
+    }
+
+    /// Unchecked tasks that only a human can do, over all stories.
+    pub fn human_validation_tasks(&self) -> usize {
+        self.stories
+            .iter()
+            .map(|s| s.human_validation_tasks.len())
+            .sum()
+    }
+
     /// Seconds spent running gates, on stories and on the integration.
     pub fn gate_secs(&self) -> f64 {
         self.stories
@@ -343,8 +356,8 @@ impl BatchReport {
                 "gate_failed": self.count(Outcome::GateFailed),
                 "integration_failed": self.count(Outcome::IntegrationFailed),
                 "gate_secs": self.gate_secs(),
-                "blocker_questions": self.stories.iter().map(|s| s.blocker_questions.len()).sum::<usize>(),
-                "human_validation_tasks": self.stories.iter().map(|s| s.human_validation_tasks.len()).sum::<usize>(),
+                "blocker_questions": self.blocker_questions(),
+                "human_validation_tasks": self.human_validation_tasks(),
                 "cost_usd": self.total_cost(),
                 "rate_limit_wait_secs": self.rate_limit_wait_secs(),
             },

@@ -171,6 +171,11 @@ fn gate_note(r: &StoryResult) -> String {
 
 /// The per-story status line of sequential mode.
 pub fn status_line(r: &StoryResult, threshold: f64) -> String {
+    // `<key> — <what>: <the error message, else fallback>`
+    let why = |what: &str, fallback: &str| {
+        let message = r.error_message.as_deref().unwrap_or(fallback);
+        format!("{} — {what}: {message}", r.story_key)
+    };
     match r.outcome {
         Outcome::Completed => format!(
             "✅ {} — {}/{} tasks done, committed{}",
@@ -188,33 +193,14 @@ pub fn status_line(r: &StoryResult, threshold: f64) -> String {
             r.story_key,
             threshold * 100.0
         ),
-        Outcome::GateFailed => format!(
-            "❌ {} — Gate failed: {}",
-            r.story_key,
-            r.error_message.as_deref().unwrap_or("a gate is red")
-        ),
+        Outcome::GateFailed => format!("❌ {}", why("Gate failed", "a gate is red")),
         Outcome::IntegrationFailed => format!(
-            "❌ {} — Integration gate failed: {}",
-            r.story_key,
-            r.error_message
-                .as_deref()
-                .unwrap_or("the integrated result is red")
+            "❌ {}",
+            why("Integration gate failed", "the integrated result is red")
         ),
-        Outcome::Conflict => format!(
-            "❌ {} — Conflict: {}",
-            r.story_key,
-            r.error_message.as_deref().unwrap_or("merge conflict")
-        ),
-        Outcome::Error => format!(
-            "❌ {} — Error: {}",
-            r.story_key,
-            r.error_message.as_deref().unwrap_or("unknown")
-        ),
-        Outcome::NotStarted => format!(
-            "⏭️ {} — not started: {}",
-            r.story_key,
-            r.error_message.as_deref().unwrap_or("unknown")
-        ),
+        Outcome::Conflict => format!("❌ {}", why("Conflict", "merge conflict")),
+        Outcome::Error => format!("❌ {}", why("Error", "unknown")),
+        Outcome::NotStarted => format!("⏭️ {}", why("not started", "unknown")),
     }
 }
 

@@ -314,14 +314,17 @@ mod tests {
             "# files\n.env*\nmissing.txt\n",
         )
         .unwrap();
-        run(
-            &SetupPlan::None,
-            main.path(),
-            wt.path(),
-            &wt.path().join("log"),
-            limits(),
-        )
-        .unwrap();
+        // Setup with no install: only the .worktreeinclude copies run.
+        let copy_includes = || {
+            run(
+                &SetupPlan::None,
+                main.path(),
+                wt.path(),
+                &wt.path().join("log"),
+                limits(),
+            )
+        };
+        copy_includes().unwrap();
         assert_eq!(
             std::fs::read_to_string(wt.path().join(".env")).unwrap(),
             "SECRET=1\n"
@@ -329,25 +332,11 @@ mod tests {
         assert!(wt.path().join(".env.local").exists());
 
         std::fs::write(main.path().join(".worktreeinclude"), "../../etc/passwd\n").unwrap();
-        let err = run(
-            &SetupPlan::None,
-            main.path(),
-            wt.path(),
-            &wt.path().join("log"),
-            limits(),
-        )
-        .unwrap_err();
+        let err = copy_includes().unwrap_err();
         assert!(err.to_string().contains("outside"), "{err}");
         std::fs::write(main.path().join(".worktreeinclude"), "/etc/passwd\n").unwrap();
         // A leading slash means "from the repository root", never the filesystem root.
-        run(
-            &SetupPlan::None,
-            main.path(),
-            wt.path(),
-            &wt.path().join("log"),
-            limits(),
-        )
-        .unwrap();
+        copy_includes().unwrap();
         assert!(!wt.path().join("etc/passwd").exists());
     }
 

@@ -1,6 +1,5 @@
 //! Moving a checked-out branch together with its index and files, rewriting only what changed.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -207,20 +206,25 @@ struct UpdatePlan {
 
 /// Plan [`UpdatePlan::apply`] from `repo`'s current index to `target_tree`.
 fn plan_update(repo: &Repository, target_tree: ObjectId) -> Result<UpdatePlan> {
-    let current = match repo.index_or_load_from_head_or_empty().map_err(gix_err)? {
-        gix::worktree::IndexPersistedOrInMemory::Persisted(index) => index.into_owned_or_cloned(),
-        gix::worktree::IndexPersistedOrInMemory::InMemory(index) => index,
+    // A copy of our own, read afresh and freed once the plan is applied. The repository's
+    // shared copy would stay loaded as long as the repository does (a whole story, in each of
+    // several worktrees at once): on a large repository, index copies are most of a batch's
+    // peak memory.
+    let current = if repo.index_path().is_file() {
+        repo.open_index().map_err(gix_err)?
+    } else {
+        match repo.index_or_load_from_head_or_empty().map_err(gix_err)? {
+            gix::worktree::IndexPersistedOrInMemory::Persisted(index) => {
+                index.into_owned_or_cloned()
+            }
+            gix::worktree::IndexPersistedOrInMemory::InMemory(index) => index,
+        }
     };
     let mut target = repo.index_from_tree(&target_tree).map_err(gix_err)?;
-    let mut before: HashMap<&BStr, &gix::index::Entry> = current
-        .entries()
-        .iter()
-        .filter(|e| e.stage_raw() == 0)
-        .map(|e| (e.path(&current), e))
-        .collect();
+    // Both indexes are sorted by path: binary searches, not a map of 20,000 paths.
     let mut unchanged = Vec::new();
     for (index, (entry, path)) in target.entries_mut_with_paths().enumerate() {
-        if let Some(old) = before.remove(path) {
+        if let Some(old) = unconflicted(&current, path) {
             if old.id == entry.id && old.mode == entry.mode {
                 entry.stat = old.stat;
                 // Checkout skips SKIP_WORKTREE entries: the file on disk is already right.
@@ -229,8 +233,14 @@ fn plan_update(repo: &Repository, target_tree: ObjectId) -> Result<UpdatePlan> {
             }
         }
     }
-    let removed: Vec<String> = before.keys().map(|p| p.to_string()).collect();
-    drop(before);
+    let removed: Vec<String> = current
+        .entries()
+        .iter()
+        .filter(|e| e.stage_raw() == 0)
+        .map(|e| e.path(&current))
+        .filter(|p| target.entry_index_by_path(p).is_err())
+        .map(|p| p.to_string())
+        .collect();
     Ok(UpdatePlan {
         current,
         target,
@@ -239,19 +249,17 @@ fn plan_update(repo: &Repository, target_tree: ObjectId) -> Result<UpdatePlan> {
     })
 }
 
+/// The stage-0 entry of `path` in `index`, if any.
+fn unconflicted<'a>(index: &'a gix::index::File, path: &BStr) -> Option<&'a gix::index::Entry> {
+    index.entry_by_path_and_stage(path, gix::index::entry::Stage::Unconflicted)
+}
+
 impl UpdatePlan {
     /// Whether every file the update would write or remove is exactly as the current index
     /// says (same content; absent where the index has no entry), so applying it can lose
     /// nothing. A `false` sends the caller to a full status walk, never straight to a refusal:
     /// a clean filter or line-ending conversion can make a clean file hash differently.
     fn touched_paths_match_index(&self, repo: &Repository, root: &Path) -> Result<bool> {
-        let current: HashMap<&BStr, &gix::index::Entry> = self
-            .current
-            .entries()
-            .iter()
-            .filter(|e| e.stage_raw() == 0)
-            .map(|e| (e.path(&self.current), e))
-            .collect();
         let mut unchanged = self.unchanged.iter().peekable();
         let written = self
             .target
@@ -273,7 +281,7 @@ impl UpdatePlan {
                 return Ok(false);
             };
             let file = root.join(rela);
-            let ok = match current.get(path) {
+            let ok = match unconflicted(&self.current, path) {
                 Some(entry) => file_matches(repo, &file, entry)?,
                 None => matches!(
                     std::fs::symlink_metadata(&file),
@@ -291,8 +299,16 @@ impl UpdatePlan {
     /// (the caller checked). Entries whose id and mode are unchanged keep their file and stat
     /// data; the others are written by gix's checkout; paths no longer in the tree are
     /// deleted. Returns the number of files written or removed.
-    fn apply(mut self, repo: &Repository, root: &Path, cancel: &AtomicBool) -> Result<usize> {
-        for path in &self.removed {
+    fn apply(self, repo: &Repository, root: &Path, cancel: &AtomicBool) -> Result<usize> {
+        let UpdatePlan {
+            current,
+            mut target,
+            unchanged,
+            removed,
+        } = self;
+        // Not needed any more: freed before the checkout allocates its buffers.
+        drop(current);
+        for path in &removed {
             remove_file_and_empty_parents(root, path)?;
         }
         let mut options = repo
@@ -306,7 +322,7 @@ impl UpdatePlan {
             .into_arc()
             .map_err(|e| Error::io("opening the object database for checkout", e))?;
         let outcome = gix::worktree::state::checkout(
-            &mut self.target,
+            &mut target,
             root,
             objects,
             &gix::progress::Discard,
@@ -333,14 +349,14 @@ impl UpdatePlan {
                 paths.join(", ")
             )));
         }
-        let entries = self.target.entries_mut();
-        for index in &self.unchanged {
+        let entries = target.entries_mut();
+        for index in &unchanged {
             entries[*index].flags.remove(Flags::SKIP_WORKTREE);
         }
-        self.target
+        target
             .write(gix::index::write::Options::default())
             .map_err(gix_err)?;
-        Ok(self.target.entries().len() - self.unchanged.len() + self.removed.len())
+        Ok(target.entries().len() - unchanged.len() + removed.len())
     }
 }
 

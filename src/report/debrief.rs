@@ -236,16 +236,8 @@ pub fn render(w: &mut dyn Write, report: &BatchReport) -> io::Result<()> {
     }
 
     heading(w, "Summary")?;
-    let questions: usize = report
-        .stories
-        .iter()
-        .map(|s| s.blocker_questions.len())
-        .sum();
-    let human: usize = report
-        .stories
-        .iter()
-        .map(|s| s.human_validation_tasks.len())
-        .sum();
+    let questions = report.blocker_questions();
+    let human = report.human_validation_tasks();
     writeln!(w, "  Selected:           {}", report.stories.len())?;
     writeln!(
         w,

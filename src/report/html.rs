@@ -176,16 +176,8 @@ pub fn render(report: &BatchReport) -> String {
 
 fn summary(h: &mut String, report: &BatchReport) {
     let t = totals(report);
-    let questions: usize = report
-        .stories
-        .iter()
-        .map(|s| s.blocker_questions.len())
-        .sum();
-    let human: usize = report
-        .stories
-        .iter()
-        .map(|s| s.human_validation_tasks.len())
-        .sum();
+    let questions = report.blocker_questions();
+    let human = report.human_validation_tasks();
     let mut rows: Vec<(&str, String)> = vec![
         ("Selected", report.stories.len().to_string()),
         ("Completed", report.count(Outcome::Completed).to_string()),

@@ -68,60 +68,70 @@ fn status_of(s: &Story) -> String {
     }
 }
 
+/// The columns both story tables start with: the number a user picks by, the key, the counts.
+const NUMBERED_COUNTS: [(&str, Align); 5] = [
+    ("#", Align::Right),
+    ("KEY", Align::Left),
+    ("TOTAL", Align::Right),
+    ("DONE", Align::Right),
+    ("LEFT", Align::Right),
+];
+
+/// A table of `NUMBERED_COUNTS` and then the `rest` columns.
+fn numbered_table(rest: &[(&str, Align)]) -> Table {
+    Table::new(&[&NUMBERED_COUNTS[..], rest].concat())
+}
+
+/// The cells of `NUMBERED_COUNTS` for story `s`, then `rest`.
+fn numbered_row(number: usize, s: &Story, rest: Vec<String>) -> Vec<String> {
+    let mut row = vec![
+        number.to_string(),
+        s.story_key.clone(),
+        s.total.to_string(),
+        s.checked.to_string(),
+        s.unchecked.to_string(),
+    ];
+    row.extend(rest);
+    row
+}
+
 /// The closeable table, numbered so a user can pick by number.
 pub fn closeable_table(stories: &[&Story]) -> Table {
-    let mut t = Table::new(&[
-        ("#", Align::Right),
-        ("KEY", Align::Left),
-        ("TOTAL", Align::Right),
-        ("DONE", Align::Right),
-        ("LEFT", Align::Right),
+    let mut t = numbered_table(&[
         ("DONE%", Align::Right),
         ("HUMAN", Align::Right),
         ("DEPENDS ON", Align::Left),
         ("STATUS", Align::Left),
     ]);
     for (i, s) in stories.iter().enumerate() {
-        t.row(vec![
-            (i + 1).to_string(),
-            s.story_key.clone(),
-            s.total.to_string(),
-            s.checked.to_string(),
-            s.unchecked.to_string(),
-            pct_done(s),
-            s.human_validation_tasks.len().to_string(),
-            if s.depends_on.is_empty() {
-                "-".into()
-            } else {
-                s.depends_on.join(",")
-            },
-            status_of(s),
-        ]);
+        let depends_on = if s.depends_on.is_empty() {
+            "-".into()
+        } else {
+            s.depends_on.join(",")
+        };
+        t.row(numbered_row(
+            i + 1,
+            s,
+            vec![
+                pct_done(s),
+                s.human_validation_tasks.len().to_string(),
+                depends_on,
+                status_of(s),
+            ],
+        ));
     }
     t
 }
 
 /// The needs-pipeline table, numbered after the closeable ones.
 pub fn pipeline_table(stories: &[&Story], first_number: usize) -> Table {
-    let mut t = Table::new(&[
-        ("#", Align::Right),
-        ("KEY", Align::Left),
-        ("TOTAL", Align::Right),
-        ("DONE", Align::Right),
-        ("LEFT", Align::Right),
-        ("LEFT%", Align::Right),
-        ("STATUS", Align::Left),
-    ]);
+    let mut t = numbered_table(&[("LEFT%", Align::Right), ("STATUS", Align::Left)]);
     for (i, s) in stories.iter().enumerate() {
-        t.row(vec![
-            (first_number + i).to_string(),
-            s.story_key.clone(),
-            s.total.to_string(),
-            s.checked.to_string(),
-            s.unchecked.to_string(),
-            format!("{:.0}%", s.pct_unchecked),
-            status_of(s),
-        ]);
+        t.row(numbered_row(
+            first_number + i,
+            s,
+            vec![format!("{:.0}%", s.pct_unchecked), status_of(s)],
+        ));
     }
     t
 }

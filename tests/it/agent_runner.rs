@@ -53,15 +53,7 @@ fn repository_pinning_git_variables_do_not_reach_the_agent() {
     };
     let log = dir.path().join("story.log");
     let cancel = AtomicBool::new(false);
-    let req = RunRequest {
-        cwd: dir.path(),
-        prompt: "",
-        log_path: &log,
-        config: &cfg,
-        cancel: &cancel,
-        on_spawn: None,
-        start_gate: None,
-    };
+    let req = RunRequest::new(dir.path(), "", &log, &cfg, &cancel);
     let out = run_agent(&req).expect("run");
     let cwd = Path::new(dir.path()).canonicalize().expect("canonical");
     assert_eq!(

@@ -301,10 +301,9 @@ mod manifest {
         reads
     }
 
-    #[test]
-    fn threads_lose_no_update() {
-        const THREADS: usize = 16;
-        const ITERATIONS: usize = 20;
+    /// Run `write` (which makes `updates` bumps in a fresh folder) while a reader checks every
+    /// version it sees; then no update may be lost and nothing but the two files left.
+    fn no_update_lost(updates: usize, write: impl FnOnce(&Path)) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let stop = Arc::new(AtomicBool::new(false));
@@ -312,64 +311,62 @@ mod manifest {
             let (dir, stop) = (dir.clone(), stop.clone());
             std::thread::spawn(move || reader_loop(dir, stop))
         };
-        let writers: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let dir = dir.clone();
-                // A ManifestFile per thread: each update opens its own lock file description.
-                std::thread::spawn(move || {
-                    let mf = ManifestFile::new(&dir);
-                    for i in 0..ITERATIONS {
-                        bump(&mf, format!("t{t}-{i}"));
-                    }
-                })
-            })
-            .collect();
-        for w in writers {
-            w.join().unwrap();
-        }
+        write(&dir);
         stop.store(true, Ordering::Relaxed);
         assert!(reader.join().unwrap() > 0);
         let m = ManifestFile::new(&dir).read().unwrap().unwrap();
-        assert_eq!(m.extra["counter"], json!(THREADS * ITERATIONS));
-        assert_eq!(m.sessions.len(), THREADS * ITERATIONS);
+        assert_eq!(m.extra["counter"], json!(updates));
+        assert_eq!(m.sessions.len(), updates);
         assert_eq!(dir_listing(&dir), ["manifest.json", "manifest.lock"]);
+    }
+
+    #[test]
+    fn threads_lose_no_update() {
+        const THREADS: usize = 16;
+        const ITERATIONS: usize = 20;
+        no_update_lost(THREADS * ITERATIONS, |dir| {
+            let writers: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let dir = dir.to_path_buf();
+                    // A ManifestFile per thread: each update opens its own lock file description.
+                    std::thread::spawn(move || {
+                        let mf = ManifestFile::new(&dir);
+                        for i in 0..ITERATIONS {
+                            bump(&mf, format!("t{t}-{i}"));
+                        }
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.join().unwrap();
+            }
+        });
     }
 
     #[test]
     fn processes_lose_no_update() {
         const PROCESSES: usize = 100;
         const ITERATIONS: usize = 3;
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        let stop = Arc::new(AtomicBool::new(false));
-        let reader = {
-            let (dir, stop) = (dir.clone(), stop.clone());
-            std::thread::spawn(move || reader_loop(dir, stop))
-        };
-        let exe = std::env::current_exe().unwrap();
-        let children: Vec<_> = (0..PROCESSES)
-            .map(|p| {
-                Command::new(&exe)
-                    .args([
-                        "manifest::manifest::child_process_writer",
-                        "--exact",
-                        "--quiet",
-                    ])
-                    .env(CHILD_ENV, format!("{}\n{p}\n{ITERATIONS}", dir.display()))
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for mut c in children {
-            assert!(c.wait().unwrap().success());
-        }
-        stop.store(true, Ordering::Relaxed);
-        assert!(reader.join().unwrap() > 0);
-        let m = ManifestFile::new(&dir).read().unwrap().unwrap();
-        assert_eq!(m.extra["counter"], json!(PROCESSES * ITERATIONS));
-        assert_eq!(m.sessions.len(), PROCESSES * ITERATIONS);
-        assert_eq!(dir_listing(&dir), ["manifest.json", "manifest.lock"]);
+        no_update_lost(PROCESSES * ITERATIONS, |dir| {
+            let exe = std::env::current_exe().unwrap();
+            let children: Vec<_> = (0..PROCESSES)
+                .map(|p| {
+                    Command::new(&exe)
+                        .args([
+                            "manifest::manifest::child_process_writer",
+                            "--exact",
+                            "--quiet",
+                        ])
+                        .env(CHILD_ENV, format!("{}\n{p}\n{ITERATIONS}", dir.display()))
+                        .stdout(Stdio::null())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect();
+            for mut c in children {
+                assert!(c.wait().unwrap().success());
+            }
+        });
     }
 
     /// Worker for `processes_lose_no_update`; does nothing in a normal run.

@@ -76,15 +76,6 @@ fn repo_with(stories: &[(&str, &str)]) -> TestRepo {
     r
 }
 
-fn max_concurrency(r: &TestRepo) -> usize {
-    std::fs::read_to_string(r.home.join("agents/concurrency"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .max()
-        .unwrap_or(0)
-}
-
 fn no_conflict_markers(dir: &Path) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let p = entry.path();
@@ -199,9 +190,9 @@ fn nine_stories_on_three_worktrees_land_and_leave_nothing_behind() {
         "ok"
     );
     assert!(
-        max_concurrency(&r) >= 3,
+        common::max_concurrency(&r) >= 3,
         "max concurrency {}\n{stderr}",
-        max_concurrency(&r)
+        common::max_concurrency(&r)
     );
     // Agents ran in worktrees, never in the user's checkout.
     let cwd = std::fs::read_to_string(r.home.join("agents/cwd-1-1-first")).unwrap();

@@ -169,12 +169,7 @@ fn clean_orphans_drops_worktrees_idle_too_long_after_saving_what_they_hold() {
     assert!(!old_dir.exists());
     assert_eq!(parked(&r), vec![young.clone()]);
     let m = manifest(&r);
-    let listed: Vec<&str> = m["teleos_pool"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let listed = common::strings_of(&m["teleos_pool"], "path");
     assert_eq!(listed, [young.as_str()]);
     // Nothing was lost: the commit and the uncommitted file are on rescue refs.
     let name = old_dir.file_name().unwrap().to_string_lossy().into_owned();

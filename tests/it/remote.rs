@@ -106,6 +106,24 @@ fn blob(r: &TestRepo, bare: &Path, what: &str) -> String {
     out.stdout
 }
 
+/// `git teleos run-story` of `story` (a path) in the job folder `job`, session `SID`.
+fn run_story(r: &TestRepo, job: &Path, url: &str, base: &str, story: &str) -> common::Run {
+    r.teleos_in(
+        job,
+        [
+            "run-story",
+            "--remote",
+            url,
+            "--base",
+            base,
+            "--story",
+            story,
+            "--session",
+            SID,
+        ],
+    )
+}
+
 fn fresh_dir(r: &TestRepo, name: &str) -> PathBuf {
     let d = r.home.join("jobs").join(name);
     std::fs::create_dir_all(&d).unwrap();
@@ -120,20 +138,7 @@ fn run_story_pushes_the_commits_and_the_result_and_nothing_else() {
 
     let job = fresh_dir(&r, "one");
     let story_path = format!("{DIR}/1-1-first.md");
-    let run = r.teleos_in(
-        &job,
-        [
-            "run-story",
-            "--remote",
-            &url,
-            "--base",
-            &base,
-            "--story",
-            &story_path,
-            "--session",
-            SID,
-        ],
-    );
+    let run = run_story(&r, &job, &url, &base, &story_path);
     run.ok();
 
     // Exactly two new refs, both under the session; nothing else on the remote changed.
@@ -218,20 +223,7 @@ fn uncommitted_leftovers_are_pushed_beside_the_story() {
     let (r, bare, url) = setup(&["8-1-leftover"]);
     let base = r.git(&["rev-parse", "HEAD"]);
     let job = fresh_dir(&r, "leftover");
-    let run = r.teleos_in(
-        &job,
-        [
-            "run-story",
-            "--remote",
-            &url,
-            "--base",
-            &base,
-            "--story",
-            &format!("{DIR}/8-1-leftover.md"),
-            "--session",
-            SID,
-        ],
-    );
+    let run = run_story(&r, &job, &url, &base, &format!("{DIR}/8-1-leftover.md"));
     // Leftovers make the story partial: exit 1, and nothing of the work is lost.
     run.code(1);
     let saved = format!("refs/teleos/{SID}/uncommitted/8-1-leftover");
@@ -255,20 +247,7 @@ fn run_story_refuses_a_folder_that_is_not_empty() {
     let base = r.git(&["rev-parse", "HEAD"]);
     let job = fresh_dir(&r, "busy");
     std::fs::write(job.join("keep.txt"), "someone's file\n").unwrap();
-    let run = r.teleos_in(
-        &job,
-        [
-            "run-story",
-            "--remote",
-            &url,
-            "--base",
-            &base,
-            "--story",
-            &format!("{DIR}/1-1-first.md"),
-            "--session",
-            SID,
-        ],
-    );
+    let run = run_story(&r, &job, &url, &base, &format!("{DIR}/1-1-first.md"));
     run.code(2);
     assert!(run.stderr.contains("error:") && run.stderr.contains("is not empty"));
     assert!(run.stderr.contains("hint:"), "{}", run.stderr);
@@ -280,15 +259,6 @@ fn run_story_refuses_a_folder_that_is_not_empty() {
     assert!(!remote_refs(&r, &url)
         .keys()
         .any(|k| k.starts_with("refs/teleos/")));
-}
-
-fn max_concurrency(r: &TestRepo) -> usize {
-    std::fs::read_to_string(r.home.join("agents/concurrency"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .max()
-        .unwrap_or(0)
 }
 
 /// The command runner end to end: each job runs `git teleos run-story` in a fresh temporary
@@ -363,12 +333,7 @@ exec "{bin}" run-story --remote "$1" --base "$2" --story "$3" --key "$4" --sessi
     let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
 
     // Five landed on main, in order for the dependency; the crash is an error.
-    let completed: Vec<&str> = j["completed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["story_key"].as_str().unwrap())
-        .collect();
+    let completed = common::strings_of(&j["completed"], "story_key");
     assert_eq!(completed.len(), 5, "{j}\n{stderr}");
     assert!(!completed.contains(&"9-1-crash"));
     let crash = j["errors"]
@@ -412,7 +377,7 @@ exec "{bin}" run-story --remote "$1" --base "$2" --story "$3" --key "$4" --sessi
         1
     );
     assert!(!r.path(".claude/worktrees").exists());
-    assert_eq!(max_concurrency(&r), 3, "3 jobs at once");
+    assert_eq!(common::max_concurrency(&r), 3, "3 jobs at once");
 
     // The remote's branches are untouched; of the session, only the crash's refs are left.
     let after = remote_refs(&r, &url);

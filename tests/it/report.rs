@@ -241,12 +241,7 @@ fn a_parallel_batch_draws_one_bar_per_attempt_and_history_lists_it() {
     let mut expected = Vec::new();
     for s in stories {
         for a in s["timeline"].as_array().unwrap() {
-            let phases: Vec<&str> = a["phases"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p["phase"].as_str().unwrap())
-                .collect();
+            let phases = common::strings_of(&a["phases"], "phase");
             assert!(phases.contains(&"agent"), "{a}");
             expected.push((
                 a["lane"].as_u64().unwrap().to_string(),

@@ -40,12 +40,7 @@ fn json_has_the_scan_results_shape_and_categories() {
     assert_eq!(keys("clean"), vec!["1-1-clean"]);
     assert_eq!(keys("closeable"), vec!["1-2-boundary"]);
     assert_eq!(keys("needs_pipeline"), vec!["1-10-over", "2-1-far"]);
-    let skipped: Vec<&str> = j["skipped"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["filename"].as_str().unwrap())
-        .collect();
+    let skipped = common::strings_of(&j["skipped"], "filename");
     assert!(
         skipped.iter().any(|f| f.contains("README.md")),
         "{skipped:?}"

@@ -40,15 +40,7 @@ fn run_with(
     limits: Limits,
 ) -> RunOutcome {
     let log = dir.join("logs").join("story.log");
-    let req = RunRequest {
-        cwd: dir,
-        prompt,
-        log_path: &log,
-        config: cfg,
-        cancel,
-        on_spawn: None,
-        start_gate: None,
-    };
+    let req = RunRequest::new(dir, prompt, &log, cfg, cancel);
     // Executing a script written a moment ago can hit ETXTBSY if another test forked
     // while its file was open for writing; that is the test's race, not the runner's.
     for _ in 0..20 {
@@ -328,15 +320,7 @@ fn missing_program_is_a_setup_error() {
     };
     let log = dir.path().join("story.log");
     let cancel = AtomicBool::new(false);
-    let req = RunRequest {
-        cwd: dir.path(),
-        prompt: "",
-        log_path: &log,
-        config: &cfg,
-        cancel: &cancel,
-        on_spawn: None,
-        start_gate: None,
-    };
+    let req = RunRequest::new(dir.path(), "", &log, &cfg, &cancel);
     let err = run_agent(&req).expect_err("must fail");
     assert!(matches!(
         err,

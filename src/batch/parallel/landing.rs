@@ -36,7 +36,8 @@ pub(super) fn restore_integration(
     )))
 }
 
-/// Land the integration branch, or, with `--no-land`, say where the work is and how to merge it.
+/// Land the integration branch: merge it into the branch the batch started from. With
+/// `--no-land` (`land_wanted` false), say instead where the work is and how to merge it.
 pub(crate) fn land_or_keep(
     land_wanted: bool,
     main: &gix::Repository,
@@ -46,31 +47,12 @@ pub(crate) fn land_or_keep(
     integration_ref: &str,
     report: &mut BatchReport,
 ) -> bool {
-    if land_wanted {
-        return land(
-            main,
-            root,
-            start_branch,
-            integration,
-            integration_ref,
-            report,
-        );
+    if !land_wanted {
+        report.notes.push(format!(
+            "--no-land: the work is on {integration}; merge it with: git merge {integration}"
+        ));
+        return false;
     }
-    report.notes.push(format!(
-        "--no-land: the work is on {integration}; merge it with: git merge {integration}"
-    ));
-    false
-}
-
-/// Merge the integration branch into the branch the batch started from.
-pub(super) fn land(
-    main: &gix::Repository,
-    root: &Path,
-    start_branch: Option<&str>,
-    integration: &str,
-    integration_ref: &str,
-    report: &mut BatchReport,
-) -> bool {
     let Some(branch) = start_branch else {
         return false;
     };

@@ -70,6 +70,31 @@ pub fn entry<'a>(list: &'a serde_json::Value, key: &str) -> &'a serde_json::Valu
         .unwrap_or_else(|| panic!("{key} not in {list}"))
 }
 
+/// The string `field` of every object in the JSON array `array`; panics on any other shape.
+#[track_caller]
+pub fn strings_of<'a>(array: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    array
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {array}"))
+        .iter()
+        .map(|item| {
+            item[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no string {field} in {item}"))
+        })
+        .collect()
+}
+
+/// The most agents running at once, as the stand-ins that count them wrote it (one number a
+/// line in `agents/concurrency` under the test's home); 0 when none ran.
+pub fn max_concurrency(r: &TestRepo) -> usize {
+    lines(&r.home.join("agents/concurrency"))
+        .iter()
+        .filter_map(|l| l.trim().parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
 /// The lines of a file, none if it does not exist.
 pub fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
