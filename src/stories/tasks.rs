@@ -156,7 +156,21 @@ pub fn parse_story(text: &str, opts: &ParseOptions) -> ParsedStory {
         }
         // Front matter exists only at the top of the file: not in a chunk parsed alone.
         let heading = &text[chunk.start..chunk.heading_end];
-        state.feed(heading, chunk.start, PARSE_OPTIONS);
+        match chunks::plain_heading(heading) {
+            // What the parser would say for it, without building a parser per heading.
+            Some((level, words)) => {
+                let tag = Tag::Heading {
+                    level,
+                    id: None,
+                    classes: Vec::new(),
+                    attrs: Vec::new(),
+                };
+                state.start(tag, chunk.start);
+                state.text(words);
+                state.end(TagEnd::Heading(level));
+            }
+            None => state.feed(heading, chunk.start, PARSE_OPTIONS),
+        }
         let body = &text[chunk.heading_end..chunk.end];
         let state_reads_body = state.in_dependency_section()
             || (state.out.status.is_none() && state.status_heading_pending);

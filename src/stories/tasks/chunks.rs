@@ -187,6 +187,22 @@ fn is_atx_heading(line: &[u8]) -> bool {
     (1..=6).contains(&hashes) && line.get(hashes).is_none_or(|b| b.is_ascii_whitespace())
 }
 
+/// An ATX heading line (as [`split`] cuts at) whose text has no inline markup, no closing `#`
+/// sequence and nothing but ASCII: its level and its text, as the parser reads it.
+pub(super) fn plain_heading(line: &str) -> Option<(pulldown_cmark::HeadingLevel, &str)> {
+    use pulldown_cmark::HeadingLevel::*;
+    let bytes = line.as_bytes();
+    let hashes = bytes.iter().take_while(|b| **b == b'#').count();
+    let level = [H1, H2, H3, H4, H5, H6]
+        .get(hashes.checked_sub(1)?)
+        .copied()?;
+    let rest = &line[hashes..];
+    let plain = rest.bytes().all(|b| {
+        (b.is_ascii_alphanumeric() || b" \t\r\n,.:;/()-+=?'\"%@$^{}".contains(&b)) && b != b'#'
+    });
+    plain.then(|| (level, rest.trim_ascii()))
+}
+
 /// A line that may define a link reference (`[label]: url`, possibly in a list or quote):
 /// those change how `[label]` reads anywhere in the file.
 fn may_define_link(line: &[u8]) -> bool {
