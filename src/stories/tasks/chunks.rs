@@ -284,42 +284,37 @@ pub(super) fn split(text: &str) -> Option<Vec<Chunk>> {
     Some(chunks)
 }
 
-/// Words whose presence in a line means it may carry a dependency label or, while the status is
-/// unknown, a status label.
+/// Labels the parser's state reads from a prose line: dependency labels always, `status` while
+/// the status is unknown. Only their start matters: [`super::text::labelled_value`] wants the
+/// label at the start of the line's text.
 const DEPENDENCY_WORDS: &[&[u8]] = &[b"depend", b"prerequisite", b"blocked"];
+const STATUS_WORD: &[u8] = b"status";
 
-/// Byte strings that may become a checkbox (`[ ]`, `[x]`) once markup is dropped.
-const CHECKBOXES: &[&[u8]] = &[b"[ ]", b"[x]", b"[\t]", b"[\x0b]", b"[\x0c]"];
+/// Characters inline markup may drop from a line's text (emphasis, strikethrough, code spans,
+/// escapes, table pipes).
+fn is_joining_markup(b: u8) -> bool {
+    matches!(b, b'*' | b'_' | b'~' | b'`' | b'\\' | b'|')
+}
 
 /// Whether the body of a chunk (starting at the top level, after its heading line) may hold
 /// anything the parser's state reads when the state itself does not already ask for the body
 /// (a dependency section, a pending `## Status` heading): a heading, a checkbox, a dependency
 /// label, or, while `status_unknown`, a status label. Fenced code and HTML blocks are not
-/// looked into. Conservative: inline markup that could join characters (`*`, `_`, `~`,
-/// backticks, backslashes, table pipes) is dropped before matching, and links, inline HTML and
-/// entities, which drop or rewrite text, make the body count.
+/// looked into. Conservative: markup that could join characters is skipped when matching, and
+/// links, inline HTML and entities, which drop or rewrite text, make the body count.
 pub(super) fn body_needs_parse(body: &str, status_unknown: bool) -> bool {
     let bytes = body.as_bytes();
     // Searchers built once per process: building one costs more than a short search.
-    static FINDERS: std::sync::OnceLock<Vec<memmem::Finder<'static>>> = std::sync::OnceLock::new();
-    let finders = FINDERS.get_or_init(|| {
-        CHECKBOXES
-            .iter()
-            .chain(DEPENDENCY_WORDS)
-            .chain([&b"status"[..]].iter())
-            .map(|w| memmem::Finder::new(w).into_owned())
-            .collect()
-    });
+    static FINDERS: std::sync::OnceLock<[memmem::Finder<'static>; 2]> = std::sync::OnceLock::new();
+    let finders =
+        FINDERS.get_or_init(|| [memmem::Finder::new(b"[ ]"), memmem::Finder::new(b"[x]")]);
     // Literal checkboxes are the common reason: found before any other work.
-    if finders[..2].iter().any(|f| f.find(bytes).is_some()) {
+    if finders.iter().any(|f| f.find(bytes).is_some()) {
         return true;
     }
     let mut block = Block::Normal;
     let mut prev_blank = true;
-    // The Markdown lines, lowercased, without joining markup, each ended by `\n`.
-    let mut text = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    for (line, next) in lines(bytes) {
+    for (line, _) in lines(bytes) {
         let step = step(block, line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         match step {
@@ -327,28 +322,58 @@ pub(super) fn body_needs_parse(body: &str, status_unknown: bool) -> bool {
             Step::Opaque(b) => block = b,
             Step::Markdown(b) => {
                 block = b;
-                if heading_or_markup(line, prev_blank) {
+                if heading_or_markup(line, prev_blank)
+                    || hidden_checkbox(line)
+                    || label_at_start(line, status_unknown)
+                {
                     return true;
                 }
-                text.extend(
-                    line.iter()
-                        .filter(|b| !matches!(b, b'*' | b'_' | b'~' | b'`' | b'\\' | b'|'))
-                        .map(u8::to_ascii_lowercase),
-                );
-                text.push(b'\n');
             }
         }
         prev_blank = is_blank(line);
-        at = next;
     }
-    debug_assert_eq!(at, bytes.len());
-    // The last finder is the status label's.
-    let searched = if status_unknown {
-        finders.len()
-    } else {
-        finders.len() - 1
-    };
-    finders[..searched].iter().any(|f| f.find(&text).is_some())
+    false
+}
+
+/// A checkbox once joining markup is dropped (`[*x*]`), ignoring case.
+fn hidden_checkbox(line: &[u8]) -> bool {
+    memchr::memchr_iter(b'[', line).any(|i| {
+        let mut rest = line[i + 1..].iter().filter(|b| !is_joining_markup(**b));
+        matches!(rest.next(), Some(b' ' | b'\t' | 0x0b | 0x0c | b'x' | b'X'))
+            && rest.next() == Some(&b']')
+    })
+}
+
+/// A label where a prose line's text can start: the line's start or a table cell's, after
+/// container marks, list markers and markup (as `labelled_value` skips `*`, `_`, `-`).
+/// Anything non-ASCII there (a no-break space the text's trim would drop) counts too.
+fn label_at_start(line: &[u8], status_unknown: bool) -> bool {
+    let starts = std::iter::once(0).chain(memchr::memchr_iter(b'|', line).map(|i| i + 1));
+    for start in starts {
+        let skip = line[start..]
+            .iter()
+            .take_while(|b| {
+                // `\x0b` too: the text's trim drops it, `is_ascii_whitespace` does not.
+                b.is_ascii_whitespace()
+                    || **b == 0x0b
+                    || is_joining_markup(**b)
+                    || matches!(b, b'>' | b'-' | b'+' | b'.' | b')' | b'0'..=b'9')
+            })
+            .count();
+        let rest = &line[start + skip..];
+        if rest.first().is_some_and(|b| !b.is_ascii()) {
+            return true;
+        }
+        let word_at = |w: &[u8]| {
+            let mut text = rest.iter().filter(|b| !is_joining_markup(**b));
+            w.iter()
+                .all(|c| text.next().is_some_and(|b| b.to_ascii_lowercase() == *c))
+        };
+        if DEPENDENCY_WORDS.iter().any(|w| word_at(w)) || (status_unknown && word_at(STATUS_WORD)) {
+            return true;
+        }
+    }
+    false
 }
 
 /// A heading (ATX anywhere, in a list item or quote too; a setext underline after text), or

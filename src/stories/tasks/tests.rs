@@ -466,6 +466,9 @@ fn chunks_agree_with_the_whole_file() {
         "# T\n\n| a | b |\n| - | - |\n| [ ] | x |\n\n# A\n\n| c |\n| - |\n| dep|ends on: 1-1 |\n",
         "# T\n\n\t```\n\n# A\n\n- [ ] tab\n\t```\n",
         "#\n\n#\n\n- [ ] empty headings\n\n######x\n\n####### seven\n",
+        // Labels only where a line's or a cell's text starts.
+        "# T\n\n## A\n\nThe HTTP status code\n\n## B\n\n| a | Depends on: 5-5 |\n|---|---|\n\n## C\n\n\u{a0}Depends on: 6-6\n\n## D\n\n\u{b}Status: done\n",
+        "# T\n\n## A\n\n> - __Blocked by:__ 7-7\n\n## B\n\nsee `depends on: 8-8`\n",
     ];
     for text in cases {
         same_as_whole(text);
@@ -484,12 +487,18 @@ fn chunks_cut_at_top_level_headings_and_skip_plain_bodies() {
         "\n```\n\n# c\nDepends on: 1-1\n```\n\nprose\n",
         false
     ));
-    assert!(body_needs_parse("\nThe HTTP status code\n", true));
-    assert!(!body_needs_parse("\nThe HTTP status code\n", false));
-    assert!(body_needs_parse(
+    // Labels count where a line's text starts (or a table cell's), markup skipped.
+    assert!(body_needs_parse("\n- **Status:** done\n", true));
+    assert!(!body_needs_parse("\n- **Status:** done\n", false));
+    assert!(!body_needs_parse("\nThe HTTP status code\n", true));
+    assert!(body_needs_parse("\n> 1. *De*pends on: 2-2\n", false));
+    assert!(body_needs_parse("\n| a | `Blocked` by 3-3 |\n", false));
+    assert!(!body_needs_parse(
         "\nNo blockers; depends on nothing\n",
         false
     ));
+    assert!(body_needs_parse("\n\u{a0}Prerequisites: 4-4\n", false));
+    assert!(body_needs_parse("\n- [*X*] hidden\n", false));
     assert!(body_needs_parse("\nsee [the docs](x)\n", false));
     assert!(body_needs_parse("\ntext\n---\n", false));
     assert!(!body_needs_parse(
