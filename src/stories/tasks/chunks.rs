@@ -244,10 +244,10 @@ pub(super) fn split(text: &str) -> Option<Vec<Chunk>> {
     let mut at = 0;
     for (i, (line, next)) in lines(bytes).enumerate() {
         let trimmed = line.strip_suffix(b"\r").unwrap_or(line);
-        if may_define_link(trimmed) {
-            return None;
-        }
         if in_front {
+            if may_define_link(trimmed) {
+                return None;
+            }
             if i > 0 && (trimmed == b"---" || trimmed == b"...") {
                 in_front = false;
                 front_end = next;
@@ -273,7 +273,10 @@ pub(super) fn split(text: &str) -> Option<Vec<Chunk>> {
         }
         block = match step(block, line) {
             Step::Unsure => return None,
-            Step::Opaque(b) | Step::Markdown(b) => b,
+            // Inside fenced code or an HTML block, `[x]: y` defines nothing.
+            Step::Opaque(b) => b,
+            Step::Markdown(_) if may_define_link(trimmed) => return None,
+            Step::Markdown(b) => b,
         };
         prev_blank = is_blank(trimmed);
         at = next;

@@ -466,6 +466,9 @@ fn chunks_agree_with_the_whole_file() {
         "# T\n\n| a | b |\n| - | - |\n| [ ] | x |\n\n# A\n\n| c |\n| - |\n| dep|ends on: 1-1 |\n",
         "# T\n\n\t```\n\n# A\n\n- [ ] tab\n\t```\n",
         "#\n\n#\n\n- [ ] empty headings\n\n######x\n\n####### seven\n",
+        // `[a]: b` in fenced code defines no link; in a list item it does.
+        "# T\n\n```toml\n[a]: b\n```\n\n## A\n\n- [ ] see [a]\n",
+        "# T\n\n- [a]: /u\n\n## A\n\n- [ ] see [a]\n",
         // Labels only where a line's or a cell's text starts.
         "# T\n\n## A\n\nThe HTTP status code\n\n## B\n\n| a | Depends on: 5-5 |\n|---|---|\n\n## C\n\n\u{a0}Depends on: 6-6\n\n## D\n\n\u{b}Status: done\n",
         "# T\n\n## A\n\n> - __Blocked by:__ 7-7\n\n## B\n\nsee `depends on: 8-8`\n",
