@@ -407,11 +407,17 @@ fn read_story(path: &Path, limit: u64) -> Result<String, ReadError> {
 fn excluded_by<'p>(patterns: &'p [String], name: &str) -> Option<&'p str> {
     let lower = name.to_lowercase();
     patterns.iter().map(String::as_str).find(|p| {
-        let p = p.to_lowercase();
+        // Patterns are nearly always lowercase already: no copy then.
+        let p: std::borrow::Cow<str> = if p.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+        {
+            (*p).into()
+        } else {
+            p.to_lowercase().into()
+        };
         if p.contains('*') {
             glob_match(&p, &lower)
         } else {
-            lower.starts_with(&p)
+            lower.starts_with(&*p)
         }
     })
 }
@@ -419,11 +425,19 @@ fn excluded_by<'p>(patterns: &'p [String], name: &str) -> Option<&'p str> {
 /// `*`-only glob over the whole name, by the usual greedy match with one backtrack point:
 /// linear in practice and never exponential.
 pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
+    if pattern.is_ascii() && name.is_ascii() {
+        // Bytes are characters here: no decoding into vectors.
+        return glob_match_in(pattern.as_bytes(), name.as_bytes(), b'*');
+    }
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    glob_match_in(&p, &n, '*')
+}
+
+fn glob_match_in<T: PartialEq + Copy>(p: &[T], n: &[T], any: T) -> bool {
     let (mut pi, mut ni) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ni < n.len() {
-        if pi < p.len() && p[pi] == '*' {
+        if pi < p.len() && p[pi] == any {
             star = Some((pi, ni));
             pi += 1;
         } else if pi < p.len() && p[pi] == n[ni] {
@@ -437,7 +451,7 @@ pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| *c == any)
 }
 
 /// Compare keys with digit runs as numbers: `1-2` < `1-10` < `2-1`, `19a-1` after `19-9`.

@@ -9,13 +9,14 @@ use std::rc::Rc;
 use pulldown_cmark::{Event, HeadingLevel, MetadataBlockKind, Options, Parser, Tag, TagEnd};
 use serde::Serialize;
 
+mod chunks;
 mod refs;
 mod text;
 
 use refs::extract_refs;
 use text::{
-    clean_status, contains_lowercased, indent_at, labelled_value, lazy_checkbox,
-    lowercase_contains_any, truncate_at_char,
+    clean_status, indent_at, labelled_value, lazy_checkbox, lowercase_contains_any,
+    truncate_at_char,
 };
 pub(crate) use text::{heading_words, strip_yaml_comment};
 
@@ -136,19 +137,74 @@ pub struct ParsedStory {
 /// Parse a story file. Never fails: anything unrecognised is simply not a task.
 pub fn parse_story(text: &str, opts: &ParseOptions) -> ParsedStory {
     let mut state = State::new(text, opts);
-    let options = Options::ENABLE_TASKLISTS
-        | Options::ENABLE_TABLES
-        | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS;
-    for (event, range) in Parser::new_ext(text, options).into_offset_iter() {
-        state.event(event, range);
+    let Some(chunks) = chunks::split(text) else {
+        state.feed(
+            text,
+            0,
+            PARSE_OPTIONS | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS,
+        );
+        return with_heading_tasks(text, opts, state.finish());
+    };
+    for chunk in chunks {
+        if chunk.start == 0 {
+            // The preamble: front matter, title, status. Always read.
+            let whole = &text[..chunk.end];
+            state.feed(
+                whole,
+                0,
+                PARSE_OPTIONS | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS,
+            );
+            continue;
+        }
+        // Front matter exists only at the top of the file: not in a chunk parsed alone.
+        let heading = &text[chunk.start..chunk.heading_end];
+        match chunks::plain_heading(heading) {
+            // What the parser would say for it, without building a parser per heading.
+            Some((level, words)) => {
+                let tag = Tag::Heading {
+                    level,
+                    id: None,
+                    classes: Vec::new(),
+                    attrs: Vec::new(),
+                };
+                state.start(tag, chunk.start);
+                state.text(words);
+                state.end(TagEnd::Heading(level));
+            }
+            None => state.feed(heading, chunk.start, PARSE_OPTIONS),
+        }
+        let body = &text[chunk.heading_end..chunk.end];
+        let state_reads_body = state.in_dependency_section()
+            || (state.out.status.is_none() && state.status_heading_pending);
+        if state_reads_body || chunks::body_needs_parse(body, state.out.status.is_none()) {
+            state.feed(body, chunk.heading_end, PARSE_OPTIONS);
+        }
     }
-    let mut out = state.finish();
+    with_heading_tasks(text, opts, state.finish())
+}
+
+/// No checkbox anywhere: the tasks may be headings (a second pass, for these files only).
+fn with_heading_tasks(text: &str, opts: &ParseOptions, mut out: ParsedStory) -> ParsedStory {
     if out.tasks.is_empty() {
-        // No checkbox anywhere: the tasks may be headings (a second pass, for these files only).
         super::headings::add_heading_tasks(text, opts, &mut out);
     }
     out
 }
+
+/// [`parse_story`] without cutting the file into chunks: what chunking must agree with.
+#[cfg(test)]
+fn parse_story_whole(text: &str, opts: &ParseOptions) -> ParsedStory {
+    let mut state = State::new(text, opts);
+    state.feed(
+        text,
+        0,
+        PARSE_OPTIONS | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS,
+    );
+    with_heading_tasks(text, opts, state.finish())
+}
+
+/// The Markdown the parser reads (front matter is added for the top of the file).
+const PARSE_OPTIONS: Options = Options::ENABLE_TASKLISTS.union(Options::ENABLE_TABLES);
 
 /// Byte offset → 1-based line number, by binary search over line starts.
 struct LineIndex {
@@ -201,6 +257,8 @@ const SECTION_NAME_MAX: usize = 256;
 struct State<'a> {
     src: &'a str,
     human_patterns: Vec<String>,
+    /// Searchers for the non-empty `human_patterns`, built once per file.
+    human_finders: Vec<memchr::memmem::Finder<'static>>,
     task_sections: Option<Vec<String>>,
     lines: LineIndex,
     items: Vec<ItemFrame>,
@@ -223,13 +281,19 @@ struct State<'a> {
 
 impl<'a> State<'a> {
     fn new(text: &'a str, opts: &ParseOptions) -> Self {
+        let human_patterns: Vec<String> = opts
+            .human_patterns
+            .iter()
+            .map(|p| p.to_lowercase())
+            .collect();
         State {
             src: text,
-            human_patterns: opts
-                .human_patterns
+            human_finders: human_patterns
                 .iter()
-                .map(|p| p.to_lowercase())
+                .filter(|p| !p.is_empty())
+                .map(|p| memchr::memmem::Finder::new(p.as_bytes()).into_owned())
                 .collect(),
+            human_patterns,
             task_sections: opts
                 .task_sections
                 .as_ref()
@@ -247,6 +311,13 @@ impl<'a> State<'a> {
             prose: String::new(),
             status_heading_pending: false,
             out: ParsedStory::default(),
+        }
+    }
+
+    /// Read `part`, which starts at byte `base` of the file.
+    fn feed(&mut self, part: &str, base: usize, options: Options) {
+        for (event, range) in Parser::new_ext(part, options).into_offset_iter() {
+            self.event(event, range.start + base..range.end + base);
         }
     }
 
@@ -566,12 +637,13 @@ impl<'a> State<'a> {
     /// Case-insensitive match against the (already lowercased) human-validation patterns.
     fn is_human(&self, text: &str) -> bool {
         if text.is_ascii() {
-            // Compared in place: no lowercase copy of every task.
-            let hay = text.as_bytes();
+            // One lowercase copy, then a fast substring search per pattern (comparing in place
+            // at every offset cost a tenth of the scan).
+            let hay = text.to_ascii_lowercase();
             return self
-                .human_patterns
+                .human_finders
                 .iter()
-                .any(|p| !p.is_empty() && contains_lowercased(hay, p.as_bytes()));
+                .any(|f| f.find(hay.as_bytes()).is_some());
         }
         let lower = text.to_lowercase();
         self.human_patterns

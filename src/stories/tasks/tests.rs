@@ -409,3 +409,117 @@ fn empty_and_no_tasks() {
     assert_eq!(parse(""), ParsedStory::default());
     assert_eq!(parse("# Just a doc\n\nNo tasks.\n").total, 0);
 }
+
+/// Chunked and whole parses agree, on both option sets.
+fn same_as_whole(text: &str) {
+    for opts in [ParseOptions::default(), ParseOptions::task_sections_only()] {
+        assert_eq!(
+            parse_story(text, &opts),
+            parse_story_whole(text, &opts),
+            "chunked parse differs on:\n{text}"
+        );
+    }
+}
+
+/// Every `*.md` file under `STORY_DIFF_DIR` parses the same chunked and whole:
+/// `STORY_DIFF_DIR=/path/to/stories cargo test --release --lib chunked_matches_whole_on -- --ignored`.
+#[test]
+#[ignore]
+fn chunked_matches_whole_on_a_folder() {
+    let dir = std::env::var("STORY_DIFF_DIR").expect("set STORY_DIFF_DIR");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for opts in [ParseOptions::default(), ParseOptions::task_sections_only()] {
+            assert_eq!(
+                parse_story(&text, &opts),
+                parse_story_whole(&text, &opts),
+                "{}",
+                path.display()
+            );
+        }
+        n += 1;
+    }
+    assert!(n > 0);
+}
+
+#[test]
+fn chunks_agree_with_the_whole_file() {
+    let cases = [
+        // A typical story: the dev notes are skipped, the tasks are not.
+        "# Story 1.2: X\n\nStatus: review\n\n## Tasks / Subtasks\n\n- [ ] a\n  - [x] b\n\n## Dev Notes\n\nPlain prose.\n\n### Files\n\n- src/a.rs\n",
+        // A heading inside a fence is no cut; checkboxes in it are no tasks.
+        "# T\n\n```md\n\n# not a heading\n\n- [ ] in fence\n```\n\n## Tasks\n\n- [ ] real\n",
+        "# T\n\n~~~~\n\n# in\n\n~~~\n\n- [ ] still in\n~~~~\n\n# after\n\n- [x] out\n",
+        // An HTML comment spanning a blank line and a heading.
+        "# T\n\n<!--\n\n# hidden\n\n- [ ] hidden\n-->\n\n# shown\n\n- [ ] shown\n",
+        "# T\n\n<!-- one line -->\n\n# A\n\nprose\n",
+        "# T\n\n<div>\n```\n</div>\n\n# A\n\n```\n\n# in fence\n\n- [ ] x\n```\n",
+        // Indented fences: in a list item or not, the whole file is parsed.
+        "# T\n\n- [ ] a\n  ```\n\n# H\n\n- [ ] b\n  ```\n",
+        "# T\n\n   ```\n\n# in\n\n- [ ] c\n   ```\n\n# out\n",
+        // Front matter with a heading-like comment after a blank line.
+        "---\nstatus: done\n\n# comment\ndepends_on: [1-1]\n---\n\n# T\n\n- [ ] a\n",
+        "---\n\n# T\n\n- [ ] a\n",
+        // Link reference definitions reach across chunks.
+        "# T\n\n- [ ] fix [foo]\n\n## Refs\n\n[foo]: /url\n",
+        // Markup that could make a checkbox, a label or a heading in a skipped body.
+        "# T\n\n## A\n\n- [ ] parent\n        - \\[ ] lazy\n\n## B\n\nDe*pends* on: 2-2\n\n## C\n\nStatus\n======\n",
+        "# T\n\n## A\n\nx &#91; ] y\n\n## B\n\n**Depends on:** Story 3.1\n\n## C\n\n> ## Status\n> done\n",
+        "# T\n\n## Dependencies\n\nStory 4.4\n\n### Sub\n\n5-5\n\n## Other\n\n6-6\n",
+        "# T\n\n## Status\n\nin-progress\n\n## B\n\nStatus: done\n",
+        "# T\n\n## B\n\nStatus: done\n\n## Status\n\nreview\n",
+        "# T\r\n\r\n## A\r\n\r\n- [x] crlf\r\n\r\n## B\r\n\r\nprose\r\n",
+        "# T\r\rbare\r\r## A\r\r- [ ] cr\r",
+        "# T\n\n| a | b |\n| - | - |\n| [ ] | x |\n\n# A\n\n| c |\n| - |\n| dep|ends on: 1-1 |\n",
+        "# T\n\n\t```\n\n# A\n\n- [ ] tab\n\t```\n",
+        "#\n\n#\n\n- [ ] empty headings\n\n######x\n\n####### seven\n",
+        // `[a]: b` in fenced code defines no link; in a list item it does.
+        "# T\n\n```toml\n[a]: b\n```\n\n## A\n\n- [ ] see [a]\n",
+        "# T\n\n- [a]: /u\n\n## A\n\n- [ ] see [a]\n",
+        // Labels only where a line's or a cell's text starts.
+        "# T\n\n## A\n\nThe HTTP status code\n\n## B\n\n| a | Depends on: 5-5 |\n|---|---|\n\n## C\n\n\u{a0}Depends on: 6-6\n\n## D\n\n\u{b}Status: done\n",
+        "# T\n\n## A\n\n> - __Blocked by:__ 7-7\n\n## B\n\nsee `depends on: 8-8`\n",
+    ];
+    for text in cases {
+        same_as_whole(text);
+    }
+}
+
+#[test]
+fn chunks_cut_at_top_level_headings_and_skip_plain_bodies() {
+    use super::chunks::{body_needs_parse, split};
+    let text =
+        "# T\n\nStatus: x\n\n## Tasks\n\n- [ ] a\n\n## Dev Notes\n\n```\n\n# c\n```\n\nprose\n";
+    let cuts: Vec<usize> = split(text).unwrap().iter().map(|c| c.start).collect();
+    assert_eq!(cuts, [0, 16, 35]);
+    assert!(body_needs_parse("\n- [ ] a\n", false));
+    assert!(!body_needs_parse(
+        "\n```\n\n# c\nDepends on: 1-1\n```\n\nprose\n",
+        false
+    ));
+    // Labels count where a line's text starts (or a table cell's), markup skipped.
+    assert!(body_needs_parse("\n- **Status:** done\n", true));
+    assert!(!body_needs_parse("\n- **Status:** done\n", false));
+    assert!(!body_needs_parse("\nThe HTTP status code\n", true));
+    assert!(body_needs_parse("\n> 1. *De*pends on: 2-2\n", false));
+    assert!(body_needs_parse("\n| a | `Blocked` by 3-3 |\n", false));
+    assert!(!body_needs_parse(
+        "\nNo blockers; depends on nothing\n",
+        false
+    ));
+    assert!(body_needs_parse("\n\u{a0}Prerequisites: 4-4\n", false));
+    assert!(body_needs_parse("\n- [*X*] hidden\n", false));
+    assert!(body_needs_parse("\nsee [the docs](x)\n", false));
+    assert!(body_needs_parse("\ntext\n---\n", false));
+    assert!(!body_needs_parse(
+        "\n---\n\nplain [Source: a.md#b]\n",
+        false
+    ));
+    // Where the scan cannot be sure, nothing is cut.
+    assert_eq!(split("# T\n\n  ```\n\n# A\n"), None);
+    assert_eq!(split("# T\n\n[a]: /b\n"), None);
+}
