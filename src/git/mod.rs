@@ -16,6 +16,7 @@
 
 mod checkout;
 pub mod config_env;
+mod diff_update;
 mod history;
 pub mod hooks;
 mod identity;
