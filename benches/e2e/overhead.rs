@@ -150,7 +150,8 @@ pub fn workload_o(cfg: &Config, bench: &Bench) -> WorkloadO {
                 median(&r.gaps.setup),
             );
             if !bench.verify("teleos", &repo, &keys) {
-                out.failures.push(format!("O round {} {n} files", round + 1));
+                out.failures
+                    .push(format!("O round {} {n} files", round + 1));
             }
             drop(fresh);
             out.sizes[i].1.push(r.gaps);
@@ -167,7 +168,13 @@ fn ms_list(xs: &[f64]) -> String {
 }
 
 impl WorkloadO {
-    pub fn markdown(&self, cfg: &Config, bench: &Bench, load_start: &str, load_end: &str) -> String {
+    pub fn markdown(
+        &self,
+        cfg: &Config,
+        bench: &Bench,
+        load_start: &str,
+        load_end: &str,
+    ) -> String {
         use std::fmt::Write as _;
         let mut s = String::new();
         let sizes: Vec<String> = cfg.o_files.iter().map(|n| n.to_string()).collect();

@@ -21,6 +21,7 @@ mod history;
 pub mod hooks;
 mod identity;
 mod merge;
+mod quick_status;
 mod refs;
 mod repo;
 mod sign;
