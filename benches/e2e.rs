@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Knobs (environment): `E2E_FILES` (filler files of the A/D/E repository, default 20000),
-//! `E2E_ROUNDS` (default 3), `E2E_WORKLOADS` (default `A,B,D,E`), `E2E_B_FILES` (filler files of
+//! `E2E_ROUNDS` (default 3), `E2E_WORKLOADS` (default `A,B,D,E,O`), `E2E_O_FILES` (the
+//! repository sizes of workload O, default `2000,20000`), `E2E_B_FILES` (filler files of
 //! the B repository, default 100), `E2E_LONG` / `E2E_SHORT` (B's story durations in seconds,
 //! default 4 and 0.5), `E2E_TMPDIR` (where fixtures go, default the system temp folder),
 //! `E2E_TELEOS_BIN` (the binary to measure, default the one cargo built with this bench),
@@ -17,7 +18,10 @@
 //! Workloads: A, 24 instant stories on a 20,000-file repository with 3 worktrees; B, 12 stories
 //! of skewed durations (long ones at positions 0, 3, 6, 9: fixed round-robin puts them all on
 //! one worktree); D, creating 3 worktrees cold, gix (`git_teleos::git::add_worktree`, three
-//! threads) against `git worktree add` ×3; E, the peak memory of git-teleos during A.
+//! threads) against `git worktree add` ×3; E, the peak memory of git-teleos during A; O, the
+//! per-story overhead (agent exit to the next agent start in the same worktree, from the batch's
+//! own timeline) of A's batch at each size of `E2E_O_FILES`, in a BENCHMARKS.md section of its
+//! own (`benches/e2e/overhead.rs`).
 //! Copies of the fixtures and correctness checks (all stories' `out/<key>.txt` on `main`, no
 //! worktree left) are not timed.
 
@@ -856,7 +860,7 @@ impl Report {
         let _ = writeln!(s, "```\n");
         let _ = writeln!(
             s,
-            "Knobs: `E2E_FILES` (default 20000), `E2E_ROUNDS` (3), `E2E_WORKLOADS` (`A,B,D,E`), \
+            "Knobs: `E2E_FILES` (default 20000), `E2E_ROUNDS` (3), `E2E_WORKLOADS` (`A,B,D,E,O`; O writes a section of its own), \
              `E2E_B_FILES` (100), `E2E_LONG`/`E2E_SHORT` (4 / 0.5 s), `E2E_TMPDIR`, \
              `E2E_TELEOS_BIN`, `E2E_WRITE=0` (do not rewrite this section). \
              The run above used `E2E_B_FILES={}`, `E2E_LONG={}`, `E2E_SHORT={}`.\n",
