@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Knobs (environment): `E2E_FILES` (filler files of the A/D/E repository, default 20000),
-//! `E2E_ROUNDS` (default 3), `E2E_WORKLOADS` (default `A,B,D,E`), `E2E_B_FILES` (filler files of
+//! `E2E_ROUNDS` (default 3), `E2E_WORKLOADS` (default `A,B,D,E,O`), `E2E_O_FILES` (the
+//! repository sizes of workload O, default `2000,20000`), `E2E_B_FILES` (filler files of
 //! the B repository, default 100), `E2E_LONG` / `E2E_SHORT` (B's story durations in seconds,
 //! default 4 and 0.5), `E2E_TMPDIR` (where fixtures go, default the system temp folder),
 //! `E2E_TELEOS_BIN` (the binary to measure, default the one cargo built with this bench),
@@ -17,7 +18,10 @@
 //! Workloads: A, 24 instant stories on a 20,000-file repository with 3 worktrees; B, 12 stories
 //! of skewed durations (long ones at positions 0, 3, 6, 9: fixed round-robin puts them all on
 //! one worktree); D, creating 3 worktrees cold, gix (`git_teleos::git::add_worktree`, three
-//! threads) against `git worktree add` ×3; E, the peak memory of git-teleos during A.
+//! threads) against `git worktree add` ×3; E, the peak memory of git-teleos during A; O, the
+//! per-story overhead (agent exit to the next agent start in the same worktree, from the batch's
+//! own timeline) of A's batch at each size of `E2E_O_FILES`, in a BENCHMARKS.md section of its
+//! own (`benches/e2e/overhead.rs`).
 //! Copies of the fixtures and correctness checks (all stories' `out/<key>.txt` on `main`, no
 //! worktree left) are not timed.
 
@@ -35,6 +39,10 @@ use std::time::{Duration, Instant};
 #[path = "pool/fresh_fs.rs"]
 mod fresh_fs;
 use fresh_fs::{FreshFs, FsKind};
+// Per-story overhead from the batch's own timeline records.
+#[path = "e2e/overhead.rs"]
+mod overhead;
+use overhead::workload_o;
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 const TELEOS_BIN: &str = env!("CARGO_BIN_EXE_git-teleos");
@@ -43,6 +51,8 @@ const ARTIFACTS: &str = "docs/sprint-artifacts";
 const SLOTS: usize = 3;
 const MARK_START: &str = "<!-- e2e-bench:start -->";
 const MARK_END: &str = "<!-- e2e-bench:end -->";
+const OVERHEAD_START: &str = "<!-- e2e-overhead:start -->";
+const OVERHEAD_END: &str = "<!-- e2e-overhead:end -->";
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` does not: do not run it there.
@@ -74,20 +84,34 @@ fn main() {
     if cfg.wants("D") {
         workload_d(&cfg, &bench, &mut report);
     }
-    report.load_end = loadavg();
-    let section = report.markdown(&cfg);
-    println!("\n{section}");
-    if cfg.write {
-        let path = Path::new(MANIFEST_DIR).join("BENCHMARKS.md");
-        match write_section(&path, &section) {
-            Ok(()) => println!("e2e: wrote the e2e-bench section of {}", path.display()),
-            Err(e) => eprintln!("e2e: could not write {}: {e}", path.display()),
+    // O has a section of its own: running it alone leaves the A–E figures as they are.
+    let mut sections = Vec::new();
+    if ["A", "B", "D", "E"].iter().any(|w| cfg.wants(w)) {
+        report.load_end = loadavg();
+        sections.push((report.markdown(&cfg), MARK_START, MARK_END));
+    }
+    if cfg.wants("O") {
+        let load_start = loadavg();
+        let o = workload_o(&cfg, &bench);
+        let section = o.markdown(&cfg, &bench, &load_start, &loadavg());
+        sections.push((section, OVERHEAD_START, OVERHEAD_END));
+    }
+    for (section, start, end) in sections {
+        println!("\n{section}");
+        if cfg.write {
+            let path = Path::new(MANIFEST_DIR).join("BENCHMARKS.md");
+            match write_section(&path, &section, start, end) {
+                Ok(()) => println!("e2e: wrote the {start} section of {}", path.display()),
+                Err(e) => eprintln!("e2e: could not write {}: {e}", path.display()),
+            }
         }
     }
 }
 
 struct Config {
     files: usize,
+    /// Repository sizes of workload O.
+    o_files: Vec<usize>,
     b_files: usize,
     rounds: usize,
     workloads: Vec<String>,
@@ -111,13 +135,22 @@ fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> T {
 impl Config {
     fn from_env() -> Config {
         let workloads = std::env::var("E2E_WORKLOADS")
-            .unwrap_or_else(|_| "A,B,D,E".into())
+            .unwrap_or_else(|_| "A,B,D,E,O".into())
             .split(',')
             .map(|w| w.trim().to_ascii_uppercase())
             .filter(|w| !w.is_empty())
             .collect();
         Config {
             files: env_parse("E2E_FILES", 20_000),
+            o_files: std::env::var("E2E_O_FILES")
+                .unwrap_or_else(|_| "2000,20000".into())
+                .split(',')
+                .map(|n| {
+                    n.trim()
+                        .parse()
+                        .unwrap_or_else(|_| panic!("E2E_O_FILES: {n:?} is not a number"))
+                })
+                .collect(),
             b_files: env_parse("E2E_B_FILES", 100),
             rounds: env_parse("E2E_ROUNDS", 3usize).max(1),
             workloads,
@@ -314,11 +347,16 @@ impl Bench {
                 fs::read_to_string(self.root.join("teleos.err")).unwrap_or_default()
             ));
         }
+        let gaps = overhead::from_repo(repo);
+        if gaps.is_none() {
+            warn("no batch record with a timeline: per-story overhead unknown for this run");
+        }
         TeleosRun {
             secs,
             first_agent: self.first_agent_after(spawned).unwrap_or(f64::NAN),
             hwm_kib: peak.load(Ordering::SeqCst),
             maxrss_kib: usage.ru_maxrss as u64,
+            gaps: gaps.unwrap_or_default(),
         }
     }
 
@@ -394,6 +432,8 @@ struct TeleosRun {
     hwm_kib: u64,
     /// wait4's ru_maxrss: the larger of git-teleos's peak and its reaped descendants'.
     maxrss_kib: u64,
+    /// Agent exit to the next agent start in the same slot, from the batch record (ms).
+    gaps: overhead::Gaps,
 }
 
 /// Poll `/proc/<pid>/status` every 5 ms and keep the largest VmHWM seen.
@@ -773,7 +813,7 @@ impl Report {
         let _ = writeln!(s, "```\n");
         let _ = writeln!(
             s,
-            "Knobs: `E2E_FILES` (default 20000), `E2E_ROUNDS` (3), `E2E_WORKLOADS` (`A,B,D,E`), \
+            "Knobs: `E2E_FILES` (default 20000), `E2E_ROUNDS` (3), `E2E_WORKLOADS` (`A,B,D,E,O`; O writes a section of its own), \
              `E2E_B_FILES` (100), `E2E_LONG`/`E2E_SHORT` (4 / 0.5 s), `E2E_TMPDIR`, \
              `E2E_TELEOS_BIN`, `E2E_WRITE=0` (do not rewrite this section). \
              The run above used `E2E_B_FILES={}`, `E2E_LONG={}`, `E2E_SHORT={}`.\n",
@@ -1024,11 +1064,11 @@ fn machine_facts(dir: &Path) -> Vec<String> {
 
 /// Replace the text between the markers (inclusive) in `path`, or append the section; create
 /// the file if absent.
-fn write_section(path: &Path, section: &str) -> std::io::Result<()> {
+fn write_section(path: &Path, section: &str, start: &str, end: &str) -> std::io::Result<()> {
     let current = fs::read_to_string(path).unwrap_or_default();
-    let new = match (current.find(MARK_START), current.find(MARK_END)) {
+    let new = match (current.find(start), current.find(end)) {
         (Some(a), Some(b)) if a < b => {
-            let end = b + MARK_END.len();
+            let end = b + end.len();
             let rest = current[end..].strip_prefix('\n').unwrap_or(&current[end..]);
             format!("{}{section}{rest}", &current[..a])
         }

@@ -7,6 +7,7 @@ use gix::bstr::BStr;
 use gix::index::entry::Flags;
 use gix::{ObjectId, Repository};
 
+use super::diff_update::plan_diff_update;
 use super::gix_err;
 use super::history::{commit_tree_id, files_changed, is_ancestor};
 use super::refs::{resolve_ref, update_ref_cas, CasOutcome};
@@ -138,17 +139,35 @@ fn reset_guarded(
         return Ok(());
     }
     let target_tree = commit_tree_id(repo, commit)?;
+    // The worktree matches `HEAD` (seen clean, or walked just above): the files to touch are
+    // those the two trees differ in, found without reading the rest of the repository.
+    let diff = match old {
+        Some(old) => plan_diff_update(repo, commit_tree_id(repo, old)?, target_tree)?,
+        None => None,
+    };
+    let log = format!("reset: moving to {commit}");
+    let moved = || -> Result<()> {
+        if update_ref_cas(repo, &branch, commit, old, &log)? == CasOutcome::Conflict {
+            return Err(Error::git(format!(
+                "{branch} moved while resetting {}",
+                root.display()
+            )));
+        }
+        Ok(())
+    };
+    if let Some(diff) = diff {
+        if seen_clean && !diff.touched_paths_match_index(repo, &root)? {
+            refuse_if_dirty(repo, &root)?;
+        }
+        moved()?;
+        diff.apply(repo, &root, cancel)?;
+        return Ok(());
+    }
     let plan = plan_update(repo, target_tree)?;
     if seen_clean && !plan.touched_paths_match_index(repo, &root)? {
         refuse_if_dirty(repo, &root)?;
     }
-    let log = format!("reset: moving to {commit}");
-    if update_ref_cas(repo, &branch, commit, old, &log)? == CasOutcome::Conflict {
-        return Err(Error::git(format!(
-            "{branch} moved while resetting {}",
-            root.display()
-        )));
-    }
+    moved()?;
     plan.apply(repo, &root, cancel)?;
     Ok(())
 }
@@ -362,7 +381,11 @@ impl UpdatePlan {
 
 /// Whether the file at `path` holds what the index `entry` records: its blob (or, for a
 /// symbolic link, its target) hashes to the entry's id, and it is of the entry's kind.
-fn file_matches(repo: &Repository, path: &Path, entry: &gix::index::Entry) -> Result<bool> {
+pub(super) fn file_matches(
+    repo: &Repository,
+    path: &Path,
+    entry: &gix::index::Entry,
+) -> Result<bool> {
     use gix::index::entry::Mode;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(false);
@@ -395,7 +418,7 @@ fn file_matches(repo: &Repository, path: &Path, entry: &gix::index::Entry) -> Re
     Ok(id == entry.id)
 }
 
-fn remove_file_and_empty_parents(root: &Path, rela_path: &str) -> Result<()> {
+pub(super) fn remove_file_and_empty_parents(root: &Path, rela_path: &str) -> Result<()> {
     let path = root.join(rela_path);
     match std::fs::remove_file(&path) {
         Ok(()) => {}

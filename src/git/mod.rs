@@ -16,10 +16,12 @@
 
 mod checkout;
 pub mod config_env;
+mod diff_update;
 mod history;
 pub mod hooks;
 mod identity;
 mod merge;
+mod quick_status;
 mod refs;
 mod repo;
 mod sign;

@@ -41,6 +41,12 @@ pub(crate) fn changes(repo: &Repository, limit: Option<usize>) -> Result<Vec<Cha
     use gix::status::index_worktree::Item as WtItem;
     use gix::status::Item;
 
+    // Most worktrees asked about are clean: one cheap pass proves it, or hands over to the
+    // full walk below, which alone reports what changed.
+    if super::quick_status::proven_clean(repo) {
+        return Ok(Vec::new());
+    }
+
     // Force the directory walk back on: `status.showUntrackedFiles=no` must not hide work.
     let dirwalk = repo.dirwalk_options().map_err(gix_err)?;
     let iter = repo

@@ -721,6 +721,86 @@ fn reset_of_a_worktree_seen_clean_checks_what_it_touches_and_loses_nothing() {
 }
 
 #[test]
+fn reset_of_a_clean_worktree_writes_only_the_diff_and_keeps_the_index_true() {
+    let (tmp, root) = repo();
+    let repo = open(&root);
+    let start = rev(&root, "HEAD");
+    // The target: a file turned into a folder, a file gone, a mode-only change, a new deep
+    // folder, a symbolic link; `.gitignore` untouched.
+    git(&root, &["checkout", "-q", "-b", "target"]);
+    std::fs::remove_file(root.join("a.txt")).unwrap();
+    write(&root, "a.txt/inside.txt", "now a folder\n");
+    std::fs::remove_file(root.join("dir/b.txt")).unwrap();
+    write(&root, "x/y/z/deep.txt", "deep\n");
+    write(&root, "run.sh", "#!/bin/sh\n");
+    let first = commit_all(&root, "first");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.join("run.sh"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::os::unix::fs::symlink("x/y/z/deep.txt", root.join("link")).unwrap();
+    }
+    let target = commit_all(&root, "target");
+    git(&root, &["checkout", "-q", "main"]);
+    let wt = tmp.path().canonicalize().unwrap().join("wt");
+    git::add_worktree(&repo, &wt, "worktree/teleos-abc123-1", start, &NO_CANCEL).unwrap();
+    let wt_repo = open(&wt);
+    let untouched = || {
+        std::fs::metadata(wt.join(".gitignore"))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let before = untouched();
+
+    for (to, present, absent) in [
+        (
+            first,
+            vec!["a.txt/inside.txt", "x/y/z/deep.txt", "run.sh"],
+            vec!["dir"],
+        ),
+        (target, vec!["link", "run.sh"], vec!["dir"]),
+        (
+            start,
+            vec!["a.txt", "dir/b.txt"],
+            vec!["x", "run.sh", "link"],
+        ),
+        (target, vec!["a.txt/inside.txt", "link"], vec!["dir"]),
+    ] {
+        git::reset_clean_worktree_to(&wt_repo, to, &NO_CANCEL).unwrap();
+        assert_eq!(rev(&wt, "HEAD"), to);
+        assert_eq!(status(&wt), "", "clean after moving to {to}");
+        assert_eq!(git(&wt, &["diff", "--cached", "--stat", "HEAD"]), "");
+        for p in present {
+            assert!(wt.join(p).symlink_metadata().is_ok(), "{p} written");
+        }
+        for p in absent {
+            assert!(wt.join(p).symlink_metadata().is_err(), "{p} removed");
+        }
+    }
+    assert_eq!(before, untouched(), "unchanged files are not rewritten");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(wt.join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_ne!(mode & 0o111, 0, "the mode-only change is on disk");
+    }
+    // A commit made on top records exactly the index: no stale cached tree brings back old files.
+    write(&wt, "more.txt", "more\n");
+    git(&wt, &["add", "more.txt"]);
+    git(&wt, &["commit", "-qm", "more"]);
+    assert_eq!(
+        git(&wt, &["diff", "--name-only", "HEAD~1", "HEAD"]),
+        "more.txt\n"
+    );
+    git(&root, &["fsck", "--no-progress"]);
+}
+
+#[test]
 fn land_updates_a_clean_checkout_and_refuses_a_dirty_one() {
     let (_tmp, root) = repo();
     let start = rev(&root, "HEAD");

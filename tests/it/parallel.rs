@@ -46,6 +46,9 @@ fi"#,
             "*-deep",
             r#"mkdir -p new/deeper/still && echo "deep" > new/deeper/still/left.txt"#,
         )
+        // A tracked file changed in place (same size, same second) or deleted, not committed.
+        .on("*-edit", r#"printf 'ORIGINAL\n' > tracked.txt"#)
+        .on("*-gone", "rm tracked.txt")
         .switch_branch("7-*")
         .commit(r#"out "$file" $( [ -f shared.txt ] && echo shared.txt )"#)
         .on(
@@ -266,6 +269,42 @@ fn a_leftover_in_a_deep_new_folder_is_rescued_and_never_reaches_the_next_story()
     assert!(landed.contains("out/1-2-after.txt"), "{landed}");
     assert!(!landed.contains("new/deeper"), "{landed}");
     assert!(!r.root.join("new").exists());
+}
+
+#[test]
+fn a_tracked_file_edited_or_deleted_without_a_commit_is_rescued_and_never_reaches_the_next_story() {
+    // One slot: each story runs in the worktree the one before left its change in.
+    let r = repo_with(&[
+        ("1-1-edit", &story("Edit", 9, 1)),
+        ("1-2-gone", &story("Gone", 9, 1)),
+        ("1-3-after", &story("After", 9, 1)),
+    ]);
+    install_agent(&r, "0");
+    let out = r.teleos(["close", "--parallel", "1", "--all", "--yes", "--json"]);
+    let j = out.json();
+    let edit = entry(&j["blocked"], "1-1-edit");
+    let rescue = edit["rescue_ref"].as_str().unwrap();
+    assert_eq!(
+        r.git(&["show", &format!("{rescue}:tracked.txt")]),
+        "ORIGINAL"
+    );
+    let gone = entry(&j["blocked"], "1-2-gone");
+    let rescue = gone["rescue_ref"].as_str().unwrap();
+    let listed = r.git(&["ls-tree", "-r", "--name-only", rescue]);
+    assert!(!listed.contains("tracked.txt"), "{listed}");
+    assert!(listed.contains("out/1-2-gone.txt"), "{listed}");
+    for story in [&edit, &gone] {
+        assert!(
+            story["discrepancies"].to_string().contains("uncommitted"),
+            "{story}"
+        );
+    }
+    // The committed work merged; the leftovers did not, and the next story started clean.
+    let landed = r.git(&["ls-tree", "-r", "--name-only", "main"]);
+    assert!(landed.contains("out/1-3-after.txt"), "{landed}");
+    assert_eq!(r.git(&["show", "main:tracked.txt"]), "original");
+    assert_eq!(r.read("tracked.txt"), "original\n");
+    out.code(1);
 }
 
 #[test]

@@ -1,0 +1,283 @@
+//! Bringing a clean worktree from one commit to another by touching only the paths the two
+//! trees differ in: a tree diff (which skips every subtree whose id is unchanged), gix's
+//! checkout of just those entries, and an edit of the index in place. The cost follows the
+//! change, not the size of the repository (only writing the index back is proportional to it).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use gix::bstr::{BStr, BString, ByteSlice};
+use gix::index::entry::{Flags, Mode, Stat};
+use gix::object::tree::diff::ChangeDetached;
+use gix::objs::tree::EntryKind;
+use gix::{ObjectId, Repository};
+
+use super::checkout::{file_matches, remove_file_and_empty_parents};
+use super::gix_err;
+use crate::error::{Error, Result};
+
+/// What to write and remove, and the index it edits.
+pub(super) struct DiffPlan {
+    /// The worktree's index as on disk, which matches the old tree.
+    index: gix::index::File,
+    /// Files added or changed, with their new blob (or link, or mode).
+    writes: Vec<(BString, ObjectId, Mode)>,
+    /// Files no longer in the tree.
+    removes: Vec<BString>,
+}
+
+fn index_mode(kind: EntryKind) -> Option<Mode> {
+    match kind {
+        EntryKind::Blob => Some(Mode::FILE),
+        EntryKind::BlobExecutable => Some(Mode::FILE_EXECUTABLE),
+        EntryKind::Link => Some(Mode::SYMLINK),
+        EntryKind::Tree | EntryKind::Commit => None,
+    }
+}
+
+/// Every component of `path` is one a checkout may write (no `.git`, `..`, or names some
+/// filesystem would alias); the strictest rules, as a tree from anywhere may hold anything.
+fn valid_path(path: &BStr, mode: Mode) -> bool {
+    let parts: Vec<&[u8]> = path.split_str("/").collect();
+    let last = parts.len().saturating_sub(1);
+    parts.iter().enumerate().all(|(i, part)| {
+        let link = (i == last && mode == Mode::SYMLINK)
+            .then_some(gix::validate::path::component::Mode::Symlink);
+        gix::validate::path::component(
+            part.as_bstr(),
+            link,
+            gix::validate::path::component::Options {
+                protect_windows: true,
+                protect_ntfs: true,
+                protect_hfs: true,
+            },
+        )
+        .is_ok()
+    })
+}
+
+/// The plan to move a worktree whose index and files match `old_tree` to `new_tree`, or `None`
+/// when this way does not apply and the full update must decide: no index on disk, an index
+/// that does not hold `old_tree`'s entries at the changed paths, a submodule, a path replaced
+/// by a folder or the other way round, a changed `.gitattributes` (checkout filters read it),
+/// or a path a checkout must not write.
+pub(super) fn plan_diff_update(
+    repo: &Repository,
+    old_tree: ObjectId,
+    new_tree: ObjectId,
+) -> Result<Option<DiffPlan>> {
+    let index = match repo.index_or_load_from_head_or_empty().map_err(gix_err)? {
+        gix::worktree::IndexPersistedOrInMemory::Persisted(index) => index.into_owned_or_cloned(),
+        gix::worktree::IndexPersistedOrInMemory::InMemory(_) => return Ok(None),
+    };
+    let old = repo.find_tree(old_tree).map_err(gix_err)?;
+    let new = repo.find_tree(new_tree).map_err(gix_err)?;
+    let changes = repo
+        .diff_tree_to_tree(Some(&old), Some(&new), gix::diff::Options::default())
+        .map_err(gix_err)?;
+    let mut writes = Vec::new();
+    let mut removes = Vec::new();
+    // The index must hold exactly the old entry (or none) where the trees differ.
+    let holds = |path: &BStr, old: Option<(ObjectId, Mode)>| {
+        let entry = index.entry_by_path_and_stage(path, gix::index::entry::Stage::Unconflicted);
+        match (entry, old) {
+            (Some(e), Some((id, mode))) => e.id == id && e.mode == mode,
+            (None, None) => true,
+            _ => false,
+        }
+    };
+    for change in changes {
+        let (location, before, after) = match change {
+            ChangeDetached::Addition {
+                location,
+                entry_mode,
+                id,
+                ..
+            } => (location, None, Some((entry_mode, id))),
+            ChangeDetached::Deletion {
+                location,
+                entry_mode,
+                id,
+                ..
+            } => (location, Some((entry_mode, id)), None),
+            ChangeDetached::Modification {
+                location,
+                previous_entry_mode,
+                previous_id,
+                entry_mode,
+                id,
+            } => (
+                location,
+                Some((previous_entry_mode, previous_id)),
+                Some((entry_mode, id)),
+            ),
+            ChangeDetached::Rewrite { .. } => return Ok(None),
+        };
+        let is_tree = |side: &Option<(gix::objs::tree::EntryMode, ObjectId)>| {
+            side.is_some_and(|(m, _)| m.is_tree())
+        };
+        let (tree_before, tree_after) = (is_tree(&before), is_tree(&after));
+        if tree_before != tree_after && before.is_some() && after.is_some() {
+            // A file became a folder or the other way round.
+            return Ok(None);
+        }
+        if tree_before || tree_after {
+            // A folder added, removed or changed: its files come as changes of their own.
+            continue;
+        }
+        let name = location.rsplit_str("/").next().unwrap_or_default();
+        if name == b".gitattributes" {
+            return Ok(None);
+        }
+        let before = match before {
+            Some((m, id)) => match index_mode(m.kind()) {
+                Some(mode) => Some((id, mode)),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        if !holds(location.as_bstr(), before) {
+            return Ok(None);
+        }
+        match after {
+            Some((m, id)) => {
+                let Some(mode) = index_mode(m.kind()) else {
+                    return Ok(None);
+                };
+                if !valid_path(location.as_bstr(), mode) {
+                    return Ok(None);
+                }
+                writes.push((location, id, mode));
+            }
+            None => removes.push(location),
+        }
+    }
+    Ok(Some(DiffPlan {
+        index,
+        writes,
+        removes,
+    }))
+}
+
+impl DiffPlan {
+    /// Whether every file this plan writes or removes is exactly as the index says (absent
+    /// where the index has no entry): applying it can then lose nothing. A `false` sends the
+    /// caller to a full status walk.
+    pub(super) fn touched_paths_match_index(&self, repo: &Repository, root: &Path) -> Result<bool> {
+        let paths = self.writes.iter().map(|w| &w.0).chain(&self.removes);
+        for path in paths {
+            let Ok(rela) = gix::path::from_bstr(path.as_bstr()) else {
+                return Ok(false);
+            };
+            let file = root.join(rela);
+            let entry = self
+                .index
+                .entry_by_path_and_stage(path.as_bstr(), gix::index::entry::Stage::Unconflicted);
+            let ok = match entry {
+                Some(entry) => file_matches(repo, &file, entry)?,
+                None => matches!(
+                    std::fs::symlink_metadata(&file),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound
+                ),
+            };
+            if !ok {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Remove the files gone from the tree, check out the changed ones with gix (filters and
+    /// all), and put their entries, with fresh stat data, into the index. Returns the number
+    /// of files written or removed.
+    pub(super) fn apply(
+        self,
+        repo: &Repository,
+        root: &Path,
+        cancel: &AtomicBool,
+    ) -> Result<usize> {
+        let DiffPlan {
+            mut index,
+            writes,
+            removes,
+        } = self;
+        for path in &removes {
+            remove_file_and_empty_parents(root, &path.to_str_lossy())?;
+        }
+        let mut changed = gix::index::State::new(repo.object_hash());
+        for (path, id, mode) in &writes {
+            changed.dangerously_push_entry(
+                Stat::default(),
+                *id,
+                Flags::empty(),
+                *mode,
+                path.as_bstr(),
+            );
+        }
+        changed.sort_entries();
+        // The unchanged `.gitattributes` files are on disk as in the index: read them there.
+        let mut options = repo
+            .checkout_options(
+                gix::worktree::stack::state::attributes::Source::WorktreeThenIdMapping,
+            )
+            .map_err(gix_err)?;
+        options.destination_is_initially_empty = false;
+        options.overwrite_existing = true;
+        let objects = repo
+            .objects
+            .clone()
+            .into_arc()
+            .map_err(|e| Error::io("opening the object database for checkout", e))?;
+        let outcome = gix::worktree::state::checkout(
+            &mut changed,
+            root,
+            objects,
+            &gix::progress::Discard,
+            &gix::progress::Discard,
+            cancel,
+            options,
+        )
+        .map_err(gix_err)?;
+        if !outcome.collisions.is_empty() || !outcome.errors.is_empty() {
+            let paths: Vec<String> = outcome
+                .collisions
+                .iter()
+                .map(|c| c.path.to_string())
+                .chain(
+                    outcome
+                        .errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.path, super::error_chain(&e.error))),
+                )
+                .collect();
+            return Err(Error::git(format!(
+                "checkout in {} failed for: {}",
+                root.display(),
+                paths.join(", ")
+            )));
+        }
+        let touched: HashSet<&BStr> = writes
+            .iter()
+            .map(|w| w.0.as_bstr())
+            .chain(removes.iter().map(|p| p.as_bstr()))
+            .collect();
+        index.remove_entries(|_, path, _| touched.contains(path));
+        for entry in changed.entries() {
+            index.dangerously_push_entry(
+                entry.stat,
+                entry.id,
+                Flags::empty(),
+                entry.mode,
+                entry.path(&changed),
+            );
+        }
+        index.sort_entries();
+        // The cached trees describe the old entries; git rebuilds them when it needs them.
+        index.remove_tree();
+        index
+            .write(gix::index::write::Options::default())
+            .map_err(gix_err)?;
+        Ok(writes.len() + removes.len())
+    }
+}
