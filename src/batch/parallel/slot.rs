@@ -135,6 +135,13 @@ impl SlotRunner<'_, '_> {
                      or use --setup none",
                 )
             })?;
+            // A checkout made just now is clean by construction: unless a set-up step wrote
+            // into it, the first story need not walk all of it again.
+            let wrote = !matches!(plan, SetupPlan::None)
+                || setup::worktree_includes(self.env.root).map_or(true, |l| !l.is_empty());
+            if !adopted && !wrote {
+                self.seen_clean.set(true);
+            }
         }
         Ok(())
     }
