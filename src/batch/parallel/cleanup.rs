@@ -88,8 +88,17 @@ pub(super) fn retire_slot(
                 }
             }
         }
-        let _ = git::unlock_worktree(main, &slot.path);
-        if let Err(e) = git::remove_worktree(main, &slot.path, false) {
+        // Removed still locked (our own lock; `remove_worktree` refuses it if dirty): a
+        // `clean-orphans` or `git worktree prune` running meanwhile, as can happen while other
+        // slots still run, must not take its admin folder once the checkout is gone. With
+        // submodules, unlocked, so that gix's own check refuses populated ones.
+        let submodules = slot.path.join(".gitmodules").symlink_metadata().is_ok();
+        if submodules {
+            let _ = git::unlock_worktree(main, &slot.path);
+        }
+        if let Err(e) = git::remove_worktree(main, &slot.path, !submodules) {
+            // Kept as before this batch locked it.
+            let _ = git::unlock_worktree(main, &slot.path);
             notes.push(format!("kept worktree {}: {e}", slot.path.display()));
             return;
         }
