@@ -10,6 +10,7 @@
 //! waiting on the network) does not hold the next checkout back.
 
 use std::cell::Cell;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -101,5 +102,47 @@ impl<'a> SlotTicket<'a> {
 impl Drop for SlotTicket<'_> {
     fn drop(&mut self) {
         self.leave();
+    }
+}
+
+/// What the user's checkout looks like before any agent starts (agents must not touch it; if
+/// one does, the debrief says so). Walking 20,000 files takes as long as half a checkout, so
+/// it runs on a thread of its own while the first worktree is made; each slot waits for it
+/// before its first story.
+pub(super) struct Baseline {
+    paths: Mutex<Option<BTreeSet<String>>>,
+    cv: Condvar,
+}
+
+impl Baseline {
+    pub(super) fn new() -> Self {
+        Baseline {
+            paths: Mutex::new(None),
+            cv: Condvar::new(),
+        }
+    }
+
+    pub(super) fn set(&self, paths: BTreeSet<String>) {
+        *lock(&self.paths) = Some(paths);
+        self.cv.notify_all();
+    }
+
+    /// Wait until [`Baseline::set`] was called.
+    pub(super) fn wait(&self) {
+        let mut p = lock(&self.paths);
+        while p.is_none() {
+            p = match self.cv.wait(p) {
+                Ok(g) => g,
+                Err(e) => e.into_inner(),
+            };
+        }
+    }
+
+    /// The paths (none if it was never set).
+    pub(super) fn into_paths(self) -> BTreeSet<String> {
+        self.paths
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_default()
     }
 }

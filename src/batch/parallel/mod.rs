@@ -25,7 +25,7 @@ use std::thread;
 use std::time::Duration;
 
 use self::cleanup::{cleanup, retire_slot, undo_session};
-use self::creation::SlotTicket;
+use self::creation::{Baseline, SlotTicket};
 pub(crate) use self::landing::land_or_keep;
 use self::landing::restore_integration;
 use self::queue::{Next, Queue};
@@ -164,12 +164,9 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     }
     report.branch = start_branch.clone();
 
-    // What the user's checkout looks like now: agents must not touch it, and if one does
-    // (a path out of its worktree), the debrief says so.
-    let user_changes_before: BTreeSet<String> = git::changed_paths(&main, None)
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    // What the user's checkout looks like before any agent starts, walked while the first
+    // worktree is made (see `Baseline`).
+    let user_before = Baseline::new();
     let selected: BTreeSet<String> = stories.iter().map(|s| s.story_key.clone()).collect();
     let queue = Mutex::new(Queue {
         pending: stories,
@@ -241,6 +238,18 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     // One plain thread per worktree, not a rayon pool: each spends up to an hour blocked on
     // an agent, and rayon's pool is for short CPU work (the scan). Threads start on demand.
     thread::scope(|scope| {
+        let walk = || {
+            let repo = shared.to_thread_local();
+            let walked = panic::catch_unwind(AssertUnwindSafe(|| git::changed_paths(&repo, None)));
+            let paths = walked.ok().and_then(|r| r.ok()).unwrap_or_default();
+            user_before.set(paths.into_iter().collect());
+        };
+        let walking = thread::Builder::new()
+            .name("teleos-user-status".into())
+            .spawn_scoped(scope, walk);
+        if walking.is_err() {
+            walk();
+        }
         let mut made = 0;
         for slot in &slots {
             if !creation::claim_next_slot(&queue, &cv, env.story.cancel) {
@@ -252,7 +261,8 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                 (&queue, &cv, &merge_lock, &notes, &shared, &lanes);
             let (manifest, claimer) = (&manifest, &claimer);
             let (merges, base_checks) = (&merges, &base_checks);
-            let (story_env, retired_early) = (&story_env, &retired_early);
+            let (story_env, retired_early, user_before) =
+                (&story_env, &retired_early, &user_before);
             let integration_ref = integration_ref.as_str();
             let note = move |msg: String| {
                 env.progress.line(&format!("warning: {msg}"));
@@ -292,6 +302,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                     return;
                 }
                 ticket.made();
+                user_before.wait();
                 loop {
                     let mut waited = false;
                     let wait_start = timing::now_ms();
@@ -425,6 +436,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         .unwrap_or_default()
         .into_iter()
         .collect();
+    let user_changes_before = user_before.into_paths();
     let touched: Vec<&String> = user_changes_after
         .symmetric_difference(&user_changes_before)
         .take(10)
