@@ -361,7 +361,7 @@ fn interrupted_after_three(r: &TestRepo) -> (String, usize) {
 #[test]
 fn resume_removes_every_worktree_of_its_session() {
     let r = repo_with(&["1-1-a", "1-2-b", "1-3-c", "1-4-d", "1-5-e"]);
-    let (sid, _) = interrupted_after_three(&r);
+    let (sid, kept) = interrupted_after_three(&r);
     let out = r.teleos(["close", "--resume", &sid, "--yes", "--json"]);
     out.ok();
     assert_eq!(
@@ -374,8 +374,13 @@ fn resume_removes_every_worktree_of_its_session() {
     assert!(!r
         .path(&format!(".claude/worktrees/teleos-{sid}-3"))
         .exists());
-    // It reuses the worktrees it kept: it does not claim to create them.
-    assert!(!out.stderr.contains("creating worktree"), "{}", out.stderr);
+    // It reuses the worktrees it kept: it does not claim to create them. (One given back
+    // before the Ctrl-C is made again if its slot is needed.)
+    assert!(
+        out.stderr.matches("creating worktree").count() <= 3 - kept,
+        "{}",
+        out.stderr
+    );
     out.stderr_has("reusing");
     for k in ["1-1-a", "1-2-b", "1-3-c", "1-4-d", "1-5-e"] {
         assert!(r.path(&format!("out/{k}.txt")).exists(), "{k} did not land");
