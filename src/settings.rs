@@ -20,7 +20,10 @@ pub mod defaults {
     pub const SETUP_TIMEOUT_SECS: u64 = 1800;
     pub const STALE_HOURS: f64 = 4.0;
     pub const RETRIES: u32 = 2;
-    pub const AGENT_STAGGER_SECS: f64 = 2.0;
+    /// Short: enough to keep a batch's agents from reaching the provider in the same instant,
+    /// and it counts from the previous start, so it costs nothing while a worktree takes longer
+    /// to make (README, "Parallel mode").
+    pub const AGENT_STAGGER_SECS: f64 = 0.5;
     pub const OPENCODE_STALL_SECS: u64 = 300;
     pub const CIRCUIT_BREAKER: u32 = 3;
     pub const AGENT: &str = "claude";
@@ -118,7 +121,7 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
     ("teleos.storyTimeout", "Seconds an agent may run on one story before its whole process group is killed. Default 3600."),
     ("teleos.stallTimeout", "Seconds without any agent output before it is killed as stalled; 0 turns it off. Default: off, except 300 for the opencode preset (offline it retries silently forever)."),
     ("teleos.rateLimitBackoff", "Seconds to wait before retrying an agent run that hit a rate or usage limit; doubled for each further try (3 tries). In parallel mode every worker holds new starts for that long, one agent fewer runs at once, and one more is allowed again after each quiet period of twice this without a rate limit. Default 60."),
-    ("teleos.agentStagger", "Seconds between the first agent starts in parallel mode (one per slot), so agents do not all reach the provider at once; later starts wait only while a rate limit lowered the limit. Default 2; 0 starts them together."),
+    ("teleos.agentStagger", "Seconds between agent starts while a parallel batch ramps up (each start that brings more agents at once than before), so agents do not all reach the provider at once; the time a slot spends making its worktree counts towards it, and later starts wait only while a rate limit lowered the limit. Default 0.5; 0 starts them together."),
     ("teleos.retries", "Retries of a story that failed with an error. Default 2."),
     ("teleos.circuitBreaker", "Consecutive story failures after which no new story starts. Default 3; 0 disables."),
     ("teleos.workerInstructions", "File (relative to the repository root) whose text replaces the built-in worker instructions."),

@@ -75,7 +75,8 @@ impl FreshFs {
             .unwrap_or_else(|| panic!("could not make a fresh filesystem at {}", mnt.display()))
     }
 
-    fn mount(kind: FsKind, root: &Path, mnt: &Path) -> Option<FreshFs> {
+    /// A fresh filesystem of this kind at `mnt`, or `None` if none can be made here.
+    pub fn mount(kind: FsKind, root: &Path, mnt: &Path) -> Option<FreshFs> {
         remove_dir(mnt);
         fs::create_dir_all(mnt).ok()?;
         let quiet = |c: &mut Command| {

@@ -1,10 +1,14 @@
 //! One governor for all the workers of a parallel batch: when an agent may start.
 //!
 //! Ten agents started at the same moment is how users hit a provider's limits: the first few
-//! run and the rest are refused. So starts are staggered (`teleos.agentStagger` apart), and a
-//! rate-limit signal from any worker (429, `rate_limit_error`, quota messages) is shared: new
-//! starts pause for the back-off, the number of agents allowed at once drops by one, and it
-//! climbs back by one after each quiet period without a signal, never above `--parallel N`.
+//! run and the rest are refused. So the ramp-up is staggered: a start that brings more agents
+//! at once than ever before in the batch waits until `teleos.agentStagger` after the previous
+//! start (README explains the default). The wait counts from that start, so the time the slot
+//! spent making its worktree counts towards it. A start that only replaces an agent that just
+//! ended is not a burst and is not held. A rate-limit signal from any worker (429,
+//! `rate_limit_error`, quota messages) is shared: new starts pause for the back-off, the number
+//! of agents allowed at once drops by one, and it climbs back by one after each quiet period
+//! without a signal, never above `--parallel N`.
 //! While it is below N, starts are also spaced by the last back-off, so the climb is gentle.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,9 +55,9 @@ struct State {
     last_signal: Option<Instant>,
     /// Spacing between starts while the limit is below the maximum.
     caution: Duration,
-    /// Agents started so far: the stagger spaces only the first `max`, the burst that would
-    /// reach the provider all at once.
-    starts: usize,
+    /// The most agents that ran at once so far: the stagger spaces only starts that go beyond
+    /// it, the ramp-up that would reach the provider all at once.
+    peak: usize,
     signals: usize,
     events: Vec<GovernorEvent>,
 }
@@ -93,7 +97,7 @@ impl<'a> Governor<'a> {
                 paused_until: None,
                 last_signal: None,
                 caution: Duration::ZERO,
-                starts: 0,
+                peak: 0,
                 signals: 0,
                 events: Vec::new(),
             }),
@@ -107,14 +111,15 @@ impl<'a> Governor<'a> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// How far apart starts must be now: the stagger while the first agents start, the
-    /// larger of it and the caution while the limit is lowered, and nothing otherwise. A later
-    /// start (a slot freed by a finished story) is not a burst: spacing every start would add
-    /// the stagger to every story of a batch of short ones.
+    /// How far apart starts must be now: the stagger while the agents ramp up (this start
+    /// would bring more of them at once than ever before), the larger of it and the caution
+    /// while the limit is lowered, and nothing otherwise. A start that replaces an agent that
+    /// ended (the next story of a slot) is not a burst: spacing every start would add the
+    /// stagger to every story of a batch of short ones.
     fn spacing(&self, st: &State) -> Duration {
         if st.limit < self.max {
             self.stagger.max(st.caution)
-        } else if st.starts < self.max {
+        } else if st.running >= st.peak {
             self.stagger
         } else {
             Duration::ZERO
@@ -200,7 +205,7 @@ impl StartGate for Governor<'_> {
             let next_start = st.last_start.map(|t| t + spacing).filter(|t| *t > now);
             if paused.is_none() && next_start.is_none() && st.running < st.limit {
                 st.running += 1;
-                st.starts += 1;
+                st.peak = st.peak.max(st.running);
                 st.last_start = Some(now);
                 return waited_on_limits;
             }
@@ -286,12 +291,20 @@ mod tests {
     }
 
     #[test]
-    fn only_the_first_burst_and_a_lowered_limit_are_staggered() {
+    fn only_the_ramp_up_and_a_lowered_limit_are_staggered() {
         let stagger = Duration::from_secs(2);
         let g = Governor::new(3, stagger, Duration::from_secs(3600), None);
         let mut st = g.lock();
         assert_eq!(g.spacing(&st), stagger, "the first agents start apart");
-        st.starts = 3;
+        (st.running, st.peak) = (1, 1);
+        assert_eq!(g.spacing(&st), stagger, "a second agent at once: apart");
+        (st.running, st.peak) = (0, 1);
+        assert_eq!(
+            g.spacing(&st),
+            Duration::ZERO,
+            "the next story of the only slot so far starts at once"
+        );
+        (st.running, st.peak) = (2, 3);
         assert_eq!(
             g.spacing(&st),
             Duration::ZERO,

@@ -142,8 +142,10 @@ pub fn remove_worktree(repo: &Repository, path: &Path, force_lock: bool) -> Resu
         )));
     }
     let base = proxy.base().map_err(gix_err)?;
+    // Our own check counts staged, unstaged and untracked changes; gix's OverrideLock would
+    // discard them.
+    let mut checked = false;
     if base.exists() {
-        // Our own check counts untracked files; gix's OverrideLock would discard changes.
         let wt = proxy.clone().into_repo().map_err(gix_err)?;
         let dirty = dirty_paths(&wt)?;
         if !dirty.is_empty() {
@@ -153,11 +155,17 @@ pub fn remove_worktree(repo: &Repository, path: &Path, force_lock: bool) -> Resu
                 dirty.join(", ")
             )));
         }
+        checked = true;
     }
-    let force = if force_lock {
-        gix::worktree::remove::Force::OverrideLock
-    } else {
-        gix::worktree::remove::Force::Never
+    use gix::worktree::remove::Force;
+    // gix's `Never` walks the whole worktree once more for the same answer (a second status
+    // walk per worktree removed, the larger part of removing one): skipped after our walk,
+    // except with submodules, whose populated checkouts only gix's check refuses.
+    let submodules = base.join(".gitmodules").symlink_metadata().is_ok();
+    let force = match (force_lock, checked && !submodules) {
+        (true, _) => Force::OverrideLock,
+        (false, true) => Force::DiscardChanges,
+        (false, false) => Force::Never,
     };
     proxy.remove(force, gix::progress::Discard).map_err(gix_err)
 }

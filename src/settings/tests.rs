@@ -105,7 +105,7 @@ fn opencode_gets_a_stall_timeout_unless_one_is_set() {
     assert_eq!(s.stall_timeout, Some(Duration::from_secs(30)));
     let s = Settings::resolve(&cfg(&[]), &Overrides::default()).unwrap();
     assert_eq!(s.stall_timeout, None);
-    assert_eq!(s.agent_stagger, Duration::from_secs(2));
+    assert_eq!(s.agent_stagger, Duration::from_millis(500));
 }
 
 #[test]

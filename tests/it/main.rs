@@ -25,6 +25,7 @@ mod man;
 // run alone); kept as it is so that work on it merges.
 #[allow(clippy::module_inception)]
 mod manifest;
+mod on_demand;
 mod parallel;
 mod pool;
 mod remote;

@@ -310,7 +310,9 @@ fn leftovers(r: &TestRepo) -> (Vec<String>, Vec<String>) {
 }
 
 /// Five stories on three worktrees, Ctrl-C once three have merged and the last two run.
-fn interrupted_after_three(r: &TestRepo) -> String {
+/// Returns the session id and how many worktrees it kept: the two running, and a third only if
+/// it was not yet given back (a slot with nothing left removes its worktree while others run).
+fn interrupted_after_three(r: &TestRepo) -> (String, usize) {
     for k in ["1-4-d", "1-5-e"] {
         std::fs::write(r.home.join(format!("delay-{k}")), "60").unwrap();
     }
@@ -347,18 +349,19 @@ fn interrupted_after_three(r: &TestRepo) -> String {
     for k in ["1-4-d", "1-5-e"] {
         std::fs::remove_file(r.home.join(format!("delay-{k}"))).unwrap();
     }
-    assert_eq!(
-        leftovers(r).0.len(),
-        3,
-        "the interrupted session keeps its worktrees"
+    let kept = leftovers(r).0.len();
+    assert!(
+        (2..=3).contains(&kept),
+        "the interrupted session keeps its worktrees: {:?}",
+        leftovers(r)
     );
-    j["session_id"].as_str().unwrap().to_string()
+    (j["session_id"].as_str().unwrap().to_string(), kept)
 }
 
 #[test]
 fn resume_removes_every_worktree_of_its_session() {
     let r = repo_with(&["1-1-a", "1-2-b", "1-3-c", "1-4-d", "1-5-e"]);
-    let sid = interrupted_after_three(&r);
+    let (sid, kept) = interrupted_after_three(&r);
     let out = r.teleos(["close", "--resume", &sid, "--yes", "--json"]);
     out.ok();
     assert_eq!(
@@ -371,8 +374,13 @@ fn resume_removes_every_worktree_of_its_session() {
     assert!(!r
         .path(&format!(".claude/worktrees/teleos-{sid}-3"))
         .exists());
-    // It reuses the worktrees it kept: it does not claim to create them.
-    assert!(!out.stderr.contains("creating worktree"), "{}", out.stderr);
+    // It reuses the worktrees it kept: it does not claim to create them. (One given back
+    // before the Ctrl-C is made again if its slot is needed.)
+    assert!(
+        out.stderr.matches("creating worktree").count() <= 3 - kept,
+        "{}",
+        out.stderr
+    );
     out.stderr_has("reusing");
     for k in ["1-1-a", "1-2-b", "1-3-c", "1-4-d", "1-5-e"] {
         assert!(r.path(&format!("out/{k}.txt")).exists(), "{k} did not land");
@@ -382,7 +390,7 @@ fn resume_removes_every_worktree_of_its_session() {
 #[test]
 fn resume_parks_every_worktree_of_its_session_when_keeping_them() {
     let r = repo_with(&["1-1-a", "1-2-b", "1-3-c", "1-4-d", "1-5-e"]);
-    let sid = interrupted_after_three(&r);
+    let (sid, kept) = interrupted_after_three(&r);
     let out = r.teleos([
         "close",
         "--resume",
@@ -399,7 +407,9 @@ fn resume_parks_every_worktree_of_its_session_when_keeping_them() {
         "{worktrees:?}\n{}",
         out.stderr
     );
-    assert_eq!(worktrees.len(), 3, "{worktrees:?}");
+    // Every worktree it kept is parked (a resumed slot whose worktree was given back early is
+    // made again, and parked too).
+    assert!(worktrees.len() >= kept, "{worktrees:?}");
     assert!(
         branches.iter().all(|b| b.contains("teleos-pool-")),
         "{branches:?}"

@@ -11,6 +11,7 @@
 //! `landing.rs` (onto the user's branch), `cleanup.rs` (the session's worktrees and branches).
 
 mod cleanup;
+mod creation;
 mod landing;
 mod queue;
 mod slot;
@@ -23,7 +24,8 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use self::cleanup::{cleanup, undo_session};
+use self::cleanup::{cleanup, retire_slot, undo_session};
+use self::creation::{Baseline, SlotTicket};
 pub(crate) use self::landing::land_or_keep;
 use self::landing::restore_integration;
 use self::queue::{Next, Queue};
@@ -162,12 +164,9 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     }
     report.branch = start_branch.clone();
 
-    // What the user's checkout looks like now: agents must not touch it, and if one does
-    // (a path out of its worktree), the debrief says so.
-    let user_changes_before: BTreeSet<String> = git::changed_paths(&main, None)
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    // What the user's checkout looks like before any agent starts, walked while the first
+    // worktree is made (see `Baseline`).
+    let user_before = Baseline::new();
     let selected: BTreeSet<String> = stories.iter().map(|s| s.story_key.clone()).collect();
     let queue = Mutex::new(Queue {
         pending: stories,
@@ -179,6 +178,9 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         stopper: Stopper::new(env.circuit_breaker, env.max_budget_usd),
         stopped: None,
         setup_error: None,
+        live: 0,
+        creating: false,
+        creation_failed: false,
     });
     let cv = Condvar::new();
     // Serialises merges, and remembers where we last left the integration branch so a move
@@ -228,15 +230,39 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         start_gate: Some(&governor),
         ..env.story
     };
+    // Worktrees retired while the batch ran (see `creation.rs`): the final clean-up skips them.
+    let retired_early = Mutex::new(BTreeSet::<usize>::new());
+    let park = env
+        .keep_worktrees
+        .then_some((&manifest, env.worktrees_dir.as_path(), env.pool_max));
     // One plain thread per worktree, not a rayon pool: each spends up to an hour blocked on
-    // an agent, and rayon's pool is for short CPU work (the scan).
+    // an agent, and rayon's pool is for short CPU work (the scan). Threads start on demand.
     thread::scope(|scope| {
+        let walk = || {
+            let repo = shared.to_thread_local();
+            let walked = panic::catch_unwind(AssertUnwindSafe(|| git::changed_paths(&repo, None)));
+            let paths = walked.ok().and_then(|r| r.ok()).unwrap_or_default();
+            user_before.set(paths.into_iter().collect());
+        };
+        let walking = thread::Builder::new()
+            .name("teleos-user-status".into())
+            .spawn_scoped(scope, walk);
+        if walking.is_err() {
+            walk();
+        }
+        let mut made = 0;
         for slot in &slots {
+            if !creation::claim_next_slot(&queue, &cv, env.story.cancel) {
+                break;
+            }
+            made += 1;
+            let ticket = SlotTicket::new(&queue, &cv);
             let (queue, cv, merge_lock, notes, shared, lanes) =
                 (&queue, &cv, &merge_lock, &notes, &shared, &lanes);
             let (manifest, claimer) = (&manifest, &claimer);
             let (merges, base_checks) = (&merges, &base_checks);
-            let story_env = &story_env;
+            let (story_env, retired_early, user_before) =
+                (&story_env, &retired_early, &user_before);
             let integration_ref = integration_ref.as_str();
             let note = move |msg: String| {
                 env.progress.line(&format!("warning: {msg}"));
@@ -263,16 +289,20 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                 };
                 let keep_lane = |lane: Lane| lock(lanes).push(lane);
                 let setup_start = timing::now_ms();
-                let prepared = panic::catch_unwind(AssertUnwindSafe(|| w.prepare()))
-                    .unwrap_or_else(|p| Err(Error::Internal(panic_message(&*p))));
+                let prepared =
+                    panic::catch_unwind(AssertUnwindSafe(|| w.prepare_then(&|| ticket.made())))
+                        .unwrap_or_else(|p| Err(Error::Internal(panic_message(&*p))));
                 lane.phases
                     .push(Phase::until_now(timing::SETUP, setup_start));
                 if let Err(e) = prepared {
+                    ticket.failed();
                     keep_lane(lane);
                     note(format!("worktree {} could not be set up: {e}", slot.n));
                     env.progress.slot(slot.n, "unavailable");
                     return;
                 }
+                ticket.made();
+                user_before.wait();
                 loop {
                     let mut waited = false;
                     let wait_start = timing::now_ms();
@@ -316,7 +346,24 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                     }
                 }
                 keep_lane(lane);
-                env.progress.slot(slot.n, "idle");
+                // Nothing left for this slot: its worktree goes now, while the others run. The
+                // last slot keeps its own for the integration gate and the final clean-up; after
+                // Ctrl-C everything stays for `--resume`.
+                let others = ticket.leave();
+                if others == 0 || env.story.cancel.load(Ordering::SeqCst) {
+                    env.progress.slot(slot.n, "idle");
+                    return;
+                }
+                env.progress.slot(slot.n, "removing its worktree");
+                let tip = git::resolve_ref(&repo, integration_ref).ok().flatten();
+                let mut said = Vec::new();
+                let retire = || retire_slot(&repo, slot, tip, park, &mut said);
+                // A bug here leaves the slot to the final clean-up.
+                if panic::catch_unwind(AssertUnwindSafe(retire)).is_ok() {
+                    lock(retired_early).insert(slot.n);
+                }
+                lock(notes).extend(said);
+                env.progress.slot(slot.n, "done");
             };
             let started = thread::Builder::new()
                 .name(format!("teleos-wt-{}", slot.n))
@@ -324,6 +371,10 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             if let Err(e) = started {
                 note(format!("worktree {}: cannot start its thread: {e}", slot.n));
             }
+        }
+        // A batch of short stories may never need all N worktrees.
+        for slot in &slots[made..] {
+            env.progress.slot(slot.n, "not needed");
         }
     });
     env.progress.finish();
@@ -385,6 +436,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         .unwrap_or_default()
         .into_iter()
         .collect();
+    let user_changes_before = user_before.into_paths();
     let touched: Vec<&String> = user_changes_after
         .symmetric_difference(&user_changes_before)
         .take(10)
@@ -456,10 +508,14 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         )
     };
     report.not_landed = env.land && !landed;
-    let park = env
-        .keep_worktrees
-        .then_some((&manifest, env.worktrees_dir.as_path(), env.pool_max));
-    let all_slots: Vec<Slot> = slots.into_iter().chain(unused).collect();
+    let retired_early = retired_early
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    let all_slots: Vec<Slot> = slots
+        .into_iter()
+        .chain(unused)
+        .filter(|s| !retired_early.contains(&s.n))
+        .collect();
     cleanup(&main, &all_slots, &integration, landed, park, report);
     manifest.update(|m| {
         m.sessions.remove(sid);

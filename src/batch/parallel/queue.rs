@@ -1,7 +1,8 @@
 //! The dependency queue shared by the worktree slots: a story starts once the selected stories
 //! it depends on have merged; one whose dependency failed never starts; the queue stops on
 //! Ctrl-C, the circuit breaker or the budget, and ends when nothing running can unblock the rest
-//! (a cycle). Pure: no git, no files.
+//! (a cycle). It also keeps the count of worktree slots, so that the next worktree is made only
+//! while a ready story waits for one (README, "Parallel mode"). Pure: no git, no files.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,13 @@ pub(super) struct Queue {
     pub(super) stopped: Option<String>,
     /// An agent said it is not authenticated: no story starts after it.
     pub(super) setup_error: Option<String>,
+    /// Slot threads started and not yet ended (being made, running, or waiting for a story).
+    pub(super) live: usize,
+    /// A worktree is being made (checked out) now: the next waits for it.
+    pub(super) creating: bool,
+    /// A worktree could not be made: no more are tried (the cause is usually the same for
+    /// all, and each try could take a set-up timeout).
+    pub(super) creation_failed: bool,
 }
 
 pub(super) enum Next {
@@ -83,6 +91,8 @@ impl Queue {
             if let Some(i) = ready {
                 let s = q.pending.remove(i);
                 q.running += 1;
+                // One slot fewer is free: the creator may need to make another.
+                cv.notify_all();
                 return Next::Run(Box::new(s));
             }
             if q.running == 0 {
@@ -96,6 +106,34 @@ impl Queue {
                 Err(_) => return Next::Done,
             };
         }
+    }
+
+    /// How many pending stories could start now (every selected dependency merged).
+    fn ready_count(&self) -> usize {
+        self.pending
+            .iter()
+            .filter(|s| {
+                s.depends_on
+                    .iter()
+                    .filter(|d| self.selected.contains(*d))
+                    .all(|d| self.merged.contains(d))
+            })
+            .count()
+    }
+
+    /// Whether another worktree should be made now: none is being made, and more stories are
+    /// ready than there are slots free or about to be (a slot being set up counts as free).
+    pub(super) fn wants_slot(&self) -> bool {
+        self.stopped.is_none()
+            && !self.creating
+            && !self.creation_failed
+            && self.ready_count() > self.live.saturating_sub(self.running)
+    }
+
+    /// Whether no further worktree will ever be wanted: the queue is empty or stopped, or a
+    /// worktree could not be made.
+    pub(super) fn creation_over(&self) -> bool {
+        self.stopped.is_some() || self.pending.is_empty() || self.creation_failed
     }
 
     pub(super) fn finish(lock: &Mutex<Queue>, cv: &Condvar, result: StoryResult, merged: bool) {
@@ -139,6 +177,9 @@ mod tests {
             stopper: Stopper::new(0, None),
             stopped: None,
             setup_error: None,
+            live: 0,
+            creating: false,
+            creation_failed: false,
         })
     }
 
@@ -242,6 +283,61 @@ mod tests {
         let q = q.into_inner().unwrap();
         assert_eq!(q.pending.len(), 2, "nothing of the cycle ran");
         assert_eq!(q.running, 0);
+    }
+
+    #[test]
+    fn a_worktree_is_wanted_only_while_a_ready_story_waits_for_one() {
+        let q = queue(vec![
+            story("1-1-a", &[]),
+            story("1-2-b", &[]),
+            story("1-3-c", &[]),
+        ]);
+        let (cv, cancel) = (Condvar::new(), AtomicBool::new(false));
+        let made = |q: &Mutex<Queue>| {
+            let mut q = q.lock().unwrap();
+            q.live += 1;
+            q.creating = false;
+        };
+        assert!(q.lock().unwrap().wants_slot(), "nothing runs yet");
+        q.lock().unwrap().creating = true;
+        assert!(!q.lock().unwrap().wants_slot(), "one is made at a time");
+        made(&q);
+        // A slot being set up counts as free: it takes one story, two more wait.
+        assert!(q.lock().unwrap().wants_slot());
+        assert_eq!(next(&q, &cv, &cancel).as_deref(), Some("1-1-a"));
+        assert!(q.lock().unwrap().wants_slot(), "two wait, no slot free");
+        made(&q);
+        assert_eq!(next(&q, &cv, &cancel).as_deref(), Some("1-2-b"));
+        assert!(q.lock().unwrap().wants_slot(), "one waits, no slot free");
+        made(&q);
+        assert!(
+            !q.lock().unwrap().wants_slot(),
+            "the third slot will take the last story"
+        );
+        assert_eq!(next(&q, &cv, &cancel).as_deref(), Some("1-3-c"));
+        let q = q.into_inner().unwrap();
+        assert!(!q.wants_slot() && q.creation_over(), "the queue is empty");
+    }
+
+    #[test]
+    fn a_chain_of_dependencies_never_wants_a_second_worktree() {
+        let q = queue(vec![
+            story("1-1-a", &[]),
+            story("1-2-b", &["1-1-a"]),
+            story("1-3-c", &["1-2-b"]),
+        ]);
+        let (cv, cancel) = (Condvar::new(), AtomicBool::new(false));
+        q.lock().unwrap().live = 1;
+        for (key, then) in [("1-1-a", "1-2-b"), ("1-2-b", "1-3-c")] {
+            assert_eq!(next(&q, &cv, &cancel).as_deref(), Some(key));
+            assert!(!q.lock().unwrap().wants_slot(), "{then} is not ready");
+            finish(&q, &cv, key, true);
+            // Ready now, but the slot that ran the dependency is free for it.
+            assert!(!q.lock().unwrap().wants_slot(), "{then} has a slot");
+        }
+        assert!(!q.lock().unwrap().creation_over());
+        q.lock().unwrap().creation_failed = true;
+        assert!(q.lock().unwrap().creation_over());
     }
 
     #[test]

@@ -51,6 +51,12 @@ impl SlotRunner<'_, '_> {
 
     /// Create (or reuse, when resuming) this slot's worktree, lock it, set it up.
     pub(super) fn prepare(&self) -> Result<()> {
+        self.prepare_then(&|| {})
+    }
+
+    /// [`Self::prepare`], calling `made` once the worktree is checked out and locked, before
+    /// its set-up: the next worktree may be made while this one is set up.
+    pub(super) fn prepare_then(&self, made: &dyn Fn()) -> Result<()> {
         let sid = self.env.session_id;
         let slot = self.slot;
         let exists = git::list_worktrees(self.repo)?
@@ -103,6 +109,7 @@ impl SlotRunner<'_, '_> {
             std::process::id()
         );
         git::lock_worktree(self.repo, &slot.path, &reason)?;
+        made();
         if !exists {
             self.env.progress.slot(slot.n, "setting up");
             crate::fault::point("mid-setup");
@@ -128,6 +135,13 @@ impl SlotRunner<'_, '_> {
                      or use --setup none",
                 )
             })?;
+            // A checkout made just now is clean by construction: unless a set-up step wrote
+            // into it, the first story need not walk all of it again.
+            let wrote = !matches!(plan, SetupPlan::None)
+                || setup::worktree_includes(self.env.root).map_or(true, |l| !l.is_empty());
+            if !adopted && !wrote {
+                self.seen_clean.set(true);
+            }
         }
         Ok(())
     }

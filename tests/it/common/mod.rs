@@ -184,7 +184,7 @@ impl TestRepo {
     pub fn new() -> TestRepo {
         let repo = TestRepo::scratch("repo");
         repo.git(&["init", "-q", "-b", "main"]);
-        // Parallel agents start 2 s apart by default; tests that count agents running at once
+        // Parallel agents start 0.5 s apart by default; tests that count agents running at once
         // need them started together (a test may set it again).
         repo.git(&["config", "teleos.agentStagger", "0"]);
         repo.write("README.md", "# test project\n");
