@@ -168,7 +168,7 @@ impl<'a> Governor<'a> {
             return false;
         }
         st.running += 1;
-        st.starts += 1;
+        st.peak = st.peak.max(st.running);
         st.last_start = Some(now);
         true
     }
