@@ -300,14 +300,7 @@ impl UpdatePlan {
                 return Ok(false);
             };
             let file = root.join(rela);
-            let ok = match unconflicted(&self.current, path) {
-                Some(entry) => file_matches(repo, &file, entry)?,
-                None => matches!(
-                    std::fs::symlink_metadata(&file),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound
-                ),
-            };
-            if !ok {
+            if !on_disk_as_in_index(repo, &file, unconflicted(&self.current, path))? {
                 return Ok(false);
             }
         }
@@ -330,44 +323,13 @@ impl UpdatePlan {
         for path in &removed {
             remove_file_and_empty_parents(root, path)?;
         }
-        let mut options = repo
-            .checkout_options(gix::worktree::stack::state::attributes::Source::IdMapping)
-            .map_err(gix_err)?;
-        options.destination_is_initially_empty = false;
-        options.overwrite_existing = true;
-        let objects = repo
-            .objects
-            .clone()
-            .into_arc()
-            .map_err(|e| Error::io("opening the object database for checkout", e))?;
-        let outcome = gix::worktree::state::checkout(
+        checkout_entries(
+            repo,
             &mut target,
             root,
-            objects,
-            &gix::progress::Discard,
-            &gix::progress::Discard,
+            gix::worktree::stack::state::attributes::Source::IdMapping,
             cancel,
-            options,
-        )
-        .map_err(gix_err)?;
-        if !outcome.collisions.is_empty() || !outcome.errors.is_empty() {
-            let paths: Vec<String> = outcome
-                .collisions
-                .iter()
-                .map(|c| c.path.to_string())
-                .chain(
-                    outcome
-                        .errors
-                        .iter()
-                        .map(|e| format!("{}: {}", e.path, super::error_chain(&e.error))),
-                )
-                .collect();
-            return Err(Error::git(format!(
-                "checkout in {} failed for: {}",
-                root.display(),
-                paths.join(", ")
-            )));
-        }
+        )?;
         let entries = target.entries_mut();
         for index in &unchanged {
             entries[*index].flags.remove(Flags::SKIP_WORKTREE);
@@ -376,6 +338,21 @@ impl UpdatePlan {
             .write(gix::index::write::Options::default())
             .map_err(gix_err)?;
         Ok(target.entries().len() - unchanged.len() + removed.len())
+    }
+}
+
+/// Whether `file` is on disk as the index says: what `entry` records, or absent without one.
+pub(super) fn on_disk_as_in_index(
+    repo: &Repository,
+    file: &Path,
+    entry: Option<&gix::index::Entry>,
+) -> Result<bool> {
+    match entry {
+        Some(entry) => file_matches(repo, file, entry),
+        None => Ok(matches!(
+            std::fs::symlink_metadata(file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound
+        )),
     }
 }
 
@@ -416,6 +393,54 @@ pub(super) fn file_matches(
     let id = gix::objs::compute_hash(repo.object_hash(), gix::objs::Kind::Blob, &data)
         .map_err(gix_err)?;
     Ok(id == entry.id)
+}
+
+/// Write the entries of `index` into the work tree at `root` (files there may be overwritten),
+/// with attributes read from `attributes`; any path gix could not write fails the whole call.
+pub(super) fn checkout_entries(
+    repo: &Repository,
+    index: &mut gix::index::State,
+    root: &Path,
+    attributes: gix::worktree::stack::state::attributes::Source,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    let mut options = repo.checkout_options(attributes).map_err(gix_err)?;
+    options.destination_is_initially_empty = false;
+    options.overwrite_existing = true;
+    let objects = repo
+        .objects
+        .clone()
+        .into_arc()
+        .map_err(|e| Error::io("opening the object database for checkout", e))?;
+    let outcome = gix::worktree::state::checkout(
+        index,
+        root,
+        objects,
+        &gix::progress::Discard,
+        &gix::progress::Discard,
+        cancel,
+        options,
+    )
+    .map_err(gix_err)?;
+    if !outcome.collisions.is_empty() || !outcome.errors.is_empty() {
+        let paths: Vec<String> = outcome
+            .collisions
+            .iter()
+            .map(|c| c.path.to_string())
+            .chain(
+                outcome
+                    .errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.path, super::error_chain(&e.error))),
+            )
+            .collect();
+        return Err(Error::git(format!(
+            "checkout in {} failed for: {}",
+            root.display(),
+            paths.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 pub(super) fn remove_file_and_empty_parents(root: &Path, rela_path: &str) -> Result<()> {

@@ -13,9 +13,9 @@ use gix::object::tree::diff::ChangeDetached;
 use gix::objs::tree::EntryKind;
 use gix::{ObjectId, Repository};
 
-use super::checkout::{file_matches, remove_file_and_empty_parents};
+use super::checkout::{on_disk_as_in_index, remove_file_and_empty_parents};
 use super::gix_err;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// What to write and remove, and the index it edits.
 pub(super) struct DiffPlan {
@@ -174,14 +174,7 @@ impl DiffPlan {
             let entry = self
                 .index
                 .entry_by_path_and_stage(path.as_bstr(), gix::index::entry::Stage::Unconflicted);
-            let ok = match entry {
-                Some(entry) => file_matches(repo, &file, entry)?,
-                None => matches!(
-                    std::fs::symlink_metadata(&file),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound
-                ),
-            };
-            if !ok {
+            if !on_disk_as_in_index(repo, &file, entry)? {
                 return Ok(false);
             }
         }
@@ -217,46 +210,13 @@ impl DiffPlan {
         }
         changed.sort_entries();
         // The unchanged `.gitattributes` files are on disk as in the index: read them there.
-        let mut options = repo
-            .checkout_options(
-                gix::worktree::stack::state::attributes::Source::WorktreeThenIdMapping,
-            )
-            .map_err(gix_err)?;
-        options.destination_is_initially_empty = false;
-        options.overwrite_existing = true;
-        let objects = repo
-            .objects
-            .clone()
-            .into_arc()
-            .map_err(|e| Error::io("opening the object database for checkout", e))?;
-        let outcome = gix::worktree::state::checkout(
+        super::checkout::checkout_entries(
+            repo,
             &mut changed,
             root,
-            objects,
-            &gix::progress::Discard,
-            &gix::progress::Discard,
+            gix::worktree::stack::state::attributes::Source::WorktreeThenIdMapping,
             cancel,
-            options,
-        )
-        .map_err(gix_err)?;
-        if !outcome.collisions.is_empty() || !outcome.errors.is_empty() {
-            let paths: Vec<String> = outcome
-                .collisions
-                .iter()
-                .map(|c| c.path.to_string())
-                .chain(
-                    outcome
-                        .errors
-                        .iter()
-                        .map(|e| format!("{}: {}", e.path, super::error_chain(&e.error))),
-                )
-                .collect();
-            return Err(Error::git(format!(
-                "checkout in {} failed for: {}",
-                root.display(),
-                paths.join(", ")
-            )));
-        }
+        )?;
         let touched: HashSet<&BStr> = writes
             .iter()
             .map(|w| w.0.as_bstr())

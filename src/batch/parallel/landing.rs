@@ -43,10 +43,13 @@ pub(crate) fn land_or_keep(
     main: &gix::Repository,
     root: &Path,
     start_branch: Option<&str>,
-    integration: &str,
-    integration_ref: &str,
+    sid: &str,
     report: &mut BatchReport,
 ) -> bool {
+    let (integration, integration_ref) = (
+        &crate::batch::names::integration_branch(sid),
+        &crate::batch::names::integration_ref(sid),
+    );
     if !land_wanted {
         report.notes.push(format!(
             "--no-land: the work is on {integration}; merge it with: git merge {integration}"
@@ -161,4 +164,26 @@ pub(crate) fn land_or_keep(
             false
         }
     }
+}
+
+/// Where a batch starts: the user's branch (there must be one when the batch lands) and its
+/// commit (there must be one: every story branches from it).
+pub(crate) fn batch_start(
+    main: &gix::Repository,
+    land: bool,
+) -> Result<(Option<String>, ObjectId)> {
+    let start_branch = git::current_branch(main)?;
+    if land && start_branch.is_none() {
+        return Err(Error::usage_hint(
+            "HEAD is detached: there is no branch to land the work on",
+            "check out a branch first, or pass --no-land to keep the work on integration-<sid>",
+        ));
+    }
+    let start = git::head_commit_id(main)?.ok_or_else(|| {
+        Error::usage_hint(
+            "the current branch has no commits yet: there is nothing to branch the stories from",
+            "commit the stories first (git add -A && git commit)",
+        )
+    })?;
+    Ok((start_branch, start))
 }

@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use self::cleanup::{cleanup, retire_slot, undo_session};
 use self::creation::{Baseline, SlotTicket};
-pub(crate) use self::landing::land_or_keep;
 use self::landing::restore_integration;
+pub(crate) use self::landing::{batch_start, land_or_keep};
 use self::queue::{Next, Queue};
 use self::slot::SlotRunner;
 use crate::batch::claims::Claimer;
@@ -99,19 +99,7 @@ struct Slot {
 pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> Result<()> {
     let sid = env.session_id;
     let main = git::discover(env.root)?;
-    let start_branch = git::current_branch(&main)?;
-    if env.land && start_branch.is_none() {
-        return Err(Error::usage_hint(
-            "HEAD is detached: there is no branch to land the work on",
-            "check out a branch first, or pass --no-land to keep the work on integration-<sid>",
-        ));
-    }
-    let start = git::head_commit_id(&main)?.ok_or_else(|| {
-        Error::usage_hint(
-            "the current branch has no commits yet: there is nothing to branch worktrees from",
-            "commit the stories first (git add -A && git commit)",
-        )
-    })?;
+    let (start_branch, start) = batch_start(&main, env.land)?;
     let integration = integration_branch(sid);
     let integration_ref = names::integration_ref(sid);
 
@@ -167,21 +155,10 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     // What the user's checkout looks like before any agent starts, walked while the first
     // worktree is made (see `Baseline`).
     let user_before = Baseline::new();
-    let selected: BTreeSet<String> = stories.iter().map(|s| s.story_key.clone()).collect();
-    let queue = Mutex::new(Queue {
-        pending: stories,
-        running: 0,
-        merged: BTreeSet::new(),
-        failed: BTreeSet::new(),
-        selected,
-        results: Vec::new(),
-        stopper: Stopper::new(env.circuit_breaker, env.max_budget_usd),
-        stopped: None,
-        setup_error: None,
-        live: 0,
-        creating: false,
-        creation_failed: false,
-    });
+    let queue = Mutex::new(Queue::new(
+        stories,
+        Stopper::new(env.circuit_breaker, env.max_budget_usd),
+    ));
     let cv = Condvar::new();
     // Serialises merges, and remembers where we last left the integration branch so a move
     // made behind our back (an agent committing to it) is noticed and undone.
@@ -497,15 +474,8 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         ));
         false
     } else {
-        land_or_keep(
-            env.land,
-            &main,
-            env.root,
-            start_branch.as_deref(),
-            &integration,
-            &integration_ref,
-            report,
-        )
+        let branch = start_branch.as_deref();
+        land_or_keep(env.land, &main, env.root, branch, sid, report)
     };
     report.not_landed = env.land && !landed;
     let retired_early = retired_early

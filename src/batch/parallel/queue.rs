@@ -40,6 +40,25 @@ pub(super) enum Next {
 }
 
 impl Queue {
+    /// A queue of the selected `stories`, nothing run yet.
+    pub(super) fn new(stories: Vec<Story>, stopper: Stopper) -> Queue {
+        let selected = stories.iter().map(|s| s.story_key.clone()).collect();
+        Queue {
+            pending: stories,
+            running: 0,
+            merged: BTreeSet::new(),
+            failed: BTreeSet::new(),
+            selected,
+            results: Vec::new(),
+            stopper,
+            stopped: None,
+            setup_error: None,
+            live: 0,
+            creating: false,
+            creation_failed: false,
+        }
+    }
+
     /// The next story this worker should run, waiting while dependencies are still running.
     /// `waited` is set when the worker had to wait for a dependency (drawn on its lane).
     pub(super) fn next(
@@ -166,21 +185,7 @@ mod tests {
     }
 
     fn queue(stories: Vec<Story>) -> Mutex<Queue> {
-        let selected = stories.iter().map(|s| s.story_key.clone()).collect();
-        Mutex::new(Queue {
-            pending: stories,
-            running: 0,
-            merged: BTreeSet::new(),
-            failed: BTreeSet::new(),
-            selected,
-            results: Vec::new(),
-            stopper: Stopper::new(0, None),
-            stopped: None,
-            setup_error: None,
-            live: 0,
-            creating: false,
-            creation_failed: false,
-        })
+        Mutex::new(Queue::new(stories, Stopper::new(0, None)))
     }
 
     /// The key of the story `next` hands out, or `None` when it says the queue is done.

@@ -2,7 +2,7 @@
 //! loop, and nothing more: start a wave of jobs, say which of them died, cancel one. The git
 //! data channel (bases, results, `ls-remote`, merging, landing) is the loop's, shared by all.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -115,4 +115,23 @@ pub fn for_runner(settings: &Settings, ctx: JobContext) -> Result<Box<dyn Engine
             "the local runner has no remote engine".into(),
         )),
     }
+}
+
+/// An engine's job template: the file the setting `key` names (relative to the repository
+/// root `root`), or the built-in one.
+pub(super) fn read_template(
+    root: &Path,
+    key: &str,
+    setting: Option<&PathBuf>,
+    built_in: &str,
+) -> Result<String> {
+    let Some(p) = setting else {
+        return Ok(built_in.to_string());
+    };
+    let path = root.join(p);
+    std::fs::read_to_string(&path).map_err(|e| Error::Config {
+        key: key.into(),
+        value: p.display().to_string(),
+        reason: format!("cannot read {}: {e}", path.display()),
+    })
 }

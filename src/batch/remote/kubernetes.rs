@@ -122,17 +122,12 @@ impl KubernetesEngine {
                 "set it to an image with git, git-teleos and the agent CLI: git config teleos.kubernetesImage <image>",
             )
         })?;
-        let template = match &k.template {
-            None => DEFAULT_TEMPLATE.to_string(),
-            Some(p) => {
-                let path = ctx.root.join(p);
-                std::fs::read_to_string(&path).map_err(|e| Error::Config {
-                    key: "teleos.kubernetesTemplate".into(),
-                    value: p.display().to_string(),
-                    reason: format!("cannot read {}: {e}", path.display()),
-                })?
-            }
-        };
+        let template = super::engine::read_template(
+            &ctx.root,
+            "teleos.kubernetesTemplate",
+            k.template.as_ref(),
+            DEFAULT_TEMPLATE,
+        )?;
         let engine = KubernetesEngine {
             ctx,
             template,

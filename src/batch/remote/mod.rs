@@ -90,19 +90,7 @@ struct Books {
 pub fn run(env: &RemoteEnv, stories: Vec<Story>, report: &mut BatchReport) -> Result<()> {
     let sid = env.session_id;
     let main = git::discover(env.root)?;
-    let start_branch = git::current_branch(&main)?;
-    if env.land && start_branch.is_none() {
-        return Err(Error::usage_hint(
-            "HEAD is detached: there is no branch to land the work on",
-            "check out a branch first, or pass --no-land to keep the work on integration-<sid>",
-        ));
-    }
-    let start = git::head_commit_id(&main)?.ok_or_else(|| {
-        Error::usage_hint(
-            "the current branch has no commits yet",
-            "commit the stories first (git add -A && git commit)",
-        )
-    })?;
+    let (start_branch, start) = parallel::batch_start(&main, env.land)?;
     let url = remote_url(env.root, &env.settings.remote)?;
     // Made (and so checked) before anything is pushed: a runner that cannot work fails the
     // batch cleanly.
@@ -303,15 +291,8 @@ pub fn run(env: &RemoteEnv, stories: Vec<Story>, report: &mut BatchReport) -> Re
             env.settings.runner.name()
         ));
     }
-    let landed = parallel::land_or_keep(
-        env.land,
-        &main,
-        env.root,
-        start_branch.as_deref(),
-        &integration,
-        &integration_ref,
-        report,
-    );
+    let branch = start_branch.as_deref();
+    let landed = parallel::land_or_keep(env.land, &main, env.root, branch, sid, report);
     report.not_landed = env.land && !landed;
     collect::finish_refs(env, &main, &url, &integration_ref, landed, report);
     Ok(())

@@ -216,17 +216,12 @@ pub fn engine(settings: &Settings, ctx: JobContext) -> Result<Box<dyn Engine>> {
 
 impl SlurmEngine {
     pub fn new(settings: &Settings, ctx: JobContext) -> Result<Self> {
-        let template = match &settings.slurm_template {
-            None => DEFAULT_TEMPLATE.to_string(),
-            Some(p) => {
-                let path = ctx.root.join(p);
-                std::fs::read_to_string(&path).map_err(|e| Error::Config {
-                    key: "teleos.slurmTemplate".into(),
-                    value: p.display().to_string(),
-                    reason: format!("cannot read {}: {e}", path.display()),
-                })?
-            }
-        };
+        let template = super::engine::read_template(
+            &ctx.root,
+            "teleos.slurmTemplate",
+            settings.slurm_template.as_ref(),
+            DEFAULT_TEMPLATE,
+        )?;
         // Tried with stand-in values before anything is pushed: a template naming an unknown
         // placeholder fails the batch cleanly.
         let probe = JobSpec {
