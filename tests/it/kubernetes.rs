@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use git_teleos::batch::remote::engine::JobSpec;
 use git_teleos::batch::remote::kubernetes::{render, Wave, DEFAULT_TEMPLATE};
 
-use common::{story, TestRepo};
+use common::TestRepo;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/common/fixtures/kubernetes")
@@ -188,24 +188,8 @@ fn kubectl_dry_run_accepts_the_rendered_wave_or_the_test_skips_saying_why() {
 
 #[test]
 fn kubernetes_runner_setup_errors_come_before_anything_is_pushed() {
-    let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
-    r.write("docs/sprint-artifacts/1-1-first.md", &story("First", 9, 1));
-    r.commit_all("stories");
-    let bare = r.home.join("shared.git");
-    let run = r.git_in(
-        &r.home,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            r.root.to_str().unwrap(),
-            "shared.git",
-        ],
-    );
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    r.git(&["remote", "add", "origin", bare.to_str().unwrap()]);
+    let r = common::repo_with_stories(&["1-1-first"]);
+    let bare = r.with_shared_remote();
     r.git(&["config", "teleos.runner", "kubernetes"]);
 
     let run = r.teleos(["close", "--parallel", "2", "--all", "--yes"]);

@@ -57,26 +57,8 @@ printf '{{"type":"result","subtype":"success","is_error":false,"total_cost_usd":
 
 /// The user's repository with `keys` as stories, and a bare clone of it as the shared remote.
 fn setup(keys: &[&str]) -> (TestRepo, PathBuf, String) {
-    let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
-    for k in keys {
-        r.write(&format!("{DIR}/{k}.md"), &story(k, 9, 1));
-    }
-    r.commit_all("stories");
-    let bare = r.home.join("shared.git");
-    let run = r.git_in(
-        &r.home,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            r.root.to_str().unwrap(),
-            "shared.git",
-        ],
-    );
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    r.git(&["remote", "add", "origin", bare.to_str().unwrap()]);
+    let r = common::repo_with_stories(keys);
+    let bare = r.with_shared_remote();
     install_agent(&r);
     let url = format!("file://{}", bare.display());
     (r, bare, url)

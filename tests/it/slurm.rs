@@ -99,26 +99,8 @@ fn cluster_or_skip(r: &TestRepo, test: &str) -> Option<Cluster> {
 /// The user's repository with `keys` as stories, a bare clone as the shared remote, the stand-in
 /// agent, and `git-teleos` on the PATH the jobs get (as on a node where it is installed).
 fn setup(keys: &[&str]) -> (TestRepo, String) {
-    let r = TestRepo::new();
-    r.git(&["config", "user.name", "Agent"]);
-    r.git(&["config", "user.email", "agent@example.com"]);
-    for k in keys {
-        r.write(&format!("{DIR}/{k}.md"), &story(k, 9, 1));
-    }
-    r.commit_all("stories");
-    let bare = r.home.join("shared.git");
-    let run = r.git_in(
-        &r.home,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            r.root.to_str().unwrap(),
-            "shared.git",
-        ],
-    );
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    r.git(&["remote", "add", "origin", bare.to_str().unwrap()]);
+    let r = common::repo_with_stories(keys);
+    let bare = r.with_shared_remote();
     std::os::unix::fs::symlink(common::BIN, r.bin_dir.join("git-teleos")).unwrap();
     // Records where it ran and which Slurm task ran it; 9-* crash as the CLI does when it
     // dies (a message on stderr, exit 1, no result).

@@ -21,6 +21,25 @@ pub fn repo_with_stories(keys: &[&str]) -> TestRepo {
 }
 
 impl TestRepo {
+    /// A bare clone of the repository as its `origin`, the shared remote the remote runners'
+    /// jobs push to (`<home>/shared.git`, returned).
+    pub fn with_shared_remote(&self) -> std::path::PathBuf {
+        let bare = self.home.join("shared.git");
+        let run = self.git_in(
+            &self.home,
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                self.root.to_str().unwrap(),
+                "shared.git",
+            ],
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        self.git(&["remote", "add", "origin", bare.to_str().unwrap()]);
+        bare
+    }
+
     /// Set `user.name`/`user.email` in the repository (agents commit as "Agent").
     pub fn agent_identity(&self) {
         self.git(&["config", "user.name", "Agent"]);
