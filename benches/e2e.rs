@@ -11,7 +11,8 @@
 //! `E2E_ROUNDS` (default 3), `E2E_WORKLOADS` (default `A,B,D,E,O`), `E2E_O_FILES` (the
 //! repository sizes of workload O, default `2000,20000`), `E2E_B_FILES` (filler files of
 //! the B repository, default 100), `E2E_LONG` / `E2E_SHORT` (B's story durations in seconds,
-//! default 4 and 0.5), `E2E_TMPDIR` (where fixtures go, default the system temp folder),
+//! default 4 and 0.5), `E2E_STAGGER` (git-teleos's `teleos.agentStagger`, passed as `git -c`
+//! would; unset: its default), `E2E_TMPDIR` (where fixtures go, default the system temp folder),
 //! `E2E_TELEOS_BIN` (the binary to measure, default the one cargo built with this bench),
 //! `E2E_WRITE=0` (print only; by default the `e2e-bench` section of BENCHMARKS.md is rewritten).
 //!
@@ -310,8 +311,15 @@ impl Bench {
         self.reset_starts();
         let spawned = epoch_secs();
         let started = Instant::now();
-        let child = self
-            .cmd(&self.teleos, repo)
+        let mut cmd = self.cmd(&self.teleos, repo);
+        // `E2E_STAGGER=S`: run git-teleos with `teleos.agentStagger=S` (as `git -c` would pass
+        // it), to see what the ramp-up stagger costs a workload. Unset: the default.
+        if let Ok(stagger) = std::env::var("E2E_STAGGER") {
+            cmd.env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "teleos.agentStagger")
+                .env("GIT_CONFIG_VALUE_0", stagger);
+        }
+        let child = cmd
             .args(["close", "--parallel", &SLOTS.to_string(), "--all", "--yes"])
             .arg("--json")
             .stdout(out)
@@ -814,7 +822,8 @@ impl Report {
         let _ = writeln!(
             s,
             "Knobs: `E2E_FILES` (default 20000), `E2E_ROUNDS` (3), `E2E_WORKLOADS` (`A,B,D,E,O`; O writes a section of its own), \
-             `E2E_B_FILES` (100), `E2E_LONG`/`E2E_SHORT` (4 / 0.5 s), `E2E_TMPDIR`, \
+             `E2E_B_FILES` (100), `E2E_LONG`/`E2E_SHORT` (4 / 0.5 s), `E2E_STAGGER` (git-teleos's \
+             `teleos.agentStagger`; unset: its default), `E2E_TMPDIR`, \
              `E2E_TELEOS_BIN`, `E2E_WRITE=0` (do not rewrite this section). \
              The run above used `E2E_B_FILES={}`, `E2E_LONG={}`, `E2E_SHORT={}`.\n",
             cfg.b_files, cfg.long, cfg.short
