@@ -27,6 +27,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 // Shared with `benches/e2e.rs` and `benches/pool.rs`; this bench picks the kinds itself.
+#[path = "fixture/mod.rs"]
+mod fixture;
 #[path = "pool/fresh_fs.rs"]
 #[allow(dead_code)]
 mod fresh_fs;
@@ -118,7 +120,7 @@ fn main() {
     println!("\n{section}");
     if write {
         let path = Path::new(MANIFEST_DIR).join("BENCHMARKS.md");
-        match write_section(&path, &section) {
+        match fixture::write_section(&path, MARK_START, MARK_END, &section) {
             Ok(()) => println!(
                 "checkout: wrote the checkout-bench section of {}",
                 path.display()
@@ -186,17 +188,7 @@ fn run_ok(cmd: &mut Command) {
 /// packed.
 fn build_fixture(root: &Path, files: usize) -> PathBuf {
     let dir = root.join("fixture");
-    for i in 0..files {
-        let sub = dir.join(format!("src/m{:03}", i / 500));
-        if i % 500 == 0 {
-            fs::create_dir_all(&sub).expect("mkdir filler");
-        }
-        let body = format!(
-            "// filler file {i}\npub fn f{i}() -> usize {{\n    {i} * {}\n}}\n",
-            i % 97
-        );
-        fs::write(sub.join(format!("file{i:05}.rs")), body).expect("write filler");
-    }
+    fixture::write_filler(&dir, files);
     fs::write(dir.join("README.md"), "# fixture\n").expect("write readme");
     run_ok(git(&dir).args(["init", "-q", "-b", "main"]));
     run_ok(git(&dir).args(["add", "-A"]));
@@ -307,18 +299,4 @@ fn markdown(
     }
     let _ = writeln!(s, "\n{MARK_END}");
     s
-}
-
-/// Replace the text between the markers (inclusive) in `path`, or append the section.
-fn write_section(path: &Path, section: &str) -> std::io::Result<()> {
-    let current = fs::read_to_string(path).unwrap_or_default();
-    let new = match (current.find(MARK_START), current.find(MARK_END)) {
-        (Some(a), Some(b)) if a < b => {
-            let end = b + MARK_END.len();
-            let rest = current[end..].strip_prefix('\n').unwrap_or(&current[end..]);
-            format!("{}{section}{rest}", &current[..a])
-        }
-        _ => format!("{}\n\n{section}", current.trim_end()),
-    };
-    fs::write(path, new)
 }

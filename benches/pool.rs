@@ -117,7 +117,7 @@ fn main() {
     println!("\n{section}");
     if write && files == 20_000 {
         let path = Path::new(MANIFEST_DIR).join("BENCHMARKS.md");
-        match write_section(&path, &section) {
+        match fixture::write_section(&path, MARK_START, MARK_END, &section) {
             Ok(()) => println!("pool: wrote the pool-bench section of {}", path.display()),
             Err(e) => eprintln!("pool: could not write {}: {e}", path.display()),
         }
@@ -524,18 +524,4 @@ fn markdown(
     }
     let _ = writeln!(s, "{MARK_END}");
     s
-}
-
-/// Replace the text between the markers (inclusive), or append the section.
-fn write_section(path: &Path, section: &str) -> std::io::Result<()> {
-    let current = fs::read_to_string(path).unwrap_or_default();
-    let new = match (current.find(MARK_START), current.find(MARK_END)) {
-        (Some(a), Some(b)) if a < b => {
-            let end = b + MARK_END.len();
-            let rest = current[end..].strip_prefix('\n').unwrap_or(&current[end..]);
-            format!("{}{section}{rest}", &current[..a])
-        }
-        _ => format!("{}\n\n{section}", current.trim_end()),
-    };
-    fs::write(path, new)
 }
