@@ -4,7 +4,6 @@
 
 use crate::common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::{story, TestRepo};
@@ -64,17 +63,6 @@ fn setup(keys: &[&str]) -> (TestRepo, PathBuf, String) {
     (r, bare, url)
 }
 
-/// Every ref on the remote, name to id.
-fn remote_refs(r: &TestRepo, url: &str) -> BTreeMap<String, String> {
-    let out = r.git_in(&r.home, &["ls-remote", url]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    out.stdout
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .map(|(id, name)| (name.to_string(), id.to_string()))
-        .collect()
-}
-
 /// `git show` in the bare remote.
 fn show(r: &TestRepo, bare: &Path, what: &str) -> String {
     let out = r.git_in(bare, &["show", "--no-patch", "--format=%B", what]);
@@ -116,7 +104,7 @@ fn fresh_dir(r: &TestRepo, name: &str) -> PathBuf {
 fn run_story_pushes_the_commits_and_the_result_and_nothing_else() {
     let (r, bare, url) = setup(&["1-1-first", "9-1-crash"]);
     let base = r.git(&["rev-parse", "HEAD"]);
-    let before = remote_refs(&r, &url);
+    let before = common::remote_refs(&r, &url);
 
     let job = fresh_dir(&r, "one");
     let story_path = format!("{DIR}/1-1-first.md");
@@ -124,7 +112,7 @@ fn run_story_pushes_the_commits_and_the_result_and_nothing_else() {
     run.ok();
 
     // Exactly two new refs, both under the session; nothing else on the remote changed.
-    let after = remote_refs(&r, &url);
+    let after = common::remote_refs(&r, &url);
     let stories_ref = format!("refs/teleos/{SID}/stories/1-1-first");
     let results_ref = format!("refs/teleos/{SID}/results/1-1-first");
     let mut expected = before.clone();
@@ -164,7 +152,7 @@ fn run_story_pushes_the_commits_and_the_result_and_nothing_else() {
 fn a_crashing_agent_pushes_an_error_result_and_exits_1() {
     let (r, bare, url) = setup(&["1-1-first", "9-1-crash"]);
     let base = r.git(&["rev-parse", "HEAD"]);
-    let before = remote_refs(&r, &url);
+    let before = common::remote_refs(&r, &url);
 
     // Everything from TELEOS_* variables, as an engine hands them over.
     let job = fresh_dir(&r, "crash");
@@ -179,7 +167,7 @@ fn a_crashing_agent_pushes_an_error_result_and_exits_1() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
 
-    let after = remote_refs(&r, &url);
+    let after = common::remote_refs(&r, &url);
     let results_ref = format!("refs/teleos/{SID}/results/9-1-crash");
     let mut expected = before.clone();
     expected.insert(results_ref.clone(), after[&results_ref].clone());
@@ -238,7 +226,7 @@ fn run_story_refuses_a_folder_that_is_not_empty() {
         1,
         "nothing written"
     );
-    assert!(!remote_refs(&r, &url)
+    assert!(!common::remote_refs(&r, &url)
         .keys()
         .any(|k| k.starts_with("refs/teleos/")));
 }
@@ -296,7 +284,7 @@ exec "{bin}" run-story --remote "$1" --base "$2" --story "$3" --key "$4" --sessi
             job.display()
         ),
     ]);
-    let remote_before = remote_refs(&r, &url);
+    let remote_before = common::remote_refs(&r, &url);
     let start = r.git(&["rev-parse", "HEAD"]);
 
     let mut cmd = r.teleos_cmd(&r.root);
@@ -362,23 +350,7 @@ exec "{bin}" run-story --remote "$1" --base "$2" --story "$3" --key "$4" --sessi
     assert_eq!(common::max_concurrency(&r), 3, "3 jobs at once");
 
     // The remote's branches are untouched; of the session, only the crash's refs are left.
-    let after = remote_refs(&r, &url);
-    let branches = |m: &BTreeMap<String, String>| {
-        m.iter()
-            .filter(|(k, _)| !k.starts_with("refs/teleos/"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<BTreeMap<_, _>>()
-    };
-    assert_eq!(branches(&after), branches(&remote_before));
-    let left: Vec<&String> = after
-        .keys()
-        .filter(|k| k.starts_with("refs/teleos/"))
-        .collect();
-    assert!(!left.is_empty(), "the crash's result is kept");
-    assert!(
-        left.iter().all(|k| k.ends_with("/9-1-crash")),
-        "refs of landed stories left: {left:?}"
-    );
+    common::assert_remote_keeps_only(&r, &url, &remote_before, "/9-1-crash");
     let _ = bare;
 }
 
@@ -405,7 +377,7 @@ fn command_runner_without_a_command_or_a_remote_is_a_setup_error() {
         run.stderr
     );
     // Nothing was pushed, and no integration branch was left behind.
-    assert!(!remote_refs(&r, &url)
+    assert!(!common::remote_refs(&r, &url)
         .keys()
         .any(|k| k.starts_with("refs/teleos/")));
     assert_eq!(r.git(&["branch", "--list", "integration-*"]), "");
@@ -547,7 +519,7 @@ fn silent_jobs_are_cancelled_through_the_engine_and_the_batch_goes_on() {
         ]
     );
     // What did not land stays on the remote: the bases of the silent stories.
-    let left = remote_refs(&r, &url);
+    let left = common::remote_refs(&r, &url);
     assert!(left.contains_key(&format!("refs/teleos/{sid}/base/7-2-queued")));
     assert!(!left.contains_key(&format!("refs/teleos/{sid}/base/1-1-first")));
 }

@@ -184,16 +184,6 @@ fn assert_cancelled(r: &TestRepo, cluster: &Cluster, key: &str) {
     );
 }
 
-fn remote_refs(r: &TestRepo, url: &str) -> BTreeMap<String, String> {
-    let out = r.git_in(&r.home, &["ls-remote", url]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    out.stdout
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .map(|(id, name)| (name.to_string(), id.to_string()))
-        .collect()
-}
-
 fn close(
     r: &TestRepo,
     cluster: &Cluster,
@@ -260,7 +250,7 @@ fn slurm_runner_lands_stories_through_array_jobs() {
     let Some(cluster) = cluster_or_skip(&r, "slurm_runner_lands_stories_through_array_jobs") else {
         return;
     };
-    let remote_before = remote_refs(&r, &url);
+    let remote_before = common::remote_refs(&r, &url);
     let start = r.git(&["rev-parse", "HEAD"]);
 
     let (code, j, stderr) = close(&r, &cluster, "3");
@@ -349,23 +339,7 @@ fn slurm_runner_lands_stories_through_array_jobs() {
     }
 
     // The remote's branches are untouched; of the session, only the crash's refs are left.
-    let after = remote_refs(&r, &url);
-    let branches = |m: &BTreeMap<String, String>| {
-        m.iter()
-            .filter(|(k, _)| !k.starts_with("refs/teleos/"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<BTreeMap<_, _>>()
-    };
-    assert_eq!(branches(&after), branches(&remote_before));
-    let left: Vec<&String> = after
-        .keys()
-        .filter(|k| k.starts_with("refs/teleos/"))
-        .collect();
-    assert!(!left.is_empty(), "the crash's result is kept");
-    assert!(
-        left.iter().all(|k| k.ends_with("/9-1-crash")),
-        "refs of landed stories left: {left:?}"
-    );
+    common::assert_remote_keeps_only(&r, &url, &remote_before, "/9-1-crash");
     drop(cluster);
 }
 
@@ -400,7 +374,7 @@ fn a_slurm_job_that_dies_is_an_error_with_slurms_reason() {
         !r.home.join("agents/cwd-1-2-vanish").exists(),
         "its agent never ran"
     );
-    let after = remote_refs(&r, &url);
+    let after = common::remote_refs(&r, &url);
     assert!(
         !after.keys().any(|k| k.contains("/1-1-first")),
         "landed refs left: {after:?}"
@@ -493,7 +467,7 @@ fn slurm_runner_without_sbatch_is_a_setup_error() {
             && stderr.contains("hint:"),
         "{stderr}"
     );
-    assert!(!remote_refs(&r, &url)
+    assert!(!common::remote_refs(&r, &url)
         .keys()
         .any(|k| k.starts_with("refs/teleos/")));
 }

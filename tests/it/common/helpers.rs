@@ -149,3 +149,41 @@ impl Run {
 fn output_has(name: &str, output: &str, text: &str) {
     assert!(output.contains(text), "{text:?} not in {name}:\n{output}");
 }
+
+/// The refs of the remote at `url` (`git ls-remote`), name to id.
+pub fn remote_refs(r: &TestRepo, url: &str) -> std::collections::BTreeMap<String, String> {
+    let out = r.git_in(&r.home, &["ls-remote", url]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.stdout
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(id, name)| (name.to_string(), id.to_string()))
+        .collect()
+}
+
+/// After a remote batch: the remote's branches are as in `before`, and of the session's refs
+/// only those of the story whose name ends with `kept` are left (the others landed).
+pub fn assert_remote_keeps_only(
+    r: &TestRepo,
+    url: &str,
+    before: &std::collections::BTreeMap<String, String>,
+    kept: &str,
+) {
+    let after = remote_refs(r, url);
+    let branches = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter()
+            .filter(|(k, _)| !k.starts_with("refs/teleos/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(branches(&after), branches(before));
+    let left: Vec<&String> = after
+        .keys()
+        .filter(|k| k.starts_with("refs/teleos/"))
+        .collect();
+    assert!(!left.is_empty(), "the crash's result is kept");
+    assert!(
+        left.iter().all(|k| k.ends_with(kept)),
+        "refs of landed stories left: {left:?}"
+    );
+}
