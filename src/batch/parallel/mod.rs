@@ -162,8 +162,8 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     let cv = Condvar::new();
     // Serialises merges, and remembers where we last left the integration branch so a move
     // made behind our back (an agent committing to it) is noticed and undone.
-    let batch_start = start_or_existing(&main, &integration_ref, start)?;
-    let merge_lock = Mutex::new(batch_start);
+    let integration_start = start_or_existing(&main, &integration_ref, start)?;
+    let merge_lock = Mutex::new(integration_start);
     // Every merge this batch makes, in order: what the integration gate bisects.
     let merges = Mutex::new(Vec::<MergeRecord>::new());
     // Whether the gates are red at an integration tip a story started from (checked only when a
@@ -454,7 +454,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         logs_dir: env.story.logs_dir,
         session_id: sid,
         integration_ref: &integration_ref,
-        start: batch_start,
+        start: integration_start,
         tracker_files: match env.story.tracker {
             TrackerMode::Teleos => env
                 .story
