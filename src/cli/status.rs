@@ -108,7 +108,11 @@ fn render(w: &mut dyn Write, r: &StatusReport) -> std::io::Result<()> {
             if let Some(n) = wt.unmerged_commits {
                 line.push_str(&format!("  {} unmerged", plural(n, "commit")));
             }
-            if !wt.exists {
+            if !wt.exists && s.state == "alive" {
+                // Worktrees are made on demand and given back when their slot has nothing
+                // left to do, so a live session's missing folder is normal, not a loss.
+                line.push_str("  (not in use)");
+            } else if !wt.exists {
                 line.push_str("  (folder gone)");
             } else {
                 match &wt.dirty {

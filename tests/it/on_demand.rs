@@ -147,3 +147,53 @@ esac"#,
         assert!(r.path(&format!("out/{k}.txt")).exists(), "{k} did not land");
     }
 }
+
+#[test]
+fn status_during_a_batch_shows_a_given_back_worktree_as_not_in_use() {
+    let r = repo_with(&[
+        ("1-1-long", story("Long", 9, 1)),
+        ("1-2-short", story("Short", 9, 1)),
+    ]);
+    // 1-1 runs until the test releases it (two minutes at most), so the session is alive
+    // while `status` looks at worktree 2, which 1-2 has already given back.
+    install_agent(
+        &r,
+        r#"case "$key" in 1-1-*)
+  i=0
+  while [ ! -f "$state/release" ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done;;
+1-2-*) touch "$state/short-done";;
+esac"#,
+    );
+    let mut batch = r.teleos_cmd(&r.root);
+    batch
+        .args(["close", "--parallel", "2", "--all", "--yes"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = batch.spawn().unwrap();
+    let wt2 = |listed: &str| {
+        listed
+            .lines()
+            .any(|l| l.starts_with("worktree ") && l.ends_with("-2"))
+    };
+    let mut seen = None;
+    for _ in 0..1200 {
+        let listed = r.git(&["worktree", "list", "--porcelain"]);
+        if r.home.join("agents/short-done").exists() && !wt2(&listed) {
+            seen = Some(r.teleos(["status"]));
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::fs::write(r.home.join("agents/release"), "").unwrap();
+    let code = child.wait().unwrap();
+    assert!(code.success(), "{code:?}");
+    let status = seen.expect("worktree 2 was never given back");
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.contains("worktree ") && l.contains("-2"))
+        .unwrap_or_else(|| panic!("no line for worktree 2:\n{}", status.stdout));
+    assert!(line.ends_with("(not in use)"), "{}", status.stdout);
+    assert!(status.stdout.contains(" alive "), "{}", status.stdout);
+    nothing_left(&r);
+}
