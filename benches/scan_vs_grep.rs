@@ -14,6 +14,9 @@
 //! `SCAN_BENCH_FIXTURE=DIR` only builds the fixture in `DIR` and keeps it, for profiling.
 
 mod fixture;
+#[path = "pool/fresh_fs.rs"]
+#[allow(dead_code)]
+mod fresh_fs;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -318,11 +321,23 @@ fn main() {
     }
 
     let tmp = tempfile::tempdir().expect("tempdir");
-    let base = tmp.path().canonicalize().expect("canonical tempdir");
+    let scratch = tmp.path().canonicalize().expect("canonical tempdir");
+    // The fixture gets a filesystem of its own, so no earlier run's disk state (dirty pages
+    // being written back, freed inodes) can bias these reads.
+    let fs_kind = if bench_mode {
+        fresh_fs::FsKind::probe(&scratch)
+    } else {
+        fresh_fs::FsKind::Folder
+    };
+    let _fresh = fresh_fs::FreshFs::new(fs_kind, &scratch, &scratch.join("fs"));
+    let base = scratch.join("fs");
+    eprintln!("filesystem: {}", fs_kind.describe());
     let (root, home) = (base.join("repo"), base.join("home"));
     fixture::init_repo(&root, &home);
     let built = Instant::now();
     let files = fixture::write_stories(&root, file_count).expect("write stories");
+    // Written back before anything is measured.
+    let _ = Command::new("sync").status();
     let bytes: u64 = files
         .iter()
         .map(|f| fs::metadata(f).map(|m| m.len()).unwrap_or(0))
@@ -477,9 +492,11 @@ fn main() {
     );
     let _ = writeln!(
         section,
-        "Method: every measure runs once as a warm-up, so **all are measured with a warm page \
-         cache** (the cache is not dropped: that needs root, and a cold run measures the disk, \
-         not the method); then {rounds} rounds, the order rotated each round; medians.\n"
+        "Method: the fixture is written to {} and synced before any measure; every measure \
+         runs once as a warm-up, so **all are measured with a warm page cache** (the cache is \
+         not dropped: a cold run measures the disk, not the method); then {rounds} rounds, the \
+         order rotated each round; medians.\n",
+        fs_kind.describe().replace(" per run", " for this run")
     );
     section.push_str(&table);
     match publish(&section) {
