@@ -408,6 +408,84 @@ fn a_silent_slurm_job_is_cancelled_with_scancel() {
     drop(cluster);
 }
 
+/// Time a job spends waiting in Slurm's queue is not the agent's: a job held in the queue
+/// longer than the story timeout is not cancelled, and lands once Slurm runs it.
+#[test]
+fn time_in_the_slurm_queue_does_not_count_against_the_story_timeout() {
+    let (r, _url) = setup(&["1-1-queued"]);
+    // The built-in job script, submitted held: it waits until the test releases it.
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/slurm/teleos-story.sbatch"
+    ))
+    .unwrap()
+    .replacen(
+        "#SBATCH --export=ALL",
+        "#SBATCH --export=ALL\n#SBATCH --hold",
+        1,
+    );
+    assert!(template.contains("--hold"), "{template}");
+    r.write("ci/story.sbatch", &template);
+    r.commit_all("a job script that is submitted held");
+    r.git(&["push", "-q", "origin", "main"]);
+    r.git(&["config", "teleos.slurmTemplate", "ci/story.sbatch"]);
+    r.git(&["config", "teleos.storyTimeout", "5"]);
+    r.git(&["config", "teleos.retries", "0"]);
+    let Some(cluster) = cluster_or_skip(
+        &r,
+        "time_in_the_slurm_queue_does_not_count_against_the_story_timeout",
+    ) else {
+        return;
+    };
+    let child = r
+        .teleos_cmd(&r.root)
+        .env("SLURM_CONF", &cluster.conf)
+        .args(["close", "--parallel", "1", "--all", "--yes", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let squeue = || {
+        let out = Command::new("squeue")
+            .args(["--noheader", "--array", "--format=%i %T %r"])
+            .env("SLURM_CONF", &cluster.conf)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let mut held = String::new();
+    for _ in 0..600 {
+        held = squeue();
+        if held.contains("PENDING") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        held.contains("PENDING"),
+        "the job was never queued: {held:?}"
+    );
+    // Held for well over the 5 s timeout, then let go.
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    let still = squeue();
+    assert!(still.contains("PENDING"), "{still}");
+    let job = still.split_whitespace().next().unwrap().to_string();
+    let released = Command::new("scontrol")
+        .args(["release", &job])
+        .env("SLURM_CONF", &cluster.conf)
+        .status()
+        .unwrap();
+    assert!(released.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let j: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stderr}"));
+    assert_eq!(out.status.code(), Some(0), "{j}\n{stderr}");
+    assert_eq!(keys_of(&j, "completed"), ["1-1-queued"], "{j}\n{stderr}");
+    assert!(stderr.contains("waits in the queue"), "{stderr}");
+    drop(cluster);
+}
+
 /// Ctrl-C while array tasks run: every task is cancelled through Slurm, the stories are
 /// errors that say so, exit 130.
 #[test]

@@ -85,6 +85,13 @@ pub trait Engine {
     /// is the engine being unreachable for now; the loop says so and goes on.
     fn poll(&mut self) -> Result<Vec<(String, EngineError)>, EngineError>;
 
+    /// The stories whose jobs, at the last `poll`, still waited for a place to run (a Slurm
+    /// task PENDING, a pod not yet scheduled). A story's timeout is the agent's time, so it
+    /// starts only once its job leaves the queue. By default jobs run as soon as submitted.
+    fn queued(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Stop the job of `key`: it reported nothing in time, or the batch was interrupted.
     fn cancel(&mut self, key: &str) -> Result<(), EngineError>;
 

@@ -111,6 +111,8 @@ pub struct KubernetesEngine {
     waves: Vec<Applied>,
     /// Stories whose end has been told to the loop (or that were cancelled).
     settled: BTreeSet<String>,
+    /// Stories whose pod was still pending at the last poll, with why.
+    pending: Vec<(String, String)>,
 }
 
 impl KubernetesEngine {
@@ -137,6 +139,7 @@ impl KubernetesEngine {
             git_secret: k.git_secret.clone(),
             waves: Vec::new(),
             settled: BTreeSet::new(),
+            pending: Vec::new(),
         };
         // A template that cannot be filled is refused before anything is pushed.
         engine
@@ -230,6 +233,17 @@ impl Engine for KubernetesEngine {
                 tool: "kubectl get pods",
                 reason: e.to_string(),
             })?;
+        let key_of = |job: &str, index: usize| {
+            self.waves
+                .iter()
+                .find(|w| w.name == job)
+                .and_then(|w| w.keys.get(index))
+                .cloned()
+        };
+        self.pending = pending_pods(&pods)
+            .into_iter()
+            .filter_map(|(job, index, why)| Some((key_of(&job, index)?, why)))
+            .collect();
         let mut died = Vec::new();
         for (job, index, why) in failed_pods(&pods) {
             let key = self
@@ -243,6 +257,14 @@ impl Engine for KubernetesEngine {
             }
         }
         Ok(died)
+    }
+
+    fn queued(&self) -> Vec<(String, String)> {
+        self.pending
+            .iter()
+            .filter(|(k, _)| !self.settled.contains(k))
+            .cloned()
+            .collect()
     }
 
     fn cancel(&mut self, key: &str) -> Result<(), EngineError> {
@@ -267,6 +289,53 @@ impl Engine for KubernetesEngine {
     }
 }
 
+/// A pod's job name and completion index, from its labels and annotations.
+fn job_and_index(pod: &Value) -> Option<(&str, usize)> {
+    let meta = &pod["metadata"];
+    let job = meta["labels"]["batch.kubernetes.io/job-name"]
+        .as_str()
+        .or_else(|| meta["labels"]["job-name"].as_str())?;
+    let index = meta["annotations"]["batch.kubernetes.io/job-completion-index"]
+        .as_str()
+        .or_else(|| meta["labels"]["batch.kubernetes.io/job-completion-index"].as_str())
+        .and_then(|i| i.parse::<usize>().ok())?;
+    Some((job, index))
+}
+
+/// The pods still waiting to run (not scheduled yet, or their image still being pulled),
+/// except those [`failed_pods`] knows can never start: `(job name, completion index, why)`.
+pub fn pending_pods(pods: &Value) -> Vec<(String, usize, String)> {
+    let stuck: BTreeSet<(String, usize)> = failed_pods(pods)
+        .into_iter()
+        .map(|(j, i, _)| (j, i))
+        .collect();
+    let mut found = Vec::new();
+    for pod in pods["items"].as_array().into_iter().flatten() {
+        let Some((job, index)) = job_and_index(pod) else {
+            continue;
+        };
+        let status = &pod["status"];
+        if status["phase"] != "Pending" || stuck.contains(&(job.to_string(), index)) {
+            continue;
+        }
+        let unscheduled = status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "PodScheduled" && c["status"] == "False");
+        let waiting = status["containerStatuses"]
+            .as_array()
+            .and_then(|c| c.first())
+            .map(|c| &c["state"]["waiting"]["reason"]);
+        let why = unscheduled
+            .and_then(|c| c["reason"].as_str())
+            .or_else(|| waiting.and_then(Value::as_str))
+            .unwrap_or("Pending");
+        found.push((job.to_string(), index, why.to_string()));
+    }
+    found
+}
+
 /// The pods of `kubectl get pods -o json` that ended without success, or that can never
 /// start (a missing secret, an image that cannot be pulled): `(job name, completion index,
 /// the engine's reason)`.
@@ -280,16 +349,8 @@ pub fn failed_pods(pods: &Value) -> Vec<(String, usize, String)> {
     ];
     let mut found = BTreeMap::new();
     for pod in pods["items"].as_array().into_iter().flatten() {
-        let meta = &pod["metadata"];
-        let name = meta["name"].as_str().unwrap_or("?");
-        let job = meta["labels"]["batch.kubernetes.io/job-name"]
-            .as_str()
-            .or_else(|| meta["labels"]["job-name"].as_str());
-        let index = meta["annotations"]["batch.kubernetes.io/job-completion-index"]
-            .as_str()
-            .or_else(|| meta["labels"]["batch.kubernetes.io/job-completion-index"].as_str())
-            .and_then(|i| i.parse::<usize>().ok());
-        let (Some(job), Some(index)) = (job, index) else {
+        let name = pod["metadata"]["name"].as_str().unwrap_or("?");
+        let Some((job, index)) = job_and_index(pod) else {
             continue;
         };
         let status = &pod["status"];
@@ -399,6 +460,35 @@ mod tests {
                     1,
                     "pod teleos-a1b2c3-w1-1-y cannot start: CreateContainerConfigError: secret \"teleos-agent\" not found".to_string()
                 ),
+            ]
+        );
+    }
+
+    #[test]
+    fn pending_pods_wait_in_the_queue_but_stuck_ones_do_not() {
+        let pod = |i: usize, status: Value| {
+            serde_json::json!({"metadata": {"name": format!("p{i}"),
+                "labels": {"job-name": "w1"},
+                "annotations": {"batch.kubernetes.io/job-completion-index": i.to_string()}},
+              "status": status})
+        };
+        let pods = serde_json::json!({"items": [
+            pod(0, serde_json::json!({"phase": "Pending", "conditions": [
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]})),
+            pod(1, serde_json::json!({"phase": "Pending", "containerStatuses": [
+                {"state": {"waiting": {"reason": "ContainerCreating"}}}]})),
+            pod(2, serde_json::json!({"phase": "Pending", "containerStatuses": [
+                {"state": {"waiting": {"reason": "ImagePullBackOff"}}}]})),
+            pod(3, serde_json::json!({"phase": "Running"})),
+            pod(4, serde_json::json!({"phase": "Pending"})),
+        ]});
+        let w = |i: usize, why: &str| ("w1".to_string(), i, why.to_string());
+        assert_eq!(
+            pending_pods(&pods),
+            [
+                w(0, "Unschedulable"),
+                w(1, "ContainerCreating"),
+                w(4, "Pending")
             ]
         );
     }

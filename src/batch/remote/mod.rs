@@ -77,6 +77,8 @@ struct Running {
     job: String,
     /// The engine saw the job end without success (it may still have pushed a result).
     died: Option<EngineError>,
+    /// The job waited in the engine's queue at the last poll (said once in the progress).
+    queued: bool,
 }
 
 /// The loop's bookkeeping of stories, shared by dispatch and collect.
@@ -181,6 +183,25 @@ pub fn run(env: &RemoteEnv, stories: Vec<Story>, report: &mut BatchReport) -> Re
                 for (key, why) in died {
                     if let Some(r) = books.running.get_mut(&key) {
                         r.died = Some(why);
+                    }
+                }
+                // Time in the queue is not the agent's: the timeout counts from the moment
+                // the job leaves it.
+                for (key, why) in engine.queued() {
+                    if let Some(r) = books.running.get_mut(&key) {
+                        r.started = Instant::now();
+                        if !r.queued {
+                            r.queued = true;
+                            let why = if why.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({why})")
+                            };
+                            (env.progress)(&format!(
+                                "{key}: job {} waits in the queue{why}",
+                                r.job
+                            ));
+                        }
                     }
                 }
             }
@@ -338,6 +359,7 @@ fn dispatch(
                             started: Instant::now(),
                             job,
                             died: None,
+                            queued: false,
                         },
                     );
                 }

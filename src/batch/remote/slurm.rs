@@ -189,6 +189,8 @@ struct Task {
     ended: bool,
     /// The loop needs no word of it any more: its death was reported, or it was cancelled.
     reported: bool,
+    /// PENDING at the last poll, with Slurm's reason (Priority, Resources…).
+    pending: Option<String>,
 }
 
 impl Task {
@@ -341,6 +343,7 @@ impl Engine for SlurmEngine {
                 index,
                 ended: false,
                 reported: false,
+                pending: None,
             };
             names.push(task.id());
             self.tasks.insert(spec.key.clone(), task);
@@ -395,6 +398,13 @@ impl Engine for SlurmEngine {
             let seen = listed
                 .iter()
                 .find(|s| s.job == task.job && s.index == task.index);
+            let pending = seen
+                .filter(|s| s.state == "PENDING")
+                .map(|s| s.reason.clone());
+            if let Some(t) = self.tasks.get_mut(&key) {
+                t.pending = pending;
+            }
+            let task = &self.tasks[&key];
             let why = match seen {
                 Some(s) => match ended(&s.state) {
                     None => continue,
@@ -428,6 +438,14 @@ impl Engine for SlurmEngine {
             }
         }
         Ok(died)
+    }
+
+    fn queued(&self) -> Vec<(String, String)> {
+        self.tasks
+            .iter()
+            .filter(|(_, t)| !t.ended)
+            .filter_map(|(k, t)| Some((k.clone(), t.pending.clone()?)))
+            .collect()
     }
 
     fn cancel(&mut self, key: &str) -> std::result::Result<(), EngineError> {
