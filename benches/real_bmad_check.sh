@@ -103,7 +103,7 @@ stories = {k for k in keys if k + ".md" in names or "story-" + k + ".md" in name
 # A story file without a task list (neither checkboxes nor `### Task N` headings) has nothing
 # to close, and the scan rightly skips it: judged here from the files, not from the scan.
 import re
-task = re.compile(rb"^[ \t]*([-*+]|[0-9]+[.)]) \[[ xX]\]|^#{2,6} +task *#* *[0-9]", re.I | re.M)
+task = re.compile(rb"^[ \t]*([-*+]|[0-9]{1,9}[.)]) {1,4}\[[ xX]\]|^#{2,6} +task *#* *[0-9]", re.I | re.M)
 def has_tasks(name):
     for p in names[name]:
         try:

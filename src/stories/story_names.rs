@@ -1,17 +1,33 @@
 //! What a Markdown file beside the stories is, from its name, title and first lines: a story
 //! (it has a task list, its title says so) or another document (epic, tech spec, report).
 
-/// A `- [ ]` / `- [x]` / `* [X]` list item, or a `### Task 1:` heading (stories that write
-/// their tasks as headings, `headings.rs`), anywhere in `text`.
+/// A `- [ ]` / `- [x]` / `* [X]` / `1. [x]` list item (CommonMark allows one to four spaces
+/// after the marker, and Prettier writes `-   [x]`), or a `### Task 1:` heading (stories that
+/// write their tasks as headings, `headings.rs`), anywhere in `text`.
 pub(super) fn has_task_line(text: &[u8]) -> bool {
     text.split(|b| *b == b'\n').any(|line| {
         let l = line.trim_ascii_start();
-        let checkbox = l.len() >= 5
-            && matches!(l[0], b'-' | b'*' | b'+')
-            && l[1] == b' '
-            && l[2] == b'['
-            && matches!(l[3], b' ' | b'x' | b'X')
-            && l[4] == b']';
+        let marker = match l.first() {
+            Some(b'-' | b'*' | b'+') => 1,
+            _ => {
+                let digits = l.iter().take_while(|b| b.is_ascii_digit()).count();
+                let ordered =
+                    (1..=9).contains(&digits) && matches!(l.get(digits), Some(b'.' | b')'));
+                if ordered {
+                    digits + 1
+                } else {
+                    0
+                }
+            }
+        };
+        let rest = &l[marker..];
+        let spaces = rest.iter().take_while(|b| **b == b' ').count();
+        let checkbox = marker > 0
+            && (1..=4).contains(&spaces)
+            && rest.len() >= spaces + 3
+            && rest[spaces] == b'['
+            && matches!(rest[spaces + 1], b' ' | b'x' | b'X')
+            && rest[spaces + 2] == b']';
         checkbox || is_task_heading_line(l)
     })
 }
@@ -143,6 +159,13 @@ mod tests {
     fn task_lines() {
         assert!(has_task_line(b"# S\n\n  - [ ] a\n"));
         assert!(has_task_line(b"* [X] done"));
+        // Prettier's list indent, and ordered items (whatcha-doin, README's `1. [x]`).
+        assert!(has_task_line(b"-   [x] Subtask 1.1: Execute\n"));
+        assert!(has_task_line(b"  12) [ ] twelfth\n"));
+        assert!(!has_task_line(b"-      [x] five spaces is code\n"));
+        assert!(!has_task_line(
+            b"2026.[x] no space\n-[x] none\n1234567890. [ ] ten digits\n"
+        ));
         assert!(!has_task_line(b"- [Source: docs/x.md]\n### Tasks\n"));
         // Stories whose tasks are headings (Fledgely).
         assert!(has_task_line(

@@ -145,3 +145,37 @@ fn story_folder_with_unkeyed_stories_is_listed_whole() {
     );
     assert_eq!(listed(&j).len(), 4, "{j}");
 }
+
+/// hammaadworks/whatcha-doin bda45f70 writes its task lists as Prettier formats them,
+/// `-   [x] Subtask 1.1`, three spaces after the marker (CommonMark allows one to four). With no
+/// tracker key naming them, the folder-name signal must still see those task lists, and not
+/// pass over the folder for a later one whose files write `- [ ]`.
+#[test]
+fn prettier_indented_task_lists_mark_a_story_folder() {
+    let r = TestRepo::new();
+    let prettier = "# Story 1.1: Project setup\n\nStatus: done\n\n## Tasks / Subtasks\n\n\
+                    -   [x] **Task 1: Initialize** (AC: #1)\n    -   [x] Subtask 1.1: create app\n\
+                    -   [ ] **Task 2: Install**\n";
+    r.write(
+        "docs/sprint-artifacts/stories/1-1-project-setup.md",
+        prettier,
+    );
+    r.write(
+        "docs/sprint-artifacts/stories/1-2-login.md",
+        &prettier.replace("1.1: Project setup", "1.2: Login"),
+    );
+    r.write(".bmad-ephemeral/stories/0-1-old.md", &story("Old", 2, 1));
+    r.commit_all("prettier lists");
+    let j = r.teleos(["scan", "--json"]).ok().json();
+    assert_eq!(j["discovered_by"], "folder-name", "{j}");
+    assert_eq!(
+        j["artifacts_dirs"],
+        serde_json::json!(["docs/sprint-artifacts/stories"]),
+        "{}",
+        j["discovery"]
+    );
+    assert!(
+        listed(&j).contains("docs/sprint-artifacts/stories/1-1-project-setup.md"),
+        "{j}"
+    );
+}
