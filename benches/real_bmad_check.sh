@@ -14,6 +14,7 @@
 # found but skipped, and of listed files with non-story names. A repository passes at ≥ 90 %
 # with no non-story file listed. When the snapshot lacks blobs, the files that are there are
 # exported one by one.
+# benches/real_bmad_repos.txt lists the repositories checked so far (owner/name commit).
 # BIN defaults to target/release/git-teleos.
 set -euo pipefail
 BIN=${BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/git-teleos}
