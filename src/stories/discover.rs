@@ -85,6 +85,9 @@ const MAX_TRACKER_SIZE: u64 = 5 * 1024 * 1024;
 /// Bytes of a Markdown file read to see whether it has a task list.
 const TASK_PROBE_BYTES: u64 = 64 * 1024;
 
+/// Bytes of a file read for its title (front matter, then the first `# ` heading).
+const TITLE_PROBE_BYTES: u64 = 16 * 1024;
+
 /// Files probed per folder for task lists.
 const TASK_PROBE_FILES: usize = 20;
 
@@ -344,7 +347,7 @@ fn sparse_folder_stories(dir: &Path, named: usize, keyed: &[PathBuf]) -> Option<
             .filter(|p| {
                 let mut head = Vec::new();
                 fs::File::open(p)
-                    .and_then(|f| f.take(TASK_PROBE_BYTES).read_to_end(&mut head))
+                    .and_then(|f| f.take(TITLE_PROBE_BYTES).read_to_end(&mut head))
                     .is_ok()
                     && has_story_title(&String::from_utf8_lossy(&head))
             })
