@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::sprint_status::{find_sprint_status, read_statuses, SPRINT_STATUS_FILES};
+pub use super::story_names::is_non_story_name;
+use super::story_names::{has_story_title, has_task_line};
 use crate::error::Error;
 
 /// Where stories live when nothing else says, tried in order (signal 4).
@@ -83,6 +85,9 @@ const MAX_TRACKER_SIZE: u64 = 5 * 1024 * 1024;
 /// Bytes of a Markdown file read to see whether it has a task list.
 const TASK_PROBE_BYTES: u64 = 64 * 1024;
 
+/// Bytes of a file read for its title (front matter, then the first `# ` heading).
+const TITLE_PROBE_BYTES: u64 = 16 * 1024;
+
 /// Files probed per folder for task lists.
 const TASK_PROBE_FILES: usize = 20;
 
@@ -122,8 +127,12 @@ impl DiscoveredBy {
 pub struct Discovery {
     /// Folders holding stories, the one with the most first.
     pub dirs: Vec<PathBuf>,
-    /// Story files named by tracker keys (only with [`DiscoveredBy::SprintStatus`]).
+    /// Story files named by tracker keys (only with [`DiscoveredBy::SprintStatus`]), and the
+    /// story-titled files of the [`sparse`](Self::sparse) folders.
     pub keyed: Vec<PathBuf>,
+    /// Folders of `dirs` the keys name only a few files of (a general `docs/` with the PRD and
+    /// architecture beside a few stories): not listed whole, only their files in `keyed`.
+    pub sparse: Vec<PathBuf>,
     /// `sprint-status.yaml` files, the one naming the most stories first.
     pub trackers: Vec<PathBuf>,
     pub by: DiscoveredBy,
@@ -282,6 +291,19 @@ fn by_tracker_keys(root: &Path, walk: &Walk, notes: &mut Vec<String>) -> Option<
     for (dir, n) in &dirs {
         notes.push(format!("{n} stories in {}", shown(dir, root)));
     }
+    let mut sparse = Vec::new();
+    for (dir, n) in &dirs {
+        if let Some(titled) = sparse_folder_stories(dir, *n, &keyed) {
+            notes.push(format!(
+                "{}: the keys name only {n} of its Markdown files, so of the others only the {} \
+                 titled as stories are taken",
+                shown(dir, root),
+                titled.len()
+            ));
+            keyed.extend(titled);
+            sparse.push(dir.clone());
+        }
+    }
     named.sort_by(|a, b| {
         b.0.cmp(&a.0)
             .then_with(|| a.1.components().count().cmp(&b.1.components().count()))
@@ -291,10 +313,46 @@ fn by_tracker_keys(root: &Path, walk: &Walk, notes: &mut Vec<String>) -> Option<
     Some(Discovery {
         dirs: dirs.into_iter().map(|(d, _)| d).collect(),
         keyed,
+        sparse,
         trackers: named.into_iter().map(|(_, t)| t).collect(),
         by: DiscoveredBy::SprintStatus,
         ..Discovery::default()
     })
+}
+
+/// When the keys name fewer of the Markdown files directly in `dir` than they leave unnamed
+/// (not counting files whose names mark them as other documents), the folder is not a story
+/// folder but a general one, and its unnamed files are stories only when titled so: the files
+/// to take. `None` for a story folder, listed whole.
+fn sparse_folder_stories(dir: &Path, named: usize, keyed: &[PathBuf]) -> Option<Vec<PathBuf>> {
+    let others: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_ascii_lowercase());
+            name.is_some_and(|n| n.ends_with(".md") && !is_non_story_name(&n))
+                && p.is_file()
+                && !keyed.contains(p)
+        })
+        .collect();
+    if others.len() <= named {
+        return None;
+    }
+    Some(
+        others
+            .into_iter()
+            .filter(|p| {
+                let mut head = Vec::new();
+                fs::File::open(p)
+                    .and_then(|f| f.take(TITLE_PROBE_BYTES).read_to_end(&mut head))
+                    .is_ok()
+                    && has_story_title(&String::from_utf8_lossy(&head))
+            })
+            .collect(),
+    )
 }
 
 /// Keys of `development_status` that name stories: not epics, not retrospectives.
@@ -407,73 +465,6 @@ fn has_task_files(dir: &Path) -> bool {
                 .is_ok()
                 && has_task_line(&head)
         })
-}
-
-/// A `- [ ]` / `- [x]` / `* [X]` list item, or a `### Task 1:` heading (stories that write
-/// their tasks as headings, `headings.rs`), anywhere in `text`.
-fn has_task_line(text: &[u8]) -> bool {
-    text.split(|b| *b == b'\n').any(|line| {
-        let l = line.trim_ascii_start();
-        let checkbox = l.len() >= 5
-            && matches!(l[0], b'-' | b'*' | b'+')
-            && l[1] == b' '
-            && l[2] == b'['
-            && matches!(l[3], b' ' | b'x' | b'X')
-            && l[4] == b']';
-        checkbox || is_task_heading_line(l)
-    })
-}
-
-/// `## Task 1`, `### Task 2:`, `#### TASK #3`.
-fn is_task_heading_line(l: &[u8]) -> bool {
-    let hashes = l.iter().take_while(|b| **b == b'#').count();
-    let Some(rest) = l.get(hashes..).filter(|_| (2..=6).contains(&hashes)) else {
-        return false;
-    };
-    let Some(rest) = rest.strip_prefix(b" ").map(<[u8]>::trim_ascii_start) else {
-        return false;
-    };
-    rest.len() > 4
-        && rest[..4].eq_ignore_ascii_case(b"task")
-        && rest[4..]
-            .iter()
-            .find(|b| !matches!(b, b' ' | b'#'))
-            .is_some_and(u8::is_ascii_digit)
-}
-
-/// Words that mark a document beside the stories as something else: epics, tech specs,
-/// retrospectives, validation and completion reports.
-const NON_STORY_WORDS: &[&str] = &[
-    "epic",
-    "epics",
-    "retro",
-    "retrospective",
-    "tech-spec",
-    "validation",
-    "report",
-    "summary",
-    "completion",
-    "checklist",
-    "audit",
-];
-
-/// Whether a file name (not a tracker key) names a non-story document: one of its words
-/// (split on `-`, `_`, `.`, space) is a [`NON_STORY_WORDS`] word, it starts with `review-` or
-/// `code-review-`, or it ends in `-context` / `-review` (a story's context file or review).
-pub fn is_non_story_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    let stem = lower.strip_suffix(".md").unwrap_or(&lower);
-    let words: Vec<&str> = stem
-        .split(['-', '_', '.', ' '])
-        .filter(|w| !w.is_empty())
-        .collect();
-    let joined = format!("-{}-", words.join("-"));
-    NON_STORY_WORDS
-        .iter()
-        .any(|w| joined.contains(&format!("-{w}-")))
-        || joined.starts_with("-review-")
-        || joined.starts_with("-code-review-")
-        || matches!(words.last(), Some(&"context") | Some(&"review"))
 }
 
 /// The trackers that belong with a folder chosen by signals 2–4: the one in it or its parent,
@@ -611,35 +602,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn non_story_names() {
-        for doc in [
-            "epic-1-retro-2026-02-08.md",
-            "epics.md",
-            "tech-spec-4-cli-scaffold.md",
-            "EPIC-2-COMPLETION-SUMMARY.md",
-            "SESSION-COMPLETION-REPORT.md",
-            ".comprehensive-validation-report-2026-01-03.md",
-            "atdd-checklist-9-18-rtf.md",
-            "code-review-9-18-rtf.md",
-            "review-1-3-rbac.md",
-            "15b-0a-dead-module-audit-context.md",
-            "epic-46-retrospective.md",
-        ] {
-            assert!(is_non_story_name(doc), "{doc}");
-        }
-        for story in [
-            "1-1-aws-cognito-mfa-integration.md",
-            "story-1-2-database-schema-migrations.md",
-            "debug-1-backend-debug-endpoints.md",
-            "15b-0c-fix-remaining-cycles.md",
-            "3-2-reviewer-dashboard.md",
-            "2-4-contextual-help.md",
-        ] {
-            assert!(!is_non_story_name(story), "{story}");
-        }
-    }
-
-    #[test]
     fn story_location_takes_the_tail_that_exists() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
@@ -665,19 +627,6 @@ mod tests {
         );
         fs::write(&tracker, "story_location: gone/away\n").unwrap();
         assert_eq!(story_location(root, &tracker), None);
-    }
-
-    #[test]
-    fn task_lines() {
-        assert!(has_task_line(b"# S\n\n  - [ ] a\n"));
-        assert!(has_task_line(b"* [X] done"));
-        assert!(!has_task_line(b"- [Source: docs/x.md]\n### Tasks\n"));
-        // Stories whose tasks are headings (Fledgely).
-        assert!(has_task_line(
-            b"## Tasks / Subtasks\n\n### Task 1: Add Child Notification\n"
-        ));
-        assert!(has_task_line(b"#### TASK #2\n"));
-        assert!(!has_task_line(b"# Task 1\n### Taskforce 2\n###Task 3\n"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod discover;
 pub mod headings;
 pub mod scan;
 pub mod sprint_status;
+mod story_names;
 pub mod tasks;
 pub mod tracker;
 

@@ -150,7 +150,7 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanResult, Error> {
     let mut files: Vec<PathBuf> = found.keyed.clone();
     let keyed_names: std::collections::HashSet<String> =
         found.keyed.iter().map(|f| file_name(f)).collect();
-    for d in &found.dirs {
+    for d in found.dirs.iter().filter(|d| !found.sparse.contains(d)) {
         let recursive = opts.recursive || found.recursive;
         for f in list_markdown(d, recursive, &mut result.warnings)? {
             // A copy of a keyed story elsewhere (an archive) is not a second story.

@@ -12,6 +12,7 @@ mod agent_runner;
 mod cleanup;
 mod close;
 mod crash;
+mod discover_wider;
 mod discovery;
 mod gate_bisect;
 mod gates;
