@@ -3,7 +3,6 @@
 //! checkout of just those entries, and an edit of the index in place. The cost follows the
 //! change, not the size of the repository (only writing the index back is proportional to it).
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -224,12 +223,22 @@ impl DiffPlan {
             gix::worktree::stack::state::attributes::Source::WorktreeThenIdMapping,
             cancel,
         )?;
-        let touched: HashSet<&BStr> = writes
-            .iter()
-            .map(|w| w.0.as_bstr())
-            .chain(removes.iter().map(|p| p.as_bstr()))
-            .collect();
-        index.remove_entries(|_, path, _| touched.contains(path));
+        let touched = || {
+            writes
+                .iter()
+                .map(|w| w.0.as_bstr())
+                .chain(removes.iter().map(|p| p.as_bstr()))
+        };
+        // Found by binary search and flagged: the pass that drops them then only reads a flag
+        // (hashing every path of the index to look it up in a set cost more than the rest).
+        for path in touched() {
+            if let Some(range) = index.entry_range(path) {
+                for entry in &mut index.entries_mut()[range] {
+                    entry.flags.insert(Flags::REMOVE);
+                }
+            }
+        }
+        index.remove_entries(|_, _, entry| entry.flags.contains(Flags::REMOVE));
         for entry in changed.entries() {
             index.dangerously_push_entry(
                 entry.stat,
@@ -244,7 +253,7 @@ impl DiffPlan {
         // marked invalid, as git does when it edits the index. The others still hold (git's
         // next commit reuses them, and a valid root proves the index clean at once).
         if let Some(tree) = index.tree_mut() {
-            for path in &touched {
+            for path in touched() {
                 invalidate_cache_tree(tree, path);
             }
         }
