@@ -363,6 +363,15 @@ pub(super) fn file_matches(
     path: &Path,
     entry: &gix::index::Entry,
 ) -> Result<bool> {
+    file_matches_as(repo.object_hash(), path, entry)
+}
+
+/// [`file_matches`] for a repository whose objects are named with `hash`.
+pub(super) fn file_matches_as(
+    hash: gix::hash::Kind,
+    path: &Path,
+    entry: &gix::index::Entry,
+) -> Result<bool> {
     use gix::index::entry::Mode;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(false);
@@ -390,8 +399,7 @@ pub(super) fn file_matches(
         // Submodules and other kinds: let the full walk judge.
         return Ok(false);
     };
-    let id = gix::objs::compute_hash(repo.object_hash(), gix::objs::Kind::Blob, &data)
-        .map_err(gix_err)?;
+    let id = gix::objs::compute_hash(hash, gix::objs::Kind::Blob, &data).map_err(gix_err)?;
     Ok(id == entry.id)
 }
 

@@ -3,13 +3,12 @@
 //! checkout of just those entries, and an edit of the index in place. The cost follows the
 //! change, not the size of the repository (only writing the index back is proportional to it).
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use gix::bstr::{BStr, BString, ByteSlice};
+use gix::diff::tree::recorder::Change;
 use gix::index::entry::{Flags, Mode, Stat};
-use gix::object::tree::diff::ChangeDetached;
 use gix::objs::tree::EntryKind;
 use gix::{ObjectId, Repository};
 
@@ -67,15 +66,23 @@ pub(super) fn plan_diff_update(
     old_tree: ObjectId,
     new_tree: ObjectId,
 ) -> Result<Option<DiffPlan>> {
-    let index = match repo.index_or_load_from_head_or_empty().map_err(gix_err)? {
-        gix::worktree::IndexPersistedOrInMemory::Persisted(index) => index.into_owned_or_cloned(),
-        gix::worktree::IndexPersistedOrInMemory::InMemory(_) => return Ok(None),
+    // Read afresh, our own copy to edit (the repository's shared one would be cloned).
+    let Some(index) = super::quick_status::load_index(repo) else {
+        return Ok(None);
     };
     let old = repo.find_tree(old_tree).map_err(gix_err)?;
     let new = repo.find_tree(new_tree).map_err(gix_err)?;
-    let changes = repo
-        .diff_tree_to_tree(Some(&old), Some(&new), gix::diff::Options::default())
-        .map_err(gix_err)?;
+    // The plain tree diff: `diff_tree_to_tree` would also set up a blob-diff cache, which
+    // reads the whole index (for attributes) only to leave it unused without rename tracking.
+    let mut recorder = gix::diff::tree::Recorder::default();
+    gix::diff::tree(
+        gix::objs::TreeRefIter::from_bytes(&old.data, old.id.kind()),
+        gix::objs::TreeRefIter::from_bytes(&new.data, new.id.kind()),
+        gix::diff::tree::State::default(),
+        &repo.objects,
+        &mut recorder,
+    )
+    .map_err(gix_err)?;
     let mut writes = Vec::new();
     let mut removes = Vec::new();
     // The index must hold exactly the old entry (or none) where the trees differ.
@@ -87,32 +94,31 @@ pub(super) fn plan_diff_update(
             _ => false,
         }
     };
-    for change in changes {
+    for change in recorder.records {
         let (location, before, after) = match change {
-            ChangeDetached::Addition {
-                location,
+            Change::Addition {
+                path,
                 entry_mode,
-                id,
+                oid,
                 ..
-            } => (location, None, Some((entry_mode, id))),
-            ChangeDetached::Deletion {
-                location,
+            } => (path, None, Some((entry_mode, oid))),
+            Change::Deletion {
+                path,
                 entry_mode,
-                id,
+                oid,
                 ..
-            } => (location, Some((entry_mode, id)), None),
-            ChangeDetached::Modification {
-                location,
+            } => (path, Some((entry_mode, oid)), None),
+            Change::Modification {
+                path,
                 previous_entry_mode,
-                previous_id,
+                previous_oid,
                 entry_mode,
-                id,
+                oid,
             } => (
-                location,
-                Some((previous_entry_mode, previous_id)),
-                Some((entry_mode, id)),
+                path,
+                Some((previous_entry_mode, previous_oid)),
+                Some((entry_mode, oid)),
             ),
-            ChangeDetached::Rewrite { .. } => return Ok(None),
         };
         let is_tree = |side: &Option<(gix::objs::tree::EntryMode, ObjectId)>| {
             side.is_some_and(|(m, _)| m.is_tree())
@@ -217,12 +223,22 @@ impl DiffPlan {
             gix::worktree::stack::state::attributes::Source::WorktreeThenIdMapping,
             cancel,
         )?;
-        let touched: HashSet<&BStr> = writes
-            .iter()
-            .map(|w| w.0.as_bstr())
-            .chain(removes.iter().map(|p| p.as_bstr()))
-            .collect();
-        index.remove_entries(|_, path, _| touched.contains(path));
+        let touched = || {
+            writes
+                .iter()
+                .map(|w| w.0.as_bstr())
+                .chain(removes.iter().map(|p| p.as_bstr()))
+        };
+        // Found by binary search and flagged: the pass that drops them then only reads a flag
+        // (hashing every path of the index to look it up in a set cost more than the rest).
+        for path in touched() {
+            if let Some(range) = index.entry_range(path) {
+                for entry in &mut index.entries_mut()[range] {
+                    entry.flags.insert(Flags::REMOVE);
+                }
+            }
+        }
+        index.remove_entries(|_, _, entry| entry.flags.contains(Flags::REMOVE));
         for entry in changed.entries() {
             index.dangerously_push_entry(
                 entry.stat,
@@ -233,11 +249,56 @@ impl DiffPlan {
             );
         }
         index.sort_entries();
-        // The cached trees describe the old entries; git rebuilds them when it needs them.
-        index.remove_tree();
-        index
-            .write(gix::index::write::Options::default())
-            .map_err(gix_err)?;
+        // The cached trees of the folders on the way to a changed path describe old entries:
+        // marked invalid, as git does when it edits the index. The others still hold (git's
+        // next commit reuses them, and a valid root proves the index clean at once).
+        if let Some(tree) = index.tree_mut() {
+            for path in touched() {
+                invalidate_cache_tree(tree, path);
+            }
+        }
+        write_index(&index)?;
         Ok(writes.len() + removes.len())
     }
+}
+
+/// Mark the cache-tree node of every folder on the way to `path` invalid, the root included
+/// (what git's `cache_tree_invalidate_path` does).
+fn invalidate_cache_tree(tree: &mut gix::index::extension::Tree, path: &[u8]) {
+    tree.num_entries = None;
+    if let Some(slash) = path.find_byte(b'/') {
+        let (dir, rest) = (&path[..slash], &path[slash + 1..]);
+        if let Some(child) = tree.children.iter_mut().find(|c| c.name.as_slice() == dir) {
+            invalidate_cache_tree(child, rest);
+        }
+    }
+}
+
+/// Write `index` to its file under git's lock: serialized in memory first and hashed in one
+/// pass (gix's own writer hashes each field as it goes, several times slower on a large index).
+pub(super) fn write_index(index: &gix::index::File) -> Result<()> {
+    use std::io::Write as _;
+    let state: &gix::index::State = index;
+    let mut data = Vec::with_capacity(index.entries().len() * 96 + 1024);
+    state
+        .write_to(&mut data, gix::index::write::Options::default())
+        .map_err(gix_err)?;
+    let mut hasher = gix::hash::hasher(index.object_hash());
+    hasher.update(&data);
+    let checksum = hasher.try_finalize().map_err(gix_err)?;
+    let path = index.path();
+    let mut lock = gix::lock::File::acquire_to_update_resource(
+        path,
+        gix::lock::acquire::Fail::Immediately,
+        None,
+        0, // as gix's own index writer: the default permissions
+    )
+    .map_err(gix_err)?;
+    let written = lock
+        .write_all(&data)
+        .and_then(|()| lock.write_all(checksum.as_slice()));
+    let failed = |e| crate::error::Error::io(format!("writing {}", path.display()), e);
+    written.map_err(failed)?;
+    lock.commit().map_err(|e| failed(e.error))?;
+    Ok(())
 }

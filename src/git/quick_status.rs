@@ -1,17 +1,22 @@
-//! Proving a worktree clean in one pass, without gix's full status: one read of each folder,
-//! one `lstat` per tracked file relative to its folder, the index compared with `HEAD`'s tree
-//! in memory. It only ever says "clean, certainly" or "not proven": whatever it cannot judge
-//! exactly as the full walk would (a stat that differs, a racily clean entry whose content
-//! does not hash the same, an untracked file that is not ignored, a nested repository, a
-//! submodule, a conflict, an unusual config) sends the caller to the full walk, which decides.
-//! So a leftover can never be missed here; it only costs the full walk to be reported.
+//! Proving a worktree clean in one pass, without gix's full status: the index compared with
+//! `HEAD`'s tree (through its cache-tree when that is valid), then one read of each folder and
+//! one `lstat` per tracked file relative to its folder, on all cores. It only ever says "clean,
+//! certainly" or "not proven": whatever it cannot judge exactly as the full walk would (a stat
+//! that differs, a racily clean entry whose content does not hash the same, an untracked file
+//! that is not ignored, a nested repository, a submodule, a conflict, an unusual config) sends
+//! the caller to the full walk, which decides. So a leftover can never be missed here; it only
+//! costs the full walk to be reported.
+//!
+//! The cost per tracked file is one `lstat` and a binary search in the index (no allocation):
+//! the index's entries are sorted by path, so a folder's entries are one slice of them.
 
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gix::bstr::{BStr, BString, ByteSlice};
 use gix::index::entry::{Mode, Stage, Stat};
-use gix::Repository;
+use gix::{ObjectId, Repository};
+use rayon::prelude::*;
 
 use super::repo::{head_commit_id, work_tree_root};
 
@@ -23,6 +28,48 @@ pub(super) fn proven_clean(repo: &Repository) -> bool {
     // The stat fields read here are unix's: elsewhere the full walk always decides.
     #[cfg(not(unix))]
     return false;
+}
+
+/// The worktree's index read afresh, without verifying its trailing checksum (git does not
+/// either, outside `fsck`: it guards against a torn disk write, not against a change).
+/// `None` when there is no index file.
+pub(super) fn load_index(repo: &Repository) -> Option<gix::index::File> {
+    let path = repo.index_path();
+    if !path.is_file() {
+        return None;
+    }
+    gix::index::File::at(
+        path,
+        repo.object_hash(),
+        true,
+        gix::index::decode::Options::default(),
+    )
+    .ok()
+}
+
+#[cfg(unix)]
+/// Whether `index` holds exactly the entries of `tree`. A valid root cache-tree (the `TREE`
+/// extension git keeps up to date on every index change, invalidating what an edit touches)
+/// that names `tree` and counts every entry says so at once; otherwise the index is compared
+/// with one built from the tree, entry by entry.
+fn index_holds_tree(repo: &Repository, index: &gix::index::File, tree: ObjectId) -> Option<bool> {
+    if let Some(cached) = index.tree() {
+        let count = u32::try_from(index.entries().len()).ok()?;
+        if cached.num_entries == Some(count) && cached.id == tree {
+            return Some(true);
+        }
+    }
+    let from_tree = repo.index_from_tree(&tree).ok()?;
+    if from_tree.entries().len() != index.entries().len() {
+        return Some(false);
+    }
+    Some(
+        index
+            .entries()
+            .iter()
+            .zip(from_tree.entries())
+            .all(|(a, b)| a.id == b.id && a.mode == b.mode && a.path(index) == b.path(&from_tree)),
+    )
 }
 
 #[cfg(unix)]
@@ -37,69 +84,99 @@ fn check(repo: &Repository) -> Option<bool> {
         return Some(false);
     }
     let root = work_tree_root(repo)?;
-    let index = match repo.index_or_load_from_head_or_empty().ok()? {
-        gix::worktree::IndexPersistedOrInMemory::Persisted(index) => index,
-        gix::worktree::IndexPersistedOrInMemory::InMemory(_) => return Some(false),
+    let Some(index) = load_index(repo) else {
+        return Some(false);
     };
-    let index: &gix::index::File = &index;
     if index.is_sparse() {
         return Some(false);
     }
-    // Staged changes: the index must hold exactly HEAD's tree.
-    let head = head_commit_id(repo).ok()??;
-    let head_tree = super::history::commit_tree_id(repo, head).ok()?;
-    let from_head = repo.index_from_tree(&head_tree).ok()?;
-    if from_head.entries().len() != index.entries().len() {
-        return Some(false);
-    }
-    for (a, b) in index.entries().iter().zip(from_head.entries()) {
-        if a.id != b.id
-            || a.mode != b.mode
-            || a.stage() != Stage::Unconflicted
-            || a.path(index) != b.path(&from_head)
-            || !a.flags.is_empty() && !only_harmless_flags(a.flags)
+    for entry in index.entries() {
+        if entry.stage() != Stage::Unconflicted
+            || !only_harmless_flags(entry.flags)
+            // Submodules: the full walk looks inside them.
+            || !matches!(
+                entry.mode,
+                Mode::FILE | Mode::FILE_EXECUTABLE | Mode::SYMLINK
+            )
         {
             return Some(false);
         }
     }
-    let mut tracked: HashMap<&BStr, &gix::index::Entry> = HashMap::new();
-    let mut tracked_dirs: HashSet<&BStr> = HashSet::new();
-    for entry in index.entries() {
-        if !matches!(
-            entry.mode,
-            Mode::FILE | Mode::FILE_EXECUTABLE | Mode::SYMLINK
-        ) {
-            return Some(false); // submodules: the full walk looks inside them
-        }
-        let path = entry.path(index);
-        let mut p = path;
-        while let Some(slash) = p.rfind_byte(b'/') {
-            p = p[..slash].as_bstr();
-            if !tracked_dirs.insert(p) {
-                break;
-            }
-        }
-        tracked.insert(path, entry);
+    // Staged changes: the index must hold exactly HEAD's tree.
+    let head = head_commit_id(repo).ok()??;
+    let head_tree = super::history::commit_tree_id(repo, head).ok()?;
+    if !index_holds_tree(repo, &index, head_tree)? {
+        return Some(false);
     }
     let walk = Walk {
-        repo,
-        index,
-        tracked: &tracked,
-        tracked_dirs: &tracked_dirs,
+        index: &index,
         options: repo.stat_options().ok()?,
-        excludes: std::cell::RefCell::new(
-            repo.excludes(
-                index,
-                None,
-                gix::worktree::stack::state::ignore::Source::WorktreeThenIdMappingIfNotSkipped,
-            )
-            .ok()?,
-        ),
-        seen: std::cell::Cell::new(0),
+        hash: repo.object_hash(),
+        seen: AtomicUsize::new(0),
     };
-    let clean = walk.dir(&root, BString::default(), true)?;
+    let untracked = walk.dir(&root, 0, index.entries(), true)?;
     // A tracked file never met in the folders is gone from disk.
-    Some(clean && walk.seen.get() == tracked.len())
+    if walk.seen.load(Ordering::Relaxed) != index.entries().len() {
+        return Some(false);
+    }
+    if untracked.is_empty() {
+        return Some(true);
+    }
+    // Untracked names are rare (build output, mostly ignored): judged one by one, here.
+    let mut excludes = repo
+        .excludes(
+            &index,
+            None,
+            gix::worktree::stack::state::ignore::Source::WorktreeThenIdMappingIfNotSkipped,
+        )
+        .ok()?;
+    let mut ignored = |rela: &BStr, is_dir: bool| -> Option<bool> {
+        let mode = if is_dir { Mode::DIR } else { Mode::FILE };
+        Some(excludes.at_entry(rela, Some(mode)).ok()?.is_excluded())
+    };
+    for (path, is_dir) in untracked {
+        if ignored(path.as_bstr(), is_dir)? {
+            continue;
+        }
+        if !is_dir {
+            return Some(false); // an untracked file
+        }
+        let rela = gix::path::from_bstr(path.as_bstr()).ok()?;
+        let dir = root.join(rela);
+        if !untracked_dir_holds_only_ignored(&dir, path, &mut ignored)? {
+            return Some(false);
+        }
+    }
+    Some(true)
+}
+
+#[cfg(unix)]
+/// Whether an untracked, not ignored folder holds nothing status would report: only ignored
+/// files, or nothing (status does not list empty folders). A nested repository is reported.
+fn untracked_dir_holds_only_ignored(
+    dir: &Path,
+    rela: BString,
+    ignored: &mut impl FnMut(&BStr, bool) -> Option<bool>,
+) -> Option<bool> {
+    for item in std::fs::read_dir(dir).ok()? {
+        let item = item.ok()?;
+        let name = item.file_name();
+        let name = gix::path::os_str_into_bstr(&name).ok()?;
+        if name == ".git" {
+            return Some(false);
+        }
+        let mut path = rela.clone();
+        path.push(b'/');
+        path.extend_from_slice(name);
+        let is_dir = item.file_type().ok()?.is_dir();
+        if ignored(path.as_bstr(), is_dir)? {
+            continue;
+        }
+        if !is_dir || !untracked_dir_holds_only_ignored(&item.path(), path, ignored)? {
+            return Some(false);
+        }
+    }
+    Some(true)
 }
 
 #[cfg(unix)]
@@ -112,79 +189,113 @@ fn only_harmless_flags(flags: gix::index::entry::Flags) -> bool {
 }
 
 #[cfg(unix)]
+/// The part of the walk that needs no repository handle, so that folders can be read on
+/// several threads.
 struct Walk<'a> {
-    repo: &'a Repository,
     index: &'a gix::index::File,
-    tracked: &'a HashMap<&'a BStr, &'a gix::index::Entry>,
-    tracked_dirs: &'a HashSet<&'a BStr>,
     options: gix::index::entry::stat::Options,
-    excludes: std::cell::RefCell<gix::AttributeStack<'a>>,
+    hash: gix::hash::Kind,
     /// Tracked files found on disk and unchanged.
-    seen: std::cell::Cell<usize>,
+    seen: AtomicUsize,
+}
+
+#[cfg(unix)]
+/// Order of `path` against `name` followed by `/`, without building that string.
+fn cmp_dir_prefix(path: &[u8], name: &[u8]) -> std::cmp::Ordering {
+    let n = name.len().min(path.len());
+    path[..n]
+        .cmp(&name[..n])
+        .then_with(|| match path.len().cmp(&name.len()) {
+            std::cmp::Ordering::Less => std::cmp::Ordering::Less,
+            std::cmp::Ordering::Equal => std::cmp::Ordering::Less, // "name" < "name/"
+            std::cmp::Ordering::Greater => path[name.len()].cmp(&b'/'),
+        })
 }
 
 #[cfg(unix)]
 impl Walk<'_> {
-    fn ignored(&self, rela: &BStr, is_dir: bool) -> Option<bool> {
-        let mode = if is_dir { Mode::DIR } else { Mode::FILE };
-        let mut stack = self.excludes.borrow_mut();
-        let platform = stack.at_entry(rela, Some(mode)).ok()?;
-        Some(platform.is_excluded())
+    /// The part of an entry's path after the folder prefix of length `plen`.
+    fn rel<'e>(&'e self, entry: &'e gix::index::Entry, plen: usize) -> &'e [u8] {
+        let path: &[u8] = entry.path(self.index);
+        path.get(plen..).unwrap_or_default()
     }
 
-    /// Whether the folder at `dir` (`rela` in the worktree) holds nothing status would report.
-    /// `None`: something could not be read; not proven.
-    fn dir(&self, dir: &Path, rela: BString, in_tracked: bool) -> Option<bool> {
+    /// The folder at `dir`, whose tracked files are `entries` (all the entries whose path
+    /// starts with the folder's, which is `plen` bytes long with its `/`). Returns the
+    /// untracked names found (path in the worktree, is a folder), or `None` when the folder is
+    /// not proven clean: a tracked file differs, or something could not be read.
+    fn dir(
+        &self,
+        dir: &Path,
+        plen: usize,
+        entries: &[gix::index::Entry],
+        is_root: bool,
+    ) -> Option<Vec<(BString, bool)>> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut untracked = Vec::new();
+        let mut subdirs = Vec::new();
+        let untracked_path = |name: &[u8]| -> BString {
+            let mut path = BString::from(dir_prefix(entries, self.index, plen));
+            path.extend_from_slice(name);
+            path
+        };
         for item in std::fs::read_dir(dir).ok()? {
             let item = item.ok()?;
             let name = item.file_name();
-            let name = gix::path::os_str_into_bstr(&name).ok()?;
-            if name == ".git" {
-                if rela.is_empty() {
+            let name = name.as_bytes();
+            if name == b".git" {
+                if is_root {
                     continue; // this worktree's own link to the repository
                 }
-                return Some(false); // a nested repository
+                return None; // a nested repository
             }
-            let mut path = rela.clone();
-            if !path.is_empty() {
-                path.push(b'/');
-            }
-            path.extend_from_slice(name);
+            let file = entries
+                .binary_search_by(|e| self.rel(e, plen).cmp(name))
+                .ok()
+                .map(|i| &entries[i]);
             let kind = item.file_type().ok()?;
             if kind.is_dir() {
-                let tracked_dir = in_tracked && self.tracked_dirs.contains(path.as_bstr());
-                if self.tracked.contains_key(path.as_bstr()) {
-                    return Some(false); // a tracked file replaced by a folder
+                if file.is_some() {
+                    return None; // a tracked file replaced by a folder
                 }
-                if !tracked_dir && self.ignored(path.as_bstr(), true)? {
-                    continue;
-                }
-                if !self.dir(&item.path(), path, tracked_dir)? {
-                    return Some(false);
+                let start =
+                    entries.partition_point(|e| cmp_dir_prefix(self.rel(e, plen), name).is_lt());
+                let rest = &entries[start..];
+                let len = rest.partition_point(|e| cmp_dir_prefix(self.rel(e, plen), name).is_eq());
+                if len == 0 {
+                    untracked.push((untracked_path(name), true));
+                } else {
+                    subdirs.push((item.path(), plen + name.len() + 1, &rest[..len]));
                 }
                 continue;
             }
-            match self.tracked.get(path.as_bstr()).filter(|_| in_tracked) {
+            match file {
                 Some(entry) => {
                     let meta = item.metadata().ok()?; // lstat, relative to the open folder
-                    if !self.unchanged(entry, &meta, &item.path()) {
-                        return Some(false);
+                    if !self.unchanged(entry, &meta, || item.path()) {
+                        return None;
                     }
-                    self.seen.set(self.seen.get() + 1);
+                    self.seen.fetch_add(1, Ordering::Relaxed);
                 }
-                None => {
-                    if !self.ignored(path.as_bstr(), false)? {
-                        return Some(false); // an untracked file
-                    }
-                }
+                None => untracked.push((untracked_path(name), false)),
             }
         }
-        Some(true)
+        let below: Vec<Vec<(BString, bool)>> = subdirs
+            .par_iter()
+            .map(|(path, plen, entries)| self.dir(path, *plen, entries, false))
+            .collect::<Option<_>>()?;
+        untracked.extend(below.into_iter().flatten());
+        Some(untracked)
     }
 
     /// Whether the file is what the index entry records: same kind and mode, same stat data,
     /// and when the entry is racily clean (written in the second the index was), same content.
-    fn unchanged(&self, entry: &gix::index::Entry, meta: &std::fs::Metadata, path: &Path) -> bool {
+    fn unchanged(
+        &self,
+        entry: &gix::index::Entry,
+        meta: &std::fs::Metadata,
+        path: impl FnOnce() -> std::path::PathBuf,
+    ) -> bool {
         use std::os::unix::fs::MetadataExt;
         let kind = meta.file_type();
         let kind_ok = match entry.mode {
@@ -214,8 +325,24 @@ impl Walk<'_> {
         }
         if entry.stat.is_racy(self.index.timestamp(), self.options) {
             // Changed within the index's own second: only the content can tell.
-            return super::checkout::file_matches(self.repo, path, entry).unwrap_or(false);
+            return super::checkout::file_matches_as(self.hash, &path(), entry).unwrap_or(false);
         }
         true
     }
+}
+
+#[cfg(unix)]
+/// The folder part (with its `/`, `plen` bytes) of the entries' paths; empty at the root.
+fn dir_prefix<'a>(
+    entries: &[gix::index::Entry],
+    index: &'a gix::index::File,
+    plen: usize,
+) -> &'a [u8] {
+    entries
+        .first()
+        .map(|e| {
+            let path: &[u8] = e.path(index);
+            &path[..plen.min(path.len())]
+        })
+        .unwrap_or_default()
 }

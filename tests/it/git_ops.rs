@@ -201,6 +201,125 @@ fn clean_means_no_staged_unstaged_or_untracked_change() {
     assert_eq!(git::dirty_paths(&repo).unwrap(), vec!["a.txt".to_string()]);
 }
 
+/// The root of the index's cache-tree (`TREE` extension): its tree id and entry count, `None`
+/// for the count when git marked it invalid; `None` without the extension.
+fn cached_root(dir: &Path) -> Option<(ObjectId, Option<u32>)> {
+    let index = open(dir).open_index().unwrap();
+    index.tree().map(|t| (t.id, t.num_entries))
+}
+
+#[test]
+fn an_index_whose_cached_tree_is_not_heads_is_never_proven_clean() {
+    let (_tmp, root) = repo();
+    let head_tree = rev(&root, "HEAD^{tree}");
+    // `git commit` leaves a valid cache-tree naming HEAD's tree: clean.
+    write(&root, "dir/sub/c.txt", "sea\n");
+    commit_all(&root, "c");
+    let head_tree_c = rev(&root, "HEAD^{tree}");
+    assert_eq!(cached_root(&root), Some((head_tree_c, Some(4))));
+    assert!(git::is_clean(&open(&root)).unwrap());
+
+    // HEAD one back, the index still holding the commit (its cache-tree still valid, naming
+    // the other tree), the files as in the index: a staged change the lstat pass cannot see.
+    git(&root, &["reset", "-q", "--soft", "HEAD~1"]);
+    assert_eq!(cached_root(&root), Some((head_tree_c, Some(4))));
+    assert_ne!(head_tree_c, head_tree);
+    assert!(!git::is_clean(&open(&root)).unwrap(), "staged addition");
+    assert_eq!(
+        git::dirty_paths(&open(&root)).unwrap(),
+        vec!["dir/sub/c.txt".to_string()]
+    );
+    git(&root, &["commit", "-q", "-m", "c again"]);
+    assert!(git::is_clean(&open(&root)).unwrap());
+
+    // `git add` of an edit: the file matches the index, the index not HEAD (git invalidated
+    // the cached trees on the way to the path).
+    write(&root, "dir/sub/c.txt", "SEA\n");
+    git(&root, &["add", "dir/sub/c.txt"]);
+    assert_eq!(cached_root(&root).and_then(|(_, n)| n), None);
+    assert!(!git::is_clean(&open(&root)).unwrap(), "staged edit");
+    git(&root, &["commit", "-q", "-m", "edit"]);
+    assert!(git::is_clean(&open(&root)).unwrap());
+
+    // `git add -N`: an intent-to-add entry, which a commit leaves out of the cached tree.
+    write(&root, "new.txt", "new\n");
+    git(&root, &["add", "-N", "new.txt"]);
+    git(&root, &["commit", "-q", "--allow-empty", "-m", "empty"]);
+    assert!(!git::is_clean(&open(&root)).unwrap(), "intent to add");
+}
+
+#[test]
+#[cfg(unix)]
+fn clean_agrees_with_git_status_on_neighbouring_names_and_odd_leftovers() {
+    let (_tmp, root) = repo();
+    // Names that sort around a folder's own (`a-b` < `a/…` < `a0` < `ab` byte-wise).
+    for (path, text) in [
+        ("a", "file a\n"),
+        ("a-b/x", "x\n"),
+        ("sub/a/x", "x\n"),
+        ("sub/a/y/z", "z\n"),
+        ("sub/a-b", "ab\n"),
+        ("sub/a0/w", "w\n"),
+        ("sub/ab", "ab\n"),
+    ] {
+        write(&root, path, text);
+    }
+    commit_all(&root, "names");
+    let agree = |what: &str| {
+        let clean = status(&root).is_empty();
+        assert_eq!(git::is_clean(&open(&root)).unwrap(), clean, "{what}");
+        clean
+    };
+    assert!(agree("clean"));
+    type Change = fn(&Path);
+    let cases: [(&str, Change); 12] = [
+        ("untracked file", |r| write(r, "sub/a/new", "n\n")),
+        ("ignored file", |r| write(r, "sub/a/y/new.log", "n\n")),
+        ("empty untracked folder", |r| {
+            std::fs::create_dir_all(r.join("sub/a/empty/deeper")).unwrap()
+        }),
+        ("untracked folder of ignored files", |r| {
+            write(r, "sub/build/deep/x.log", "n\n")
+        }),
+        ("untracked file deep in a new folder", |r| {
+            write(r, "sub/q/r/s.txt", "n\n")
+        }),
+        ("tracked file replaced by a folder", |r| {
+            std::fs::remove_file(r.join("sub/ab")).unwrap();
+            write(r, "sub/ab/f.log", "n\n");
+        }),
+        ("tracked folder replaced by a file", |r| {
+            std::fs::remove_dir_all(r.join("sub/a0")).unwrap();
+            write(r, "sub/a0", "w\n");
+        }),
+        ("nested repository", |r| {
+            git(&r.join("sub/a"), &["init", "-q", "inner"]);
+        }),
+        ("edited in place, same size", |r| {
+            write(r, "sub/a/y/z", "Z\n")
+        }),
+        ("deleted", |r| {
+            std::fs::remove_file(r.join("a-b/x")).unwrap()
+        }),
+        ("deleted next to a folder of the same stem", |r| {
+            std::fs::remove_file(r.join("sub/a-b")).unwrap()
+        }),
+        ("made executable", |r| {
+            use std::os::unix::fs::PermissionsExt;
+            let file = r.join("sub/a/x");
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }),
+    ];
+    for (what, change) in cases {
+        change(&root);
+        agree(what);
+        git(&root, &["reset", "-q", "--hard"]);
+        git(&root, &["clean", "-qfdx"]);
+        git(&root, &["clean", "-qffdx"]);
+        assert!(agree("clean again"), "after {what}");
+    }
+}
+
 #[test]
 fn commit_questions() {
     let (_tmp, root) = repo();
@@ -790,12 +909,69 @@ fn reset_of_a_clean_worktree_writes_only_the_diff_and_keeps_the_index_true() {
         assert_ne!(mode & 0o111, 0, "the mode-only change is on disk");
     }
     // A commit made on top records exactly the index: no stale cached tree brings back old files.
+    assert_eq!(
+        git(&wt, &["write-tree"]).trim(),
+        rev(&wt, "HEAD^{tree}").to_string()
+    );
     write(&wt, "more.txt", "more\n");
     git(&wt, &["add", "more.txt"]);
     git(&wt, &["commit", "-qm", "more"]);
     assert_eq!(
         git(&wt, &["diff", "--name-only", "HEAD~1", "HEAD"]),
         "more.txt\n"
+    );
+    git(&root, &["fsck", "--no-progress"]);
+}
+
+#[test]
+fn reset_of_a_clean_worktree_keeps_the_cached_trees_it_did_not_touch_and_no_stale_one() {
+    let (tmp, root) = repo();
+    let repo = open(&root);
+    let start = rev(&root, "HEAD");
+    git(&root, &["checkout", "-q", "-b", "target"]);
+    write(&root, "dir/b.txt", "BEE\n");
+    write(&root, "dir/new/c.txt", "sea\n");
+    write(&root, "other/d.txt", "dee\n");
+    let target = commit_all(&root, "target");
+    git(&root, &["checkout", "-q", "main"]);
+    write(&root, "other/d.txt", "dee\n");
+    write(&root, "keep/e.txt", "e\n");
+    let before = commit_all(&root, "before");
+    let wt = tmp.path().canonicalize().unwrap().join("wt");
+    git::add_worktree(&repo, &wt, "worktree/teleos-abc123-1", before, &NO_CANCEL).unwrap();
+    // git's own full cache-tree, as a commit by an agent leaves it.
+    git(&wt, &["write-tree"]);
+    assert_eq!(cached_root(&wt).and_then(|(_, n)| n), Some(5));
+
+    let wt_repo = open(&wt);
+    for to in [target, start, before, target] {
+        git::reset_clean_worktree_to(&wt_repo, to, &NO_CANCEL).unwrap();
+        assert_eq!(status(&wt), "", "clean after moving to {to}");
+        assert!(git::is_clean(&open(&wt)).unwrap());
+        // git trusts every valid cached tree: the tree it writes from the index is the target's.
+        assert_eq!(
+            git(&wt, &["write-tree"]).trim(),
+            rev(&wt, "HEAD^{tree}").to_string()
+        );
+    }
+    // The folders the last move did not touch keep their cached trees; git's write-tree above
+    // made the whole extension valid again, so look before it.
+    git::reset_clean_worktree_to(&wt_repo, before, &NO_CANCEL).unwrap();
+    let index = open(&wt).open_index().unwrap();
+    let cached = index.tree().expect("the cache-tree is kept");
+    assert_eq!(cached.num_entries, None, "the root changed");
+    let child = |name: &str| {
+        cached
+            .children
+            .iter()
+            .find(|c| c.name.as_slice() == name.as_bytes())
+            .map(|c| c.num_entries)
+    };
+    assert_eq!(child("dir"), Some(None), "dir changed");
+    assert_eq!(child("other"), Some(Some(1)), "other did not change");
+    assert_eq!(
+        git(&wt, &["write-tree"]).trim(),
+        rev(&wt, "HEAD^{tree}").to_string()
     );
     git(&root, &["fsck", "--no-progress"]);
 }

@@ -1,0 +1,120 @@
+//! The repository-dependent part of the per-story overhead (issue 16 §2), without the batch
+//! around it, so it can be timed in CPU (or counted under callgrind) on a loaded machine:
+//!
+//! ```sh
+//! cargo run --release --example story_overhead -- /tmp/probe-20000 20000 10
+//! ```
+//!
+//! Builds (once) a repository of `files` filler files laid out as the e2e benchmark's fixture,
+//! then repeats `rounds` times what a worktree slot does around one agent: the stand-in agent's
+//! commit (real `git add` and `git commit`, not measured), the verification (`git::is_clean`,
+//! which the quick pass must prove), and bringing the worktree to the next tip
+//! (`git::reset_clean_worktree_to`, here the commit before the agent's: a two-file diff).
+//! Prints the CPU time (user + system, all threads of this process) of each step, per round
+//! and the median.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=probe",
+            "-c",
+            "user.email=probe@example.com",
+        ])
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn build(dir: &Path, files: usize) {
+    for i in 0..files {
+        let sub = dir.join(format!("src/m{:03}", i / 500));
+        if i % 500 == 0 {
+            std::fs::create_dir_all(&sub).expect("mkdir");
+        }
+        let body = format!("// filler file {i}\npub fn f{i}() -> usize {{\n    {i}\n}}\n");
+        std::fs::write(sub.join(format!("file{i:05}.rs")), body).expect("write");
+    }
+    std::fs::create_dir_all(dir.join("docs/stories")).expect("mkdir");
+    std::fs::write(dir.join("docs/stories/s.md"), "- [ ] task\n").expect("write");
+    std::fs::write(dir.join(".gitignore"), "target/\n").expect("write");
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["-c", "gc.auto=0", "commit", "-q", "-m", "fixture"]);
+    git(dir, &["gc", "-q"]);
+    // Past the second the index was written in: no racily clean entry from the set-up.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+}
+
+/// CPU seconds (user + system) used by this process so far, all threads.
+fn cpu() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = Path::new(args.get(1).map(String::as_str).unwrap_or("/tmp/probe"));
+    let files: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let rounds: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
+    if !dir.join(".git").exists() {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        build(dir, files);
+    }
+    let no_cancel = AtomicBool::new(false);
+    let (mut verify, mut update) = (Vec::new(), Vec::new());
+    let (mut verify_wall, mut update_wall) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        // The stand-in agent: tick the box, write its output, commit (git writes the index).
+        std::fs::write(dir.join("docs/stories/s.md"), "- [x] task\n").expect("write");
+        std::fs::create_dir_all(dir.join("out")).expect("mkdir");
+        std::fs::write(dir.join("out/k.txt"), format!("{round}\n")).expect("write");
+        git(dir, &["add", "out", "docs/stories/s.md"]);
+        git(dir, &["commit", "-q", "-m", "close k"]);
+        let before = git(dir, &["rev-parse", "HEAD^"]);
+        let before = gix::ObjectId::from_hex(before.as_bytes()).expect("hex");
+
+        let (t, w) = (cpu(), std::time::Instant::now());
+        let repo = gix::open(dir).expect("open");
+        let clean = git_teleos::git::is_clean(&repo).expect("status");
+        verify.push(cpu() - t);
+        verify_wall.push(w.elapsed().as_secs_f64());
+        assert!(clean, "the worktree is clean after the agent's commit");
+
+        let (t, w) = (cpu(), std::time::Instant::now());
+        let repo = gix::open(dir).expect("open");
+        git_teleos::git::reset_clean_worktree_to(&repo, before, &no_cancel).expect("reset");
+        update.push(cpu() - t);
+        update_wall.push(w.elapsed().as_secs_f64());
+        println!(
+            "round {round}: verify {:.1} ms, update {:.1} ms (CPU); {:.1}, {:.1} ms (wall)",
+            verify[round] * 1e3,
+            update[round] * 1e3,
+            verify_wall[round] * 1e3,
+            update_wall[round] * 1e3
+        );
+    }
+    println!(
+        "{files} files, median of {rounds}: verify {:.1} ms, update {:.1} ms (CPU, user + \
+         system); verify {:.1} ms, update {:.1} ms (wall)",
+        median(verify) * 1e3,
+        median(update) * 1e3,
+        median(verify_wall) * 1e3,
+        median(update_wall) * 1e3
+    );
+}
