@@ -181,8 +181,9 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     };
 
     // Agents' process groups go into the manifest so a clean-up after a crash can stop them.
+    // Not synced: a power loss stops the agents too (see `ManifestFile::update_live`).
     let record_agent = |pgid: i32| {
-        let _ = manifest.update(|m| {
+        let _ = manifest.update_live(|m| {
             if let Some(s) = m.sessions.get_mut(sid) {
                 s.agent_pgids.push(pgid);
             }
