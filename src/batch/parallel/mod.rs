@@ -210,7 +210,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     };
     // Worktrees retired while the batch ran (see `creation.rs`): the final clean-up skips them.
     let retired_early = Mutex::new(BTreeSet::<usize>::new());
-    let mut ending = Ending::default();
+    let mut user_after = None;
     let park = env
         .keep_worktrees
         .then_some((&manifest, env.worktrees_dir.as_path(), env.pool_max));
@@ -326,7 +326,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                 }
                 keep_lane(lane);
                 // Nothing left for this slot: its worktree goes now, while the others run, or
-                // while the batch lands. The last slot keeps its own only for what needs one
+                // while the user's checkout is walked. The last slot keeps its own only for what needs one
                 // after the stories: the integration gate, and taking back a batch that failed
                 // before doing anything. After Ctrl-C everything stays for `--resume`.
                 let others = ticket.leave();
@@ -358,23 +358,15 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         for slot in &slots[made..] {
             env.progress.slot(slot.n, "not needed");
         }
-        // Once every slot has left its story loop, what follows the stories starts while the
-        // slots still remove their worktrees (removing 20,000 files takes about as long as
-        // checking them out): the walk of the user's checkout and, when no integration gate
-        // needs a worktree and nothing may still undo the batch, the landing.
+        // Once every slot has left its story loop, the user's checkout is walked (for the
+        // check below) while the slots still remove their worktrees (removing 20,000 files
+        // takes about as long as checking them out). The landing waits for the removals: a
+        // crash while it lands must not find a worktree half removed (`clean-orphans` could
+        // not clean it; the crash test `crash_during_landing` checks this).
         creation::wait_all_left(&queue, &cv);
-        if env.story.cancel.load(Ordering::SeqCst) {
-            return;
+        if !env.story.cancel.load(Ordering::SeqCst) {
+            user_after = Some(user_changes(env.root));
         }
-        ending.user_after = Some(user_changes(env.root));
-        if env.story.gate.enabled() || lock(&queue).setup_error.is_some() {
-            return;
-        }
-        let mut said = Vec::new();
-        said.extend(restore_note(&main, sid, *lock(&merge_lock)));
-        let branch = start_branch.as_deref();
-        let landed = land_or_keep(env.land, &main, env.root, branch, sid, &mut said);
-        ending.landed = Some((landed, said));
     });
     env.progress.finish();
 
@@ -415,8 +407,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         }
     }
 
-    // A batch that landed before Ctrl-C came ends as usual.
-    let interrupted = env.story.cancel.load(Ordering::SeqCst) && ending.landed.is_none();
+    let interrupted = env.story.cancel.load(Ordering::SeqCst);
     if interrupted {
         manifest.update(|m| {
             if let Some(s) = m.sessions.get_mut(sid) {
@@ -431,7 +422,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         return Ok(());
     }
 
-    let user_changes_after = match ending.user_after.take() {
+    let user_changes_after = match user_after {
         Some(paths) => paths,
         None => user_changes(env.root),
     };
@@ -451,11 +442,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         ));
     }
 
-    let landed = if let Some((landed, notes)) = ending.landed.take() {
-        // Landed while the worktrees were being removed.
-        report.notes.extend(notes);
-        landed
-    } else {
+    let landed = {
         report.notes.extend(restore_note(&main, sid, expected_tip));
         // Only a green integration lands: the gates run on it, and a merge that turns it red
         // is taken out.
@@ -506,15 +493,6 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     })?;
     session_lock.release_and_remove()?;
     Ok(())
-}
-
-/// What the end of a batch did while the slots were still removing their worktrees.
-#[derive(Default)]
-struct Ending {
-    /// The user's changed paths once every story had ended.
-    user_after: Option<BTreeSet<String>>,
-    /// Whether the batch landed, and the notes saying so; `None`: not tried yet.
-    landed: Option<(bool, Vec<String>)>,
 }
 
 /// Paths changed in the user's checkout (nothing when it cannot be walked).
