@@ -14,7 +14,8 @@
 //! default 4 and 0.5), `E2E_STAGGER` (git-teleos's `teleos.agentStagger`, passed as `git -c`
 //! would; unset: its default), `E2E_TMPDIR` (where fixtures go, default the system temp folder),
 //! `E2E_TELEOS_BIN` (the binary to measure, default the one cargo built with this bench),
-//! `E2E_WRITE=0` (print only; by default the `e2e-bench` section of BENCHMARKS.md is rewritten).
+//! `E2E_WRITE=0` (print only; by default the `e2e-bench` section of BENCHMARKS.md is rewritten),
+//! `E2E_KEEP=<dir>` (keep each git-teleos run's batch record and stderr there).
 //!
 //! Workloads: A, 24 instant stories on a 20,000-file repository with 3 worktrees; B, 12 stories
 //! of skewed durations (long ones at positions 0, 3, 6, 9: fixed round-robin puts them all on
@@ -355,6 +356,7 @@ impl Bench {
                 fs::read_to_string(self.root.join("teleos.err")).unwrap_or_default()
             ));
         }
+        keep_record(repo, &self.root.join("teleos.err"));
         let gaps = overhead::from_repo(repo);
         if gaps.is_none() {
             warn("no batch record with a timeline: per-story overhead unknown for this run");
@@ -462,6 +464,29 @@ fn poll_vm_hwm(pid: libc::pid_t, peak: &AtomicU64, stop: &AtomicBool) {
             None => return, // a zombie: no memory left to read
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `E2E_KEEP=<dir>`: keep each git-teleos run's batch record (`last-batch.json`, with its
+/// timeline) and its stderr in `<dir>/run-<n>.*`, to account for a run's time afterwards (the
+/// run's filesystem is gone once it ends).
+fn keep_record(repo: &Path, stderr: &Path) {
+    let Ok(dir) = std::env::var("E2E_KEEP") else {
+        return;
+    };
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let n = RUNS.fetch_add(1, Ordering::SeqCst) + 1;
+    let dir = PathBuf::from(dir);
+    let kept = fs::create_dir_all(&dir)
+        .and_then(|()| {
+            fs::copy(
+                repo.join(".git/teleos/last-batch.json"),
+                dir.join(format!("run-{n}.json")),
+            )
+        })
+        .and_then(|_| fs::copy(stderr, dir.join(format!("run-{n}.err"))));
+    if let Err(e) = kept {
+        warn(&format!("E2E_KEEP: could not keep run {n}'s record: {e}"));
     }
 }
 

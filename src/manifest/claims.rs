@@ -50,7 +50,8 @@ pub fn claim_story(
     still_open: impl FnOnce() -> Option<String>,
 ) -> Result<Claim> {
     let now = super::now_unix();
-    manifest.update(|m| {
+    // A claim holds only while its session is alive: not synced (see `update_live`).
+    manifest.update_live(|m| {
         let holder = m.sessions.iter().find(|(other, s)| {
             other.as_str() != sid
                 && holds(s, key)

@@ -1,5 +1,6 @@
 //! `manifest.json` on disk: lock-free reads, read-modify-write under an exclusive lock, atomic
-//! replacement by rename, and `--repair` for a file that does not parse.
+//! replacement by rename (synced to disk for a session's lasting entries, not for what only
+//! the running process needs), and `--repair` for a file that does not parse.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -54,14 +55,40 @@ impl ManifestFile {
     /// Read-modify-write under the exclusive lock. A missing file starts as an empty manifest;
     /// when `f` fails nothing is written; a file that does not parse is an error and is left
     /// as it was.
+    /// Durable: synced to disk before the lock is released (see [`ManifestFile::update_live`]
+    /// for what need not be).
     pub fn update<T>(&self, f: impl FnOnce(&mut Manifest) -> Result<T>) -> Result<T> {
+        self.update_with(f, true)
+    }
+
+    /// [`ManifestFile::update`] for a change that only describes the running session: a
+    /// story's claim, the story a worktree runs, an agent's process group. Replaced atomically
+    /// like every write (another process, or a clean-up after this one crashed, reads the old
+    /// version or the new one), but not synced to disk. What these fields say matters only
+    /// while the session's process lives (a claim holds only while its session lock is held,
+    /// process groups are looked up in `/proc`); a power loss ends that process, so losing
+    /// them with it loses nothing, and the session's lasting entries (its worktrees, its
+    /// status, parked worktrees) are written with [`ManifestFile::update`]. A parallel batch
+    /// makes about four such changes per story; synced, each cost two syncs (about 15 ms on
+    /// ext4) taken under the manifest lock, on the story's own path and blocking the other
+    /// worktrees' changes. See [`crate::fsutil::replace_unsynced`] for what a power loss
+    /// right after one can leave.
+    pub fn update_live<T>(&self, f: impl FnOnce(&mut Manifest) -> Result<T>) -> Result<T> {
+        self.update_with(f, false)
+    }
+
+    fn update_with<T>(
+        &self,
+        f: impl FnOnce(&mut Manifest) -> Result<T>,
+        durable: bool,
+    ) -> Result<T> {
         let _lock = self.lock()?;
         let mut manifest = match self.read_bytes()? {
             None => Manifest::default(),
             Some(bytes) => self.parse(&bytes)?,
         };
         let out = f(&mut manifest)?;
-        self.write(&manifest)?;
+        self.write(&manifest, durable)?;
         Ok(out)
     }
 
@@ -177,8 +204,9 @@ impl ManifestFile {
     }
 
     /// Writes a temporary file beside the manifest, syncs it, renames it over the manifest and
-    /// syncs the folder, so a crash leaves the old file or the new one, never a torn one.
-    fn write(&self, manifest: &Manifest) -> Result<()> {
+    /// syncs the folder, so a crash leaves the old file or the new one, never a torn one
+    /// (without `durable`, no syncs: see [`ManifestFile::update_live`]).
+    fn write(&self, manifest: &Manifest, durable: bool) -> Result<()> {
         let mut text = serde_json::to_string_pretty(manifest)
             .map_err(|e| Error::io("cannot serialise the manifest", io::Error::other(e)))?;
         text.push('\n');
@@ -191,7 +219,11 @@ impl ManifestFile {
         {
             return Err(self.symlink_error(&self.path));
         }
-        crate::fsutil::write_atomic(&self.path, text.as_bytes())
+        if durable {
+            crate::fsutil::write_atomic(&self.path, text.as_bytes())
+        } else {
+            crate::fsutil::replace_unsynced(&self.path, text.as_bytes())
+        }
     }
 
     /// Makes a rename durable.

@@ -44,6 +44,19 @@ pub(super) fn claim_next_slot(queue: &Mutex<Queue>, cv: &Condvar, cancel: &Atomi
     }
 }
 
+/// Wait until every slot has left its story loop (some may still be removing their worktrees):
+/// no story runs any more and none will start.
+pub(super) fn wait_all_left(queue: &Mutex<Queue>, cv: &Condvar) {
+    let mut q = lock(queue);
+    while q.live > 0 || q.creating {
+        // Woken by every slot that leaves (`SlotTicket::leave`), also by a panic's drop.
+        q = match cv.wait_timeout(q, Duration::from_millis(200)) {
+            Ok((g, _)) => g,
+            Err(e) => e.into_inner().0,
+        };
+    }
+}
+
 /// A slot's place in the count: says when its worktree is made (the next may then be made), and
 /// gives the place back when the slot ends, also by a panic.
 pub(super) struct SlotTicket<'a> {

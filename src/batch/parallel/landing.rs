@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use crate::batch::results::BatchReport;
 use crate::error::{Error, Result};
 use crate::git::{self, LandOutcome, MergeOutcome, ObjectId};
 
@@ -38,20 +37,21 @@ pub(super) fn restore_integration(
 
 /// Land the integration branch: merge it into the branch the batch started from. With
 /// `--no-land` (`land_wanted` false), say instead where the work is and how to merge it.
+/// What happened goes to `notes` (the debrief's).
 pub(crate) fn land_or_keep(
     land_wanted: bool,
     main: &gix::Repository,
     root: &Path,
     start_branch: Option<&str>,
     sid: &str,
-    report: &mut BatchReport,
+    notes: &mut Vec<String>,
 ) -> bool {
     let (integration, integration_ref) = (
         &crate::batch::names::integration_branch(sid),
         &crate::batch::names::integration_ref(sid),
     );
     if !land_wanted {
-        report.notes.push(format!(
+        notes.push(format!(
             "--no-land: the work is on {integration}; merge it with: git merge {integration}"
         ));
         return false;
@@ -97,7 +97,7 @@ pub(crate) fn land_or_keep(
                 MergeOutcome::Merged(id) | MergeOutcome::FastForward(id) => id,
                 MergeOutcome::UpToDate => return Ok(Some(true)),
                 MergeOutcome::Conflict { paths } => {
-                    report.notes.push(format!(
+                    notes.push(format!(
                         "{branch} moved on and conflicts with the batch ({}): nothing was touched; {finish_hint}",
                         paths.join(", ")
                     ));
@@ -117,14 +117,14 @@ pub(crate) fn land_or_keep(
                     Some(true)
                 }
                 LandOutcome::Dirty(paths) => {
-                    report.notes.push(format!(
+                    notes.push(format!(
                     "your checkout has uncommitted changes ({}): it was not touched; {finish_hint}",
                     paths.join(", ")
                 ));
                     Some(false)
                 }
                 LandOutcome::CheckedOutElsewhere(path) => {
-                    report.notes.push(format!(
+                    notes.push(format!(
                         "{branch} is checked out in {}: nothing was touched; {finish_hint} there",
                         path.display()
                     ));
@@ -142,14 +142,14 @@ pub(crate) fn land_or_keep(
     }
     match outcome {
         Ok(None) => {
-            report.notes.push(format!(
+            notes.push(format!(
                 "{branch} kept moving while landing: nothing was touched; {finish_hint}"
             ));
             false
         }
         Ok(Some(true)) => {
             let short = branch.trim_start_matches("refs/heads/");
-            report.notes.push(if moved {
+            notes.push(if moved {
                 format!("landed on {short}")
             } else {
                 format!("nothing to land on {short}: no story's work was merged")
@@ -158,9 +158,7 @@ pub(crate) fn land_or_keep(
         }
         Ok(Some(false)) => false,
         Err(e) => {
-            report
-                .notes
-                .push(format!("landing failed: {e}; {finish_hint}"));
+            notes.push(format!("landing failed: {e}; {finish_hint}"));
             false
         }
     }

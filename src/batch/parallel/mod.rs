@@ -181,8 +181,9 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     };
 
     // Agents' process groups go into the manifest so a clean-up after a crash can stop them.
+    // Not synced: a power loss stops the agents too (see `ManifestFile::update_live`).
     let record_agent = |pgid: i32| {
-        let _ = manifest.update(|m| {
+        let _ = manifest.update_live(|m| {
             if let Some(s) = m.sessions.get_mut(sid) {
                 s.agent_pgids.push(pgid);
             }
@@ -209,6 +210,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     };
     // Worktrees retired while the batch ran (see `creation.rs`): the final clean-up skips them.
     let retired_early = Mutex::new(BTreeSet::<usize>::new());
+    let mut user_after = None;
     let park = env
         .keep_worktrees
         .then_some((&manifest, env.worktrees_dir.as_path(), env.pool_max));
@@ -323,11 +325,14 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                     }
                 }
                 keep_lane(lane);
-                // Nothing left for this slot: its worktree goes now, while the others run. The
-                // last slot keeps its own for the integration gate and the final clean-up; after
-                // Ctrl-C everything stays for `--resume`.
+                // Nothing left for this slot: its worktree goes now, while the others run, or
+                // while the user's checkout is walked. The last slot keeps its own only for what needs one
+                // after the stories: the integration gate, and taking back a batch that failed
+                // before doing anything. After Ctrl-C everything stays for `--resume`.
                 let others = ticket.leave();
-                if others == 0 || env.story.cancel.load(Ordering::SeqCst) {
+                let needed_after =
+                    others == 0 && (env.story.gate.enabled() || lock(queue).setup_error.is_some());
+                if needed_after || env.story.cancel.load(Ordering::SeqCst) {
                     env.progress.slot(slot.n, "idle");
                     return;
                 }
@@ -352,6 +357,15 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         // A batch of short stories may never need all N worktrees.
         for slot in &slots[made..] {
             env.progress.slot(slot.n, "not needed");
+        }
+        // Once every slot has left its story loop, the user's checkout is walked (for the
+        // check below) while the slots still remove their worktrees (removing 20,000 files
+        // takes about as long as checking them out). The landing waits for the removals: a
+        // crash while it lands must not find a worktree half removed (`clean-orphans` could
+        // not clean it; the crash test `crash_during_landing` checks this).
+        creation::wait_all_left(&queue, &cv);
+        if !env.story.cancel.load(Ordering::SeqCst) {
+            user_after = Some(user_changes(env.root));
         }
     });
     env.progress.finish();
@@ -408,11 +422,10 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         return Ok(());
     }
 
-    let user_changes_after: BTreeSet<String> = git::discover(env.root)
-        .and_then(|r| git::changed_paths(&r, None))
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let user_changes_after = match user_after {
+        Some(paths) => paths,
+        None => user_changes(env.root),
+    };
     let user_changes_before = user_before.into_paths();
     let touched: Vec<&String> = user_changes_after
         .symmetric_difference(&user_changes_before)
@@ -429,53 +442,40 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         ));
     }
 
-    // An agent still running elsewhere may have moved the integration branch after the last
-    // merge: land only what this batch merged.
-    match restore_integration(
-        &main,
-        &integration_ref,
-        expected_tip,
-        &names::session_ref(sid, "integration-moved"),
-    ) {
-        Ok(Some(note)) => report.notes.push(note),
-        Ok(None) => {}
-        Err(e) => report
-            .notes
-            .push(format!("could not check {integration}: {e}")),
-    }
-
-    // Only a green integration lands: the gates run on it, and a merge that turns it red is
-    // taken out.
-    let merges = merges.into_inner().unwrap_or_default();
-    let ie = gate::IntegrationEnv {
-        gate: &env.story.gate,
-        main: &main,
-        worktrees: slots.iter().map(|s| s.path.as_path()).collect(),
-        logs_dir: env.story.logs_dir,
-        session_id: sid,
-        integration_ref: &integration_ref,
-        start: integration_start,
-        tracker_files: match env.story.tracker {
-            TrackerMode::Teleos => env
-                .story
-                .tracker_files
-                .iter()
-                .map(|p| p.to_string_lossy().replace('\\', "/"))
-                .collect(),
-            _ => Vec::new(),
-        },
-    };
-    let gate_ok = gate::gate_integration(&ie, &merges, &|s| env.progress.line(s), report);
-
-    // Landing, then clean-up. A failure in either is reported, never hidden.
-    let landed = if !gate_ok {
-        report.notes.push(format!(
-            "not landed: the integration gate is red; the work is on {integration}"
-        ));
-        false
-    } else {
-        let branch = start_branch.as_deref();
-        land_or_keep(env.land, &main, env.root, branch, sid, report)
+    let landed = {
+        report.notes.extend(restore_note(&main, sid, expected_tip));
+        // Only a green integration lands: the gates run on it, and a merge that turns it red
+        // is taken out.
+        let merges = merges.into_inner().unwrap_or_default();
+        let ie = gate::IntegrationEnv {
+            gate: &env.story.gate,
+            main: &main,
+            worktrees: slots.iter().map(|s| s.path.as_path()).collect(),
+            logs_dir: env.story.logs_dir,
+            session_id: sid,
+            integration_ref: &integration_ref,
+            start: integration_start,
+            tracker_files: match env.story.tracker {
+                TrackerMode::Teleos => env
+                    .story
+                    .tracker_files
+                    .iter()
+                    .map(|p| p.to_string_lossy().replace('\\', "/"))
+                    .collect(),
+                _ => Vec::new(),
+            },
+        };
+        let gate_ok = gate::gate_integration(&ie, &merges, &|s| env.progress.line(s), report);
+        // Landing, then clean-up. A failure in either is reported, never hidden.
+        if !gate_ok {
+            report.notes.push(format!(
+                "not landed: the integration gate is red; the work is on {integration}"
+            ));
+            false
+        } else {
+            let branch = start_branch.as_deref();
+            land_or_keep(env.land, &main, env.root, branch, sid, &mut report.notes)
+        }
     };
     report.not_landed = env.land && !landed;
     let retired_early = retired_early
@@ -493,6 +493,27 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     })?;
     session_lock.release_and_remove()?;
     Ok(())
+}
+
+/// Paths changed in the user's checkout (nothing when it cannot be walked).
+fn user_changes(root: &Path) -> BTreeSet<String> {
+    git::discover(root)
+        .and_then(|r| git::changed_paths(&r, None))
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// An agent still running elsewhere may have moved the integration branch after the last
+/// merge (`expected`): put it back, so that only what this batch merged lands. What happened,
+/// for the debrief.
+fn restore_note(main: &gix::Repository, sid: &str, expected: ObjectId) -> Option<String> {
+    let integration_ref = names::integration_ref(sid);
+    let keep_as = names::session_ref(sid, "integration-moved");
+    match restore_integration(main, &integration_ref, expected, &keep_as) {
+        Ok(note) => note,
+        Err(e) => Some(format!("could not check {}: {e}", integration_branch(sid))),
+    }
 }
 
 /// A worktree an earlier run of session `sid` recorded, if it follows the session's naming

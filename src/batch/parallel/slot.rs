@@ -146,10 +146,12 @@ impl SlotRunner<'_, '_> {
         Ok(())
     }
 
+    /// Which story the worktree runs, for other tools and `status`: a live field, not synced
+    /// (see `ManifestFile::update_live`).
     fn set_manifest_story(&self, story: Option<&str>) {
         let path = self.slot.path.to_string_lossy().into_owned();
         let sid = self.env.session_id;
-        let _ = self.manifest.update(|m| {
+        let _ = self.manifest.update_live(|m| {
             if let Some(s) = m.sessions.get_mut(sid) {
                 for w in &mut s.worktrees {
                     if w.path.as_deref() == Some(path.as_str()) {

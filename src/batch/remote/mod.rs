@@ -313,7 +313,7 @@ pub fn run(env: &RemoteEnv, stories: Vec<Story>, report: &mut BatchReport) -> Re
         ));
     }
     let branch = start_branch.as_deref();
-    let landed = parallel::land_or_keep(env.land, &main, env.root, branch, sid, report);
+    let landed = parallel::land_or_keep(env.land, &main, env.root, branch, sid, &mut report.notes);
     report.not_landed = env.land && !landed;
     collect::finish_refs(env, &main, &url, &integration_ref, landed, report);
     Ok(())
