@@ -11,6 +11,7 @@ pub const POINTS: &[&str] = &[
     "merge-before-ref-update",
     "landing",
     "cleanup",
+    "worktree-removal",
 ];
 
 #[cfg(debug_assertions)]

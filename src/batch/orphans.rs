@@ -78,6 +78,8 @@ pub struct CleanReport {
     pub sessions: Vec<SessionCleanup>,
     /// Worktree admin folders (`<git dir>/worktrees/<id>`) whose checkout was gone.
     pub pruned_worktrees: Vec<String>,
+    /// Folders of worktrees whose deletion a crash cut short (proven clean before it began).
+    pub removed_trash: Vec<String>,
     /// Worktrees parked for reuse that were idle too long and were (or would be) dropped.
     pub dropped_idle: Vec<crate::batch::pool::Dropped>,
     /// Problems outside any one session (e.g. pruning failed).
@@ -414,6 +416,26 @@ fn prune_inside(repo: &Repository, opts: &CleanOptions, report: &mut CleanReport
             }
         }
         report.pruned_worktrees.push(w.id);
+    }
+    // What a crash left of worktrees being deleted: proven clean before they were moved aside.
+    let trash = std::fs::read_dir(&opts.worktrees_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(git::TRASH_PREFIX)
+        });
+    for e in trash {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !opts.dry_run {
+            if let Err(e) = git::remove_trash(&e.path()) {
+                report.errors.push(e.to_string());
+                continue;
+            }
+        }
+        report.removed_trash.push(name);
     }
 }
 

@@ -163,6 +163,12 @@ pub fn render(w: &mut dyn Write, report: &CleanReport) -> std::io::Result<()> {
             "{would}prune worktree admin folder {id} (its checkout is gone)"
         )?;
     }
+    for name in &report.removed_trash {
+        writeln!(
+            w,
+            "{would}delete {name} (a clean worktree whose deletion was cut short)"
+        )?;
+    }
     for e in &report.errors {
         writeln!(w, "error: {e}")?;
     }

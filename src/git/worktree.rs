@@ -162,12 +162,53 @@ pub fn remove_worktree(repo: &Repository, path: &Path, force_lock: bool) -> Resu
     // walk per worktree removed, the larger part of removing one): skipped after our walk,
     // except with submodules, whose populated checkouts only gix's check refuses.
     let submodules = base.join(".gitmodules").symlink_metadata().is_ok();
+    if checked && !submodules {
+        return remove_checked_clean(&proxy, &base);
+    }
     let force = match (force_lock, checked && !submodules) {
         (true, _) => Force::OverrideLock,
         (false, true) => Force::DiscardChanges,
         (false, false) => Force::Never,
     };
     proxy.remove(force, gix::progress::Discard).map_err(gix_err)
+}
+
+/// Folders named so hold a worktree that was proven clean and was being deleted: nothing in
+/// them is unsaved, and `clean-orphans` deletes what a crash left of them.
+pub const TRASH_PREFIX: &str = ".teleos-trash-";
+
+/// Remove a worktree already proven clean so that a crash at any moment leaves something
+/// `clean-orphans` can finish: deleting 20,000 files in place takes a while, and a process
+/// killed half-way left a registered worktree with half its files, which looks like a mass of
+/// deletions to rescue and cannot be opened once its `.git` file is gone. Instead the folder is
+/// renamed into the trash at once (one atomic step), the registration removed (git then sees
+/// nothing), and the trash deleted last.
+fn remove_checked_clean(proxy: &gix::worktree::Proxy<'_>, base: &Path) -> Result<()> {
+    let admin = proxy.git_dir().to_path_buf();
+    let name = base
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let trash = base.with_file_name(format!(
+        "{TRASH_PREFIX}{name}-{}-{nanos}",
+        std::process::id()
+    ));
+    std::fs::rename(base, &trash)
+        .map_err(|e| Error::io(format!("moving {} aside", base.display()), e))?;
+    crate::fault::point("worktree-removal");
+    std::fs::remove_dir_all(&admin)
+        .map_err(|e| Error::io(format!("removing {}", admin.display()), e))?;
+    remove_trash(&trash)
+}
+
+/// Delete a trash folder (see [`TRASH_PREFIX`]).
+pub fn remove_trash(trash: &Path) -> Result<()> {
+    std::fs::remove_dir_all(trash)
+        .map_err(|e| Error::io(format!("removing {}", trash.display()), e))
 }
 
 /// Remove a linked worktree whose uncommitted changes the caller has already saved: `rescued`

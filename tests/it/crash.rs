@@ -51,6 +51,20 @@ fn crash_at(point: &str) {
             .unwrap_or_else(|e| panic!("{point}: torn manifest ({e}):\n{text}"));
     }
 
+    let trash = || -> Vec<String> {
+        std::fs::read_dir(r.path(".claude/worktrees"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".teleos-trash-"))
+            .collect()
+    };
+    if point == "worktree-removal" {
+        // Caught between moving the worktree aside and unregistering it.
+        assert_eq!(trash().len(), 1, "{point}: {:?}\n{stderr}", trash());
+    }
+
     let clean = r.teleos(["clean-orphans"]);
     assert_eq!(
         clean.code, 0,
@@ -104,6 +118,7 @@ fn crash_at(point: &str) {
         1,
         "{point}: {worktrees}"
     );
+    assert!(trash().is_empty(), "{point}: {:?}", trash());
     let fsck = r.git_in(&r.root, &["fsck", "--no-progress"]);
     assert_eq!(fsck.code, 0, "{point}: {}", fsck.stderr);
     if manifest.exists() {
@@ -140,6 +155,11 @@ fn crash_between_merge_and_ref_update() {
 #[test]
 fn crash_during_landing() {
     crash_at("landing");
+}
+
+#[test]
+fn crash_in_the_middle_of_removing_a_worktree() {
+    crash_at("worktree-removal");
 }
 
 #[test]
@@ -202,6 +222,7 @@ fn every_crash_point_is_tested() {
         "merge-before-ref-update",
         "landing",
         "cleanup",
+        "worktree-removal",
     ];
     assert_eq!(git_teleos::fault::POINTS, tested);
 }
