@@ -15,8 +15,8 @@ mod text;
 
 use refs::extract_refs;
 use text::{
-    clean_status, indent_at, labelled_value, lazy_checkbox, lowercase_contains_any,
-    truncate_at_char,
+    clean_status, heading_words_are, indent_at, labelled_value, lazy_checkbox, truncate_at_char,
+    AsciiNeedles,
 };
 pub(crate) use text::{heading_words, strip_yaml_comment};
 
@@ -58,6 +58,26 @@ const DEPENDENCY_LABELS: &[&str] = &[
 
 /// Headings whose sections may carry a `Status:` line besides the preamble.
 const STATUS_HEADINGS: &[&str] = &["status", "story info", "metadata"];
+
+/// [`DEPENDENCY_HEADINGS`] and [`STATUS_HEADINGS`] as searchers, built once per process.
+static NEEDLES: std::sync::LazyLock<[AsciiNeedles; 2]> = std::sync::LazyLock::new(|| {
+    [
+        AsciiNeedles::new(DEPENDENCY_HEADINGS),
+        AsciiNeedles::new(STATUS_HEADINGS),
+    ]
+});
+
+/// Whether `text` lowercased contains one of `needles` (already lowercase), `searcher` being
+/// the same needles. ASCII text is compared in place; other text is lowercased first, as
+/// Unicode lowercasing can map a non-ASCII character to ASCII (the Kelvin sign to `k`).
+fn lowercase_contains_any(text: &str, needles: &[&str], searcher: &AsciiNeedles) -> bool {
+    if text.is_ascii() {
+        searcher.any_in(text.as_bytes())
+    } else {
+        let lower = text.to_lowercase();
+        needles.iter().any(|n| lower.contains(n))
+    }
+}
 
 /// How to read a story file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,13 +233,10 @@ struct LineIndex {
 
 impl LineIndex {
     fn new(text: &str) -> Self {
-        let mut starts = vec![0];
-        starts.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|&(_, b)| b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
+        // Sized for lines of ~40 bytes, so most files need no regrowth.
+        let mut starts = Vec::with_capacity(text.len() / 40 + 1);
+        starts.push(0);
+        starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
         LineIndex { starts }
     }
 
@@ -257,8 +274,8 @@ const SECTION_NAME_MAX: usize = 256;
 struct State<'a> {
     src: &'a str,
     human_patterns: Vec<String>,
-    /// Searchers for the non-empty `human_patterns`, built once per file.
-    human_finders: Vec<memchr::memmem::Finder<'static>>,
+    /// The non-empty `human_patterns`, for ASCII task texts.
+    human_needles: AsciiNeedles,
     task_sections: Option<Vec<String>>,
     lines: LineIndex,
     items: Vec<ItemFrame>,
@@ -288,11 +305,7 @@ impl<'a> State<'a> {
             .collect();
         State {
             src: text,
-            human_finders: human_patterns
-                .iter()
-                .filter(|p| !p.is_empty())
-                .map(|p| memchr::memmem::Finder::new(p.as_bytes()).into_owned())
-                .collect(),
+            human_needles: AsciiNeedles::new(&human_patterns),
             human_patterns,
             task_sections: opts
                 .task_sections
@@ -439,15 +452,14 @@ impl<'a> State<'a> {
         while self.headings.last().is_some_and(|h| h.level >= level) {
             self.headings.pop();
         }
-        let words = heading_words(&text);
-        self.status_heading_pending = words == "status";
+        self.status_heading_pending = heading_words_are(&text, "status");
         if self.out.status.is_none() && level <= HeadingLevel::H2 {
             // `## Status: done` (Fledgely writes its status so) states it in the heading itself.
             if let Some(value) = labelled_value(&text, &["status"]) {
                 self.out.status = clean_status(value);
             }
         }
-        let names_dependencies = lowercase_contains_any(&text, DEPENDENCY_HEADINGS);
+        let names_dependencies = lowercase_contains_any(&text, DEPENDENCY_HEADINGS, &NEEDLES[0]);
         if names_dependencies {
             // `### Depends on Story 6.5` names its reference in the heading itself.
             extract_refs(&text, false, &mut self.out.dependency_refs);
@@ -457,9 +469,9 @@ impl<'a> State<'a> {
             names_tasks: self
                 .task_sections
                 .as_ref()
-                .is_some_and(|n| n.contains(&words)),
+                .is_some_and(|n| n.contains(&heading_words(&text))),
             names_dependencies,
-            names_status: lowercase_contains_any(&text, STATUS_HEADINGS),
+            names_status: lowercase_contains_any(&text, STATUS_HEADINGS, &NEEDLES[1]),
             text: truncate_at_char(text, SECTION_NAME_MAX).into(),
         });
     }
@@ -637,13 +649,7 @@ impl<'a> State<'a> {
     /// Case-insensitive match against the (already lowercased) human-validation patterns.
     fn is_human(&self, text: &str) -> bool {
         if text.is_ascii() {
-            // One lowercase copy, then a fast substring search per pattern (comparing in place
-            // at every offset cost a tenth of the scan).
-            let hay = text.to_ascii_lowercase();
-            return self
-                .human_finders
-                .iter()
-                .any(|f| f.find(hay.as_bytes()).is_some());
+            return self.human_needles.any_in(text.as_bytes());
         }
         let lower = text.to_lowercase();
         self.human_patterns

@@ -25,29 +25,58 @@ pub(crate) fn heading_words(text: &str) -> String {
     words
 }
 
-/// Whether ASCII `hay`, lowercased, contains `needle` (a lowercased string): what
-/// `to_lowercase().contains()` answers, without the copy.
-pub(super) fn contains_lowercased(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty()
-        || hay.windows(needle.len()).any(|w| {
-            w.iter()
-                .zip(needle)
-                .all(|(a, b)| a.to_ascii_lowercase() == *b)
-        })
+/// Heading text equal to `words` once reduced as [`heading_words`] does (`words` is lowercase
+/// letters and digits, not starting with a digit): the same answer, without building the string.
+pub(super) fn heading_words_are(text: &str, words: &str) -> bool {
+    if !text.is_ascii() {
+        return heading_words(text) == words;
+    }
+    let mut kept = text
+        .bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| b.to_ascii_lowercase())
+        .skip_while(u8::is_ascii_digit);
+    words.bytes().all(|w| kept.next() == Some(w)) && kept.next().is_none()
 }
 
-/// Whether `text` lowercased contains one of `needles` (already lowercase). ASCII text is
-/// compared in place; other text is lowercased first, as Unicode lowercasing can map a
-/// non-ASCII character to ASCII (the Kelvin sign to `k`).
-pub(super) fn lowercase_contains_any(text: &str, needles: &[&str]) -> bool {
-    if text.is_ascii() {
-        let hay = text.as_bytes();
-        needles
+/// Lowercase ASCII needles searched for in text, ignoring ASCII case: what
+/// `hay.to_ascii_lowercase().contains(needle)` answers for any of them, without the copy and
+/// with one look-up per byte of the text (searching for each needle in turn, with a searcher
+/// or by comparing at every offset, was a tenth of the scan).
+pub(super) struct AsciiNeedles {
+    needles: Vec<Vec<u8>>,
+    /// Bytes (either case) that start a needle.
+    first: [bool; 256],
+}
+
+impl AsciiNeedles {
+    /// From needles already lowercase; empty ones are dropped (as the callers ignore them).
+    pub(super) fn new<S: AsRef<str>>(needles: &[S]) -> Self {
+        let mut first = [false; 256];
+        let needles: Vec<Vec<u8>> = needles
             .iter()
-            .any(|n| contains_lowercased(hay, n.as_bytes()))
-    } else {
-        let lower = text.to_lowercase();
-        needles.iter().any(|n| lower.contains(n))
+            .map(|n| n.as_ref().as_bytes().to_vec())
+            .filter(|n| !n.is_empty())
+            .collect();
+        for n in &needles {
+            first[usize::from(n[0])] = true;
+            first[usize::from(n[0].to_ascii_uppercase())] = true;
+        }
+        AsciiNeedles { needles, first }
+    }
+
+    /// Whether ASCII-lowercased `hay` contains one of the needles. A needle holding non-ASCII
+    /// or upper-case ASCII bytes is never found, as in the lowercased copy.
+    pub(super) fn any_in(&self, hay: &[u8]) -> bool {
+        hay.iter().enumerate().any(|(i, &b)| {
+            self.first[usize::from(b)]
+                && self.needles.iter().any(|n| {
+                    hay.len() - i >= n.len()
+                        && n.iter()
+                            .zip(&hay[i..])
+                            .all(|(n, h)| *n == h.to_ascii_lowercase())
+                })
+        })
     }
 }
 
