@@ -10,13 +10,14 @@ use pulldown_cmark::{Event, HeadingLevel, MetadataBlockKind, Options, Parser, Ta
 use serde::Serialize;
 
 mod chunks;
+mod plain;
 mod refs;
 mod text;
 
 use refs::extract_refs;
 use text::{
-    clean_status, heading_words_are, indent_at, labelled_value, lazy_checkbox, truncate_at_char,
-    AsciiNeedles,
+    clean_status, heading_words_are, indent_at, labelled_value, lazy_checkbox,
+    lowercase_contains_any, truncate_at_char, AsciiNeedles,
 };
 pub(crate) use text::{heading_words, strip_yaml_comment};
 
@@ -66,18 +67,6 @@ static NEEDLES: std::sync::LazyLock<[AsciiNeedles; 2]> = std::sync::LazyLock::ne
         AsciiNeedles::new(STATUS_HEADINGS),
     ]
 });
-
-/// Whether `text` lowercased contains one of `needles` (already lowercase), `searcher` being
-/// the same needles. ASCII text is compared in place; other text is lowercased first, as
-/// Unicode lowercasing can map a non-ASCII character to ASCII (the Kelvin sign to `k`).
-fn lowercase_contains_any(text: &str, needles: &[&str], searcher: &AsciiNeedles) -> bool {
-    if text.is_ascii() {
-        searcher.any_in(text.as_bytes())
-    } else {
-        let lower = text.to_lowercase();
-        needles.iter().any(|n| lower.contains(n))
-    }
-}
 
 /// How to read a story file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +154,8 @@ pub fn parse_story(text: &str, opts: &ParseOptions) -> ParsedStory {
         );
         return with_heading_tasks(text, opts, state.finish());
     };
+    // Events of plain task lists (`plain.rs`), one buffer for the file.
+    let mut ops = Vec::new();
     for chunk in chunks {
         if chunk.start == 0 {
             // The preamble: front matter, title, status. Always read.
@@ -196,7 +187,8 @@ pub fn parse_story(text: &str, opts: &ParseOptions) -> ParsedStory {
         let body = &text[chunk.heading_end..chunk.end];
         let state_reads_body = state.in_dependency_section()
             || (state.out.status.is_none() && state.status_heading_pending);
-        if state_reads_body || chunks::body_needs_parse(body, state.out.status.is_none()) {
+        let needed = state_reads_body || chunks::body_needs_parse(body, state.out.status.is_none());
+        if needed && !plain::feed(&mut state, body, chunk.heading_end, &mut ops) {
             state.feed(body, chunk.heading_end, PARSE_OPTIONS);
         }
     }
@@ -273,8 +265,7 @@ const SECTION_NAME_MAX: usize = 256;
 
 struct State<'a> {
     src: &'a str,
-    human_patterns: Vec<String>,
-    /// The non-empty `human_patterns`, for ASCII task texts.
+    /// The non-empty human-validation patterns, lowercased.
     human_needles: AsciiNeedles,
     task_sections: Option<Vec<String>>,
     lines: LineIndex,
@@ -306,7 +297,6 @@ impl<'a> State<'a> {
         State {
             src: text,
             human_needles: AsciiNeedles::new(&human_patterns),
-            human_patterns,
             task_sections: opts
                 .task_sections
                 .as_ref()
@@ -459,7 +449,7 @@ impl<'a> State<'a> {
                 self.out.status = clean_status(value);
             }
         }
-        let names_dependencies = lowercase_contains_any(&text, DEPENDENCY_HEADINGS, &NEEDLES[0]);
+        let names_dependencies = lowercase_contains_any(&text, &NEEDLES[0]);
         if names_dependencies {
             // `### Depends on Story 6.5` names its reference in the heading itself.
             extract_refs(&text, false, &mut self.out.dependency_refs);
@@ -471,7 +461,7 @@ impl<'a> State<'a> {
                 .as_ref()
                 .is_some_and(|n| n.contains(&heading_words(&text))),
             names_dependencies,
-            names_status: lowercase_contains_any(&text, STATUS_HEADINGS, &NEEDLES[1]),
+            names_status: lowercase_contains_any(&text, &NEEDLES[1]),
             text: truncate_at_char(text, SECTION_NAME_MAX).into(),
         });
     }
@@ -651,10 +641,8 @@ impl<'a> State<'a> {
         if text.is_ascii() {
             return self.human_needles.any_in(text.as_bytes());
         }
-        let lower = text.to_lowercase();
-        self.human_patterns
-            .iter()
-            .any(|p| !p.is_empty() && lower.contains(p.as_str()))
+        // The needles compare bytes, so they find the (lowercase) patterns in lowercase text.
+        self.human_needles.any_in(text.to_lowercase().as_bytes())
     }
 
     fn finish(mut self) -> ParsedStory {

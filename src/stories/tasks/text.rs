@@ -65,8 +65,8 @@ impl AsciiNeedles {
         AsciiNeedles { needles, first }
     }
 
-    /// Whether ASCII-lowercased `hay` contains one of the needles. A needle holding non-ASCII
-    /// or upper-case ASCII bytes is never found, as in the lowercased copy.
+    /// Whether ASCII-lowercased `hay` contains one of the needles, compared byte by byte (so
+    /// a non-ASCII needle is found in text holding it, as `str::contains` finds it).
     pub(super) fn any_in(&self, hay: &[u8]) -> bool {
         hay.iter().enumerate().any(|(i, &b)| {
             self.first[usize::from(b)]
@@ -77,6 +77,17 @@ impl AsciiNeedles {
                             .all(|(n, h)| *n == h.to_ascii_lowercase())
                 })
         })
+    }
+}
+
+/// Whether `text` lowercased contains one of the (lowercase) needles of `searcher`. ASCII text
+/// is compared in place; other text is lowercased first, as Unicode lowercasing can map a
+/// non-ASCII character to ASCII (the Kelvin sign to `k`).
+pub(super) fn lowercase_contains_any(text: &str, searcher: &AsciiNeedles) -> bool {
+    if text.is_ascii() {
+        searcher.any_in(text.as_bytes())
+    } else {
+        searcher.any_in(text.to_lowercase().as_bytes())
     }
 }
 
