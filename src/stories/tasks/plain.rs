@@ -25,11 +25,14 @@ use super::State;
 pub(super) enum Op {
     /// An item whose bullet's line starts at this byte of the file.
     Start(usize),
+    /// A one-line paragraph outside any item, starting at this byte of the file.
+    Paragraph(usize),
     /// The item's checkbox.
     Marker(bool),
     /// Own text of the item: this byte range of the file.
     Text(usize, usize),
     End,
+    EndParagraph,
 }
 
 /// An item still open while reading: where its content starts, and its list's kind (the
@@ -53,6 +56,8 @@ pub(super) fn feed(state: &mut State<'_>, body: &str, base: usize, ops: &mut Vec
             Op::Marker(checked) => state.event(Event::TaskListMarker(checked), base..base),
             Op::Text(start, end) => state.text(&src[start..end]),
             Op::End => state.end(TagEnd::Item),
+            Op::Paragraph(at) => state.start(Tag::Paragraph, at),
+            Op::EndParagraph => state.end(TagEnd::Paragraph),
         }
     }
     true
@@ -78,7 +83,27 @@ pub(super) fn read(body: &[u8], base: usize, ops: &mut Vec<Op>) -> bool {
             continue;
         }
         let Some(item) = item_line(&line[n..]) else {
-            return false;
+            // A paragraph of one line, after a blank line and outside any item (the next
+            // line must end it: blank, or an item interrupting it).
+            let closes_all = open.first().is_none_or(|o| o.content_col > n);
+            let next_ends = body.get(at..).is_none_or(|rest| {
+                let next = &rest[..memchr::memchr(b'\n', rest).unwrap_or(rest.len())];
+                next.iter().all(|b| *b == b' ') || {
+                    let k = next.iter().take_while(|b| **b == b' ').count();
+                    item_line(&next[k..]).is_some()
+                }
+            });
+            if after_text || !closes_all || n > 3 || !next_ends || !plain_start(&line[n..]) {
+                return false;
+            }
+            ops.extend(open.drain(..).map(|_| Op::End));
+            ops.push(Op::Paragraph(base + line_start + n));
+            if !inline(&line[n..], base + line_start + n, ops) {
+                return false;
+            }
+            ops.push(Op::EndParagraph);
+            after_text = true;
+            continue;
         };
         // Items not containing this line end here (their content starts further right).
         let mut outermost_closed: Option<u8> = None;
@@ -171,6 +196,8 @@ fn plain_start(text: &[u8]) -> bool {
             !matches!(text.get(digits), Some(b'.' | b')'))
         }
         Some(b'`') => !text.starts_with(b"```"),
+        // Strong emphasis opening the text (`**Task 1:** …`), checked as such by `inline`.
+        Some(b'*') => text.starts_with(b"**") && text.get(2).is_some_and(u8::is_ascii_alphanumeric),
         _ => false,
     }
 }
@@ -180,8 +207,35 @@ fn plain_start(text: &[u8]) -> bool {
 fn inline(text: &[u8], at: usize, ops: &mut Vec<Op>) -> bool {
     let mut piece = 0;
     let mut i = 0;
+    // Inside `**…**`: strong emphasis whose delimiters the parser drops.
+    let mut strong = false;
     while i < text.len() {
         match text[i] {
+            b'*' => {
+                let run = text[i..].iter().take_while(|b| **b == b'*').count();
+                let prev = i.checked_sub(1).map(|p| text[p]);
+                let next = text.get(i + run).copied();
+                // Only `**` runs that can only open (after a space, before text) or only
+                // close (after text, before a space, the end or punctuation after a letter),
+                // alternating: the parser then pairs each opener with the next closer.
+                let opens = prev.is_none_or(|p| p == b' ')
+                    && next.is_some_and(|n| n.is_ascii_graphic() && n != b'*');
+                let closes = prev.is_some_and(|p| p.is_ascii_graphic() && p != b'*')
+                    && next.is_none_or(|n| {
+                        n == b' '
+                            || (n.is_ascii_punctuation()
+                                && prev.is_some_and(|p| p.is_ascii_alphanumeric()))
+                    });
+                if run != 2 || (opens == closes) || opens == strong {
+                    return false;
+                }
+                strong = opens;
+                if piece < i {
+                    ops.push(Op::Text(at + piece, at + i));
+                }
+                i += run;
+                piece = i;
+            }
             b'`' => {
                 let run = text[i..].iter().take_while(|b| **b == b'`').count();
                 let Some(close) = closing_run(text, i + run, run) else {
@@ -216,14 +270,15 @@ fn inline(text: &[u8], at: usize, ops: &mut Vec<Op>) -> bool {
                 }
                 i += 1;
             }
-            b'*' | b'<' | b'&' | b'\\' | b'[' | b']' | b'|' => return false,
+            b'<' | b'&' | b'\\' | b'[' | b']' | b'|' => return false,
             _ => i += 1,
         }
     }
     if piece < text.len() {
         ops.push(Op::Text(at + piece, at + text.len()));
     }
-    true
+    // An opener left unpaired is text.
+    !strong
 }
 
 /// Where the run of exactly `len` backticks closing a code span opened before `from` starts.

@@ -523,3 +523,116 @@ fn chunks_cut_at_top_level_headings_and_skip_plain_bodies() {
     assert_eq!(split("# T\n\n  ```\n\n# A\n"), None);
     assert_eq!(split("# T\n\n[a]: /b\n"), None);
 }
+
+/// Every story text kept in `tests/` parses the same with the plain-list reader and chunks as
+/// the parser reading the whole file.
+#[test]
+fn fixture_stories_parse_the_same_plain_and_whole() {
+    let mut pending = vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests")];
+    let mut n = 0;
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    same_as_whole(&text);
+                    n += 1;
+                }
+            }
+        }
+    }
+    assert!(n > 0, "no story fixtures found");
+}
+
+#[test]
+fn plain_lists_read_as_the_parser_reads_them() {
+    let cases = [
+        "# T\n\n## Tasks\n\n- [x] **Task 1: a** (AC: #1)\n  - [ ] `b c` and ` d `\n    - e_f\n\n- [ ] g\n",
+        "# T\n\n## Tasks\n\n1. [ ] a\n  - [ ] b\n2. [x] c\n   - [x] d\n",
+        "# T\n\n## Tasks\n\n**Files:**\n- [ ] a\n\nProse **bold**.\n\n* [ ] b\n+ [x] c\n",
+        // Declined: a continuation line, an ordered item that cannot interrupt, emphasis.
+        "# T\n\n## Tasks\n\n- [ ] a\n        - [x] lazy\n",
+        "# T\n\n## Tasks\n\n- [ ] a\n  2. [x] text\n",
+        "# T\n\n## Tasks\n\n- [ ] *a* **b **c**\n- [ ] x**y**\n",
+    ];
+    for text in cases {
+        same_as_whole(text);
+    }
+    let mut ops = Vec::new();
+    assert!(super::plain::read(
+        b"\n- [x] **a:** `b`\n  - c_d\n",
+        0,
+        &mut ops
+    ));
+    assert!(!super::plain::read(
+        b"\n- [ ] a\n        - [x] lazy\n",
+        0,
+        &mut ops
+    ));
+    assert!(!super::plain::read(b"\n- [ ] see [a](b)\n", 0, &mut ops));
+}
+
+mod plain_vs_parser {
+    use super::same_as_whole;
+    use proptest::prelude::*;
+
+    /// Lines mixing what the plain reader accepts with what it must decline.
+    fn line() -> impl Strategy<Value = String> {
+        let indent = prop::sample::select(vec!["", " ", "  ", "   ", "    ", "      ", "        "]);
+        let marker = prop::sample::select(vec![
+            "- ", "* ", "+ ", "1. ", "2. ", "3) ", "-  ", "-     ", "-", "", "10. ",
+        ]);
+        let checkbox = prop::sample::select(vec!["", "[ ] ", "[x] ", "[X] ", "[ ]", "[x]  "]);
+        let word = prop::sample::select(vec![
+            "a",
+            "Task",
+            "**b**",
+            "**c:**",
+            "**d",
+            "e**",
+            "`x`",
+            "` y `",
+            "``z``",
+            "`",
+            "a_b",
+            "_c",
+            "*d*",
+            "#1",
+            "2.",
+            "(AC",
+            "[l](u)",
+            "<p>",
+            "&amp;",
+            "\\*",
+            "|",
+            "~",
+            "é",
+            "**",
+            "```",
+            "---",
+            "===",
+            "> q",
+            "# h",
+            "Status:",
+            "Depends on: 2-1",
+            "\t",
+            " ",
+        ]);
+        (indent, marker, checkbox, prop::collection::vec(word, 0..5))
+            .prop_map(|(i, m, c, words)| format!("{i}{m}{c}{}", words.join(" ")))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        #[test]
+        fn plain_reader_agrees_with_the_parser(
+            lines in prop::collection::vec(line(), 1..12),
+            heading in prop::sample::select(vec!["## Tasks", "## Dependencies", "## Status"]),
+        ) {
+            same_as_whole(&format!("# T\n\n{heading}\n\n{}\n", lines.join("\n")));
+            same_as_whole(&format!("# T\n\n{heading}\n{}", lines.join("\n")));
+        }
+    }
+}
