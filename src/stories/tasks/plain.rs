@@ -1,20 +1,23 @@
 //! Plain task lists read without the Markdown parser.
 //!
 //! Parsing the chunks that hold checkboxes was most of the scan's time, and nearly all of them
-//! are lists of one-line items (`- [ ] Task 1: …`, `  - [x] Subtask`) with plain text and code
-//! spans. [`feed`] reads such a chunk body line by line and hands the parser's state the
-//! events the parser would give for it: per item, its start (at its bullet's line), its
-//! checkbox, its own text (code spans as their content), and its end after its sub-items.
+//! are lists of items (`- [ ] Task 1: …`, `  - [x] Subtask`) and short paragraphs with plain
+//! text, code spans and `**strong**` text. [`feed`] reads such a chunk body line by line and
+//! hands the parser's state the events the parser would give for it: per item, its start (at
+//! its bullet's line), its checkbox, its own text (code spans as their content, emphasis
+//! delimiters dropped), line breaks, and its end after its sub-items; paragraphs outside items
+//! likewise.
 //!
 //! Only what is certainly plain is read so; anything else makes [`feed`] decline, before the
-//! state is touched, and the body is parsed by the parser as before. Declined: any line that is
-//! not blank and not a one-line list item (prose, continuation lines, tables, fences, quotes,
-//! HTML, headings); tabs and carriage returns; an item indented 4 or more columns past its
-//! container (code or a continuation); an item whose text starts like a block of its own
-//! (`#`, `>`, `-`, `1.`, a fence…); an ordered item that could not interrupt the paragraph
-//! above it; and, outside code spans, text that inline markup may rewrite: `*`, `_` other
-//! than between letters or digits, `<`, `&`, `\`, `[`, `]`, `|`. The answers are the same
-//! either way (tests compare both on every fixture and on real stories); only the time differs.
+//! state is touched, and the body is parsed by the parser as before. Declined: a line that
+//! starts anything but an item or paragraph text (tables, fences, quotes, HTML, headings,
+//! thematic breaks, setext underlines); tabs and carriage returns; an item indented 4 or more
+//! columns past its container; a paragraph after a blank line inside an item; an ordered item
+//! that could not interrupt the paragraph above it; and, outside code spans, text that inline
+//! markup may rewrite: `*` other than `**` runs that only open or only close, `_` other than
+//! between letters or digits, `<`, `&`, `\`, `[`, `]`, `|`, and a backtick run not closed on
+//! its line. The answers are the same either way (tests compare both on every fixture, on
+//! generated lists and on real stories); only the time differs.
 
 use pulldown_cmark::{Event, Tag, TagEnd};
 
@@ -25,12 +28,14 @@ use super::State;
 pub(super) enum Op {
     /// An item whose bullet's line starts at this byte of the file.
     Start(usize),
-    /// A one-line paragraph outside any item, starting at this byte of the file.
+    /// A paragraph outside any item, starting at this byte of the file.
     Paragraph(usize),
     /// The item's checkbox.
     Marker(bool),
     /// Own text of the item: this byte range of the file.
     Text(usize, usize),
+    /// A line break inside a paragraph, at this byte (the end of the line above).
+    SoftBreak(usize),
     End,
     EndParagraph,
 }
@@ -56,6 +61,7 @@ pub(super) fn feed(state: &mut State<'_>, body: &str, base: usize, ops: &mut Vec
             Op::Marker(checked) => state.event(Event::TaskListMarker(checked), base..base),
             Op::Text(start, end) => state.text(&src[start..end]),
             Op::End => state.end(TagEnd::Item),
+            Op::SoftBreak(at) => state.event(Event::SoftBreak, at..at + 1),
             Op::Paragraph(at) => state.start(Tag::Paragraph, at),
             Op::EndParagraph => state.end(TagEnd::Paragraph),
         }
@@ -66,8 +72,11 @@ pub(super) fn feed(state: &mut State<'_>, body: &str, base: usize, ops: &mut Vec
 /// The events of a plain list, or false when `body` is not certainly one.
 pub(super) fn read(body: &[u8], base: usize, ops: &mut Vec<Op>) -> bool {
     let mut open: Vec<Open> = Vec::new();
-    // Whether the line above is an item's text, which an item may have to interrupt.
+    // Whether the line above is text of a paragraph (an item's or not), which the next line
+    // continues unless it is blank or an item interrupting it.
     let mut after_text = false;
+    // Whether that paragraph is outside any item (and so has paragraph events).
+    let mut in_paragraph = false;
     let mut at = 0;
     while at < body.len() {
         let end = memchr::memchr(b'\n', &body[at..]).map_or(body.len(), |i| at + i);
@@ -79,32 +88,38 @@ pub(super) fn read(body: &[u8], base: usize, ops: &mut Vec<Op>) -> bool {
         }
         let n = line.iter().take_while(|b| **b == b' ').count();
         if n == line.len() {
+            if std::mem::take(&mut in_paragraph) {
+                ops.push(Op::EndParagraph);
+            }
             after_text = false;
             continue;
         }
+        let text_at = base + line_start + n;
         let Some(item) = item_line(&line[n..]) else {
-            // A paragraph of one line, after a blank line and outside any item (the next
-            // line must end it: blank, or an item interrupting it).
-            let closes_all = open.first().is_none_or(|o| o.content_col > n);
-            let next_ends = body.get(at..).is_none_or(|rest| {
-                let next = &rest[..memchr::memchr(b'\n', rest).unwrap_or(rest.len())];
-                next.iter().all(|b| *b == b' ') || {
-                    let k = next.iter().take_while(|b| **b == b' ').count();
-                    item_line(&next[k..]).is_some()
+            if !plain_start(&line[n..]) {
+                return false;
+            }
+            if after_text {
+                // The paragraph above goes on (indented or lazily): a soft break, then text.
+                ops.push(Op::SoftBreak(base + line_start - 1));
+            } else {
+                // A paragraph after a blank line: outside any item, or declined.
+                if open.first().is_some_and(|o| o.content_col <= n) || n > 3 {
+                    return false;
                 }
-            });
-            if after_text || !closes_all || n > 3 || !next_ends || !plain_start(&line[n..]) {
+                ops.extend(open.drain(..).map(|_| Op::End));
+                ops.push(Op::Paragraph(text_at));
+                in_paragraph = true;
+            }
+            if !inline(&line[n..], text_at, ops) {
                 return false;
             }
-            ops.extend(open.drain(..).map(|_| Op::End));
-            ops.push(Op::Paragraph(base + line_start + n));
-            if !inline(&line[n..], base + line_start + n, ops) {
-                return false;
-            }
-            ops.push(Op::EndParagraph);
             after_text = true;
             continue;
         };
+        if std::mem::take(&mut in_paragraph) {
+            ops.push(Op::EndParagraph);
+        }
         // Items not containing this line end here (their content starts further right).
         let mut outermost_closed: Option<u8> = None;
         while let Some(last) = open.last().filter(|o| o.content_col > n) {
@@ -123,10 +138,10 @@ pub(super) fn read(body: &[u8], base: usize, ops: &mut Vec<Op>) -> bool {
             return false;
         }
         ops.push(Op::Start(base + line_start));
-        let text_at = n + item.text_at;
         if let Some(checked) = item.checkbox {
             ops.push(Op::Marker(checked));
         }
+        let text_at = n + item.text_at;
         if !inline(&line[text_at..], base + line_start + text_at, ops) {
             return false;
         }
@@ -135,6 +150,9 @@ pub(super) fn read(body: &[u8], base: usize, ops: &mut Vec<Op>) -> bool {
             kind: item.kind,
         });
         after_text = true;
+    }
+    if in_paragraph {
+        ops.push(Op::EndParagraph);
     }
     ops.extend(open.iter().map(|_| Op::End));
     true
@@ -186,14 +204,19 @@ fn item_line(s: &[u8]) -> Option<ItemLine> {
     })
 }
 
-/// Text that starts no block of its own: a letter, a digit not making a list marker, an
-/// opening bracket or quote, or one code-span backtick.
+/// Text that starts no block of its own (nor interrupts a paragraph): a letter, a digit not
+/// making a list marker, an opening bracket or quote, a non-ASCII character (every block
+/// starts with ASCII), or one code-span backtick.
 fn plain_start(text: &[u8]) -> bool {
     match text.first() {
-        Some(b) if b.is_ascii_alphabetic() || matches!(b, b'(' | b'"' | b'\'') => true,
+        Some(b) if b.is_ascii_alphabetic() || !b.is_ascii() || matches!(b, b'(' | b'"' | b'\'') => {
+            true
+        }
         Some(b) if b.is_ascii_digit() => {
             let digits = text.iter().take_while(|b| b.is_ascii_digit()).count();
-            !matches!(text.get(digits), Some(b'.' | b')'))
+            let marker = matches!(text.get(digits), Some(b'.' | b')'))
+                && text.get(digits + 1).is_none_or(|b| *b == b' ');
+            !marker
         }
         Some(b'`') => !text.starts_with(b"```"),
         // Strong emphasis opening the text (`**Task 1:** …`), checked as such by `inline`.
@@ -238,10 +261,9 @@ fn inline(text: &[u8], at: usize, ops: &mut Vec<Op>) -> bool {
             }
             b'`' => {
                 let run = text[i..].iter().take_while(|b| **b == b'`').count();
+                // No closer on this line: the parser may find one on a later line.
                 let Some(close) = closing_run(text, i + run, run) else {
-                    // No closer: the backticks are text.
-                    i += run;
-                    continue;
+                    return false;
                 };
                 if piece < i {
                     ops.push(Op::Text(at + piece, at + i));
