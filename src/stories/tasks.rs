@@ -16,8 +16,8 @@ mod text;
 
 use refs::extract_refs;
 use text::{
-    clean_status, heading_words_are, indent_at, labelled_value, lazy_checkbox,
-    lowercase_contains_any, truncate_at_char, AsciiNeedles,
+    clean_status, heading_words_are, indent_at, labelled_value, lazy_checkbox, line_len,
+    lowercase_contains_any, trim_in_place, truncate_at_char, AsciiNeedles,
 };
 pub(crate) use text::{heading_words, strip_yaml_comment};
 
@@ -187,7 +187,7 @@ pub fn parse_story(text: &str, opts: &ParseOptions) -> ParsedStory {
         let body = &text[chunk.heading_end..chunk.end];
         let state_reads_body = state.in_dependency_section()
             || (state.out.status.is_none() && state.status_heading_pending);
-        let needed = state_reads_body || chunks::body_needs_parse(body, state.out.status.is_none());
+        let needed = state_reads_body || chunk.body_needs_parse(text, state.out.status.is_none());
         if needed && !plain::feed(&mut state, body, chunk.heading_end, &mut ops) {
             state.feed(body, chunk.heading_end, PARSE_OPTIONS);
         }
@@ -389,7 +389,8 @@ impl<'a> State<'a> {
                     nested,
                     counted,
                     section: self.headings.last().map(|h| h.text.clone()),
-                    lines: vec![(line, String::new())],
+                    // Sized for the bullet's line: its text is pushed in pieces without regrowth.
+                    lines: vec![(line, String::with_capacity(line_len(self.src, offset)))],
                 });
             }
             Tag::Paragraph => {
@@ -564,7 +565,7 @@ impl<'a> State<'a> {
                 return;
             };
             let (_, text) = item.lines.swap_remove(0);
-            let text = text.trim().to_string();
+            let text = trim_in_place(text);
             let human = self.is_human(&text);
             self.add_task(Task {
                 text,

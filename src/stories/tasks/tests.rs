@@ -410,8 +410,27 @@ fn empty_and_no_tasks() {
     assert_eq!(parse("# Just a doc\n\nNo tasks.\n").total, 0);
 }
 
+/// What the cut finds in each body is what a scan of the lone body finds.
+fn cut_agrees_with_lone_bodies(text: &str) {
+    for chunk in super::chunks::split(text)
+        .unwrap_or_default()
+        .iter()
+        .skip(1)
+    {
+        let body = &text[chunk.heading_end..chunk.end];
+        for status_unknown in [false, true] {
+            assert_eq!(
+                chunk.body_needs_parse(text, status_unknown),
+                super::chunks::body_needs_parse(body, status_unknown),
+                "body {body:?} of:\n{text}"
+            );
+        }
+    }
+}
+
 /// Chunked and whole parses agree, on both option sets.
 fn same_as_whole(text: &str) {
+    cut_agrees_with_lone_bodies(text);
     for opts in [ParseOptions::default(), ParseOptions::task_sections_only()] {
         assert_eq!(
             parse_story(text, &opts),
@@ -433,6 +452,7 @@ fn chunked_matches_whole_on_a_folder() {
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };
+        cut_agrees_with_lone_bodies(&text);
         for opts in [ParseOptions::default(), ParseOptions::task_sections_only()] {
             assert_eq!(
                 parse_story(&text, &opts),

@@ -100,6 +100,20 @@ pub(super) fn indent_at(src: &str, offset: usize) -> usize {
         .sum()
 }
 
+/// Bytes from `offset` to the end of its line.
+pub(super) fn line_len(src: &str, offset: usize) -> usize {
+    let rest = src.as_bytes().get(offset..).unwrap_or_default();
+    memchr::memchr(b'\n', rest).unwrap_or(rest.len())
+}
+
+/// `s.trim()`, keeping `s`'s buffer.
+pub(super) fn trim_in_place(mut s: String) -> String {
+    s.truncate(s.trim_end().len());
+    let lead = s.len() - s.trim_start().len();
+    s.drain(..lead);
+    s
+}
+
 /// `text` cut to at most `max` bytes, at a character boundary.
 pub(super) fn truncate_at_char(mut text: String, max: usize) -> String {
     if text.len() > max {
