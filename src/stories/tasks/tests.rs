@@ -656,3 +656,22 @@ mod plain_vs_parser {
         }
     }
 }
+
+mod needles {
+    use super::super::text::AsciiNeedles;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// What a lowercase copy and `contains` answer, for any needles (more than 64 too).
+        #[test]
+        fn needles_find_what_contains_finds(
+            hay in "[a-dA-D é]{0,40}",
+            needles in prop::collection::vec("[a-d é]{0,3}", 0..80),
+        ) {
+            let searcher = AsciiNeedles::new(&needles);
+            let lower = hay.to_ascii_lowercase();
+            let expected = needles.iter().any(|n| !n.is_empty() && lower.contains(n.as_str()));
+            prop_assert_eq!(searcher.any_in(hay.as_bytes()), expected);
+        }
+    }
+}

@@ -45,22 +45,24 @@ pub(super) fn heading_words_are(text: &str, words: &str) -> bool {
 /// or by comparing at every offset, was a tenth of the scan).
 pub(super) struct AsciiNeedles {
     needles: Vec<Vec<u8>>,
-    /// Bytes (either case) that start a needle.
-    first: [bool; 256],
+    /// Per byte, the needles (one bit each, by index; the 64th bit stands for all the rest)
+    /// starting with it in either case.
+    first: [u64; 256],
 }
 
 impl AsciiNeedles {
     /// From needles already lowercase; empty ones are dropped (as the callers ignore them).
     pub(super) fn new<S: AsRef<str>>(needles: &[S]) -> Self {
-        let mut first = [false; 256];
+        let mut first = [0u64; 256];
         let needles: Vec<Vec<u8>> = needles
             .iter()
             .map(|n| n.as_ref().as_bytes().to_vec())
             .filter(|n| !n.is_empty())
             .collect();
-        for n in &needles {
-            first[usize::from(n[0])] = true;
-            first[usize::from(n[0].to_ascii_uppercase())] = true;
+        for (i, n) in needles.iter().enumerate() {
+            let bit = 1u64 << i.min(63);
+            first[usize::from(n[0])] |= bit;
+            first[usize::from(n[0].to_ascii_uppercase())] |= bit;
         }
         AsciiNeedles { needles, first }
     }
@@ -68,14 +70,27 @@ impl AsciiNeedles {
     /// Whether ASCII-lowercased `hay` contains one of the needles, compared byte by byte (so
     /// a non-ASCII needle is found in text holding it, as `str::contains` finds it).
     pub(super) fn any_in(&self, hay: &[u8]) -> bool {
+        let found_at = |i: usize, n: &Vec<u8>| {
+            hay.len() - i >= n.len()
+                && n.iter()
+                    .zip(&hay[i..])
+                    .all(|(n, h)| *n == h.to_ascii_lowercase())
+        };
         hay.iter().enumerate().any(|(i, &b)| {
-            self.first[usize::from(b)]
-                && self.needles.iter().any(|n| {
-                    hay.len() - i >= n.len()
-                        && n.iter()
-                            .zip(&hay[i..])
-                            .all(|(n, h)| *n == h.to_ascii_lowercase())
-                })
+            let mut bits = self.first[usize::from(b)];
+            while bits != 0 {
+                let k = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let hit = if k < 63 {
+                    found_at(i, &self.needles[k])
+                } else {
+                    self.needles[63..].iter().any(|n| found_at(i, n))
+                };
+                if hit {
+                    return true;
+                }
+            }
+            false
         })
     }
 }
