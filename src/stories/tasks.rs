@@ -10,13 +10,14 @@ use pulldown_cmark::{Event, HeadingLevel, MetadataBlockKind, Options, Parser, Ta
 use serde::Serialize;
 
 mod chunks;
+mod plain;
 mod refs;
 mod text;
 
 use refs::extract_refs;
 use text::{
-    clean_status, indent_at, labelled_value, lazy_checkbox, lowercase_contains_any,
-    truncate_at_char,
+    clean_status, heading_words_are, indent_at, labelled_value, lazy_checkbox, line_len,
+    lowercase_contains_any, trim_in_place, truncate_at_char, AsciiNeedles,
 };
 pub(crate) use text::{heading_words, strip_yaml_comment};
 
@@ -58,6 +59,14 @@ const DEPENDENCY_LABELS: &[&str] = &[
 
 /// Headings whose sections may carry a `Status:` line besides the preamble.
 const STATUS_HEADINGS: &[&str] = &["status", "story info", "metadata"];
+
+/// [`DEPENDENCY_HEADINGS`] and [`STATUS_HEADINGS`] as searchers, built once per process.
+static NEEDLES: std::sync::LazyLock<[AsciiNeedles; 2]> = std::sync::LazyLock::new(|| {
+    [
+        AsciiNeedles::new(DEPENDENCY_HEADINGS),
+        AsciiNeedles::new(STATUS_HEADINGS),
+    ]
+});
 
 /// How to read a story file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +154,8 @@ pub fn parse_story(text: &str, opts: &ParseOptions) -> ParsedStory {
         );
         return with_heading_tasks(text, opts, state.finish());
     };
+    // Events of plain task lists (`plain.rs`), one buffer for the file.
+    let mut ops = Vec::new();
     for chunk in chunks {
         if chunk.start == 0 {
             // The preamble: front matter, title, status. Always read.
@@ -176,7 +187,8 @@ pub fn parse_story(text: &str, opts: &ParseOptions) -> ParsedStory {
         let body = &text[chunk.heading_end..chunk.end];
         let state_reads_body = state.in_dependency_section()
             || (state.out.status.is_none() && state.status_heading_pending);
-        if state_reads_body || chunks::body_needs_parse(body, state.out.status.is_none()) {
+        let needed = state_reads_body || chunk.body_needs_parse(text, state.out.status.is_none());
+        if needed && !plain::feed(&mut state, body, chunk.heading_end, &mut ops) {
             state.feed(body, chunk.heading_end, PARSE_OPTIONS);
         }
     }
@@ -213,13 +225,10 @@ struct LineIndex {
 
 impl LineIndex {
     fn new(text: &str) -> Self {
-        let mut starts = vec![0];
-        starts.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|&(_, b)| b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
+        // Sized for lines of ~40 bytes, so most files need no regrowth.
+        let mut starts = Vec::with_capacity(text.len() / 40 + 1);
+        starts.push(0);
+        starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
         LineIndex { starts }
     }
 
@@ -256,9 +265,8 @@ const SECTION_NAME_MAX: usize = 256;
 
 struct State<'a> {
     src: &'a str,
-    human_patterns: Vec<String>,
-    /// Searchers for the non-empty `human_patterns`, built once per file.
-    human_finders: Vec<memchr::memmem::Finder<'static>>,
+    /// The non-empty human-validation patterns, lowercased.
+    human_needles: AsciiNeedles,
     task_sections: Option<Vec<String>>,
     lines: LineIndex,
     items: Vec<ItemFrame>,
@@ -288,12 +296,7 @@ impl<'a> State<'a> {
             .collect();
         State {
             src: text,
-            human_finders: human_patterns
-                .iter()
-                .filter(|p| !p.is_empty())
-                .map(|p| memchr::memmem::Finder::new(p.as_bytes()).into_owned())
-                .collect(),
-            human_patterns,
+            human_needles: AsciiNeedles::new(&human_patterns),
             task_sections: opts
                 .task_sections
                 .as_ref()
@@ -386,7 +389,8 @@ impl<'a> State<'a> {
                     nested,
                     counted,
                     section: self.headings.last().map(|h| h.text.clone()),
-                    lines: vec![(line, String::new())],
+                    // Sized for the bullet's line: its text is pushed in pieces without regrowth.
+                    lines: vec![(line, String::with_capacity(line_len(self.src, offset)))],
                 });
             }
             Tag::Paragraph => {
@@ -439,15 +443,14 @@ impl<'a> State<'a> {
         while self.headings.last().is_some_and(|h| h.level >= level) {
             self.headings.pop();
         }
-        let words = heading_words(&text);
-        self.status_heading_pending = words == "status";
+        self.status_heading_pending = heading_words_are(&text, "status");
         if self.out.status.is_none() && level <= HeadingLevel::H2 {
             // `## Status: done` (Fledgely writes its status so) states it in the heading itself.
             if let Some(value) = labelled_value(&text, &["status"]) {
                 self.out.status = clean_status(value);
             }
         }
-        let names_dependencies = lowercase_contains_any(&text, DEPENDENCY_HEADINGS);
+        let names_dependencies = lowercase_contains_any(&text, &NEEDLES[0]);
         if names_dependencies {
             // `### Depends on Story 6.5` names its reference in the heading itself.
             extract_refs(&text, false, &mut self.out.dependency_refs);
@@ -457,9 +460,9 @@ impl<'a> State<'a> {
             names_tasks: self
                 .task_sections
                 .as_ref()
-                .is_some_and(|n| n.contains(&words)),
+                .is_some_and(|n| n.contains(&heading_words(&text))),
             names_dependencies,
-            names_status: lowercase_contains_any(&text, STATUS_HEADINGS),
+            names_status: lowercase_contains_any(&text, &NEEDLES[1]),
             text: truncate_at_char(text, SECTION_NAME_MAX).into(),
         });
     }
@@ -562,7 +565,7 @@ impl<'a> State<'a> {
                 return;
             };
             let (_, text) = item.lines.swap_remove(0);
-            let text = text.trim().to_string();
+            let text = trim_in_place(text);
             let human = self.is_human(&text);
             self.add_task(Task {
                 text,
@@ -637,18 +640,10 @@ impl<'a> State<'a> {
     /// Case-insensitive match against the (already lowercased) human-validation patterns.
     fn is_human(&self, text: &str) -> bool {
         if text.is_ascii() {
-            // One lowercase copy, then a fast substring search per pattern (comparing in place
-            // at every offset cost a tenth of the scan).
-            let hay = text.to_ascii_lowercase();
-            return self
-                .human_finders
-                .iter()
-                .any(|f| f.find(hay.as_bytes()).is_some());
+            return self.human_needles.any_in(text.as_bytes());
         }
-        let lower = text.to_lowercase();
-        self.human_patterns
-            .iter()
-            .any(|p| !p.is_empty() && lower.contains(p.as_str()))
+        // The needles compare bytes, so they find the (lowercase) patterns in lowercase text.
+        self.human_needles.any_in(text.to_lowercase().as_bytes())
     }
 
     fn finish(mut self) -> ParsedStory {

@@ -23,6 +23,41 @@ pub(super) struct Chunk {
     pub start: usize,
     pub heading_end: usize,
     pub end: usize,
+    /// What [`body_needs_parse`] finds in the body's lines, worked out during the cut (so the
+    /// file is scanned once): a heading, markup, a hidden checkbox or a dependency label…
+    lines_need_parse: bool,
+    /// … and a status label.
+    status_label: bool,
+}
+
+impl Chunk {
+    fn new(start: usize, heading_end: usize, end: usize) -> Self {
+        Chunk {
+            start,
+            heading_end,
+            end,
+            lines_need_parse: false,
+            status_label: false,
+        }
+    }
+
+    /// [`body_needs_parse`] of this chunk's body in `text`, from what the cut found.
+    pub fn body_needs_parse(&self, text: &str, status_unknown: bool) -> bool {
+        has_checkbox(&text.as_bytes()[self.heading_end..self.end])
+            || self.lines_need_parse
+            || (status_unknown && self.status_label)
+    }
+
+    /// Add what one Markdown line of the body shows (`prev_blank`: the body's line above).
+    fn see(&mut self, line: &[u8], prev_blank: bool) {
+        if self.lines_need_parse {
+            return;
+        }
+        let (label, status) = labels_at_start(line);
+        self.lines_need_parse =
+            label || heading_or_markup(line, prev_blank) || hidden_checkbox(line);
+        self.status_label = self.status_label || status;
+    }
 }
 
 /// Where the top-level block structure stands at the start of a line.
@@ -234,13 +269,11 @@ pub(super) fn split(text: &str) -> Option<Vec<Chunk>> {
     // Front matter: no cut before its closing line, and nothing in it that looks like a block.
     let mut front_end = 0;
     let mut in_front = bytes.starts_with(b"---\n") || bytes.starts_with(b"---\r\n");
-    let mut chunks = vec![Chunk {
-        start: 0,
-        heading_end: 0,
-        end: bytes.len(),
-    }];
+    let mut chunks = vec![Chunk::new(0, 0, bytes.len())];
     let mut block = Block::Normal;
     let mut prev_blank = false;
+    // Whether the line above is blank as a lone body sees it (a heading line starts it anew).
+    let mut body_prev_blank = true;
     let mut at = 0;
     for (i, (line, next)) in lines(bytes).enumerate() {
         let trimmed = line.strip_suffix(b"\r").unwrap_or(line);
@@ -261,24 +294,27 @@ pub(super) fn split(text: &str) -> Option<Vec<Chunk>> {
             at = next;
             continue;
         }
-        if block == Block::Normal && prev_blank && at > front_end && is_atx_heading(trimmed) {
+        let cut = block == Block::Normal && prev_blank && at > front_end && is_atx_heading(trimmed);
+        if cut {
             if let Some(last) = chunks.last_mut() {
                 last.end = at;
             }
-            chunks.push(Chunk {
-                start: at,
-                heading_end: next,
-                end: bytes.len(),
-            });
+            chunks.push(Chunk::new(at, next, bytes.len()));
         }
         block = match step(block, line) {
             Step::Unsure => return None,
             // Inside fenced code or an HTML block, `[x]: y` defines nothing.
             Step::Opaque(b) => b,
             Step::Markdown(_) if may_define_link(trimmed) => return None,
-            Step::Markdown(b) => b,
+            Step::Markdown(b) => {
+                if let (false, Some(chunk)) = (cut, chunks.last_mut().filter(|c| c.start > 0)) {
+                    chunk.see(trimmed, body_prev_blank);
+                }
+                b
+            }
         };
         prev_blank = is_blank(trimmed);
+        body_prev_blank = cut || prev_blank;
         at = next;
     }
     if in_front {
@@ -305,14 +341,13 @@ fn is_joining_markup(b: u8) -> bool {
 /// label, or, while `status_unknown`, a status label. Fenced code and HTML blocks are not
 /// looked into. Conservative: markup that could join characters is skipped when matching, and
 /// links, inline HTML and entities, which drop or rewrite text, make the body count.
+///
+/// The scan uses [`Chunk::body_needs_parse`], which answers the same from what [`split`] found.
+#[cfg(test)]
 pub(super) fn body_needs_parse(body: &str, status_unknown: bool) -> bool {
     let bytes = body.as_bytes();
-    // Searchers built once per process: building one costs more than a short search.
-    static FINDERS: std::sync::OnceLock<[memmem::Finder<'static>; 2]> = std::sync::OnceLock::new();
-    let finders =
-        FINDERS.get_or_init(|| [memmem::Finder::new(b"[ ]"), memmem::Finder::new(b"[x]")]);
     // Literal checkboxes are the common reason: found before any other work.
-    if finders.iter().any(|f| f.find(bytes).is_some()) {
+    if has_checkbox(bytes) {
         return true;
     }
     let mut block = Block::Normal;
@@ -338,6 +373,15 @@ pub(super) fn body_needs_parse(body: &str, status_unknown: bool) -> bool {
     false
 }
 
+/// A literal checkbox, `[ ]` or `[x]`, anywhere (in code too).
+fn has_checkbox(bytes: &[u8]) -> bool {
+    // Searchers built once per process: building one costs more than a short search.
+    static FINDERS: std::sync::OnceLock<[memmem::Finder<'static>; 2]> = std::sync::OnceLock::new();
+    let finders =
+        FINDERS.get_or_init(|| [memmem::Finder::new(b"[ ]"), memmem::Finder::new(b"[x]")]);
+    finders.iter().any(|f| f.find(bytes).is_some())
+}
+
 /// A checkbox once joining markup is dropped (`[*x*]`), ignoring case.
 fn hidden_checkbox(line: &[u8]) -> bool {
     memchr::memchr_iter(b'[', line).any(|i| {
@@ -350,7 +394,15 @@ fn hidden_checkbox(line: &[u8]) -> bool {
 /// A label where a prose line's text can start: the line's start or a table cell's, after
 /// container marks, list markers and markup (as `labelled_value` skips `*`, `_`, `-`).
 /// Anything non-ASCII there (a no-break space the text's trim would drop) counts too.
+#[cfg(test)]
 fn label_at_start(line: &[u8], status_unknown: bool) -> bool {
+    let (any, status) = labels_at_start(line);
+    any || (status_unknown && status)
+}
+
+/// [`label_at_start`]'s two answers: a dependency label or non-ASCII start, and a status label.
+fn labels_at_start(line: &[u8]) -> (bool, bool) {
+    let mut status = false;
     let starts = std::iter::once(0).chain(memchr::memchr_iter(b'|', line).map(|i| i + 1));
     for start in starts {
         let skip = line[start..]
@@ -365,18 +417,19 @@ fn label_at_start(line: &[u8], status_unknown: bool) -> bool {
             .count();
         let rest = &line[start + skip..];
         if rest.first().is_some_and(|b| !b.is_ascii()) {
-            return true;
+            return (true, status);
         }
         let word_at = |w: &[u8]| {
             let mut text = rest.iter().filter(|b| !is_joining_markup(**b));
             w.iter()
                 .all(|c| text.next().is_some_and(|b| b.to_ascii_lowercase() == *c))
         };
-        if DEPENDENCY_WORDS.iter().any(|w| word_at(w)) || (status_unknown && word_at(STATUS_WORD)) {
-            return true;
+        if DEPENDENCY_WORDS.iter().any(|w| word_at(w)) {
+            return (true, status);
         }
+        status = status || word_at(STATUS_WORD);
     }
-    false
+    (false, status)
 }
 
 /// A heading (ATX anywhere, in a list item or quote too; a setext underline after text), or

@@ -410,8 +410,27 @@ fn empty_and_no_tasks() {
     assert_eq!(parse("# Just a doc\n\nNo tasks.\n").total, 0);
 }
 
+/// What the cut finds in each body is what a scan of the lone body finds.
+fn cut_agrees_with_lone_bodies(text: &str) {
+    for chunk in super::chunks::split(text)
+        .unwrap_or_default()
+        .iter()
+        .skip(1)
+    {
+        let body = &text[chunk.heading_end..chunk.end];
+        for status_unknown in [false, true] {
+            assert_eq!(
+                chunk.body_needs_parse(text, status_unknown),
+                super::chunks::body_needs_parse(body, status_unknown),
+                "body {body:?} of:\n{text}"
+            );
+        }
+    }
+}
+
 /// Chunked and whole parses agree, on both option sets.
 fn same_as_whole(text: &str) {
+    cut_agrees_with_lone_bodies(text);
     for opts in [ParseOptions::default(), ParseOptions::task_sections_only()] {
         assert_eq!(
             parse_story(text, &opts),
@@ -433,6 +452,7 @@ fn chunked_matches_whole_on_a_folder() {
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };
+        cut_agrees_with_lone_bodies(&text);
         for opts in [ParseOptions::default(), ParseOptions::task_sections_only()] {
             assert_eq!(
                 parse_story(&text, &opts),
@@ -522,4 +542,136 @@ fn chunks_cut_at_top_level_headings_and_skip_plain_bodies() {
     // Where the scan cannot be sure, nothing is cut.
     assert_eq!(split("# T\n\n  ```\n\n# A\n"), None);
     assert_eq!(split("# T\n\n[a]: /b\n"), None);
+}
+
+/// Every story text kept in `tests/` parses the same with the plain-list reader and chunks as
+/// the parser reading the whole file.
+#[test]
+fn fixture_stories_parse_the_same_plain_and_whole() {
+    let mut pending = vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests")];
+    let mut n = 0;
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    same_as_whole(&text);
+                    n += 1;
+                }
+            }
+        }
+    }
+    assert!(n > 0, "no story fixtures found");
+}
+
+#[test]
+fn plain_lists_read_as_the_parser_reads_them() {
+    let cases = [
+        "# T\n\n## Tasks\n\n- [x] **Task 1: a** (AC: #1)\n  - [ ] `b c` and ` d `\n    - e_f\n\n- [ ] g\n",
+        "# T\n\n## Tasks\n\n1. [ ] a\n  - [ ] b\n2. [x] c\n   - [x] d\n",
+        "# T\n\n## Tasks\n\n**Files:**\n- [ ] a\n\nProse **bold**.\n\n* [ ] b\n+ [x] c\n",
+        // Declined: a continuation line, an ordered item that cannot interrupt, emphasis.
+        "# T\n\n## Tasks\n\n- [ ] a\n        - [x] lazy\n",
+        "# T\n\n## Tasks\n\n- [ ] a\n  2. [x] text\n",
+        "# T\n\n## Tasks\n\n- [ ] *a* **b **c**\n- [ ] x**y**\n",
+    ];
+    for text in cases {
+        same_as_whole(text);
+    }
+    let mut ops = Vec::new();
+    assert!(super::plain::read(
+        b"\n- [x] **a:** `b`\n  - c_d\n",
+        0,
+        &mut ops
+    ));
+    assert!(!super::plain::read(
+        b"\n- [ ] a\n        - [x] lazy\n",
+        0,
+        &mut ops
+    ));
+    assert!(!super::plain::read(b"\n- [ ] see [a](b)\n", 0, &mut ops));
+}
+
+mod plain_vs_parser {
+    use super::same_as_whole;
+    use proptest::prelude::*;
+
+    /// Lines mixing what the plain reader accepts with what it must decline.
+    fn line() -> impl Strategy<Value = String> {
+        let indent = prop::sample::select(vec!["", " ", "  ", "   ", "    ", "      ", "        "]);
+        let marker = prop::sample::select(vec![
+            "- ", "* ", "+ ", "1. ", "2. ", "3) ", "-  ", "-     ", "-", "", "10. ",
+        ]);
+        let checkbox = prop::sample::select(vec!["", "[ ] ", "[x] ", "[X] ", "[ ]", "[x]  "]);
+        let word = prop::sample::select(vec![
+            "a",
+            "Task",
+            "**b**",
+            "**c:**",
+            "**d",
+            "e**",
+            "`x`",
+            "` y `",
+            "``z``",
+            "`",
+            "a_b",
+            "_c",
+            "*d*",
+            "#1",
+            "2.",
+            "(AC",
+            "[l](u)",
+            "<p>",
+            "&amp;",
+            "\\*",
+            "|",
+            "~",
+            "é",
+            "**",
+            "```",
+            "---",
+            "===",
+            "> q",
+            "# h",
+            "Status:",
+            "Depends on: 2-1",
+            "\t",
+            " ",
+        ]);
+        (indent, marker, checkbox, prop::collection::vec(word, 0..5))
+            .prop_map(|(i, m, c, words)| format!("{i}{m}{c}{}", words.join(" ")))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        #[test]
+        fn plain_reader_agrees_with_the_parser(
+            lines in prop::collection::vec(line(), 1..12),
+            heading in prop::sample::select(vec!["## Tasks", "## Dependencies", "## Status"]),
+        ) {
+            same_as_whole(&format!("# T\n\n{heading}\n\n{}\n", lines.join("\n")));
+            same_as_whole(&format!("# T\n\n{heading}\n{}", lines.join("\n")));
+        }
+    }
+}
+
+mod needles {
+    use super::super::text::AsciiNeedles;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// What a lowercase copy and `contains` answer, for any needles (more than 64 too).
+        #[test]
+        fn needles_find_what_contains_finds(
+            hay in "[a-dA-D é]{0,40}",
+            needles in prop::collection::vec("[a-d é]{0,3}", 0..80),
+        ) {
+            let searcher = AsciiNeedles::new(&needles);
+            let lower = hay.to_ascii_lowercase();
+            let expected = needles.iter().any(|n| !n.is_empty() && lower.contains(n.as_str()));
+            prop_assert_eq!(searcher.any_in(hay.as_bytes()), expected);
+        }
+    }
 }

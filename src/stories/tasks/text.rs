@@ -25,29 +25,84 @@ pub(crate) fn heading_words(text: &str) -> String {
     words
 }
 
-/// Whether ASCII `hay`, lowercased, contains `needle` (a lowercased string): what
-/// `to_lowercase().contains()` answers, without the copy.
-pub(super) fn contains_lowercased(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty()
-        || hay.windows(needle.len()).any(|w| {
-            w.iter()
-                .zip(needle)
-                .all(|(a, b)| a.to_ascii_lowercase() == *b)
-        })
+/// Heading text equal to `words` once reduced as [`heading_words`] does (`words` is lowercase
+/// letters and digits, not starting with a digit): the same answer, without building the string.
+pub(super) fn heading_words_are(text: &str, words: &str) -> bool {
+    if !text.is_ascii() {
+        return heading_words(text) == words;
+    }
+    let mut kept = text
+        .bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| b.to_ascii_lowercase())
+        .skip_while(u8::is_ascii_digit);
+    words.bytes().all(|w| kept.next() == Some(w)) && kept.next().is_none()
 }
 
-/// Whether `text` lowercased contains one of `needles` (already lowercase). ASCII text is
-/// compared in place; other text is lowercased first, as Unicode lowercasing can map a
-/// non-ASCII character to ASCII (the Kelvin sign to `k`).
-pub(super) fn lowercase_contains_any(text: &str, needles: &[&str]) -> bool {
-    if text.is_ascii() {
-        let hay = text.as_bytes();
-        needles
+/// Lowercase ASCII needles searched for in text, ignoring ASCII case: what
+/// `hay.to_ascii_lowercase().contains(needle)` answers for any of them, without the copy and
+/// with one look-up per byte of the text (searching for each needle in turn, with a searcher
+/// or by comparing at every offset, was a tenth of the scan).
+pub(super) struct AsciiNeedles {
+    needles: Vec<Vec<u8>>,
+    /// Per byte, the needles (one bit each, by index; the 64th bit stands for all the rest)
+    /// starting with it in either case.
+    first: [u64; 256],
+}
+
+impl AsciiNeedles {
+    /// From needles already lowercase; empty ones are dropped (as the callers ignore them).
+    pub(super) fn new<S: AsRef<str>>(needles: &[S]) -> Self {
+        let mut first = [0u64; 256];
+        let needles: Vec<Vec<u8>> = needles
             .iter()
-            .any(|n| contains_lowercased(hay, n.as_bytes()))
+            .map(|n| n.as_ref().as_bytes().to_vec())
+            .filter(|n| !n.is_empty())
+            .collect();
+        for (i, n) in needles.iter().enumerate() {
+            let bit = 1u64 << i.min(63);
+            first[usize::from(n[0])] |= bit;
+            first[usize::from(n[0].to_ascii_uppercase())] |= bit;
+        }
+        AsciiNeedles { needles, first }
+    }
+
+    /// Whether ASCII-lowercased `hay` contains one of the needles, compared byte by byte (so
+    /// a non-ASCII needle is found in text holding it, as `str::contains` finds it).
+    pub(super) fn any_in(&self, hay: &[u8]) -> bool {
+        let found_at = |i: usize, n: &Vec<u8>| {
+            hay.len() - i >= n.len()
+                && n.iter()
+                    .zip(&hay[i..])
+                    .all(|(n, h)| *n == h.to_ascii_lowercase())
+        };
+        hay.iter().enumerate().any(|(i, &b)| {
+            let mut bits = self.first[usize::from(b)];
+            while bits != 0 {
+                let k = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let hit = if k < 63 {
+                    found_at(i, &self.needles[k])
+                } else {
+                    self.needles[63..].iter().any(|n| found_at(i, n))
+                };
+                if hit {
+                    return true;
+                }
+            }
+            false
+        })
+    }
+}
+
+/// Whether `text` lowercased contains one of the (lowercase) needles of `searcher`. ASCII text
+/// is compared in place; other text is lowercased first, as Unicode lowercasing can map a
+/// non-ASCII character to ASCII (the Kelvin sign to `k`).
+pub(super) fn lowercase_contains_any(text: &str, searcher: &AsciiNeedles) -> bool {
+    if text.is_ascii() {
+        searcher.any_in(text.as_bytes())
     } else {
-        let lower = text.to_lowercase();
-        needles.iter().any(|n| lower.contains(n))
+        searcher.any_in(text.to_lowercase().as_bytes())
     }
 }
 
@@ -58,6 +113,20 @@ pub(super) fn indent_at(src: &str, offset: usize) -> usize {
         .take_while(|b| *b == b' ' || *b == b'\t')
         .map(|b| if b == b'\t' { 4 } else { 1 })
         .sum()
+}
+
+/// Bytes from `offset` to the end of its line.
+pub(super) fn line_len(src: &str, offset: usize) -> usize {
+    let rest = src.as_bytes().get(offset..).unwrap_or_default();
+    memchr::memchr(b'\n', rest).unwrap_or(rest.len())
+}
+
+/// `s.trim()`, keeping `s`'s buffer.
+pub(super) fn trim_in_place(mut s: String) -> String {
+    s.truncate(s.trim_end().len());
+    let lead = s.len() - s.trim_start().len();
+    s.drain(..lead);
+    s
 }
 
 /// `text` cut to at most `max` bytes, at a character boundary.
