@@ -483,9 +483,9 @@ mod tests {
         let p = parse("## Tasks\n\n- [ ] Task 1: a\n\n### Task 2: b ✅\n");
         assert_eq!((p.total, p.checked), (1, 0));
         assert_eq!(p.heading_tasks, None);
-        // Nested boxes only: still checkboxes, so no heading pass either.
+        // Nested boxes only: still checkboxes (the story's tasks), so no heading pass either.
         let p = parse("## Tasks\n\n- Task 1\n  - [x] 1.1\n\n### Task 2: b\n");
-        assert_eq!((p.total, p.subtasks_total), (0, 1));
+        assert_eq!((p.total, p.subtasks_total), (1, 0));
         assert_eq!(p.heading_tasks, None);
     }
 

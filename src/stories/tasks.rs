@@ -197,10 +197,28 @@ pub fn parse_story(text: &str, opts: &ParseOptions) -> ParsedStory {
 
 /// No checkbox anywhere: the tasks may be headings (a second pass, for these files only).
 fn with_heading_tasks(text: &str, opts: &ParseOptions, mut out: ParsedStory) -> ParsedStory {
+    promote_orphan_subtasks(&mut out);
     if out.tasks.is_empty() {
         super::headings::add_heading_tasks(text, opts, &mut out);
     }
     out
+}
+
+/// Checkboxes only under plain bullets (`- **Task 1: …**` with `- [x] Subtask 1.1` below it,
+/// seen in real BMAD stories): with no top-level checkbox at all, those boxes are the story's
+/// tasks, or the story would have none and be skipped.
+fn promote_orphan_subtasks(out: &mut ParsedStory) {
+    if out.total > 0 || out.subtasks_total == 0 {
+        return;
+    }
+    for t in &mut out.tasks {
+        t.top_level = true;
+    }
+    out.total = out.subtasks_total;
+    out.unchecked = out.subtasks_unchecked;
+    out.checked = out.total - out.unchecked;
+    out.subtasks_total = 0;
+    out.subtasks_unchecked = 0;
 }
 
 /// [`parse_story`] without cutting the file into chunks: what chunking must agree with.

@@ -84,8 +84,25 @@ fn deeper_list_after_ordered_item_holds_subtasks() {
 
 #[test]
 fn task_in_plain_bullet_is_subtask() {
-    let p = parse("- Phase 1\n  - [ ] inner\n");
-    assert_eq!(counts(&p), (0, 0, 0, 1, 1));
+    let p = parse("- [x] setup\n- Phase 1\n  - [ ] inner\n");
+    assert_eq!(counts(&p), (1, 1, 0, 1, 1));
+}
+
+/// As in real stories (hammaadworks/whatcha-doin): every box under a plain `**Task N**`
+/// bullet. With no top-level box at all, those boxes are the tasks.
+#[test]
+fn boxes_only_under_plain_bullets_are_the_tasks() {
+    let text = "## Tasks / Subtasks\n\n\
+-   **Task 1: Initialize the project** (AC: #1)\n\
+    -   [x] Subtask 1.1: scaffold\n\
+    -   [ ] Subtask 1.2: install\n\
+    -   **Testing:** manual check.\n\
+-   **Task 2: Configure tools** (AC: #2)\n\
+    -   [x] Subtask 2.1: eslint\n";
+    let p = parse(text);
+    assert_eq!(counts(&p), (3, 2, 1, 0, 0));
+    assert!(p.tasks.iter().all(|t| t.top_level));
+    assert_eq!(parse_story_whole(text, &ParseOptions::default()), p);
 }
 
 #[test]
@@ -368,7 +385,8 @@ fn pathological_inputs_are_bounded() {
     let deep = "- ".repeat(100_000) + "[ ] x\n";
     let start = std::time::Instant::now();
     let p = parse(&deep);
-    assert_eq!(p.subtasks_total, 1);
+    // The one box, nested under plain bullets only: the story's one task.
+    assert_eq!((p.total, p.subtasks_total), (1, 0));
     let long_line = "- [ ] ".to_string() + &"word [x] ".repeat(500_000);
     let p = parse(&long_line);
     assert_eq!(p.total, 1);
