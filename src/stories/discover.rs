@@ -209,6 +209,21 @@ pub fn discover(root: &Path, configured: Option<&Path>) -> Result<Discovery, Err
             });
         }
     }
+    let stories = stories_folders(root, &walk);
+    if !stories.is_empty() {
+        let list: Vec<String> = stories.iter().map(|d| shown(d, root)).collect();
+        notes.push(format!(
+            "no usual folder has task lists; found folders named stories that do: {}",
+            list.join(", ")
+        ));
+        return Ok(Discovery {
+            trackers: tracker_for(&trackers, &stories[0]),
+            dirs: stories,
+            by: DiscoveredBy::FolderName,
+            notes,
+            ..Discovery::default()
+        });
+    }
     // Nothing has tasks yet: the first usual folder that exists, as before discovery.
     let dir = super::scan::find_artifacts_dir(root, None)?;
     notes.push(format!(
@@ -443,6 +458,32 @@ fn folder_with_tasks(dir: &Path) -> Option<(PathBuf, bool)> {
         p.is_dir() && (has_task_files(&p) || has_task_files(&p.join("stories")))
     });
     per_epic.then(|| (dir.to_path_buf(), true))
+}
+
+/// The last signal, when nothing else names a folder with task lists: every folder named
+/// `stories`, wherever it is, whose Markdown files have task lists (as CoderMariusz/MonoPilot
+/// keeps them, `new-doc/<area>/stories/`, with no tracker). Folders inside hidden or tool
+/// folders (BMAD's own `.bmad/`, `_bmad/` templates, editor settings) are not the project's.
+fn stories_folders(root: &Path, walk: &Walk) -> Vec<PathBuf> {
+    let dirs: std::collections::BTreeSet<&Path> = walk
+        .markdown
+        .values()
+        .flatten()
+        .filter_map(|p| p.parent())
+        .filter(|d| d.file_name().is_some_and(|n| n == "stories"))
+        .filter(|d| {
+            d.strip_prefix(root).is_ok_and(|rel| {
+                rel.components().all(|c| {
+                    let c = c.as_os_str().to_string_lossy();
+                    !c.starts_with('.') && !c.starts_with("_bmad") && c != "bmad"
+                })
+            })
+        })
+        .collect();
+    dirs.into_iter()
+        .filter(|d| has_task_files(d))
+        .map(Path::to_path_buf)
+        .collect()
 }
 
 /// Whether some of the first Markdown files directly in `dir` have a task list.

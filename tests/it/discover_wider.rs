@@ -179,3 +179,46 @@ fn prettier_indented_task_lists_mark_a_story_folder() {
         "{j}"
     );
 }
+
+/// CoderMariusz/MonoPilot 29261a9c: no tracker, no BMAD config, no usual folder; the stories
+/// live in `new-doc/<area>/stories/`, one folder per area. Every such folder with task lists
+/// is listed; BMAD's own templates (a `stories` folder under `.bmad/`) are not.
+#[test]
+fn stories_folders_anywhere_when_nothing_else_is_found() {
+    let r = TestRepo::new();
+    r.write(
+        "new-doc/01-settings/stories/01.1.org-context-base-rls.md",
+        &bmad_story("", "01.1: Org context", 3, 2),
+    );
+    r.write(
+        "new-doc/01-settings/stories/01.10.machines-crud.md",
+        &bmad_story("", "01.10: Machines", 0, 4),
+    );
+    r.write(
+        "new-doc/08-quality/stories/08.1.quality-settings.md",
+        &bmad_story("", "08.1: Quality settings", 1, 1),
+    );
+    r.write(
+        "new-doc/08-quality/qa/08.1-qa-checklist.md",
+        "# QA\n\n- [ ] check one\n",
+    );
+    r.write(
+        ".bmad/bmm/workflows/stories/template.md",
+        &bmad_story("", "{{n}}: {{title}}", 0, 3),
+    );
+    r.commit_all("docs");
+    let j = r.teleos(["scan", "--json"]).ok().json();
+    let wanted: BTreeSet<String> = [
+        "new-doc/01-settings/stories/01.1.org-context-base-rls.md",
+        "new-doc/01-settings/stories/01.10.machines-crud.md",
+        "new-doc/08-quality/stories/08.1.quality-settings.md",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(listed(&j), wanted, "{}", j["discovery"]);
+    assert_eq!(
+        j["artifacts_dirs"],
+        serde_json::json!(["new-doc/01-settings/stories", "new-doc/08-quality/stories"])
+    );
+}
