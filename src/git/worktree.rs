@@ -202,6 +202,10 @@ fn remove_checked_clean(proxy: &gix::worktree::Proxy<'_>, base: &Path) -> Result
     crate::fault::point("worktree-removal");
     std::fs::remove_dir_all(&admin)
         .map_err(|e| Error::io(format!("removing {}", admin.display()), e))?;
+    // As git and gix do: `<common>/worktrees` goes with its last worktree (fails if not empty).
+    if let Some(parent) = admin.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
     remove_trash(&trash)
 }
 
