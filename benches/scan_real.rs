@@ -12,6 +12,9 @@
 //! Without `--bench` or without sources (as `cargo test --benches` runs it) it does nothing.
 
 mod fixture;
+#[path = "pool/fresh_fs.rs"]
+#[allow(dead_code)]
+mod fresh_fs;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -110,11 +113,20 @@ fn main() {
     let stories = real_stories(&sources);
     assert!(!stories.is_empty(), "no story files in {sources}");
     let tmp = tempfile::tempdir().expect("temp dir");
-    let root = match std::env::var_os("SCAN_REAL_KEEP") {
-        Some(dir) => PathBuf::from(dir),
-        None => tmp.path().join("repo"),
+    let keep = std::env::var_os("SCAN_REAL_KEEP");
+    // The corpus gets a filesystem of its own (unless kept for profiling), so no earlier run's
+    // disk state (dirty pages written back, freed inodes) can bias these reads.
+    let fs_kind = if keep.is_some() {
+        fresh_fs::FsKind::Folder
+    } else {
+        fresh_fs::FsKind::probe(tmp.path())
     };
-    let home = tmp.path().join("home");
+    let _fresh = fresh_fs::FreshFs::new(fs_kind, tmp.path(), &tmp.path().join("fs"));
+    let root = match keep {
+        Some(dir) => PathBuf::from(dir),
+        None => tmp.path().join("fs/repo"),
+    };
+    let home = tmp.path().join("fs/home");
     let dir = root.join("docs/stories");
     fs::create_dir_all(&dir).expect("corpus dir");
     fs::create_dir_all(&home).expect("home");
@@ -139,6 +151,9 @@ fn main() {
         .status()
         .expect("git init");
     assert!(status.success());
+    // Written back before anything is measured.
+    let _ = Command::new("sync").status();
+    eprintln!("filesystem: {}", fs_kind.describe());
     eprintln!(
         "corpus: {} files ({} distinct real stories), {:.1} MB in {}",
         files,
@@ -203,11 +218,13 @@ fn main() {
     let _ = writeln!(
         section,
         "Corpus: {files} files, {:.1} MB, copies of {} real story files from {} public BMAD repositories \
-         (`SCAN_REAL_SOURCES`), built at bench time outside the repository. {rounds} rounds, alternating order, \
+         (`SCAN_REAL_SOURCES`), built at bench time outside the repository on {} and synced before measuring; \
+         both measured with a warm page cache (one warm-up each). {rounds} rounds, alternating order, \
          `nproc` = {}.\n",
         bytes as f64 / 1e6,
         stories.len(),
         sources.split_whitespace().count(),
+        fs_kind.describe().replace(" per run", " for this run"),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     );
     let _ = writeln!(section, "| measure | median (s) | samples (s) |");
