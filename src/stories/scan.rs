@@ -237,7 +237,14 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanResult, Error> {
         seen.insert(key.clone(), name);
         parsed.push((key, relative_to(&path, &opts.root), story));
     }
-    parsed.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+    // Sorted through indices: the entries are large, and moving them about cost more than
+    // comparing their keys. Keys are unique here, so the order is the same.
+    let mut order: Vec<usize> = (0..parsed.len()).collect();
+    order.sort_by(|&i, &j| natural_cmp(&parsed[i].0, &parsed[j].0));
+    let mut slots: Vec<Option<(String, PathBuf, ParsedStory)>> =
+        parsed.into_iter().map(Some).collect();
+    let parsed: Vec<(String, PathBuf, ParsedStory)> =
+        order.iter().filter_map(|&i| slots[i].take()).collect();
 
     let refs: Vec<(String, Vec<String>)> = parsed
         .iter()
