@@ -79,7 +79,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
     let result = scan_stories(&ctx)?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        let json = crate::report::scan::to_json(&result, ctx.settings.closeable_threshold);
+        let json = crate::report::scan::to_json(&result, ctx.settings.closeable_threshold)?;
         super::print_json(&mut out, &json)?;
     } else {
         crate::report::scan::render(&mut out, &result, ctx.settings.closeable_threshold)

@@ -2,56 +2,102 @@
 
 use std::io::{self, Write};
 
+use std::path::{Path, PathBuf};
+
 use console::style;
-use serde_json::{json, Value};
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::table::{Align, Table};
-use crate::stories::{Category, ScanResult, Story};
+use crate::error::Error;
+use crate::stories::discover::DiscoveredBy;
+use crate::stories::headings::HeadingTasks;
+use crate::stories::{Category, ScanResult, Skipped, Story};
 
 /// The source workflow's `scan_results` shape, plus a summary and the cycles and warnings.
-pub fn to_json(result: &ScanResult, threshold: f64) -> Value {
-    let pick = |c: Category| -> Vec<&Story> {
-        result.stories.iter().filter(|s| s.category == c).collect()
-    };
-    let (clean, closeable, pipeline) = (
-        pick(Category::Clean),
-        pick(Category::Closeable),
-        pick(Category::NeedsPipeline),
-    );
-    // Heading-task stories carry how their headings are marked; checkbox stories are unchanged.
-    let entries = |list: &[&Story]| -> Vec<Value> {
-        list.iter()
+/// Borrowed and serialized straight to text: building a `serde_json::Value` tree of thousands
+/// of stories first cost more than scanning them (issue 11 §4).
+#[derive(Serialize)]
+pub struct ScanJson<'a> {
+    total_stories_scanned: usize,
+    artifacts_dir: &'a Path,
+    artifacts_dirs: &'a [PathBuf],
+    discovered_by: DiscoveredBy,
+    sprint_status_files: &'a [PathBuf],
+    discovery: &'a [String],
+    threshold: f64,
+    summary: Summary,
+    clean: Vec<Box<RawValue>>,
+    closeable: Vec<Box<RawValue>>,
+    needs_pipeline: Vec<Box<RawValue>>,
+    skipped: &'a [Skipped],
+    cycles: &'a [Vec<String>],
+    warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+struct Summary {
+    clean: usize,
+    closeable: usize,
+    needs_pipeline: usize,
+    skipped: usize,
+}
+
+/// A story, and for a heading-task story how its headings are marked (checkbox stories have
+/// no `task_headings` key).
+#[derive(Serialize)]
+struct Entry<'a> {
+    #[serde(flatten)]
+    story: &'a Story,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_headings: Option<&'a HeadingTasks>,
+}
+
+pub fn to_json(result: &ScanResult, threshold: f64) -> Result<ScanJson<'_>, Error> {
+    // Each story is rendered on rayon's threads, indented for its place (an element of a
+    // top-level array: 4 more spaces on every line after its first; JSON text has no raw
+    // newline inside a string), and spliced in verbatim: the same bytes as rendering the
+    // whole at once, without the main thread doing it all.
+    let entries = |c: Category| -> Result<Vec<Box<RawValue>>, Error> {
+        let list: Vec<&Story> = result.stories.iter().filter(|s| s.category == c).collect();
+        list.par_iter()
             .map(|s| {
-                let mut v = json!(s);
-                if let (Some(h), Some(obj)) =
-                    (result.heading_tasks.get(&s.story_key), v.as_object_mut())
-                {
-                    obj.insert("task_headings".into(), json!(h));
-                }
-                v
+                let entry = Entry {
+                    story: s,
+                    task_headings: result.heading_tasks.get(&s.story_key),
+                };
+                serde_json::to_string_pretty(&entry)
+                    .and_then(|text| RawValue::from_string(text.replace('\n', "\n    ")))
+                    .map_err(|e| Error::usage(format!("cannot encode JSON: {e}")))
             })
             .collect()
     };
-    json!({
-        "total_stories_scanned": result.stories.len() + result.skipped.len(),
-        "artifacts_dir": result.artifacts_dir,
-        "artifacts_dirs": result.artifacts_dirs,
-        "discovered_by": result.discovered_by,
-        "sprint_status_files": result.sprint_status_files,
-        "discovery": result.discovery,
-        "threshold": threshold,
-        "summary": {
-            "clean": clean.len(),
-            "closeable": closeable.len(),
-            "needs_pipeline": pipeline.len(),
-            "skipped": result.skipped.len(),
+    let (clean, closeable, needs_pipeline) = (
+        entries(Category::Clean)?,
+        entries(Category::Closeable)?,
+        entries(Category::NeedsPipeline)?,
+    );
+    Ok(ScanJson {
+        total_stories_scanned: result.stories.len() + result.skipped.len(),
+        artifacts_dir: &result.artifacts_dir,
+        artifacts_dirs: &result.artifacts_dirs,
+        discovered_by: result.discovered_by,
+        sprint_status_files: &result.sprint_status_files,
+        discovery: &result.discovery,
+        threshold,
+        summary: Summary {
+            clean: clean.len(),
+            closeable: closeable.len(),
+            needs_pipeline: needs_pipeline.len(),
+            skipped: result.skipped.len(),
         },
-        "clean": entries(&clean),
-        "closeable": entries(&closeable),
-        "needs_pipeline": entries(&pipeline),
-        "skipped": result.skipped,
-        "cycles": result.cycles,
-        "warnings": result.warnings,
+        clean,
+        closeable,
+        needs_pipeline,
+        skipped: &result.skipped,
+        cycles: &result.cycles,
+        warnings: &result.warnings,
     })
 }
 

@@ -192,8 +192,13 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanResult, Error> {
     let outcomes: Vec<(String, PathBuf, Result<ParsedStory, ReadError>)> = candidates
         .into_par_iter()
         .map(|(name, path)| {
-            let parsed =
-                read_story(&path, opts.max_file_size).map(|t| parse_story(&t, &opts.parse));
+            let parsed = read_story(&path, opts.max_file_size).map(|t| {
+                let mut p = parse_story(&t, &opts.parse);
+                // The scan keeps counts, not the tasks: their texts are freed here, on a
+                // worker, not one by one on the main thread (~70 frees a story).
+                p.tasks = Vec::new();
+                p
+            });
             (name, path, parsed)
         })
         .collect();
@@ -232,7 +237,14 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanResult, Error> {
         seen.insert(key.clone(), name);
         parsed.push((key, relative_to(&path, &opts.root), story));
     }
-    parsed.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+    // Sorted through indices: the entries are large, and moving them about cost more than
+    // comparing their keys. Keys are unique here, so the order is the same.
+    let mut order: Vec<usize> = (0..parsed.len()).collect();
+    order.sort_by(|&i, &j| natural_cmp(&parsed[i].0, &parsed[j].0));
+    let mut slots: Vec<Option<(String, PathBuf, ParsedStory)>> =
+        parsed.into_iter().map(Some).collect();
+    let parsed: Vec<(String, PathBuf, ParsedStory)> =
+        order.iter().filter_map(|&i| slots[i].take()).collect();
 
     let refs: Vec<(String, Vec<String>)> = parsed
         .iter()
@@ -344,6 +356,7 @@ fn list_markdown(
                 continue;
             }
         };
+        let first = files.len();
         for entry in entries {
             let entry = match entry {
                 Ok(entry) => entry,
@@ -367,6 +380,14 @@ fn list_markdown(
                 files.push(path);
             }
         }
+        // This folder's files share its path as prefix, so their bytes order them as paths
+        // do; sorted so, cheaply, they form one run the sort below only has to merge (path
+        // comparison, component by component, is slow on thousands of files).
+        files[first..].sort_unstable_by(|a, b| {
+            a.as_os_str()
+                .as_encoded_bytes()
+                .cmp(b.as_os_str().as_encoded_bytes())
+        });
     }
     files.sort();
     Ok(files)
@@ -457,6 +478,14 @@ fn glob_match_in<T: PartialEq + Copy>(p: &[T], n: &[T], any: T) -> bool {
 /// Compare keys with digit runs as numbers: `1-2` < `1-10` < `2-1`, `19a-1` after `19-9`.
 pub fn natural_cmp(a: &str, b: &str) -> Ordering {
     let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    // Skip the common prefix (keys of one epic share a long one), backed up to the start of
+    // a digit run it ends in: identical bytes and identical numbers compare equal and leave
+    // the tie alone, so what follows compares the same.
+    let mut common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    while common > 0 && a[common - 1].is_ascii_digit() {
+        common -= 1;
+    }
+    (a, b) = (&a[common..], &b[common..]);
     // `1-2` vs `1-02`, `h-1` vs `H-1`: told apart by zeros or case only if nothing else differs.
     let mut tie = Ordering::Equal;
     loop {

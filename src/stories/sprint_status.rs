@@ -61,6 +61,10 @@ pub fn sprint_key_for<'a>(
     if let Some((k, _)) = statuses.get_key_value(story_key) {
         return Some(k.as_str());
     }
+    // No tracker: nothing to look up (the index's normalising would cost per story).
+    if statuses.is_empty() {
+        return None;
+    }
     let found = index.lookup_ref(story_key).ok()?;
     statuses.get_key_value(&found).map(|(k, _)| k.as_str())
 }

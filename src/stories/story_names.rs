@@ -70,19 +70,34 @@ const NON_STORY_WORDS: &[&str] = &[
 /// (split on `-`, `_`, `.`, space) is a [`NON_STORY_WORDS`] word, it starts with `review-` or
 /// `code-review-`, or it ends in `-context` / `-review` (a story's context file or review).
 pub fn is_non_story_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    let stem = lower.strip_suffix(".md").unwrap_or(&lower);
-    let words: Vec<&str> = stem
-        .split(['-', '_', '.', ' '])
-        .filter(|w| !w.is_empty())
-        .collect();
-    let joined = format!("-{}-", words.join("-"));
-    NON_STORY_WORDS
-        .iter()
-        .any(|w| joined.contains(&format!("-{w}-")))
-        || joined.starts_with("-review-")
-        || joined.starts_with("-code-review-")
-        || matches!(words.last(), Some(&"context") | Some(&"review"))
+    // Called for every file discovery and the scan look at, so it allocates nothing: one pass
+    // over the words, compared ignoring ASCII case (the same as lowercasing the name first).
+    let bytes = name.as_bytes();
+    let stem = match bytes.len().checked_sub(3) {
+        Some(at) if bytes[at..].eq_ignore_ascii_case(b".md") => &bytes[..at],
+        _ => bytes,
+    };
+    let is = |word: &[u8], like: &str| word.eq_ignore_ascii_case(like.as_bytes());
+    let words = stem
+        .split(|b| matches!(b, b'-' | b'_' | b'.' | b' '))
+        .filter(|w| !w.is_empty());
+    let mut previous: Option<&[u8]> = None;
+    for (i, word) in words.enumerate() {
+        let listed = NON_STORY_WORDS.iter().any(|w| is(word, w))
+            // `tech-spec` spans two words.
+            || (is(word, "spec") && previous.is_some_and(|p| is(p, "tech")));
+        let review_first = match i {
+            0 => is(word, "review"),
+            1 => is(word, "review") && previous.is_some_and(|p| is(p, "code")),
+            _ => false,
+        };
+        if listed || review_first {
+            return true;
+        }
+        previous = Some(word);
+    }
+    // `previous` is now the last word.
+    previous.is_some_and(|w| is(w, "context") || is(w, "review"))
 }
 
 /// Whether a document's title calls it a story. BMAD's story template titles every story
@@ -153,6 +168,75 @@ mod tests {
         ] {
             assert!(!is_non_story_name(story), "{story}");
         }
+    }
+
+    /// The first, allocating version, kept as the reference the one-pass version must match.
+    fn non_story_name_reference(name: &str) -> bool {
+        let lower = name.to_ascii_lowercase();
+        let stem = lower.strip_suffix(".md").unwrap_or(&lower);
+        let words: Vec<&str> = stem
+            .split(['-', '_', '.', ' '])
+            .filter(|w| !w.is_empty())
+            .collect();
+        let joined = format!("-{}-", words.join("-"));
+        NON_STORY_WORDS
+            .iter()
+            .any(|w| joined.contains(&format!("-{w}-")))
+            || joined.starts_with("-review-")
+            || joined.starts_with("-code-review-")
+            || matches!(words.last(), Some(&"context") | Some(&"review"))
+    }
+
+    #[test]
+    fn non_story_names_match_the_reference() {
+        let words = [
+            "",
+            "-",
+            "_",
+            ".",
+            " ",
+            "..",
+            "md",
+            ".md",
+            ".MD",
+            "epic",
+            "Epics",
+            "epicz",
+            "tech",
+            "TECH",
+            "spec",
+            "Spec",
+            "review",
+            "REVIEW",
+            "code",
+            "context",
+            "Context",
+            "guide",
+            "1",
+            "2-3",
+            "story",
+            "é",
+            "Ünïcode",
+            "retro",
+            "audit",
+        ];
+        let mut checked = 0;
+        for a in words {
+            for b in words {
+                for c in words {
+                    for sep in ["-", "_", ".", " ", ""] {
+                        let name = format!("{a}{sep}{b}{sep}{c}");
+                        assert_eq!(
+                            is_non_story_name(&name),
+                            non_story_name_reference(&name),
+                            "{name:?}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 100_000);
     }
 
     #[test]

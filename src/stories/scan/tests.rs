@@ -363,6 +363,62 @@ fn natural_order() {
     );
 }
 
+/// `natural_cmp` before it skipped the common prefix: the order it must keep.
+fn natural_cmp_reference(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    let mut tie = Ordering::Equal;
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return tie,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let da = a.iter().take_while(|c| c.is_ascii_digit()).count();
+                let db = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (na, nb) = (trim_zeros(&a[..da]), trim_zeros(&b[..db]));
+                let ord = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+                tie = tie.then(da.cmp(&db));
+                (a, b) = (&a[da..], &b[db..]);
+            }
+            (Some(x), Some(y)) => {
+                let ord = x.to_ascii_lowercase().cmp(&y.to_ascii_lowercase());
+                tie = tie.then(x.cmp(y));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+                (a, b) = (&a[1..], &b[1..]);
+            }
+        }
+    }
+}
+
+#[test]
+fn natural_order_skipping_the_common_prefix_changes_nothing() {
+    let parts = [
+        "", "1", "01", "10", "2", "9", "a", "A", "-", "x-1", "X-01", "é",
+    ];
+    let mut keys = Vec::new();
+    for a in parts {
+        for b in parts {
+            for c in parts {
+                keys.push(format!("{a}{b}{c}"));
+            }
+        }
+    }
+    for a in &keys {
+        for b in &keys {
+            assert_eq!(
+                natural_cmp(a, b),
+                natural_cmp_reference(a, b),
+                "{a:?} {b:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn percent_rounding() {
     assert_eq!(pct_one_decimal(1, 3), 33.3);
