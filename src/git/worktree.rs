@@ -177,36 +177,45 @@ pub fn remove_worktree(repo: &Repository, path: &Path, force_lock: bool) -> Resu
 /// them is unsaved, and `clean-orphans` deletes what a crash left of them.
 pub const TRASH_PREFIX: &str = ".teleos-trash-";
 
-/// Remove a worktree already proven clean so that a crash at any moment leaves something
-/// `clean-orphans` can finish: deleting 20,000 files in place takes a while, and a process
-/// killed half-way left a registered worktree with half its files, which looks like a mass of
-/// deletions to rescue and cannot be opened once its `.git` file is gone. Instead the folder is
-/// renamed into the trash at once (one atomic step), the registration removed (git then sees
-/// nothing), and the trash deleted last.
+/// Remove a worktree already proven clean (see [`unregister_and_delete`]).
 fn remove_checked_clean(proxy: &gix::worktree::Proxy<'_>, base: &Path) -> Result<()> {
-    let admin = proxy.git_dir().to_path_buf();
-    let name = base
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let trash = base.with_file_name(format!(
-        "{TRASH_PREFIX}{name}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::rename(base, &trash)
-        .map_err(|e| Error::io(format!("moving {} aside", base.display()), e))?;
+    unregister_and_delete(proxy.git_dir(), base)
+}
+
+/// Delete a worktree whose content is saved or proven clean, so that a crash at any moment
+/// leaves something `clean-orphans` can finish: deleting 20,000 files in place takes a while,
+/// and a process killed half-way left a registered worktree with half its files, which looks
+/// like a mass of deletions to rescue and cannot be opened once its `.git` file is gone.
+/// Instead the folder is renamed into the trash at once (one atomic step), the registration
+/// (`admin`) removed so git sees nothing, and the trash deleted last.
+fn unregister_and_delete(admin: &Path, base: &Path) -> Result<()> {
+    let trash = if base.exists() {
+        let name = base
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let trash = base.with_file_name(format!(
+            "{TRASH_PREFIX}{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::rename(base, &trash)
+            .map_err(|e| Error::io(format!("moving {} aside", base.display()), e))?;
+        Some(trash)
+    } else {
+        None
+    };
     crate::fault::point("worktree-removal");
-    std::fs::remove_dir_all(&admin)
+    std::fs::remove_dir_all(admin)
         .map_err(|e| Error::io(format!("removing {}", admin.display()), e))?;
     // As git and gix do: `<common>/worktrees` goes with its last worktree (fails if not empty).
     if let Some(parent) = admin.parent() {
         let _ = std::fs::remove_dir(parent);
     }
-    remove_trash(&trash)
+    trash.map_or(Ok(()), |t| remove_trash(&t))
 }
 
 /// Delete a trash folder (see [`TRASH_PREFIX`]).
@@ -241,13 +250,7 @@ pub fn remove_worktree_rescued(
         // The proof of rescue must be a real object before anything is deleted.
         repo.find_commit(id).map_err(gix_err)?;
     }
-    let admin = proxy.git_dir().to_path_buf();
-    if base.exists() {
-        std::fs::remove_dir_all(&base)
-            .map_err(|e| Error::io(format!("removing {}", base.display()), e))?;
-    }
-    std::fs::remove_dir_all(&admin)
-        .map_err(|e| Error::io(format!("removing {}", admin.display()), e))
+    unregister_and_delete(proxy.git_dir(), &base)
 }
 
 /// Remove a linked worktree whose registration was cut short (the process died inside
