@@ -442,40 +442,38 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         ));
     }
 
-    let landed = {
-        report.notes.extend(restore_note(&main, sid, expected_tip));
-        // Only a green integration lands: the gates run on it, and a merge that turns it red
-        // is taken out.
-        let merges = merges.into_inner().unwrap_or_default();
-        let ie = gate::IntegrationEnv {
-            gate: &env.story.gate,
-            main: &main,
-            worktrees: slots.iter().map(|s| s.path.as_path()).collect(),
-            logs_dir: env.story.logs_dir,
-            session_id: sid,
-            integration_ref: &integration_ref,
-            start: integration_start,
-            tracker_files: match env.story.tracker {
-                TrackerMode::Teleos => env
-                    .story
-                    .tracker_files
-                    .iter()
-                    .map(|p| p.to_string_lossy().replace('\\', "/"))
-                    .collect(),
-                _ => Vec::new(),
-            },
-        };
-        let gate_ok = gate::gate_integration(&ie, &merges, &|s| env.progress.line(s), report);
-        // Landing, then clean-up. A failure in either is reported, never hidden.
-        if !gate_ok {
-            report.notes.push(format!(
-                "not landed: the integration gate is red; the work is on {integration}"
-            ));
-            false
-        } else {
-            let branch = start_branch.as_deref();
-            land_or_keep(env.land, &main, env.root, branch, sid, &mut report.notes)
-        }
+    report.notes.extend(restore_note(&main, sid, expected_tip));
+    // Only a green integration lands: the gates run on it, and a merge that turns it red
+    // is taken out.
+    let merges = merges.into_inner().unwrap_or_default();
+    let ie = gate::IntegrationEnv {
+        gate: &env.story.gate,
+        main: &main,
+        worktrees: slots.iter().map(|s| s.path.as_path()).collect(),
+        logs_dir: env.story.logs_dir,
+        session_id: sid,
+        integration_ref: &integration_ref,
+        start: integration_start,
+        tracker_files: match env.story.tracker {
+            TrackerMode::Teleos => env
+                .story
+                .tracker_files
+                .iter()
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .collect(),
+            _ => Vec::new(),
+        },
+    };
+    let gate_ok = gate::gate_integration(&ie, &merges, &|s| env.progress.line(s), report);
+    // Landing, then clean-up. A failure in either is reported, never hidden.
+    let landed = if !gate_ok {
+        report.notes.push(format!(
+            "not landed: the integration gate is red; the work is on {integration}"
+        ));
+        false
+    } else {
+        let branch = start_branch.as_deref();
+        land_or_keep(env.land, &main, env.root, branch, sid, &mut report.notes)
     };
     report.not_landed = env.land && !landed;
     let retired_early = retired_early
