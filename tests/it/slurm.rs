@@ -184,11 +184,8 @@ fn assert_cancelled(r: &TestRepo, cluster: &Cluster, key: &str) {
     );
 }
 
-fn close(
-    r: &TestRepo,
-    cluster: &Cluster,
-    parallel: &str,
-) -> (Option<i32>, serde_json::Value, String) {
+/// `git teleos close --parallel N --all --yes --json` against the test's cluster.
+fn close_cmd(r: &TestRepo, cluster: &Cluster, parallel: &str) -> Command {
     let mut cmd = r.teleos_cmd(&r.root);
     cmd.env("SLURM_CONF", &cluster.conf).args([
         "close",
@@ -198,7 +195,24 @@ fn close(
         "--yes",
         "--json",
     ]);
-    let out = cmd.output().unwrap();
+    cmd
+}
+
+/// [`close_cmd`] started in the background, its output captured.
+fn spawn_close(r: &TestRepo, cluster: &Cluster, parallel: &str) -> std::process::Child {
+    close_cmd(r, cluster, parallel)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn close(
+    r: &TestRepo,
+    cluster: &Cluster,
+    parallel: &str,
+) -> (Option<i32>, serde_json::Value, String) {
+    let out = close_cmd(r, cluster, parallel).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let j = serde_json::from_str(&stdout)
@@ -437,14 +451,7 @@ fn time_in_the_slurm_queue_does_not_count_against_the_story_timeout() {
     ) else {
         return;
     };
-    let child = r
-        .teleos_cmd(&r.root)
-        .env("SLURM_CONF", &cluster.conf)
-        .args(["close", "--parallel", "1", "--all", "--yes", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_close(&r, &cluster, "1");
     let squeue = || {
         let out = Command::new("squeue")
             .args(["--noheader", "--array", "--format=%i %T %r"])
@@ -495,14 +502,7 @@ fn ctrl_c_cancels_every_slurm_job() {
     let Some(cluster) = cluster_or_skip(&r, "ctrl_c_cancels_every_slurm_job") else {
         return;
     };
-    let child = r
-        .teleos_cmd(&r.root)
-        .env("SLURM_CONF", &cluster.conf)
-        .args(["close", "--parallel", "2", "--all", "--yes", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_close(&r, &cluster, "2");
     // Both tasks run (each wrote its file), then Ctrl-C.
     let started = |k: &str| r.home.join(format!("hung-{k}")).exists();
     let mut waited = 0;
