@@ -336,7 +336,7 @@ fn run_claimed(
             let base = gix::open(env.root)
                 .ok()
                 .and_then(|r| git::head_commit_id(&r).ok().flatten());
-            let mut r = close_story(&env.story, story, env.root, None, answers);
+            let mut r = close_story(&env.story, story, env.root, None, answers, None);
             let progress = &mut *env.progress;
             crate::batch::gate::story_gate(
                 &env.story,

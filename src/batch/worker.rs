@@ -49,12 +49,14 @@ pub type Answers = Vec<BlockerQuestion>;
 
 /// Run one story in `checkout` (the user's work tree in sequential mode, a linked worktree in
 /// parallel mode) and return its verified result. Never fails: every failure is an outcome.
+/// `watch`, when the checkout is watched, lets the check for leftovers judge only what changed.
 pub fn close_story(
     env: &StoryEnv,
     story: &Story,
     checkout: &Path,
     branch: Option<&str>,
     answers: &Answers,
+    mut watch: Option<&mut git::WorktreeWatch>,
 ) -> StoryResult {
     let started = Instant::now();
     let mut result = StoryResult::not_run(story, Outcome::Error, None);
@@ -124,7 +126,15 @@ pub fn close_story(
             result.attempts += 1;
             result.rate_limited = false;
         }
-        result = verify(env, story, checkout, base, run, result);
+        result = verify(
+            env,
+            story,
+            checkout,
+            base,
+            run,
+            result,
+            watch.as_deref_mut(),
+        );
         record.outcome = Some(timing::outcome_name(result.outcome));
         result.timeline.push(record);
         if result.rate_limited && result.outcome == Outcome::Error {
@@ -248,6 +258,7 @@ fn verify(
     base: gix::ObjectId,
     run: Result<RunOutcome, agent::AgentError>,
     mut result: StoryResult,
+    watch: Option<&mut git::WorktreeWatch>,
 ) -> StoryResult {
     result.discrepancies.clear();
     result.verified_clean = false;
@@ -267,7 +278,10 @@ fn verify(
         Some(h) if h != base => git::commits_between(&repo, base, h).unwrap_or_default(),
         _ => Vec::new(),
     };
-    let dirty = git::dirty_paths(&repo);
+    let dirty = match watch {
+        Some(w) => w.dirty_paths(&repo),
+        None => git::dirty_paths(&repo),
+    };
     result.verified_clean = matches!(&dirty, Ok(d) if d.is_empty());
     // Unreadable counts as "look again later", never as clean.
     let dirty = dirty.unwrap_or_default();

@@ -146,7 +146,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
     );
     let env = inputs.env(&ctx.settings, &cancel, true);
     let _ = writeln!(err, "Running {} on branch {branch}", story.story_key);
-    let mut result = worker::close_story(&env, &story, &ctx.root, Some(&branch), &Vec::new());
+    let mut result = worker::close_story(&env, &story, &ctx.root, Some(&branch), &Vec::new(), None);
 
     // Back to the remote: the commits (when there are any) and the result, in one push.
     let tip = remote::git(&dir, &["rev-parse", "HEAD"])?

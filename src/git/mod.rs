@@ -27,6 +27,7 @@ mod repo;
 mod sign;
 mod snapshot;
 mod status;
+mod watch;
 mod worktree;
 
 pub use checkout::{
@@ -53,6 +54,7 @@ pub use snapshot::snapshot_uncommitted;
 pub use status::{
     changed_paths, dirty_paths, is_clean, remove_untracked_in_owned_worktree, DIRTY_PATHS_LIMIT,
 };
+pub use watch::WorktreeWatch;
 pub use worktree::{
     add_worktree, is_inside, list_worktrees, lock_worktree, move_worktree, prune_worktrees,
     remove_if_registration_cut_short, remove_trash, remove_worktree, remove_worktree_rescued,

@@ -73,7 +73,17 @@ fn index_holds_tree(repo: &Repository, index: &gix::index::File, tree: ObjectId)
 }
 
 #[cfg(unix)]
-fn check(repo: &Repository) -> Option<bool> {
+/// What both proofs first establish: settings under which the stat data means what it seems,
+/// an index of plain unconflicted files that holds exactly `HEAD`'s tree. `None` (not proven)
+/// otherwise.
+struct Ground {
+    root: std::path::PathBuf,
+    index: gix::index::File,
+    head: ObjectId,
+}
+
+#[cfg(unix)]
+fn ground(repo: &Repository) -> Option<Ground> {
     let config = repo.config_snapshot();
     // Settings under which a file's kind or a name's case is not what it seems on disk.
     if config.boolean("core.ignoreCase") == Some(true)
@@ -81,14 +91,12 @@ fn check(repo: &Repository) -> Option<bool> {
         || config.boolean("core.symlinks") == Some(false)
         || config.string("core.fsmonitor").is_some()
     {
-        return Some(false);
+        return None;
     }
     let root = work_tree_root(repo)?;
-    let Some(index) = load_index(repo) else {
-        return Some(false);
-    };
+    let index = load_index(repo)?;
     if index.is_sparse() {
-        return Some(false);
+        return None;
     }
     for entry in index.entries() {
         if entry.stage() != Stage::Unconflicted
@@ -99,15 +107,23 @@ fn check(repo: &Repository) -> Option<bool> {
                 Mode::FILE | Mode::FILE_EXECUTABLE | Mode::SYMLINK
             )
         {
-            return Some(false);
+            return None;
         }
     }
     // Staged changes: the index must hold exactly HEAD's tree.
     let head = head_commit_id(repo).ok()??;
     let head_tree = super::history::commit_tree_id(repo, head).ok()?;
     if !index_holds_tree(repo, &index, head_tree)? {
-        return Some(false);
+        return None;
     }
+    Some(Ground { root, index, head })
+}
+
+#[cfg(unix)]
+fn check(repo: &Repository) -> Option<bool> {
+    let Some(Ground { root, index, .. }) = ground(repo) else {
+        return Some(false);
+    };
     let walk = Walk {
         index: &index,
         options: repo.stat_options().ok()?,
@@ -119,13 +135,27 @@ fn check(repo: &Repository) -> Option<bool> {
     if walk.seen.load(Ordering::Relaxed) != index.entries().len() {
         return Some(false);
     }
+    judge_untracked(repo, &index, &root, untracked, &mut |_| {})
+}
+
+#[cfg(unix)]
+/// Whether every untracked name found is ignored, or a folder holding only ignored files (what
+/// status does not report). `on_dir` is told each untracked folder that is not ignored itself,
+/// before it is read.
+fn judge_untracked(
+    repo: &Repository,
+    index: &gix::index::File,
+    root: &Path,
+    untracked: Vec<(BString, bool)>,
+    on_dir: &mut dyn FnMut(&BStr),
+) -> Option<bool> {
     if untracked.is_empty() {
         return Some(true);
     }
     // Untracked names are rare (build output, mostly ignored): judged one by one, here.
     let mut excludes = repo
         .excludes(
-            &index,
+            index,
             None,
             gix::worktree::stack::state::ignore::Source::WorktreeThenIdMappingIfNotSkipped,
         )
@@ -141,6 +171,7 @@ fn check(repo: &Repository) -> Option<bool> {
         if !is_dir {
             return Some(false); // an untracked file
         }
+        on_dir(path.as_bstr());
         let rela = gix::path::from_bstr(path.as_bstr()).ok()?;
         let dir = root.join(rela);
         if !untracked_dir_holds_only_ignored(&dir, path, &mut ignored)? {
@@ -148,6 +179,114 @@ fn check(repo: &Repository) -> Option<bool> {
         }
     }
     Some(true)
+}
+
+/// What [`proven_clean_since`] needs from the caller: the commit `HEAD` named when the worktree
+/// was last proven clean, and every path written, created, removed or renamed in it since (as
+/// told by the kernel). `on_dir` is told each folder about to be read in full (a new one), so
+/// that the caller can watch it before its content is judged.
+pub(crate) struct Since<'a> {
+    pub base: ObjectId,
+    pub touched: &'a std::collections::BTreeSet<BString>,
+    pub on_dir: &'a mut dyn FnMut(&BStr),
+}
+
+/// `true` only when the worktree is certainly clean, judging only the paths that can have
+/// changed since it was last proven clean: those touched on disk since, and those whose index
+/// entry changed (the tree diff from `base` to `HEAD`; the index is checked to hold `HEAD`'s
+/// tree, and was `base`'s then). Every other file is as it was when it was clean. The cost
+/// follows what changed, not the size of the worktree. `false`: not proven, run the full walk.
+pub(crate) fn proven_clean_since(repo: &Repository, since: Since<'_>) -> bool {
+    #[cfg(unix)]
+    return check_since(repo, since).unwrap_or(false);
+    #[cfg(not(unix))]
+    return false;
+}
+
+#[cfg(unix)]
+fn check_since(repo: &Repository, since: Since<'_>) -> Option<bool> {
+    let Some(Ground { root, index, head }) = ground(repo) else {
+        return Some(false);
+    };
+    let mut paths = since.touched.clone();
+    if head != since.base {
+        let old = super::history::commit_tree(repo, since.base).ok()?;
+        let new = super::history::commit_tree(repo, head).ok()?;
+        let changes = repo
+            .diff_tree_to_tree(Some(&old), Some(&new), gix::diff::Options::default())
+            .ok()?;
+        paths.extend(
+            changes
+                .iter()
+                .filter(|c| !c.entry_mode().is_tree())
+                .map(|c| c.location().to_owned()),
+        );
+    }
+    let walk = Walk {
+        index: &index,
+        options: repo.stat_options().ok()?,
+        hash: repo.object_hash(),
+        seen: AtomicUsize::new(0),
+    };
+    let mut untracked = Vec::new();
+    // Folders read in full: what lies below them is judged already.
+    let mut read: Vec<BString> = Vec::new();
+    for path in &paths {
+        let bytes: &[u8] = path.as_ref();
+        let covered = read
+            .iter()
+            .any(|d| bytes.len() > d.len() && bytes.starts_with(d) && bytes[d.len()] == b'/');
+        if covered {
+            continue;
+        }
+        // The repository's own files, or rules that decide what is ignored: the full walk.
+        let mut parts = bytes.split(|&b| b == b'/');
+        if parts.clone().any(|c| c == b".git") || parts.next_back() == Some(b".gitignore") {
+            return Some(false);
+        }
+        let exact = index.entry_by_path(path.as_bstr());
+        let mut prefix = path.clone();
+        prefix.push(b'/');
+        let below = index.prefixed_entries(prefix.as_bstr()).unwrap_or_default();
+        let full = root.join(gix::path::from_bstr(path.as_bstr()).ok()?);
+        let meta = match std::fs::symlink_metadata(&full) {
+            Ok(m) => m,
+            // Gone: fine unless it was tracked (a deleted file or folder).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if exact.is_some() || !below.is_empty() {
+                    return Some(false);
+                }
+                continue;
+            }
+            // Not there as a folder (`a/b` where `a` is now a file): the full walk decides.
+            Err(_) => return Some(false),
+        };
+        if meta.is_dir() {
+            if exact.is_some() {
+                return Some(false); // a tracked file replaced by a folder
+            }
+            if below.is_empty() {
+                untracked.push((path.clone(), true));
+            } else {
+                (since.on_dir)(path.as_bstr());
+                let before = walk.seen.load(Ordering::Relaxed);
+                untracked.extend(walk.dir(&full, prefix.len(), below, false)?);
+                if walk.seen.load(Ordering::Relaxed) - before != below.len() {
+                    return Some(false); // a tracked file gone
+                }
+            }
+            read.push(path.clone());
+        } else if let Some(entry) = exact {
+            if !walk.unchanged(entry, &meta, || full.clone()) {
+                return Some(false);
+            }
+        } else if !below.is_empty() {
+            return Some(false); // a tracked folder replaced by a file
+        } else {
+            untracked.push((path.clone(), false));
+        }
+    }
+    judge_untracked(repo, &index, &root, untracked, since.on_dir)
 }
 
 #[cfg(unix)]

@@ -38,6 +38,7 @@ mod signing;
 mod slurm;
 mod tracker;
 mod trust;
+mod watch;
 
 /// A test file added as `tests/<name>.rs` would build and link a binary of its own, and one
 /// added under `tests/it/` without a `mod` line here would never run.

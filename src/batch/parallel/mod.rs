@@ -260,6 +260,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                     merges,
                     base_checks,
                     seen_clean: std::cell::Cell::new(false),
+                    watch: std::cell::RefCell::new(None),
                     claimer,
                 };
                 let mut lane = Lane {

@@ -40,6 +40,10 @@ pub(super) struct SlotRunner<'a, 'e> {
     /// bringing it to the next tip need only check the files that tip changes. Whatever runs
     /// in the worktree after that walk must clear it.
     pub(super) seen_clean: std::cell::Cell<bool>,
+    /// The kernel's record of what changed in the worktree since it was last proven clean
+    /// (`git::WorktreeWatch`): made with the worktree, it makes the check after each story
+    /// follow what the story changed.
+    pub(super) watch: std::cell::RefCell<Option<git::WorktreeWatch>>,
     pub(super) claimer: &'a Claimer<'a>,
 }
 
@@ -143,6 +147,11 @@ impl SlotRunner<'_, '_> {
                 self.seen_clean.set(true);
             }
         }
+        // Watched from here on; unless it is clean by construction, the first check is the
+        // full walk, which the watch then builds on.
+        let wt = gix::open(&slot.path).map_err(Error::git)?;
+        self.watch
+            .replace(Some(git::WorktreeWatch::start(&wt, self.seen_clean.get())));
         Ok(())
     }
 
@@ -211,13 +220,16 @@ impl SlotRunner<'_, '_> {
         let answers = self.env.answers.get(key).cloned().unwrap_or_default();
         crate::fault::point_later("agent-running", Duration::from_millis(500));
         let setup = Phase::until_now(timing::SETUP, setup_start);
+        let mut watch = self.watch.take();
         let mut result = close_story(
             self.story,
             story,
             &self.slot.path,
             Some(&self.slot.branch),
             &answers,
+            watch.as_mut(),
         );
+        self.watch.replace(watch);
         gate::story_gate(
             self.story,
             story,

@@ -1,0 +1,253 @@
+//! `git::WorktreeWatch`: after a story, the check for leftovers judges only what the kernel saw
+//! change (and what the commits changed). It must give the full walk's answer in every case the
+//! full walk is tested on, and more that only a record of changes can get wrong: a folder made
+//! after the watch began, a file untracked by a commit, ignore rules that change, a renamed
+//! folder.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common;
+use git_teleos::git::{self, WorktreeWatch};
+use tempfile::TempDir;
+
+const NO_HOME: &str = "/nonexistent/git-teleos-tests/home";
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new("git");
+    cmd.args(args).current_dir(dir);
+    common::hermetic(&mut cmd, Path::new(NO_HOME), Path::new(NO_HOME));
+    let out = cmd.output().expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn write(dir: &Path, rela: &str, content: &str) {
+    let path = dir.join(rela);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+fn commit_all(dir: &Path, message: &str) {
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", message]);
+}
+
+/// A repository whose names sort around each other's folders, with an ignored build folder.
+fn repo() -> (TempDir, PathBuf) {
+    let tmp = TempDir::new().unwrap();
+    let root = tmp.path().canonicalize().unwrap().join("repo");
+    std::fs::create_dir(&root).unwrap();
+    git(&root, &["init", "-q", "-b", "main"]);
+    git(&root, &["config", "user.name", "Repo User"]);
+    git(&root, &["config", "user.email", "repo@example.com"]);
+    for (path, text) in [
+        (".gitignore", "*.log\n/node_modules/\n"),
+        ("a", "file a\n"),
+        ("a-b/x", "x\n"),
+        ("sub/a/x", "x\n"),
+        ("sub/a/y/z", "z\n"),
+        ("sub/a-b", "ab\n"),
+        ("sub/a0/w", "w\n"),
+        ("sub/ab", "ab\n"),
+    ] {
+        write(&root, path, text);
+    }
+    commit_all(&root, "names");
+    write(&root, "node_modules/pkg/index.js", "module.exports = 1;\n");
+    (tmp, root)
+}
+
+fn open(dir: &Path) -> gix::Repository {
+    common::open_isolated(dir)
+}
+
+/// The watch's answer, checked against the full walk's and git's own.
+fn check(watch: &mut WorktreeWatch, root: &Path, what: &str) -> bool {
+    // Sorted: the full walk runs on several threads, so its order varies.
+    let mut by_watch = watch.dirty_paths(&open(root)).unwrap();
+    let mut by_walk = git::dirty_paths(&open(root)).unwrap();
+    by_watch.sort();
+    by_walk.sort();
+    assert_eq!(
+        by_watch, by_walk,
+        "{what}: the watch and the full walk disagree"
+    );
+    let clean = git(root, &["status", "--porcelain", "--untracked-files=all"]).is_empty();
+    assert_eq!(by_watch.is_empty(), clean, "{what}: git status disagrees");
+    clean
+}
+
+fn restore(root: &Path) {
+    git(root, &["reset", "-q", "--hard"]);
+    // Untracked files only: the ignored `node_modules` stays, as an install's would.
+    git(root, &["clean", "-qffd"]);
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn the_watch_agrees_with_the_full_walk_and_walks_only_when_it_must() {
+    let (_tmp, root) = repo();
+    let mut watch = WorktreeWatch::start(&open(&root), true);
+    assert!(watch.is_active());
+    assert!(check(&mut watch, &root, "untouched"));
+    assert_eq!(
+        watch.full_walks(),
+        0,
+        "a clean worktree is proven without a walk"
+    );
+
+    type Change = fn(&Path);
+    // (what, the change, whether the record alone must decide it)
+    let cases: [(&str, Change, bool); 17] = [
+        ("untracked file", |r| write(r, "sub/a/new", "n\n"), false),
+        ("ignored file", |r| write(r, "sub/a/y/new.log", "n\n"), true),
+        (
+            "write in an ignored folder",
+            |r| write(r, "node_modules/pkg/index.js", "module.exports = 2;\n"),
+            true,
+        ),
+        (
+            "empty untracked folder",
+            |r| std::fs::create_dir_all(r.join("sub/a/empty/deeper")).unwrap(),
+            true,
+        ),
+        (
+            "untracked folder of ignored files",
+            |r| write(r, "sub/build/deep/x.log", "n\n"),
+            true,
+        ),
+        (
+            "untracked file deep in a new folder",
+            |r| write(r, "sub/q/r/s/t/u.txt", "n\n"),
+            false,
+        ),
+        (
+            "tracked file replaced by a folder",
+            |r| {
+                std::fs::remove_file(r.join("sub/ab")).unwrap();
+                write(r, "sub/ab/f.log", "n\n");
+            },
+            false,
+        ),
+        (
+            "tracked folder replaced by a file",
+            |r| {
+                std::fs::remove_dir_all(r.join("sub/a0")).unwrap();
+                write(r, "sub/a0", "w\n");
+            },
+            false,
+        ),
+        (
+            "nested repository",
+            |r| {
+                git(&r.join("sub/a"), &["init", "-q", "inner"]);
+            },
+            false,
+        ),
+        (
+            "edited in place, same size",
+            |r| write(r, "sub/a/y/z", "Z\n"),
+            false,
+        ),
+        (
+            "deleted",
+            |r| std::fs::remove_file(r.join("a-b/x")).unwrap(),
+            false,
+        ),
+        (
+            "made executable",
+            |r| {
+                use std::os::unix::fs::PermissionsExt;
+                let file = r.join("sub/a/x");
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o755)).unwrap();
+            },
+            false,
+        ),
+        (
+            "a new folder committed, as an agent does",
+            |r| {
+                write(r, "src/feature/deep/mod.rs", "pub fn f() {}\n");
+                write(r, "sub/a/y/z", "zed\n");
+                commit_all(r, "feature");
+            },
+            true,
+        ),
+        (
+            "untracked file in the folder the last commit made",
+            |r| write(r, "src/feature/deep/notes.md", "left over\n"),
+            false,
+        ),
+        (
+            "a file untracked by a commit, untouched on disk",
+            |r| {
+                git(r, &["rm", "-q", "--cached", "sub/a-b"]);
+                git(r, &["commit", "-q", "-m", "untrack"]);
+            },
+            false,
+        ),
+        (
+            "an ignored file un-ignored by a committed .gitignore",
+            |r| {
+                write(r, ".gitignore", "/node_modules/\n");
+                commit_all(r, "track logs");
+            },
+            false,
+        ),
+        (
+            "a renamed folder, then a leftover in it",
+            |r| {
+                git(r, &["mv", "sub/a", "sub/renamed"]);
+                git(r, &["commit", "-q", "-m", "rename"]);
+            },
+            false,
+        ),
+    ];
+    for (what, change, by_record) in cases {
+        let walks = watch.full_walks();
+        change(&root);
+        check(&mut watch, &root, what);
+        if by_record {
+            assert_eq!(watch.full_walks(), walks, "{what}: decided by the record");
+        }
+        restore(&root);
+        assert!(check(&mut watch, &root, &format!("after {what}")));
+    }
+    // After a rename the record starts over: the renamed folder is watched again.
+    write(&root, "sub/renamed/y/late.txt", "late\n");
+    assert!(!check(&mut watch, &root, "leftover in the renamed folder"));
+    restore(&root);
+    // A worktree found dirty is not known clean until the full walk says so again.
+    assert!(check(&mut watch, &root, "clean after the leftover went"));
+
+    // Nothing changes: the record decides, again and again.
+    let walks = watch.full_walks();
+    for _ in 0..3 {
+        assert!(check(&mut watch, &root, "still clean"));
+    }
+    assert_eq!(watch.full_walks(), walks);
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn rules_outside_the_worktree_that_change_send_the_check_to_the_full_walk() {
+    let (_tmp, root) = repo();
+    write(&root, "local.tmp", "mine\n");
+    write(&root, ".git/info/exclude", "*.tmp\n");
+    let mut watch = WorktreeWatch::start(&open(&root), false);
+    assert!(check(&mut watch, &root, "ignored by info/exclude"));
+    assert_eq!(
+        watch.full_walks(),
+        1,
+        "not known clean: the first check walks"
+    );
+    assert!(check(&mut watch, &root, "again"));
+    assert_eq!(watch.full_walks(), 1);
+    // The rule goes: the file, untouched, is untracked now.
+    write(&root, ".git/info/exclude", "# nothing\n");
+    assert!(!check(&mut watch, &root, "info/exclude emptied"));
+}
