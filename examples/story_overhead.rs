@@ -7,8 +7,9 @@
 //!
 //! Builds (once) a repository of `files` filler files laid out as the e2e benchmark's fixture,
 //! then repeats `rounds` times what a worktree slot does around one agent: the stand-in agent's
-//! commit (real `git add` and `git commit`, not measured), the verification (`git::is_clean`,
-//! which the quick pass must prove), and bringing the worktree to the next tip
+//! commit (real `git add` and `git commit`, not measured), the verification as a worktree slot
+//! makes it (`git::WorktreeWatch::dirty_paths`, judging what changed since the last proof), the
+//! full verification for comparison (`git::is_clean`, which the quick pass must prove), and bringing the worktree to the next tip
 //! (`git::reset_clean_worktree_to`, here the commit before the agent's: a two-file diff).
 //! Prints the CPU time (user + system, all threads of this process) of each step, per round
 //! and the median.
@@ -77,7 +78,9 @@ fn main() {
         build(dir, files);
     }
     let no_cancel = AtomicBool::new(false);
-    let (mut verify, mut update) = (Vec::new(), Vec::new());
+    let (mut verify, mut update, mut watched) = (Vec::new(), Vec::new(), Vec::new());
+    let mut watch =
+        git_teleos::git::WorktreeWatch::start(&gix::open(dir).expect("open"), false);
     let (mut verify_wall, mut update_wall) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         // The stand-in agent: tick the box, write its output, commit (git writes the index).
@@ -89,12 +92,24 @@ fn main() {
         let before = git(dir, &["rev-parse", "HEAD^"]);
         let before = gix::ObjectId::from_hex(before.as_bytes()).expect("hex");
 
-        let (t, w) = (cpu(), std::time::Instant::now());
+        let t = cpu();
         let repo = gix::open(dir).expect("open");
-        let clean = git_teleos::git::is_clean(&repo).expect("status");
-        verify.push(cpu() - t);
-        verify_wall.push(w.elapsed().as_secs_f64());
-        assert!(clean, "the worktree is clean after the agent's commit");
+        let dirty = watch.dirty_paths(&repo).expect("status");
+        watched.push(cpu() - t);
+        assert!(dirty.is_empty(), "the watch proves the worktree clean: {dirty:?}");
+
+        // `STORY_OVERHEAD_FULL=0` leaves the full verification out (to profile the rest).
+        if std::env::var_os("STORY_OVERHEAD_FULL").is_none_or(|v| v != "0") {
+            let (t, w) = (cpu(), std::time::Instant::now());
+            let repo = gix::open(dir).expect("open");
+            let clean = git_teleos::git::is_clean(&repo).expect("status");
+            verify.push(cpu() - t);
+            verify_wall.push(w.elapsed().as_secs_f64());
+            assert!(clean, "the worktree is clean after the agent's commit");
+        } else {
+            verify.push(0.0);
+            verify_wall.push(0.0);
+        }
 
         let (t, w) = (cpu(), std::time::Instant::now());
         let repo = gix::open(dir).expect("open");
@@ -102,7 +117,9 @@ fn main() {
         update.push(cpu() - t);
         update_wall.push(w.elapsed().as_secs_f64());
         println!(
-            "round {round}: verify {:.1} ms, update {:.1} ms (CPU); {:.1}, {:.1} ms (wall)",
+            "round {round}: watched verify {:.1} ms, full verify {:.1} ms, update {:.1} ms \
+             (CPU); {:.1}, {:.1} ms (wall)",
+            watched[round] * 1e3,
             verify[round] * 1e3,
             update[round] * 1e3,
             verify_wall[round] * 1e3,
@@ -110,8 +127,11 @@ fn main() {
         );
     }
     println!(
-        "{files} files, median of {rounds}: verify {:.1} ms, update {:.1} ms (CPU, user + \
-         system); verify {:.1} ms, update {:.1} ms (wall)",
+        "{files} files, median of {rounds}: watched verify {:.1} ms (the first one walks in \
+         full: {} full walks), full verify {:.1} ms, update {:.1} ms (CPU, user + system); \
+         full verify {:.1} ms, update {:.1} ms (wall)",
+        median(watched) * 1e3,
+        watch.full_walks(),
         median(verify) * 1e3,
         median(update) * 1e3,
         median(verify_wall) * 1e3,
