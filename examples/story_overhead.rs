@@ -79,8 +79,7 @@ fn main() {
     }
     let no_cancel = AtomicBool::new(false);
     let (mut verify, mut update, mut watched) = (Vec::new(), Vec::new(), Vec::new());
-    let mut watch =
-        git_teleos::git::WorktreeWatch::start(&gix::open(dir).expect("open"), false);
+    let mut watch = git_teleos::git::WorktreeWatch::start(&gix::open(dir).expect("open"), false);
     let (mut verify_wall, mut update_wall) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         // The stand-in agent: tick the box, write its output, commit (git writes the index).
@@ -96,7 +95,10 @@ fn main() {
         let repo = gix::open(dir).expect("open");
         let dirty = watch.dirty_paths(&repo).expect("status");
         watched.push(cpu() - t);
-        assert!(dirty.is_empty(), "the watch proves the worktree clean: {dirty:?}");
+        assert!(
+            dirty.is_empty(),
+            "the watch proves the worktree clean: {dirty:?}"
+        );
 
         // `STORY_OVERHEAD_FULL=0` leaves the full verification out (to profile the rest).
         if std::env::var_os("STORY_OVERHEAD_FULL").is_none_or(|v| v != "0") {

@@ -70,6 +70,24 @@ pub fn land_fast_forward_checkout(
         );
     }
 
+    let root = work_tree_root(repo).ok_or_else(|| Error::git("no worktree to update"))?;
+    // Most landings: nothing staged (the cache-tree proves it), and the files the update
+    // writes or removes are as the index has them. Then only those are read and written, as
+    // `git merge --ff-only` would, and the rest of the checkout is left unread.
+    if let Some(diff) =
+        plan_diff_update(repo, commit_tree_id(repo, old)?, commit_tree_id(repo, new)?)?
+    {
+        if super::quick_status::index_is_head(repo)
+            && diff.touched_paths_match_index(repo, &root)?
+        {
+            if update_ref_cas(repo, branch_full, new, Some(old), &log)? == CasOutcome::Conflict {
+                return Ok(LandOutcome::Moved);
+            }
+            // Not interruptible, as below.
+            let files_updated = diff.apply(repo, &root, &AtomicBool::new(false))?;
+            return Ok(LandOutcome::CheckedOut { files_updated });
+        }
+    }
     let incoming = files_changed(repo, old, new)?;
     let in_the_way: Vec<String> = changes(repo, None)?
         .into_iter()
@@ -85,7 +103,6 @@ pub fn land_fast_forward_checkout(
     if update_ref_cas(repo, branch_full, new, Some(old), &log)? == CasOutcome::Conflict {
         return Ok(LandOutcome::Moved);
     }
-    let root = work_tree_root(repo).ok_or_else(|| Error::git("no worktree to update"))?;
     // Not interruptible: the branch has moved, and stopping half way would leave the user's
     // checkout half updated. Only the changed files are written, so this is short.
     let files_updated = plan_update(repo, commit_tree_id(repo, new)?)?.apply(

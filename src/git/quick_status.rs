@@ -47,6 +47,15 @@ pub(super) fn load_index(repo: &Repository) -> Option<gix::index::File> {
     .ok()
 }
 
+/// Whether the index certainly holds exactly `HEAD`'s tree (no staged change): through its
+/// cache-tree when valid, else entry by entry. `false` also when it cannot tell.
+pub(super) fn index_is_head(repo: &Repository) -> bool {
+    #[cfg(unix)]
+    return ground(repo).is_some();
+    #[cfg(not(unix))]
+    return false;
+}
+
 #[cfg(unix)]
 /// Whether `index` holds exactly the entries of `tree`. A valid root cache-tree (the `TREE`
 /// extension git keeps up to date on every index change, invalidating what an edit touches)
