@@ -58,7 +58,7 @@ pub use watch::WorktreeWatch;
 pub use worktree::{
     add_worktree, is_inside, list_worktrees, lock_worktree, move_worktree, prune_worktrees,
     remove_if_registration_cut_short, remove_trash, remove_worktree, remove_worktree_rescued,
-    unlock_worktree, worktree_path_eq, WorktreeInfo, TRASH_PREFIX,
+    remove_worktree_with, unlock_worktree, worktree_path_eq, TrashBin, WorktreeInfo, TRASH_PREFIX,
 };
 
 pub use gix::{ObjectId, Repository};

@@ -130,6 +130,19 @@ pub fn list_worktrees(repo: &Repository) -> Result<Vec<WorktreeInfo>> {
 /// worktree with staged, unstaged or untracked changes (never discards work), and a locked one
 /// unless `force_lock`.
 pub fn remove_worktree(repo: &Repository, path: &Path, force_lock: bool) -> Result<()> {
+    remove_worktree_with(repo, path, force_lock, None, None)
+}
+
+/// [`remove_worktree`], with the worktree's change record (`watch`: the check for changes
+/// judges what changed since it was last proven clean) and a [`TrashBin`] that deletes its files
+/// in the background once it is unregistered.
+pub fn remove_worktree_with(
+    repo: &Repository,
+    path: &Path,
+    force_lock: bool,
+    watch: Option<&mut super::WorktreeWatch>,
+    bin: Option<&TrashBin>,
+) -> Result<()> {
     let proxy = find_proxy(repo, path)?;
     if proxy.is_locked() && !force_lock {
         let reason = proxy
@@ -147,7 +160,10 @@ pub fn remove_worktree(repo: &Repository, path: &Path, force_lock: bool) -> Resu
     let mut checked = false;
     if base.exists() {
         let wt = proxy.clone().into_repo().map_err(gix_err)?;
-        let dirty = dirty_paths(&wt)?;
+        let dirty = match watch {
+            Some(w) => w.dirty_paths(&wt)?,
+            None => dirty_paths(&wt)?,
+        };
         if !dirty.is_empty() {
             return Err(Error::git(format!(
                 "refusing to remove worktree {}: it has uncommitted changes ({})",
@@ -163,7 +179,7 @@ pub fn remove_worktree(repo: &Repository, path: &Path, force_lock: bool) -> Resu
     // except with submodules, whose populated checkouts only gix's check refuses.
     let submodules = base.join(".gitmodules").symlink_metadata().is_ok();
     if checked && !submodules {
-        return remove_checked_clean(&proxy, &base);
+        return remove_checked_clean(&proxy, &base, bin);
     }
     let force = match (force_lock, checked && !submodules) {
         (true, _) => Force::OverrideLock,
@@ -178,8 +194,67 @@ pub fn remove_worktree(repo: &Repository, path: &Path, force_lock: bool) -> Resu
 pub const TRASH_PREFIX: &str = ".teleos-trash-";
 
 /// Remove a worktree already proven clean (see [`unregister_and_delete`]).
-fn remove_checked_clean(proxy: &gix::worktree::Proxy<'_>, base: &Path) -> Result<()> {
-    unregister_and_delete(proxy.git_dir(), base)
+fn remove_checked_clean(
+    proxy: &gix::worktree::Proxy<'_>,
+    base: &Path,
+    bin: Option<&TrashBin>,
+) -> Result<()> {
+    unregister_and_delete(proxy.git_dir(), base, bin)
+}
+
+/// Trash folders being deleted on threads of their own (see [`TRASH_PREFIX`]). Once a
+/// worktree is in the trash and unregistered, nothing of it is in anyone's way, so deleting
+/// its files (most of the time removing a worktree takes) need not hold up what comes next,
+/// such as landing. [`TrashBin::wait`], or dropping the bin, waits for them; a process that dies
+/// first leaves trash folders that `clean-orphans` deletes.
+#[derive(Default)]
+pub struct TrashBin {
+    pending: std::sync::Mutex<Vec<(PathBuf, std::thread::JoinHandle<Result<()>>)>>,
+}
+
+impl TrashBin {
+    fn delete(&self, trash: PathBuf) -> Result<()> {
+        let moved = trash.clone();
+        let spawned = std::thread::Builder::new()
+            .name("teleos-trash".into())
+            .spawn(move || remove_trash(&moved));
+        match spawned {
+            Ok(handle) => {
+                self.pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((trash, handle));
+                Ok(())
+            }
+            // No thread to be had: deleted here and now.
+            Err(_) => remove_trash(&trash),
+        }
+    }
+
+    /// Wait until every trash folder handed over is deleted; what could not be is returned.
+    pub fn wait(&self) -> Vec<(PathBuf, Error)> {
+        let pending = std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let mut failed = Vec::new();
+        for (path, handle) in pending {
+            match handle.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failed.push((path, e)),
+                Err(_) => failed.push((path, Error::git("the deleting thread panicked"))),
+            }
+        }
+        failed
+    }
+}
+
+impl Drop for TrashBin {
+    fn drop(&mut self) {
+        let _ = self.wait();
+    }
 }
 
 /// Delete a worktree whose content is saved or proven clean, so that a crash at any moment
@@ -188,7 +263,7 @@ fn remove_checked_clean(proxy: &gix::worktree::Proxy<'_>, base: &Path) -> Result
 /// like a mass of deletions to rescue and cannot be opened once its `.git` file is gone.
 /// Instead the folder is renamed into the trash at once (one atomic step), the registration
 /// (`admin`) removed so git sees nothing, and the trash deleted last.
-fn unregister_and_delete(admin: &Path, base: &Path) -> Result<()> {
+fn unregister_and_delete(admin: &Path, base: &Path, bin: Option<&TrashBin>) -> Result<()> {
     let trash = if base.exists() {
         let name = base
             .file_name()
@@ -215,7 +290,11 @@ fn unregister_and_delete(admin: &Path, base: &Path) -> Result<()> {
     if let Some(parent) = admin.parent() {
         let _ = std::fs::remove_dir(parent);
     }
-    trash.map_or(Ok(()), |t| remove_trash(&t))
+    match (trash, bin) {
+        (Some(t), Some(bin)) => bin.delete(t),
+        (Some(t), None) => remove_trash(&t),
+        (None, _) => Ok(()),
+    }
 }
 
 /// Delete a trash folder (see [`TRASH_PREFIX`]).
@@ -250,7 +329,7 @@ pub fn remove_worktree_rescued(
         // The proof of rescue must be a real object before anything is deleted.
         repo.find_commit(id).map_err(gix_err)?;
     }
-    unregister_and_delete(proxy.git_dir(), &base)
+    unregister_and_delete(proxy.git_dir(), &base, None)
 }
 
 /// Remove a linked worktree whose registration was cut short (the process died inside

@@ -57,11 +57,14 @@ pub(super) fn undo_session(
 /// branch is merged into `integration_tip`; keep anything that holds unmerged work (a dirty
 /// worktree, a branch with commits on no other ref) and say so in `notes`. Used at the end of a
 /// batch and by a slot that has nothing left to do while others still run.
+/// `removal`: the worktree's change record, when its slot still has it, and the bin that
+/// deletes the files once the worktree is unregistered.
 pub(super) fn retire_slot(
     main: &gix::Repository,
     slot: &Slot,
     integration_tip: Option<git::ObjectId>,
     park: Option<(&ManifestFile, &Path, usize)>,
+    removal: (Option<&mut git::WorktreeWatch>, &git::TrashBin),
     notes: &mut Vec<String>,
 ) {
     // The crash test's point: one worktree gone, the next not yet (early or at the end).
@@ -96,7 +99,8 @@ pub(super) fn retire_slot(
         if submodules {
             let _ = git::unlock_worktree(main, &slot.path);
         }
-        if let Err(e) = git::remove_worktree(main, &slot.path, !submodules) {
+        let (watch, bin) = removal;
+        if let Err(e) = git::remove_worktree_with(main, &slot.path, !submodules, watch, Some(bin)) {
             // Kept as before this batch locked it.
             let _ = git::unlock_worktree(main, &slot.path);
             notes.push(format!("kept worktree {}: {e}", slot.path.display()));
@@ -120,13 +124,21 @@ pub(super) fn cleanup(
     integration: &str,
     landed: bool,
     park: Option<(&ManifestFile, &Path, usize)>,
+    bin: &git::TrashBin,
     report: &mut BatchReport,
 ) {
     let integration_tip = git::resolve_ref(main, &format!("refs/heads/{integration}"))
         .ok()
         .flatten();
     for slot in slots {
-        retire_slot(main, slot, integration_tip, park, &mut report.notes);
+        retire_slot(
+            main,
+            slot,
+            integration_tip,
+            park,
+            (None, bin),
+            &mut report.notes,
+        );
     }
     if landed {
         // Sessions that finish together update refs at the same moment; a deletion that lost

@@ -210,6 +210,8 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     };
     // Worktrees retired while the batch ran (see `creation.rs`): the final clean-up skips them.
     let retired_early = Mutex::new(BTreeSet::<usize>::new());
+    // Removed worktrees' files are deleted on threads of their own, while the batch lands.
+    let trash = git::TrashBin::default();
     let mut user_after = None;
     let park = env
         .keep_worktrees
@@ -240,8 +242,8 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                 (&queue, &cv, &merge_lock, &notes, &shared, &lanes);
             let (manifest, claimer) = (&manifest, &claimer);
             let (merges, base_checks) = (&merges, &base_checks);
-            let (story_env, retired_early, user_before) =
-                (&story_env, &retired_early, &user_before);
+            let (story_env, retired_early, user_before, trash) =
+                (&story_env, &retired_early, &user_before, &trash);
             let integration_ref = integration_ref.as_str();
             let note = move |msg: String| {
                 env.progress.line(&format!("warning: {msg}"));
@@ -340,7 +342,10 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                 env.progress.slot(slot.n, "removing its worktree");
                 let tip = git::resolve_ref(&repo, integration_ref).ok().flatten();
                 let mut said = Vec::new();
-                let retire = || retire_slot(&repo, slot, tip, park, &mut said);
+                // Its change record proves it clean without walking it all again.
+                let mut watch = w.watch.take();
+                let retire =
+                    || retire_slot(&repo, slot, tip, park, (watch.as_mut(), trash), &mut said);
                 // A bug here leaves the slot to the final clean-up.
                 if panic::catch_unwind(AssertUnwindSafe(retire)).is_ok() {
                     lock(retired_early).insert(slot.n);
@@ -360,10 +365,11 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
             env.progress.slot(slot.n, "not needed");
         }
         // Once every slot has left its story loop, the user's checkout is walked (for the
-        // check below) while the slots still remove their worktrees (removing 20,000 files
-        // takes about as long as checking them out). The landing waits for the removals: a
-        // crash while it lands must not find a worktree half removed (`clean-orphans` could
-        // not clean it; the crash test `crash_during_landing` checks this).
+        // check below) while the slots still remove their worktrees. The landing waits until
+        // each is unregistered and moved into the trash, not until its files are deleted
+        // (`trash` does that meanwhile): a crash while it lands must not find a worktree half
+        // removed, and a trash folder is not one (`clean-orphans` deletes it; the crash test
+        // `crash_during_landing` checks this).
         creation::wait_all_left(&queue, &cv);
         if !env.story.cancel.load(Ordering::SeqCst) {
             user_after = Some(user_changes(env.root));
@@ -485,12 +491,26 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         .chain(unused)
         .filter(|s| !retired_early.contains(&s.n))
         .collect();
-    cleanup(&main, &all_slots, &integration, landed, park, report);
+    cleanup(
+        &main,
+        &all_slots,
+        &integration,
+        landed,
+        park,
+        &trash,
+        report,
+    );
     manifest.update(|m| {
         m.sessions.remove(sid);
         Ok(())
     })?;
     session_lock.release_and_remove()?;
+    for (path, e) in trash.wait() {
+        report.notes.push(format!(
+            "could not delete {} ({e}); `git teleos clean-orphans` deletes it",
+            path.display()
+        ));
+    }
     Ok(())
 }
 
