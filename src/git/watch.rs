@@ -133,9 +133,12 @@ mod linux {
                 }
             }
         }
+        // Named as the file system resolves them: the same repository opened another way
+        // (through a worktree's proxy, say) spells its folders differently.
         paths
             .into_iter()
             .map(|p| {
+                let p = std::fs::canonicalize(&p).unwrap_or(p);
                 let s = stamp(&p);
                 (p, s)
             })

@@ -251,3 +251,30 @@ fn rules_outside_the_worktree_that_change_send_the_check_to_the_full_walk() {
     write(&root, ".git/info/exclude", "# nothing\n");
     assert!(!check(&mut watch, &root, "info/exclude emptied"));
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_worktree_opened_through_its_main_repository_is_still_proven_by_the_record() {
+    // The slot opens its worktree by path; its removal opens it through the main repository's
+    // worktree list, which spells the common folder another way. The record must still hold.
+    let (_tmp, root) = repo();
+    let wt = root.parent().unwrap().join("wt");
+    git(
+        &root,
+        &["worktree", "add", "-q", "-b", "slot", wt.to_str().unwrap()],
+    );
+    let mut watch = WorktreeWatch::start(&open(&wt), true);
+    write(&wt, "src/new.rs", "fn f() {}\n");
+    commit_all(&wt, "work");
+    assert!(check(&mut watch, &wt, "by path"));
+    let main = open(&root);
+    let proxy = main
+        .worktrees()
+        .unwrap()
+        .into_iter()
+        .find(|p| p.base().unwrap().ends_with("wt"))
+        .expect("the linked worktree is listed");
+    let through_main = proxy.into_repo().unwrap();
+    assert!(watch.dirty_paths(&through_main).unwrap().is_empty());
+    assert_eq!(watch.full_walks(), 0, "proven by the record, not walked");
+}
