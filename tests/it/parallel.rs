@@ -536,10 +536,18 @@ fn kept_worktrees_are_reused_by_the_next_batch_with_their_dependencies() {
     // clean-orphans leaves idle worktrees alone unless asked.
     r.teleos(["clean-orphans"]).ok();
     assert!(r.git(&["worktree", "list"]).contains("teleos-pool-1"));
-    let installs: Vec<String> = ["1-1-a", "1-2-b"]
-        .iter()
-        .map(|k| std::fs::read_to_string(r.home.join(format!("agents/deps-{k}"))).unwrap())
+    // What each parked worktree's install wrote (read there: under load one slot may run both
+    // stories while the other is still being set up, so the agents need not have seen both).
+    let installs: Vec<String> = listed
+        .lines()
+        .filter_map(|l| l.strip_prefix("worktree "))
+        .filter(|p| p.contains("teleos-pool-"))
+        .map(|p| {
+            std::fs::read_to_string(Path::new(p).join("node_modules/installed"))
+                .unwrap_or_else(|e| panic!("{p} keeps its install: {e}"))
+        })
         .collect();
+    assert_eq!(installs.len(), 2, "{listed}");
 
     // Next batch: new stories, the parked worktrees are taken, their installs kept.
     r.write(&format!("{DIR}/2-1-c.md"), &story("C", 9, 1));
