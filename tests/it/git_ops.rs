@@ -14,13 +14,13 @@ use tempfile::TempDir;
 
 /// These tests work in bare temp folders, not a `TestRepo`: git gets a HOME that does not
 /// exist, so it finds no user config or ignore file there (its config is also `/dev/null`).
-const NO_HOME: &str = "/nonexistent/git-teleos-tests/home";
+pub(crate) const NO_HOME: &str = "/nonexistent/git-teleos-tests/home";
 
 /// For the checkouts: never set.
 static NO_CANCEL: AtomicBool = AtomicBool::new(false);
 
 /// Run git hermetically in `dir`; panics with its output on failure.
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = git_raw(dir, args);
     assert!(
         out.status.success(),
@@ -38,7 +38,7 @@ fn git_raw(dir: &Path, args: &[&str]) -> std::process::Output {
     cmd.output().expect("git runs")
 }
 
-fn write(dir: &Path, rela: &str, content: &str) {
+pub(crate) fn write(dir: &Path, rela: &str, content: &str) {
     let path = dir.join(rela);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, content).unwrap();
@@ -48,7 +48,7 @@ fn read(dir: &Path, rela: &str) -> String {
     std::fs::read_to_string(dir.join(rela)).unwrap()
 }
 
-fn commit_all(dir: &Path, message: &str) -> ObjectId {
+pub(crate) fn commit_all(dir: &Path, message: &str) -> ObjectId {
     git(dir, &["add", "-A"]);
     git(dir, &["commit", "-q", "-m", message]);
     rev(dir, "HEAD")
@@ -61,16 +61,22 @@ fn rev(dir: &Path, spec: &str) -> ObjectId {
 /// A repository on `main` with one commit (a.txt, dir/b.txt) and `.gitignore` ignoring `*.log`.
 fn repo() -> (TempDir, PathBuf) {
     let tmp = TempDir::new().unwrap();
-    let root = tmp.path().canonicalize().unwrap().join("repo");
-    std::fs::create_dir(&root).unwrap();
-    git(&root, &["init", "-q", "-b", "main"]);
-    git(&root, &["config", "user.name", "Repo User"]);
-    git(&root, &["config", "user.email", "repo@example.com"]);
+    let root = init_in(&tmp);
     write(&root, "a.txt", "one\ntwo\nthree\n");
     write(&root, "dir/b.txt", "bee\n");
     write(&root, ".gitignore", "*.log\n");
     commit_all(&root, "initial");
     (tmp, root)
+}
+
+/// An empty repository on `main` in `tmp/repo`, with a committer.
+pub(crate) fn init_in(tmp: &TempDir) -> PathBuf {
+    let root = tmp.path().canonicalize().unwrap().join("repo");
+    std::fs::create_dir(&root).unwrap();
+    git(&root, &["init", "-q", "-b", "main"]);
+    git(&root, &["config", "user.name", "Repo User"]);
+    git(&root, &["config", "user.email", "repo@example.com"]);
+    root
 }
 
 fn open(dir: &Path) -> gix::Repository {
@@ -248,20 +254,22 @@ fn an_index_whose_cached_tree_is_not_heads_is_never_proven_clean() {
     assert!(!git::is_clean(&open(&root)).unwrap(), "intent to add");
 }
 
+/// Names that sort around a folder's own (`a-b` < `a/…` < `a0` < `ab` byte-wise).
+pub(crate) const NEIGHBOURING_NAMES: [(&str, &str); 7] = [
+    ("a", "file a\n"),
+    ("a-b/x", "x\n"),
+    ("sub/a/x", "x\n"),
+    ("sub/a/y/z", "z\n"),
+    ("sub/a-b", "ab\n"),
+    ("sub/a0/w", "w\n"),
+    ("sub/ab", "ab\n"),
+];
+
 #[test]
 #[cfg(unix)]
 fn clean_agrees_with_git_status_on_neighbouring_names_and_odd_leftovers() {
     let (_tmp, root) = repo();
-    // Names that sort around a folder's own (`a-b` < `a/…` < `a0` < `ab` byte-wise).
-    for (path, text) in [
-        ("a", "file a\n"),
-        ("a-b/x", "x\n"),
-        ("sub/a/x", "x\n"),
-        ("sub/a/y/z", "z\n"),
-        ("sub/a-b", "ab\n"),
-        ("sub/a0/w", "w\n"),
-        ("sub/ab", "ab\n"),
-    ] {
+    for (path, text) in NEIGHBOURING_NAMES {
         write(&root, path, text);
     }
     commit_all(&root, "names");

@@ -5,56 +5,18 @@
 //! folder.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::common;
+use crate::git_ops::{commit_all, git, init_in, write, NEIGHBOURING_NAMES};
 use git_teleos::git::{self, WorktreeWatch};
 use tempfile::TempDir;
-
-const NO_HOME: &str = "/nonexistent/git-teleos-tests/home";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let mut cmd = Command::new("git");
-    cmd.args(args).current_dir(dir);
-    common::hermetic(&mut cmd, Path::new(NO_HOME), Path::new(NO_HOME));
-    let out = cmd.output().expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn write(dir: &Path, rela: &str, content: &str) {
-    let path = dir.join(rela);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
-}
-
-fn commit_all(dir: &Path, message: &str) {
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", message]);
-}
 
 /// A repository whose names sort around each other's folders, with an ignored build folder.
 fn repo() -> (TempDir, PathBuf) {
     let tmp = TempDir::new().unwrap();
-    let root = tmp.path().canonicalize().unwrap().join("repo");
-    std::fs::create_dir(&root).unwrap();
-    git(&root, &["init", "-q", "-b", "main"]);
-    git(&root, &["config", "user.name", "Repo User"]);
-    git(&root, &["config", "user.email", "repo@example.com"]);
-    for (path, text) in [
-        (".gitignore", "*.log\n/node_modules/\n"),
-        ("a", "file a\n"),
-        ("a-b/x", "x\n"),
-        ("sub/a/x", "x\n"),
-        ("sub/a/y/z", "z\n"),
-        ("sub/a-b", "ab\n"),
-        ("sub/a0/w", "w\n"),
-        ("sub/ab", "ab\n"),
-    ] {
+    let root = init_in(&tmp);
+    write(&root, ".gitignore", "*.log\n/node_modules/\n");
+    for (path, text) in NEIGHBOURING_NAMES {
         write(&root, path, text);
     }
     commit_all(&root, "names");
