@@ -12,7 +12,7 @@ use super::deps::{resolve_dependencies, KeyIndex};
 use super::discover::{discover, is_non_story_name};
 use super::headings::settle_by_status;
 use super::sprint_status::{read_statuses, sprint_key_for};
-use super::tasks::{parse_story, ParseOptions, ParsedStory};
+use super::tasks::{ParseOptions, ParsedStory, StoryParser};
 use super::{Category, ScanResult, Skipped, Story};
 use crate::error::{Error, ReadError};
 
@@ -191,17 +191,17 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanResult, Error> {
 
     let outcomes: Vec<(String, PathBuf, Result<ParsedStory, ReadError>)> = candidates
         .into_par_iter()
-        // One read buffer per piece of work rayon hands a thread (not per file).
-        .map_init(Vec::new, |buf, (name, path)| {
-            let parsed = read_story_into(&path, opts.max_file_size, buf).map(|t| {
-                let mut p = parse_story(t, &opts.parse);
-                // The scan keeps counts, not the tasks: their texts are freed here, on a
-                // worker, not one by one on the main thread (~70 frees a story).
-                p.tasks = Vec::new();
-                p
-            });
-            (name, path, parsed)
-        })
+        // One read buffer and one parser (options prepared, buffers kept) per piece of work
+        // rayon hands a thread, not per file. The scan keeps counts, not the tasks: they are
+        // not built at all (`StoryParser::counts`).
+        .map_init(
+            || (Vec::new(), StoryParser::new(&opts.parse)),
+            |(buf, parser), (name, path)| {
+                let parsed =
+                    read_story_into(&path, opts.max_file_size, buf).map(|t| parser.counts(t));
+                (name, path, parsed)
+            },
+        )
         .collect();
 
     let mut parsed: Vec<(String, PathBuf, ParsedStory)> = Vec::new();
@@ -411,7 +411,11 @@ fn read_story(path: &Path, limit: u64) -> Result<String, ReadError> {
 /// [`read_story`] into `buf`, which keeps its capacity from file to file: the scan's workers
 /// read thousands of files each, and a fresh buffer per file was an allocation and a free of
 /// ~12 KB (with its page faults) per story. The text is borrowed from `buf`.
-fn read_story_into<'b>(path: &Path, limit: u64, buf: &'b mut Vec<u8>) -> Result<&'b str, ReadError> {
+fn read_story_into<'b>(
+    path: &Path,
+    limit: u64,
+    buf: &'b mut Vec<u8>,
+) -> Result<&'b str, ReadError> {
     let file = fs::File::open(path).map_err(ReadError::Unreadable)?;
     let size = file.metadata().map_err(ReadError::Unreadable)?.len();
     if size > limit {

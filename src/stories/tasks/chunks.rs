@@ -260,7 +260,19 @@ fn strip_container_marks(line: &[u8]) -> &[u8] {
 }
 
 /// Cut `text` into chunks, or `None` when it must be parsed whole.
+#[cfg(test)]
 pub(super) fn split(text: &str) -> Option<Vec<Chunk>> {
+    let mut chunks = Vec::new();
+    split_into(text, &mut chunks).then_some(chunks)
+}
+
+/// [`split`] into `chunks` (a buffer kept between files): true when `text` could be cut.
+pub(super) fn split_into(text: &str, chunks: &mut Vec<Chunk>) -> bool {
+    chunks.clear();
+    cut(text, chunks).is_some()
+}
+
+fn cut(text: &str, chunks: &mut Vec<Chunk>) -> Option<()> {
     let bytes = text.as_bytes();
     // A bare `\r` ends a line for the parser, not for this scan.
     if memchr::memchr_iter(b'\r', bytes).any(|i| bytes.get(i + 1) != Some(&b'\n')) {
@@ -269,7 +281,7 @@ pub(super) fn split(text: &str) -> Option<Vec<Chunk>> {
     // Front matter: no cut before its closing line, and nothing in it that looks like a block.
     let mut front_end = 0;
     let mut in_front = bytes.starts_with(b"---\n") || bytes.starts_with(b"---\r\n");
-    let mut chunks = vec![Chunk::new(0, 0, bytes.len())];
+    chunks.push(Chunk::new(0, 0, bytes.len()));
     let mut block = Block::Normal;
     let mut prev_blank = false;
     // Whether the line above is blank as a lone body sees it (a heading line starts it anew).
@@ -320,7 +332,7 @@ pub(super) fn split(text: &str) -> Option<Vec<Chunk>> {
     if in_front {
         return None;
     }
-    Some(chunks)
+    Some(())
 }
 
 /// Labels the parser's state reads from a prose line: dependency labels always, `status` while
