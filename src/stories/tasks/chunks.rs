@@ -155,8 +155,14 @@ fn html_1_to_5(s: &[u8]) -> Option<&'static [u8]> {
 }
 
 fn contains(hay: &[u8], needle: &[u8], ignore_case: bool) -> bool {
-    if !ignore_case {
-        return memmem::find(hay, needle).is_some();
+    // Case only matters for letters: `-->`, `?>`, `]]>`, `>` and `]:` are searched for exactly,
+    // on every line of an HTML comment: by their first byte, as building a substring searcher
+    // per line cost more than the search.
+    if !ignore_case || !needle.iter().any(u8::is_ascii_alphabetic) {
+        let Some((&first, rest)) = needle.split_first() else {
+            return true;
+        };
+        return memchr::memchr_iter(first, hay).any(|i| hay[i + 1..].starts_with(rest));
     }
     hay.windows(needle.len())
         .any(|w| w.eq_ignore_ascii_case(needle))
@@ -466,4 +472,28 @@ fn heading_or_markup(line: &[u8], prev_blank: bool) -> bool {
             s.get(i + 1)
                 .is_some_and(|b| *b == b'#' || b.is_ascii_alphanumeric())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    /// [`super::contains`] answers as a search of every window does.
+    #[test]
+    fn contains_agrees_with_windows() {
+        let hays: [&[u8]; 6] = [b"", b"-", b"a -- b -> c", b"x-->", b"--->", b"<A></SCRIPT>"];
+        let needles: [&[u8]; 5] = [b"-->", b">", b"]:", b"</script>", b"?>"];
+        for hay in hays {
+            for needle in needles {
+                for ignore_case in [false, true] {
+                    let windows = hay.windows(needle.len()).any(|w| {
+                        if ignore_case {
+                            w.eq_ignore_ascii_case(needle)
+                        } else {
+                            w == needle
+                        }
+                    });
+                    assert_eq!(super::contains(hay, needle, ignore_case), windows);
+                }
+            }
+        }
+    }
 }
