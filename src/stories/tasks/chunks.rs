@@ -228,8 +228,11 @@ fn is_atx_heading(line: &[u8]) -> bool {
     (1..=6).contains(&hashes) && line.get(hashes).is_none_or(|b| b.is_ascii_whitespace())
 }
 
-/// An ATX heading line (as [`split`] cuts at) whose text has no inline markup, no closing `#`
-/// sequence and nothing but ASCII: its level and its text, as the parser reads it.
+/// An ATX heading line (as [`split`] cuts at) whose text has no inline markup and no closing
+/// `#` sequence: its level and its text, as the parser reads it (up to whitespace at its ends,
+/// which the state trims). Non-ASCII characters (`✅`, `—`, emoji) are text, as no delimiter
+/// that Unicode punctuation or spaces could flank is allowed; so is `&` that starts no entity
+/// (`Design & Implementation`; an entity needs a letter or `#` right after it).
 pub(super) fn plain_heading(line: &str) -> Option<(pulldown_cmark::HeadingLevel, &str)> {
     use pulldown_cmark::HeadingLevel::*;
     let bytes = line.as_bytes();
@@ -237,11 +240,17 @@ pub(super) fn plain_heading(line: &str) -> Option<(pulldown_cmark::HeadingLevel,
     let level = [H1, H2, H3, H4, H5, H6]
         .get(hashes.checked_sub(1)?)
         .copied()?;
-    let rest = &line[hashes..];
-    let plain = rest.bytes().all(|b| {
-        (b.is_ascii_alphanumeric() || b" \t\r\n,.:;/()-+=?'\"%@$^{}".contains(&b)) && b != b'#'
+    let rest = &line.as_bytes()[hashes..];
+    let plain = rest.iter().enumerate().all(|(i, &b)| {
+        b.is_ascii_alphanumeric()
+            || b" \t\r\n,.:;/()-+=?'\"%@$^{}".contains(&b)
+            || !b.is_ascii()
+            || (b == b'&'
+                && rest
+                    .get(i + 1)
+                    .is_none_or(|n| !(n.is_ascii_alphanumeric() || *n == b'#')))
     });
-    plain.then(|| (level, rest.trim_ascii()))
+    plain.then(|| (level, line[hashes..].trim_ascii()))
 }
 
 /// A line that may define a link reference (`[label]: url`, possibly in a list or quote):
@@ -476,6 +485,44 @@ fn heading_or_markup(line: &[u8], prev_blank: bool) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// [`super::plain_heading`] says what the parser says of the heading line, when it says.
+    #[test]
+    fn plain_headings_read_as_the_parser_reads_them() {
+        use pulldown_cmark::{Event, Parser, Tag};
+        let lines = [
+            ("## Design & Implementation\n", true),
+            ("### Testing (BLOCKING) ✅ COMPLETE\n", true),
+            ("#### 🟢 LOW Priority — done\u{a0}\n", true),
+            ("# a &\n", true),
+            ("# a &&& b\n", true),
+            ("# Tom & Jerry\r\n", true),
+            ("## x &amp; y\n", false),
+            ("## x &#38; y\n", false),
+            ("## x &AMP y\n", false),
+            ("## `code` & x\n", false),
+            ("## *a* ✅\n", false),
+            ("## a ## \n", false),
+            ("####### seven\n", false),
+        ];
+        for (line, plain) in lines {
+            let found = super::plain_heading(line);
+            assert_eq!(found.is_some(), plain, "{line:?}");
+            let Some((level, words)) = found else {
+                continue;
+            };
+            let (mut parsed_level, mut text) = (None, String::new());
+            for event in Parser::new_ext(line, super::super::PARSE_OPTIONS) {
+                match event {
+                    Event::Start(Tag::Heading { level, .. }) => parsed_level = Some(level),
+                    Event::Text(t) | Event::Code(t) => text.push_str(&t),
+                    _ => {}
+                }
+            }
+            assert_eq!(parsed_level, Some(level), "{line:?}");
+            assert_eq!(text.trim(), words.trim(), "{line:?}");
+        }
+    }
+
     /// [`super::contains`] answers as a search of every window does.
     #[test]
     fn contains_agrees_with_windows() {
