@@ -135,7 +135,7 @@ pub enum ReadError {
     #[error("too large (more than {limit} bytes)")]
     GrewTooLarge { limit: u64 },
     #[error("not UTF-8")]
-    NotUtf8(#[source] std::string::FromUtf8Error),
+    NotUtf8(#[source] std::str::Utf8Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -10,14 +10,18 @@ use pulldown_cmark::{Event, HeadingLevel, MetadataBlockKind, Options, Parser, Ta
 use serde::Serialize;
 
 mod chunks;
+mod items;
 mod plain;
 mod refs;
+mod reuse;
 mod text;
 
 use refs::extract_refs;
+pub use reuse::StoryParser;
+use reuse::{Buffers, Prepared};
 use text::{
-    clean_status, heading_words_are, indent_at, labelled_value, lazy_checkbox, line_len,
-    lowercase_contains_any, trim_in_place, truncate_at_char, AsciiNeedles,
+    clean_status, heading_words_are, indent_at, labelled_value, line_len, lowercase_contains_any,
+    truncate_at_char, AsciiNeedles,
 };
 pub(crate) use text::{heading_words, strip_yaml_comment};
 
@@ -145,18 +149,26 @@ pub struct ParsedStory {
 
 /// Parse a story file. Never fails: anything unrecognised is simply not a task.
 pub fn parse_story(text: &str, opts: &ParseOptions) -> ParsedStory {
-    let mut state = State::new(text, opts);
-    let Some(chunks) = chunks::split(text) else {
+    StoryParser::new(opts).parse(text)
+}
+
+/// Read `text` into `state`: chunk by chunk where [`chunks::split`] can cut it (into
+/// `chunks`), the plain task lists without the Markdown parser (`plain.rs`, with `scratch`).
+fn read_story(
+    state: &mut State<'_>,
+    text: &str,
+    chunks: &mut Vec<chunks::Chunk>,
+    scratch: &mut plain::Scratch,
+) {
+    if !chunks::split_into(text, chunks) {
         state.feed(
             text,
             0,
             PARSE_OPTIONS | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS,
         );
-        return with_heading_tasks(text, opts, state.finish());
-    };
-    // Events of plain task lists (`plain.rs`), one buffer for the file.
-    let mut ops = Vec::new();
-    for chunk in chunks {
+        return;
+    }
+    for chunk in chunks.iter() {
         if chunk.start == 0 {
             // The preamble: front matter, title, status. Always read.
             let whole = &text[..chunk.end];
@@ -188,17 +200,17 @@ pub fn parse_story(text: &str, opts: &ParseOptions) -> ParsedStory {
         let state_reads_body = state.in_dependency_section()
             || (state.out.status.is_none() && state.status_heading_pending);
         let needed = state_reads_body || chunk.body_needs_parse(text, state.out.status.is_none());
-        if needed && !plain::feed(&mut state, body, chunk.heading_end, &mut ops) {
+        if needed && !plain::feed(state, body, chunk.heading_end, scratch) {
             state.feed(body, chunk.heading_end, PARSE_OPTIONS);
         }
     }
-    with_heading_tasks(text, opts, state.finish())
 }
 
 /// No checkbox anywhere: the tasks may be headings (a second pass, for these files only).
 fn with_heading_tasks(text: &str, opts: &ParseOptions, mut out: ParsedStory) -> ParsedStory {
     promote_orphan_subtasks(&mut out);
-    if out.tasks.is_empty() {
+    // Every task counts once (top-level or subtask), kept or not.
+    if out.total + out.subtasks_total == 0 {
         super::headings::add_heading_tasks(text, opts, &mut out);
     }
     out
@@ -224,13 +236,14 @@ fn promote_orphan_subtasks(out: &mut ParsedStory) {
 /// [`parse_story`] without cutting the file into chunks: what chunking must agree with.
 #[cfg(test)]
 fn parse_story_whole(text: &str, opts: &ParseOptions) -> ParsedStory {
-    let mut state = State::new(text, opts);
+    let prep = Prepared::new(opts);
+    let mut state = State::new(text, &prep, true, Buffers::default());
     state.feed(
         text,
         0,
         PARSE_OPTIONS | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS,
     );
-    with_heading_tasks(text, opts, state.finish())
+    with_heading_tasks(text, opts, state.finish().0)
 }
 
 /// The Markdown the parser reads (front matter is added for the top of the file).
@@ -242,11 +255,16 @@ struct LineIndex {
 }
 
 impl LineIndex {
-    fn new(text: &str) -> Self {
-        // Sized for lines of ~40 bytes, so most files need no regrowth.
-        let mut starts = Vec::with_capacity(text.len() / 40 + 1);
-        starts.push(0);
-        starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
+    /// The index of `text`, in `starts` (a buffer kept between files); none at all (every line
+    /// number 0) when `needed` is false: only kept tasks show line numbers.
+    fn new(text: &str, mut starts: Vec<usize>, needed: bool) -> Self {
+        starts.clear();
+        if needed {
+            // Sized for lines of ~40 bytes, so most files need no regrowth.
+            starts.reserve(text.len() / 40 + 1);
+            starts.push(0);
+            starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
+        }
         LineIndex { starts }
     }
 
@@ -272,7 +290,8 @@ struct ItemFrame {
 struct Heading {
     level: HeadingLevel,
     /// Shown as a task's section; capped so a giant heading is not copied into every task.
-    text: Rc<str>,
+    /// Only when tasks are kept (the scan keeps counts, and needs no section names).
+    text: Option<Rc<str>>,
     names_tasks: bool,
     names_dependencies: bool,
     names_status: bool,
@@ -283,9 +302,11 @@ const SECTION_NAME_MAX: usize = 256;
 
 struct State<'a> {
     src: &'a str,
-    /// The non-empty human-validation patterns, lowercased.
-    human_needles: AsciiNeedles,
-    task_sections: Option<Vec<String>>,
+    /// The options, prepared once for many files.
+    prep: &'a Prepared,
+    /// Whether the tasks themselves are kept ([`StoryParser::parse`]), or only their counts
+    /// and the texts of the unchecked human ones ([`StoryParser::counts`], for the scan).
+    keep_tasks: bool,
     lines: LineIndex,
     items: Vec<ItemFrame>,
     headings: Vec<Heading>,
@@ -302,35 +323,38 @@ struct State<'a> {
     /// Inline text of the current prose line, flushed at every line or block boundary.
     prose: String,
     status_heading_pending: bool,
+    /// Emptied buffers of finished items and the like, reused (`reuse.rs`).
+    spare: reuse::Spare,
     out: ParsedStory,
 }
 
 impl<'a> State<'a> {
-    fn new(text: &'a str, opts: &ParseOptions) -> Self {
-        let human_patterns: Vec<String> = opts
-            .human_patterns
-            .iter()
-            .map(|p| p.to_lowercase())
-            .collect();
+    fn new(text: &'a str, prep: &'a Prepared, keep_tasks: bool, bufs: Buffers) -> Self {
+        let Buffers {
+            starts,
+            items,
+            headings,
+            metadata,
+            prose,
+            spare,
+        } = bufs;
         State {
             src: text,
-            human_needles: AsciiNeedles::new(&human_patterns),
-            task_sections: opts
-                .task_sections
-                .as_ref()
-                .map(|names| names.iter().map(|n| heading_words(n)).collect()),
-            lines: LineIndex::new(text),
-            items: Vec::new(),
-            headings: Vec::new(),
+            prep,
+            keep_tasks,
+            lines: LineIndex::new(text, starts, keep_tasks),
+            items,
+            headings,
             headings_seen: 0,
             prev_top_indent: None,
             first_heading_is_title: false,
             in_heading: false,
             in_code: false,
             in_metadata: false,
-            metadata: String::new(),
-            prose: String::new(),
+            metadata,
+            prose,
             status_heading_pending: false,
+            spare,
             out: ParsedStory::default(),
         }
     }
@@ -352,7 +376,7 @@ impl<'a> State<'a> {
                 if !self.in_code {
                     let next_line = self.lines.line_of(range.start) + 1;
                     if let Some(item) = self.items.last_mut() {
-                        item.lines.push((next_line, String::new()));
+                        item.lines.push((next_line, self.spare.string()));
                     }
                 }
             }
@@ -401,14 +425,18 @@ impl<'a> State<'a> {
                         _ => self.prev_top_indent = Some(indent),
                     }
                 }
+                let mut lines = self.spare.lines();
+                let mut own = self.spare.string();
+                // Sized for the bullet's line: its text is pushed in pieces without regrowth.
+                own.reserve(line_len(self.src, offset));
+                lines.push((line, own));
                 self.items.push(ItemFrame {
                     line,
                     marker: None,
                     nested,
                     counted,
-                    section: self.headings.last().map(|h| h.text.clone()),
-                    // Sized for the bullet's line: its text is pushed in pieces without regrowth.
-                    lines: vec![(line, String::with_capacity(line_len(self.src, offset)))],
+                    section: self.headings.last().and_then(|h| h.text.clone()),
+                    lines,
                 });
             }
             Tag::Paragraph => {
@@ -416,7 +444,7 @@ impl<'a> State<'a> {
                 let line = self.lines.line_of(offset);
                 if let Some(item) = self.items.last_mut() {
                     if item.lines.last().is_some_and(|(_, s)| !s.trim().is_empty()) {
-                        item.lines.push((line, String::new()));
+                        item.lines.push((line, self.spare.string()));
                     }
                 }
             }
@@ -431,8 +459,11 @@ impl<'a> State<'a> {
         match tag {
             TagEnd::Heading(level) => {
                 self.in_heading = false;
-                let text = std::mem::take(&mut self.prose).trim().to_string();
-                self.heading(level, text);
+                // Read in place and handed back: one buffer serves every heading of the file.
+                let mut text = std::mem::take(&mut self.prose);
+                self.heading(level, text.trim());
+                text.clear();
+                self.prose = text;
             }
             TagEnd::CodeBlock => {
                 self.flush_prose();
@@ -453,7 +484,7 @@ impl<'a> State<'a> {
         }
     }
 
-    fn heading(&mut self, level: HeadingLevel, text: String) {
+    fn heading(&mut self, level: HeadingLevel, text: &str) {
         if self.headings_seen == 0 {
             self.first_heading_is_title = level == HeadingLevel::H1;
         }
@@ -461,32 +492,35 @@ impl<'a> State<'a> {
         while self.headings.last().is_some_and(|h| h.level >= level) {
             self.headings.pop();
         }
-        self.status_heading_pending = heading_words_are(&text, "status");
+        self.status_heading_pending = heading_words_are(text, "status");
         if self.out.status.is_none() && level <= HeadingLevel::H2 {
             // `## Status: done` (Fledgely writes its status so) states it in the heading itself.
-            if let Some(value) = labelled_value(&text, &["status"]) {
+            if let Some(value) = labelled_value(text, &["status"]) {
                 self.out.status = clean_status(value);
             }
         }
-        let names_dependencies = lowercase_contains_any(&text, &NEEDLES[0]);
+        let names_dependencies = lowercase_contains_any(text, &NEEDLES[0]);
         if names_dependencies {
             // `### Depends on Story 6.5` names its reference in the heading itself.
-            extract_refs(&text, false, &mut self.out.dependency_refs);
+            extract_refs(text, false, &mut self.out.dependency_refs);
         }
         self.headings.push(Heading {
             level,
             names_tasks: self
+                .prep
                 .task_sections
                 .as_ref()
-                .is_some_and(|n| n.contains(&heading_words(&text))),
+                .is_some_and(|n| n.contains(&heading_words(text))),
             names_dependencies,
-            names_status: lowercase_contains_any(&text, &NEEDLES[1]),
-            text: truncate_at_char(text, SECTION_NAME_MAX).into(),
+            names_status: lowercase_contains_any(text, &NEEDLES[1]),
+            text: self
+                .keep_tasks
+                .then(|| truncate_at_char(text, SECTION_NAME_MAX).into()),
         });
     }
 
     fn in_task_section(&self) -> bool {
-        match &self.task_sections {
+        match &self.prep.task_sections {
             None => true,
             Some(_) => self.headings.iter().any(|h| h.names_tasks),
         }
@@ -573,104 +607,6 @@ impl<'a> State<'a> {
                 _ => {}
             }
         }
-    }
-
-    fn finish_item(&mut self, mut item: ItemFrame) {
-        if item.lines.len() == 1 {
-            // One line (most items): no continuation can hide a subtask, so only its own box
-            // counts; decided without building the per-line list below.
-            let (Some(checked), true) = (item.marker, item.counted) else {
-                return;
-            };
-            let (_, text) = item.lines.swap_remove(0);
-            let text = trim_in_place(text);
-            let human = self.is_human(&text);
-            self.add_task(Task {
-                text,
-                checked,
-                line: item.line,
-                top_level: !item.nested,
-                section: item.section.as_deref().map(str::to_string),
-                human,
-            });
-            return;
-        }
-        // Continuation lines that look like checkboxes were indented too far for CommonMark to
-        // see a nested list (e.g. 8 spaces under `- [ ] parent`); they are subtasks all the same.
-        let mut own: Vec<(usize, Option<bool>, String)> = Vec::new();
-        for (i, (line, text)) in item.lines.into_iter().enumerate() {
-            let lazy = if i == 0 { None } else { lazy_checkbox(&text) };
-            match (lazy, own.last_mut()) {
-                (Some((checked, rest)), _) => own.push((line, Some(checked), rest.to_string())),
-                (None, Some((_, _, acc))) => {
-                    let t = text.trim();
-                    if !t.is_empty() {
-                        if !acc.is_empty() {
-                            acc.push(' ');
-                        }
-                        acc.push_str(t);
-                    }
-                }
-                (None, None) => own.push((item.line, item.marker, text.trim().to_string())),
-            }
-        }
-        if !item.counted {
-            return;
-        }
-        for (i, (line, marker, text)) in own.into_iter().enumerate() {
-            let Some(checked) = marker else { continue };
-            let top_level = i == 0 && !item.nested;
-            let line = if i == 0 { item.line } else { line };
-            let text = text.trim().to_string();
-            let human = self.is_human(&text);
-            self.add_task(Task {
-                text,
-                checked,
-                line,
-                top_level,
-                section: item.section.as_deref().map(str::to_string),
-                human,
-            });
-        }
-    }
-
-    fn add_task(&mut self, task: Task) {
-        let out = &mut self.out;
-        if task.top_level {
-            out.total += 1;
-            if task.checked {
-                out.checked += 1;
-            } else {
-                out.unchecked += 1;
-            }
-        } else {
-            out.subtasks_total += 1;
-            if !task.checked {
-                out.subtasks_unchecked += 1;
-            }
-        }
-        if !task.checked && task.human {
-            out.human_validation_tasks.push(task.text.clone());
-        }
-        out.tasks.push(task);
-    }
-
-    /// Case-insensitive match against the (already lowercased) human-validation patterns.
-    fn is_human(&self, text: &str) -> bool {
-        if text.is_ascii() {
-            return self.human_needles.any_in(text.as_bytes());
-        }
-        // The needles compare bytes, so they find the (lowercase) patterns in lowercase text.
-        self.human_needles.any_in(text.to_lowercase().as_bytes())
-    }
-
-    fn finish(mut self) -> ParsedStory {
-        self.flush_prose();
-        // Items end children-first; report tasks in file order (stable for equal lines).
-        self.out.tasks.sort_by_key(|t| t.line);
-        let mut seen = std::collections::HashSet::new();
-        self.out.dependency_refs.retain(|r| seen.insert(r.clone()));
-        self.out
     }
 }
 

@@ -155,8 +155,14 @@ fn html_1_to_5(s: &[u8]) -> Option<&'static [u8]> {
 }
 
 fn contains(hay: &[u8], needle: &[u8], ignore_case: bool) -> bool {
-    if !ignore_case {
-        return memmem::find(hay, needle).is_some();
+    // Case only matters for letters: `-->`, `?>`, `]]>`, `>` and `]:` are searched for exactly,
+    // on every line of an HTML comment: by their first byte, as building a substring searcher
+    // per line cost more than the search.
+    if !ignore_case || !needle.iter().any(u8::is_ascii_alphabetic) {
+        let Some((&first, rest)) = needle.split_first() else {
+            return true;
+        };
+        return memchr::memchr_iter(first, hay).any(|i| hay[i + 1..].starts_with(rest));
     }
     hay.windows(needle.len())
         .any(|w| w.eq_ignore_ascii_case(needle))
@@ -222,8 +228,11 @@ fn is_atx_heading(line: &[u8]) -> bool {
     (1..=6).contains(&hashes) && line.get(hashes).is_none_or(|b| b.is_ascii_whitespace())
 }
 
-/// An ATX heading line (as [`split`] cuts at) whose text has no inline markup, no closing `#`
-/// sequence and nothing but ASCII: its level and its text, as the parser reads it.
+/// An ATX heading line (as [`split`] cuts at) whose text has no inline markup and no closing
+/// `#` sequence: its level and its text, as the parser reads it (up to whitespace at its ends,
+/// which the state trims). Non-ASCII characters (`✅`, `—`, emoji) are text, as no delimiter
+/// that Unicode punctuation or spaces could flank is allowed; so is `&` that starts no entity
+/// (`Design & Implementation`; an entity needs a letter or `#` right after it).
 pub(super) fn plain_heading(line: &str) -> Option<(pulldown_cmark::HeadingLevel, &str)> {
     use pulldown_cmark::HeadingLevel::*;
     let bytes = line.as_bytes();
@@ -231,11 +240,17 @@ pub(super) fn plain_heading(line: &str) -> Option<(pulldown_cmark::HeadingLevel,
     let level = [H1, H2, H3, H4, H5, H6]
         .get(hashes.checked_sub(1)?)
         .copied()?;
-    let rest = &line[hashes..];
-    let plain = rest.bytes().all(|b| {
-        (b.is_ascii_alphanumeric() || b" \t\r\n,.:;/()-+=?'\"%@$^{}".contains(&b)) && b != b'#'
+    let rest = &line.as_bytes()[hashes..];
+    let plain = rest.iter().enumerate().all(|(i, &b)| {
+        b.is_ascii_alphanumeric()
+            || b" \t\r\n,.:;/()-+=?'\"%@$^{}".contains(&b)
+            || !b.is_ascii()
+            || (b == b'&'
+                && rest
+                    .get(i + 1)
+                    .is_none_or(|n| !(n.is_ascii_alphanumeric() || *n == b'#')))
     });
-    plain.then(|| (level, rest.trim_ascii()))
+    plain.then(|| (level, line[hashes..].trim_ascii()))
 }
 
 /// A line that may define a link reference (`[label]: url`, possibly in a list or quote):
@@ -260,7 +275,19 @@ fn strip_container_marks(line: &[u8]) -> &[u8] {
 }
 
 /// Cut `text` into chunks, or `None` when it must be parsed whole.
+#[cfg(test)]
 pub(super) fn split(text: &str) -> Option<Vec<Chunk>> {
+    let mut chunks = Vec::new();
+    split_into(text, &mut chunks).then_some(chunks)
+}
+
+/// [`split`] into `chunks` (a buffer kept between files): true when `text` could be cut.
+pub(super) fn split_into(text: &str, chunks: &mut Vec<Chunk>) -> bool {
+    chunks.clear();
+    cut(text, chunks).is_some()
+}
+
+fn cut(text: &str, chunks: &mut Vec<Chunk>) -> Option<()> {
     let bytes = text.as_bytes();
     // A bare `\r` ends a line for the parser, not for this scan.
     if memchr::memchr_iter(b'\r', bytes).any(|i| bytes.get(i + 1) != Some(&b'\n')) {
@@ -269,7 +296,7 @@ pub(super) fn split(text: &str) -> Option<Vec<Chunk>> {
     // Front matter: no cut before its closing line, and nothing in it that looks like a block.
     let mut front_end = 0;
     let mut in_front = bytes.starts_with(b"---\n") || bytes.starts_with(b"---\r\n");
-    let mut chunks = vec![Chunk::new(0, 0, bytes.len())];
+    chunks.push(Chunk::new(0, 0, bytes.len()));
     let mut block = Block::Normal;
     let mut prev_blank = false;
     // Whether the line above is blank as a lone body sees it (a heading line starts it anew).
@@ -320,7 +347,7 @@ pub(super) fn split(text: &str) -> Option<Vec<Chunk>> {
     if in_front {
         return None;
     }
-    Some(chunks)
+    Some(())
 }
 
 /// Labels the parser's state reads from a prose line: dependency labels always, `status` while
@@ -454,4 +481,66 @@ fn heading_or_markup(line: &[u8], prev_blank: bool) -> bool {
             s.get(i + 1)
                 .is_some_and(|b| *b == b'#' || b.is_ascii_alphanumeric())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    /// [`super::plain_heading`] says what the parser says of the heading line, when it says.
+    #[test]
+    fn plain_headings_read_as_the_parser_reads_them() {
+        use pulldown_cmark::{Event, Parser, Tag};
+        let lines = [
+            ("## Design & Implementation\n", true),
+            ("### Testing (BLOCKING) ✅ COMPLETE\n", true),
+            ("#### 🟢 LOW Priority — done\u{a0}\n", true),
+            ("# a &\n", true),
+            ("# a &&& b\n", true),
+            ("# Tom & Jerry\r\n", true),
+            ("## x &amp; y\n", false),
+            ("## x &#38; y\n", false),
+            ("## x &AMP y\n", false),
+            ("## `code` & x\n", false),
+            ("## *a* ✅\n", false),
+            ("## a ## \n", false),
+            ("####### seven\n", false),
+        ];
+        for (line, plain) in lines {
+            let found = super::plain_heading(line);
+            assert_eq!(found.is_some(), plain, "{line:?}");
+            let Some((level, words)) = found else {
+                continue;
+            };
+            let (mut parsed_level, mut text) = (None, String::new());
+            for event in Parser::new_ext(line, super::super::PARSE_OPTIONS) {
+                match event {
+                    Event::Start(Tag::Heading { level, .. }) => parsed_level = Some(level),
+                    Event::Text(t) | Event::Code(t) => text.push_str(&t),
+                    _ => {}
+                }
+            }
+            assert_eq!(parsed_level, Some(level), "{line:?}");
+            assert_eq!(text.trim(), words.trim(), "{line:?}");
+        }
+    }
+
+    /// [`super::contains`] answers as a search of every window does.
+    #[test]
+    fn contains_agrees_with_windows() {
+        let hays: [&[u8]; 6] = [b"", b"-", b"a -- b -> c", b"x-->", b"--->", b"<A></SCRIPT>"];
+        let needles: [&[u8]; 5] = [b"-->", b">", b"]:", b"</script>", b"?>"];
+        for hay in hays {
+            for needle in needles {
+                for ignore_case in [false, true] {
+                    let windows = hay.windows(needle.len()).any(|w| {
+                        if ignore_case {
+                            w.eq_ignore_ascii_case(needle)
+                        } else {
+                            w == needle
+                        }
+                    });
+                    assert_eq!(super::contains(hay, needle, ignore_case), windows);
+                }
+            }
+        }
+    }
 }

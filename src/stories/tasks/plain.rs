@@ -47,11 +47,20 @@ struct Open {
     kind: u8,
 }
 
+/// Buffers of [`feed`], kept from call to call and file to file.
+#[derive(Default)]
+pub(super) struct Scratch {
+    ops: Vec<Op>,
+    open: Vec<Open>,
+}
+
 /// Read `body` (starting at byte `base` of the file) into `state` if it is a plain list.
-/// `ops` is a buffer reused across calls. Returns false, with `state` untouched, otherwise.
-pub(super) fn feed(state: &mut State<'_>, body: &str, base: usize, ops: &mut Vec<Op>) -> bool {
+/// Returns false, with `state` untouched, otherwise.
+pub(super) fn feed(state: &mut State<'_>, body: &str, base: usize, scratch: &mut Scratch) -> bool {
+    let Scratch { ops, open } = scratch;
     ops.clear();
-    if !read(body.as_bytes(), base, ops) {
+    open.clear();
+    if !read_into(body.as_bytes(), base, ops, open) {
         return false;
     }
     let src = state.src;
@@ -70,8 +79,13 @@ pub(super) fn feed(state: &mut State<'_>, body: &str, base: usize, ops: &mut Vec
 }
 
 /// The events of a plain list, or false when `body` is not certainly one.
+#[cfg(test)]
 pub(super) fn read(body: &[u8], base: usize, ops: &mut Vec<Op>) -> bool {
-    let mut open: Vec<Open> = Vec::new();
+    read_into(body, base, ops, &mut Vec::new())
+}
+
+/// [`read`] with the stack of open items in `open` (empty, kept between calls).
+fn read_into(body: &[u8], base: usize, ops: &mut Vec<Op>, open: &mut Vec<Open>) -> bool {
     // Whether the line above is text of a paragraph (an item's or not), which the next line
     // continues unless it is blank or an item interrupting it.
     let mut after_text = false;

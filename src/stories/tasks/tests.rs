@@ -446,15 +446,17 @@ fn cut_agrees_with_lone_bodies(text: &str) {
     }
 }
 
-/// Chunked and whole parses agree, on both option sets.
+/// Chunked and whole parses agree, on both option sets; so do counts and a used parser.
 fn same_as_whole(text: &str) {
     cut_agrees_with_lone_bodies(text);
     for opts in [ParseOptions::default(), ParseOptions::task_sections_only()] {
+        let whole = parse_story_whole(text, &opts);
         assert_eq!(
             parse_story(text, &opts),
-            parse_story_whole(text, &opts),
+            whole,
             "chunked parse differs on:\n{text}"
         );
+        super::reuse::same_from_a_used_parser(text, &opts, &whole);
     }
 }
 

@@ -121,24 +121,16 @@ pub(super) fn line_len(src: &str, offset: usize) -> usize {
     memchr::memchr(b'\n', rest).unwrap_or(rest.len())
 }
 
-/// `s.trim()`, keeping `s`'s buffer.
-pub(super) fn trim_in_place(mut s: String) -> String {
-    s.truncate(s.trim_end().len());
-    let lead = s.len() - s.trim_start().len();
-    s.drain(..lead);
-    s
-}
-
 /// `text` cut to at most `max` bytes, at a character boundary.
-pub(super) fn truncate_at_char(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
+pub(super) fn truncate_at_char(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
     }
-    text
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// How many leading bytes of a line are examined for a label: labels are short, and looking at
