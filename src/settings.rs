@@ -139,6 +139,7 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
     ("teleos.staleHours", "Age in hours after which a session of another tool whose pid is dead counts as orphaned; 0 means no grace period. Default 4."),
     ("teleos.worktreeDir", "Where parallel worktrees are created, relative to the repository root. Default .claude/worktrees."),
     ("teleos.keepWorktrees", "Boolean. Keep a parallel batch's clean, merged worktrees (with their installed dependencies) for the next batch instead of removing them. Default false."),
+    ("teleos.watchWorktrees", "Boolean. On Linux, watch each parallel worktree with inotify so that the check for an agent's leftovers reads only what changed; one inotify instance and one watch per folder of each worktree while the batch runs. false walks the whole worktree after every story. Default true."),
     ("teleos.poolMax", "Most worktrees kept for reuse (teleos.keepWorktrees); parking one more drops the oldest. Default 3; 0 keeps none."),
     ("teleos.poolIdleHours", "Hours after which clean-orphans (also its quiet run before every parallel batch) drops a worktree kept for reuse, saving anything found in it on refs/teleos/rescue/pool/ first; 0 never drops by age. Default 48."),
     ("teleos.htmlReport", "Write each batch's HTML report (timeline, summary, stories) when close finishes: true for .git/teleos/reports/<sid>.html, or a folder (relative to the repository root) to write <sid>.html in. debrief then prints its path. Default: off."),
@@ -242,6 +243,8 @@ pub struct Settings {
     pub stale_hours: f64,
     pub worktree_dir: PathBuf,
     pub keep_worktrees: bool,
+    /// Watch worktrees with inotify (`teleos.watchWorktrees`).
+    pub watch_worktrees: bool,
     /// Most parked worktrees (`teleos.poolMax`).
     pub pool_max: usize,
     /// Hours after which a parked worktree is dropped; 0: never by age.
@@ -268,6 +271,7 @@ impl Settings {
         let task_sections_on = c.boolean("teleos.taskSections")?;
         let recursive = c.boolean("teleos.recursive")?;
         let keep_worktrees = c.boolean("teleos.keepWorktrees")?;
+        let watch_worktrees = c.boolean("teleos.watchWorktrees")?;
         let pool_max = c.count("teleos.poolMax", 0, defaults::MAX_WORKTREES_LIMIT)?;
         let pool_idle_hours = c.hours("teleos.poolIdleHours")?;
         let html_report = c.html_report("teleos.htmlReport")?;
@@ -426,6 +430,7 @@ impl Settings {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(defaults::WORKTREE_DIR)),
             keep_worktrees: keep_worktrees.unwrap_or(false),
+            watch_worktrees: watch_worktrees.unwrap_or(true),
             pool_max: pool_max.unwrap_or(defaults::POOL_MAX),
             pool_idle_hours: pool_idle_hours.unwrap_or(defaults::POOL_IDLE_HOURS),
             html_report,

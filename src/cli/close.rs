@@ -465,6 +465,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                     land: !args.no_land,
                     resolve: args.resolve,
                     keep_worktrees: args.keep_worktrees || ctx.settings.keep_worktrees,
+                    watch_worktrees: ctx.settings.watch_worktrees,
                     stagger: ctx.settings.agent_stagger,
                     pool_max: ctx.settings.pool_max,
                     progress: &progress,

@@ -250,11 +250,23 @@ fn leftovers_are_rescued_and_a_dirty_landing_is_refused_safely() {
 
 #[test]
 fn a_leftover_in_a_deep_new_folder_is_rescued_and_never_reaches_the_next_story() {
+    deep_leftover(true);
+}
+
+#[test]
+fn without_the_watch_a_leftover_in_a_deep_new_folder_is_rescued_too() {
+    deep_leftover(false);
+}
+
+/// `watch`: `teleos.watchWorktrees` (the check after each story reads what inotify saw
+/// change, or walks the whole worktree).
+fn deep_leftover(watch: bool) {
     // One slot: the second story runs in the worktree the first one left files in.
     let r = repo_with(&[
         ("1-1-deep", &story("Deep", 9, 1)),
         ("1-2-after", &story("After", 9, 1)),
     ]);
+    r.git(&["config", "teleos.watchWorktrees", &watch.to_string()]);
     install_agent(&r, "0");
     let out = r.teleos(["close", "--parallel", "1", "--all", "--yes", "--json"]);
     let j = out.json();
@@ -273,12 +285,22 @@ fn a_leftover_in_a_deep_new_folder_is_rescued_and_never_reaches_the_next_story()
 
 #[test]
 fn a_tracked_file_edited_or_deleted_without_a_commit_is_rescued_and_never_reaches_the_next_story() {
+    tracked_leftovers(true);
+}
+
+#[test]
+fn without_the_watch_a_tracked_file_edited_or_deleted_is_rescued_too() {
+    tracked_leftovers(false);
+}
+
+fn tracked_leftovers(watch: bool) {
     // One slot: each story runs in the worktree the one before left its change in.
     let r = repo_with(&[
         ("1-1-edit", &story("Edit", 9, 1)),
         ("1-2-gone", &story("Gone", 9, 1)),
         ("1-3-after", &story("After", 9, 1)),
     ]);
+    r.git(&["config", "teleos.watchWorktrees", &watch.to_string()]);
     install_agent(&r, "0");
     let out = r.teleos(["close", "--parallel", "1", "--all", "--yes", "--json"]);
     let j = out.json();

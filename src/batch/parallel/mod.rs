@@ -66,6 +66,9 @@ pub struct ParallelEnv<'a> {
     pub resolve: bool,
     /// Park clean, merged worktrees for the next batch instead of removing them.
     pub keep_worktrees: bool,
+    /// Watch each worktree with inotify (`git::WorktreeWatch`); off: the full walk after
+    /// every story.
+    pub watch_worktrees: bool,
     /// Time between agent starts (the governor's stagger).
     pub stagger: Duration,
     /// Most parked worktrees (`teleos.poolMax`).

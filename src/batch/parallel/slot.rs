@@ -149,9 +149,13 @@ impl SlotRunner<'_, '_> {
         }
         // Watched from here on; unless it is clean by construction, the first check is the
         // full walk, which the watch then builds on.
-        let wt = gix::open(&slot.path).map_err(Error::git)?;
-        self.watch
-            .replace(Some(git::WorktreeWatch::start(&wt, self.seen_clean.get())));
+        let watch = if self.env.watch_worktrees {
+            let wt = gix::open(&slot.path).map_err(Error::git)?;
+            Some(git::WorktreeWatch::start(&wt, self.seen_clean.get()))
+        } else {
+            None
+        };
+        self.watch.replace(watch);
         Ok(())
     }
 
