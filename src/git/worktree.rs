@@ -217,7 +217,10 @@ impl TrashBin {
         let moved = trash.clone();
         let spawned = std::thread::Builder::new()
             .name("teleos-trash".into())
-            .spawn(move || remove_trash(&moved));
+            .spawn(move || {
+                crate::process::background_priority();
+                remove_trash(&moved)
+            });
         match spawned {
             Ok(handle) => {
                 self.pending

@@ -65,6 +65,21 @@ use std::time::{Duration, Instant};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 
 pub use capture::tail_str;
+
+/// Lower the calling thread's CPU priority (nice +10) for work that only prepares or tidies up
+/// (checking out a worktree no story waits for yet, deleting a removed one's files), so that it
+/// yields the cores to the agents and the verify-and-merge steps between them. Threads it starts
+/// inherit the value (on Linux the nice value is per thread). Best effort: elsewhere, or when
+/// refused, nothing changes.
+pub fn background_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its arguments; gettid cannot fail.
+    unsafe {
+        let tid = libc::gettid();
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, (now + 10).min(19));
+    }
+}
 use capture::{lock, Log, Pipe, Tail};
 pub use error::{CommandLine, Failure, ProcessError, Stop};
 pub use group::{group_alive, pid_alive, signal_group, stop_group, stop_groups};

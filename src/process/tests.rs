@@ -235,3 +235,21 @@ fn command_line_is_shown_quoted() {
     let cmd = Cmd::new("npm").args(["run", "two words"]);
     assert_eq!(cmd.command_line().to_string(), "npm run 'two words'");
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+fn background_priority_lowers_only_the_calling_thread_and_what_it_starts() {
+    // SAFETY: getpriority only reads its arguments.
+    let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+    let before = nice();
+    let (own, child) = std::thread::spawn(move || {
+        super::background_priority();
+        let child = std::thread::spawn(nice).join().unwrap();
+        (nice(), child)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(own, (before + 10).min(19));
+    assert_eq!(child, own, "a thread it starts inherits it");
+    assert_eq!(nice(), before, "the caller's other threads keep theirs");
+}

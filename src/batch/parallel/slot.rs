@@ -99,13 +99,24 @@ impl SlotRunner<'_, '_> {
             });
         if !exists && !adopted {
             let tip = self.integration_tip()?;
-            git::add_worktree(
-                self.repo,
-                &slot.path,
-                &slot.branch,
-                tip,
-                self.env.story.cancel,
-            )?;
+            let add = |repo: &gix::Repository| {
+                git::add_worktree(repo, &slot.path, &slot.branch, tip, self.env.story.cancel)
+            };
+            if slot.n == 1 {
+                add(self.repo)?;
+            } else {
+                // Made while agents run (on demand): at a lower priority, on a thread of its
+                // own, so that the checkout's threads inherit it and this one keeps its own.
+                let repo = self.repo.clone();
+                std::thread::scope(|s| {
+                    s.spawn(move || {
+                        crate::process::background_priority();
+                        add(&repo)
+                    })
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::git("the checkout thread panicked")))
+                })?;
+            }
             crate::fault::point("after-worktree-create");
         }
         let reason = format!(
