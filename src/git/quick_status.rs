@@ -147,6 +147,19 @@ fn check(repo: &Repository) -> Option<bool> {
     judge_untracked(repo, &index, &root, untracked, &mut |_| {})
 }
 
+/// The ignore rules as status applies them (`.gitignore` files read from the worktree).
+pub(super) fn excludes<'r>(
+    repo: &'r Repository,
+    index: &gix::index::File,
+) -> Option<gix::AttributeStack<'r>> {
+    repo.excludes(
+        index,
+        None,
+        gix::worktree::stack::state::ignore::Source::WorktreeThenIdMappingIfNotSkipped,
+    )
+    .ok()
+}
+
 #[cfg(unix)]
 /// Whether every untracked name found is ignored, or a folder holding only ignored files (what
 /// status does not report). `on_dir` is told each untracked folder that is not ignored itself,
@@ -162,13 +175,7 @@ fn judge_untracked(
         return Some(true);
     }
     // Untracked names are rare (build output, mostly ignored): judged one by one, here.
-    let mut excludes = repo
-        .excludes(
-            index,
-            None,
-            gix::worktree::stack::state::ignore::Source::WorktreeThenIdMappingIfNotSkipped,
-        )
-        .ok()?;
+    let mut excludes = excludes(repo, index)?;
     let mut ignored = |rela: &BStr, is_dir: bool| -> Option<bool> {
         let mode = if is_dir { Mode::DIR } else { Mode::FILE };
         Some(excludes.at_entry(rela, Some(mode)).ok()?.is_excluded())

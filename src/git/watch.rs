@@ -196,13 +196,7 @@ mod linux {
         /// ignore rules change, which sends the check to the full walk.
         fn watch_all(&mut self, repo: &Repository) -> Option<()> {
             let index = quick_status::load_index(repo)?;
-            let mut excludes = repo
-                .excludes(
-                    &index,
-                    None,
-                    gix::worktree::stack::state::ignore::Source::WorktreeThenIdMappingIfNotSkipped,
-                )
-                .ok()?;
+            let mut excludes = quick_status::excludes(repo, &index)?;
             self.root_wd = self.add(BString::default())?;
             let mut pending = vec![BString::default()];
             while let Some(rel) = pending.pop() {
@@ -342,10 +336,9 @@ mod linux {
             self.drain();
             let head = crate::git::head_commit_id(repo).ok().flatten();
             let base = self.proof.as_ref().map(|p| p.head);
-            let sources_same = self
-                .proof
-                .as_ref()
-                .is_some_and(|p| p.sources == ignore_sources(repo));
+            // Read once: compared now, and kept as the new proof's if this check proves it.
+            let sources = ignore_sources(repo);
+            let sources_same = self.proof.as_ref().is_some_and(|p| p.sources == sources);
             if let (false, true, Some(base), Some(head)) = (self.broken, sources_same, base, head) {
                 let touched = std::mem::take(&mut self.touched);
                 // A folder read in full is watched first, so that nothing written into it
@@ -364,7 +357,8 @@ mod linux {
                 );
                 self.touched = touched;
                 if clean && !self.broken {
-                    self.proven(repo, head);
+                    self.touched.clear();
+                    self.proof = Some(Proof { head, sources });
                     return Ok(Vec::new());
                 }
             }
