@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::batch::order::Schedule;
 use crate::error::{Error, Result};
 
 mod config;
@@ -122,6 +123,7 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
     ("teleos.stallTimeout", "Seconds without any agent output before it is killed as stalled; 0 turns it off. Default: off, except 300 for the opencode preset (offline it retries silently forever)."),
     ("teleos.rateLimitBackoff", "Seconds to wait before retrying an agent run that hit a rate or usage limit; doubled for each further try (3 tries). In parallel mode every worker holds new starts for that long, one agent fewer runs at once, and one more is allowed again after each quiet period of twice this without a rate limit. Default 60."),
     ("teleos.agentStagger", "Seconds between agent starts while a parallel batch ramps up (each start that brings more agents at once than before), so agents do not all reach the provider at once; the time a slot spends making its worktree counts towards it, and later starts wait only while a rate limit lowered the limit. Default 0.5; 0 starts them together."),
+    ("teleos.schedule", "The order in which a parallel batch starts its ready stories: longest-first (default: the most open tasks and subtasks first, less human-validation ones, counting the stories that wait on each, so a long story does not start last and keep the batch waiting) or listed (the selection's order). Dependencies hold either way."),
     ("teleos.retries", "Retries of a story that failed with an error. Default 2."),
     ("teleos.circuitBreaker", "Consecutive story failures after which no new story starts. Default 3; 0 disables."),
     ("teleos.workerInstructions", "File (relative to the repository root) whose text replaces the built-in worker instructions."),
@@ -228,6 +230,8 @@ pub struct Settings {
     pub rate_limit_backoff: Duration,
     /// Time between agent starts in parallel mode.
     pub agent_stagger: Duration,
+    /// The order a parallel batch starts ready stories in.
+    pub schedule: Schedule,
     pub retries: u32,
     pub circuit_breaker: u32,
     pub worker_instructions: Option<PathBuf>,
@@ -285,6 +289,11 @@ impl Settings {
         let retries = c.count("teleos.retries", 0, 100)?;
         let backoff = c.non_negative("teleos.rateLimitBackoff")?;
         let stagger = c.non_negative("teleos.agentStagger")?;
+        let schedule = c.parse(
+            "teleos.schedule",
+            "expected one of: longest-first, listed",
+            Schedule::parse,
+        )?;
         let circuit_breaker = c.count("teleos.circuitBreaker", 0, 100_000)?;
         let stale_hours = c.hours("teleos.staleHours")?;
         let setup = c.choice("teleos.setup", SETUP_MODES)?;
@@ -393,6 +402,7 @@ impl Settings {
             stall_timeout,
             rate_limit_backoff: Duration::from_secs_f64(backoff.unwrap_or(60.0)),
             agent_stagger: Duration::from_secs_f64(stagger.unwrap_or(defaults::AGENT_STAGGER_SECS)),
+            schedule: schedule.unwrap_or_default(),
             retries: flags
                 .retries
                 .or(retries.map(|n| n as u32))

@@ -5,6 +5,7 @@ pub mod footprint;
 pub mod gate;
 pub mod governor;
 pub mod names;
+pub mod order;
 pub mod orphans;
 pub mod parallel;
 pub mod pool;

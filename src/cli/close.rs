@@ -468,6 +468,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<u8, Error> {
                     watch_worktrees: ctx.settings.watch_worktrees,
                     stagger: ctx.settings.agent_stagger,
                     pool_max: ctx.settings.pool_max,
+                    schedule: ctx.settings.schedule,
                     progress: &progress,
                 };
                 // Orphans first, quietly (README, "Orphaned sessions"); a failure never stops the

@@ -31,6 +31,22 @@ fn runner_is_parsed_once_into_its_kind() {
 }
 
 #[test]
+fn schedule_defaults_to_longest_first_and_rejects_unknown_orders() {
+    use crate::batch::order::Schedule;
+    let o = Overrides::default();
+    let s = Settings::resolve(&cfg(&[]), &o).unwrap();
+    assert_eq!(s.schedule, Schedule::LongestFirst);
+    let s = Settings::resolve(&cfg(&[("teleos.schedule", "listed")]), &o).unwrap();
+    assert_eq!(s.schedule, Schedule::Listed);
+    let e = Settings::resolve(&cfg(&[("teleos.schedule", "fifo")]), &o).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("teleos.schedule") && text.contains("longest-first, listed"),
+        "{text}"
+    );
+}
+
+#[test]
 fn defaults_when_nothing_is_set() {
     let s = Settings::resolve(&cfg(&[]), &Overrides::default()).unwrap();
     assert_eq!(s.closeable_threshold, 0.30);

@@ -197,3 +197,53 @@ esac"#,
     assert!(status.stdout.contains(" alive "), "{}", status.stdout);
     nothing_left(&r);
 }
+
+/// The keys in the order the agents ran them, read from `$state/cwd`.
+fn run_order(r: &TestRepo) -> Vec<String> {
+    lines(&r.home.join("agents/cwd"))
+        .iter()
+        .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn ready_stories_start_longest_first_unless_the_order_is_listed() {
+    // Open tasks: a 1 (and e waits on it: a chain of 2), b 8, c 1, d 4, e 1. All closeable
+    // (at most 30% open).
+    let dep = |on: &str| format!("\n## Dependencies\n\n- Story {on}\n");
+    let stories = [
+        ("1-1-a", story("A", 9, 1)),
+        ("1-2-b", story("B", 20, 8)),
+        ("1-3-c", story("C", 9, 1)),
+        ("1-4-d", story("D", 15, 4)),
+        ("1-5-e", story("E", 9, 1) + &dep("1.1")),
+    ];
+    // One worktree: the queue's order is the run order.
+    let r = repo_with(&stories);
+    install_agent(&r, "");
+    r.teleos(["close", "--parallel", "1", "--all", "--yes"])
+        .ok();
+    assert_eq!(
+        run_order(&r),
+        ["1-2-b", "1-4-d", "1-1-a", "1-3-c", "1-5-e"],
+        "most open work first; a before c, since e waits on it"
+    );
+    nothing_left(&r);
+
+    let r = repo_with(&stories);
+    install_agent(&r, "");
+    r.git(&["config", "teleos.schedule", "listed"]);
+    r.teleos(["close", "--parallel", "1", "--all", "--yes"])
+        .ok();
+    assert_eq!(run_order(&r), ["1-1-a", "1-2-b", "1-3-c", "1-4-d", "1-5-e"]);
+    nothing_left(&r);
+
+    // A value git-teleos does not know stops the batch before anything starts.
+    let r = repo_with(&stories);
+    install_agent(&r, "");
+    r.git(&["config", "teleos.schedule", "shortest"]);
+    r.teleos(["close", "--parallel", "1", "--all", "--yes"])
+        .code(2)
+        .stderr_has("teleos.schedule");
+    assert!(!r.home.join("agents/cwd").exists(), "an agent ran");
+}

@@ -34,6 +34,7 @@ use crate::batch::claims::Claimer;
 use crate::batch::gate::{self, MergeRecord};
 use crate::batch::governor::Governor;
 use crate::batch::names;
+use crate::batch::order::{self, Schedule};
 use crate::batch::progress::Progress;
 use crate::batch::results::{BatchReport, Outcome, StoryResult};
 use crate::batch::sequential::{status_line, Stopper};
@@ -73,6 +74,8 @@ pub struct ParallelEnv<'a> {
     pub stagger: Duration,
     /// Most parked worktrees (`teleos.poolMax`).
     pub pool_max: usize,
+    /// The order ready stories take a free worktree in (`teleos.schedule`).
+    pub schedule: Schedule,
     pub progress: &'a Progress,
 }
 
@@ -159,7 +162,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     // worktree is made (see `Baseline`).
     let user_before = Baseline::new();
     let queue = Mutex::new(Queue::new(
-        stories,
+        order::arrange(stories, env.schedule),
         Stopper::new(env.circuit_breaker, env.max_budget_usd),
     ));
     let cv = Condvar::new();
