@@ -19,7 +19,8 @@
 //!
 //! Workloads: A, 24 instant stories on a 20,000-file repository with 3 worktrees; B, 12 stories
 //! of skewed durations (long ones at positions 0, 3, 6, 9: fixed round-robin puts them all on
-//! one worktree); D, creating 3 worktrees cold, gix (`git_teleos::git::add_worktree`, three
+//! one worktree), whose open tasks say which are long (as a real story's do), then the same
+//! with every story showing one open task (the sizes hidden); D, creating 3 worktrees cold, gix (`git_teleos::git::add_worktree`, three
 //! threads) against `git worktree add` ×3; E, the peak memory of git-teleos during A; O, the
 //! per-story overhead (agent exit to the next agent start in the same worktree, from the batch's
 //! own timeline) of A's batch at each size of `E2E_O_FILES`, in a BENCHMARKS.md section of its
@@ -264,15 +265,26 @@ impl Bench {
 
     /// A repository with `files` filler files and one story per key, committed and packed.
     fn build_fixture(&self, name: &str, files: usize, keys: &[String]) -> PathBuf {
+        self.build_fixture_with(name, files, keys, |_| 1)
+    }
+
+    /// [`Bench::build_fixture`] with `open(i)` unticked tasks in the `i`th story.
+    fn build_fixture_with(
+        &self,
+        name: &str,
+        files: usize,
+        keys: &[String],
+        open: impl Fn(usize) -> usize,
+    ) -> PathBuf {
         let dir = self.root.join(name);
         fs::create_dir_all(&dir).expect("mkdir fixture");
         fixture::write_filler(&dir, files);
         let stories = dir.join(ARTIFACTS);
         fs::create_dir_all(&stories).expect("mkdir stories");
-        for key in keys {
+        for (i, key) in keys.iter().enumerate() {
             fs::write(
                 stories.join(format!("{key}.md")),
-                fixture::nearly_done_story(key),
+                fixture::story_with_open_tasks(key, open(i)),
             )
             .expect("write story");
         }
@@ -575,8 +587,9 @@ fn workload_b(cfg: &Config, bench: &Bench, report: &mut Report) {
     let keys = keys("b", 12);
     // Long stories at positions 0, 3, 6, 9: round-robin over 3 worktrees gives them all to the
     // first one.
+    let long = |i: usize| i.is_multiple_of(3);
     let durations: Vec<f64> = (0..keys.len())
-        .map(|i| if i % 3 == 0 { cfg.long } else { cfg.short })
+        .map(|i| if long(i) { cfg.long } else { cfg.short })
         .collect();
     let table: String = keys
         .iter()
@@ -584,15 +597,61 @@ fn workload_b(cfg: &Config, bench: &Bench, report: &mut Report) {
         .map(|(k, d)| format!("{k} {d}\n"))
         .collect();
     bench.install_agent(&table);
+    // As in a real batch, a story with more open tasks takes its agent longer: the short ones
+    // have 1 open task, the long ones one per `E2E_SHORT` seconds of their duration.
+    let open_long = (cfg.long / cfg.short).round().max(1.0) as usize;
     println!(
-        "B: building the fixture ({} files, 12 stories: 4 × {} s, 8 × {} s)",
+        "B: building the fixtures ({} files, 12 stories: 4 × {} s with {open_long} open tasks, 8 × {} s with 1; and the same with 1 open task each)",
         cfg.b_files, cfg.long, cfg.short
     );
-    let fixture = bench.build_fixture("fixture-b", cfg.b_files, &keys);
-    let (t, b) = alternate(cfg, bench, "B", &fixture, &keys, &mut report.failures);
+    let sized = bench.build_fixture_with("fixture-b", cfg.b_files, &keys, |i| {
+        if long(i) {
+            open_long
+        } else {
+            1
+        }
+    });
+    let hidden = bench.build_fixture("fixture-b-hidden", cfg.b_files, &keys);
+    let sized = alternate(cfg, bench, "B", &sized, &keys, &mut report.failures);
+    let hidden = alternate(cfg, bench, "B hidden", &hidden, &keys, &mut report.failures);
     let total: f64 = durations.iter().sum();
     let longest = durations.iter().copied().fold(0.0, f64::max);
-    report.b = Some(((t, b), (total / SLOTS as f64).max(longest)));
+    let mut by_length = durations.clone();
+    by_length.sort_by(|a, b| b.total_cmp(a));
+    report.b = Some(WorkloadB {
+        sized,
+        hidden,
+        bound: (total / SLOTS as f64).max(longest),
+        longest_first: list_schedule(&by_length, SLOTS),
+        listed: list_schedule(&durations, SLOTS),
+    });
+}
+
+/// The makespan of running `durations` in this order on `slots` workers, each story taking the
+/// first free one, with no overhead at all: what a scheduler starting them in this order could
+/// reach at best.
+fn list_schedule(durations: &[f64], slots: usize) -> f64 {
+    let mut free = vec![0.0f64; slots.max(1)];
+    for d in durations {
+        let first = free
+            .iter_mut()
+            .min_by(|a, b| a.total_cmp(b))
+            .expect("at least one slot");
+        *first += d;
+    }
+    free.into_iter().fold(0.0, f64::max)
+}
+
+/// Workload B's runs: with the stories' sizes visible in their open tasks, and hidden (every
+/// story one open task, the same durations).
+struct WorkloadB {
+    sized: Sides,
+    hidden: Sides,
+    /// max(total/3, longest).
+    bound: f64,
+    /// The zero-overhead makespan of longest-first and of the listed order.
+    longest_first: f64,
+    listed: f64,
 }
 
 fn workload_d(cfg: &Config, bench: &Bench, report: &mut Report) {
@@ -799,8 +858,7 @@ type Sides = (Vec<TeleosRun>, Vec<(f64, f64)>);
 #[derive(Default)]
 struct Report {
     a: Option<Sides>,
-    /// B's runs and its lower bound max(total/3, longest).
-    b: Option<(Sides, f64)>,
+    b: Option<WorkloadB>,
     d: Option<WorkloadD>,
     failures: Vec<String>,
     load_start: String,
@@ -870,10 +928,11 @@ impl Report {
              removed after it, of a fixture repository built with the git CLI \
              (hermetic: `GIT_CONFIG_GLOBAL=/dev/null`, `GIT_CONFIG_NOSYSTEM=1`, fixed identities \
              and dates; filler files under `src/`, stories in `{ARTIFACTS}/` with 9 of 10 boxes \
-             ticked; committed, then `git gc`). The copy and the checks are not timed. Both sides \
+             ticked, except B's long stories, which have one open task per `E2E_SHORT` seconds \
+             of their duration and three ticked ones per open one; committed, then `git gc`). The copy and the checks are not timed. Both sides \
              use the same stand-in `claude` (`benches/e2e/standin-claude.sh`: sleeps the story's \
-             duration, ticks the box, writes `out/<key>.txt`, commits, answers in Claude's JSON \
-             envelope).\n"
+             duration, ticks the open boxes, writes `out/<key>.txt`, commits, answers with its \
+             counts in Claude's JSON envelope).\n"
         );
         let _ = writeln!(
             s,
@@ -937,13 +996,16 @@ impl Report {
                 );
             }
         }
-        if let Some(((t, b), bound)) = &self.b {
+        if let Some(wb) = &self.b {
+            let (t, b) = &wb.sized;
             let ts: Vec<f64> = t.iter().map(|r| r.secs).collect();
             let b: Vec<f64> = b.iter().map(|x| x.0).collect();
             let (mt, mb) = (median(&ts), median(&b));
+            let bound = wb.bound;
+            let open_long = (cfg.long / cfg.short).round().max(1.0) as usize;
             let _ = writeln!(
                 s,
-                "| B: 12 skewed stories (4 × {} s at positions 0,3,6,9, 8 × {} s), {} files | {mt:.2} s | {mb:.2} s | {:.2} × | ≤ 0.6 × | {} |",
+                "| B: 12 skewed stories (4 × {} s with {open_long} open tasks at positions 0,3,6,9, 8 × {} s with 1), {} files | {mt:.2} s | {mb:.2} s | {:.2} × | ≤ 0.6 × | {} |",
                 cfg.long,
                 cfg.short,
                 cfg.b_files,
@@ -951,13 +1013,41 @@ impl Report {
                 verdict(mt / mb <= 0.6)
             );
             let _ = writeln!(
+                s,
+                "| B against its lower bound max(total/3, longest) = {bound:.2} s | {mt:.2} s | {mb:.2} s | {:.2} × (baseline {:.2} ×) | ≤ 1.3 × | {} |",
+                mt / bound,
+                mb / bound,
+                verdict(mt / bound <= 1.3)
+            );
+            let (ht, hb) = &wb.hidden;
+            let hts: Vec<f64> = ht.iter().map(|r| r.secs).collect();
+            let hb: Vec<f64> = hb.iter().map(|x| x.0).collect();
+            let (mht, mhb) = (median(&hts), median(&hb));
+            let _ = writeln!(
+                s,
+                "| B with the sizes hidden (every story 1 open task, same durations), against the bound | {mht:.2} s | {mhb:.2} s | {:.2} × (baseline {:.2} ×) | – | |",
+                mht / bound,
+                mhb / bound
+            );
+            let _ = writeln!(
                 details,
                 "- B samples (s): git-teleos {}; baseline {}. Lower bound max(total/3, longest) \
-                 = {bound:.2} s: git-teleos at {:.2} × the bound, baseline at {:.2} ×",
+                 = {bound:.2} s. No overhead at all, 3 slots, each story to the first free one: \
+                 longest first finishes at {:.2} s ({:.2} × the bound; four 4 s stories on \
+                 three slots put two on one), the listed order at {:.2} s ({:.2} ×)",
                 secs_list(&ts),
                 secs_list(&b),
-                mt / bound,
-                mb / bound
+                wb.longest_first,
+                wb.longest_first / bound,
+                wb.listed,
+                wb.listed / bound
+            );
+            let _ = writeln!(
+                details,
+                "- B with the sizes hidden, samples (s): git-teleos {}; baseline {}. Every story \
+                 looks the same, so git-teleos starts them in the listed order",
+                secs_list(&hts),
+                secs_list(&hb)
             );
         }
         let first_agent = [
@@ -968,7 +1058,7 @@ impl Report {
                     .filter(|_| cfg.wants("A"))
                     .map(|a| (&a.0, &a.1)),
             ),
-            ("B", self.b.as_ref().map(|b| (&b.0 .0, &b.0 .1))),
+            ("B", self.b.as_ref().map(|b| (&b.sized.0, &b.sized.1))),
         ];
         for (label, runs) in first_agent {
             let Some((t, b)) = runs else { continue };
