@@ -116,6 +116,27 @@ pub fn arrange(mut stories: Vec<Story>, schedule: Schedule) -> Vec<Story> {
     stories
 }
 
+/// The line a batch prints when `arranged` does not start the stories in `listed`'s order,
+/// naming the first few, so that nobody wonders why a later key runs first.
+pub fn describe_change(listed: &[String], arranged: &[Story]) -> Option<String> {
+    if listed.iter().eq(arranged.iter().map(|s| &s.story_key)) {
+        return None;
+    }
+    const SHOWN: usize = 4;
+    let mut first: Vec<String> = arranged
+        .iter()
+        .take(SHOWN)
+        .map(|s| format!("{} ({})", s.story_key, estimated_work(s)))
+        .collect();
+    if arranged.len() > SHOWN {
+        first.push("…".into());
+    }
+    Some(format!(
+        "order: longest first, by open tasks (teleos.schedule): {}",
+        first.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +215,19 @@ mod tests {
         // The cycle stops where it closes, wherever the walk entered it.
         assert_eq!(p[2], 1, "a story depending on itself counts once");
         assert!(p[0] >= 2 && p[1] >= 3, "{p:?}");
+    }
+
+    #[test]
+    fn a_changed_order_is_described_and_an_unchanged_one_is_not() {
+        let stories = vec![story("a", 1, &[]), story("b", 3, &[]), story("c", 1, &[])];
+        let listed: Vec<String> = keys(&stories).iter().map(|k| k.to_string()).collect();
+        let same = arrange(stories.clone(), Schedule::Listed);
+        assert_eq!(describe_change(&listed, &same), None);
+        let arranged = arrange(stories, Schedule::LongestFirst);
+        assert_eq!(
+            describe_change(&listed, &arranged).as_deref(),
+            Some("order: longest first, by open tasks (teleos.schedule): b (3), a (1), c (1)")
+        );
     }
 
     #[test]

@@ -161,8 +161,13 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     // What the user's checkout looks like before any agent starts, walked while the first
     // worktree is made (see `Baseline`).
     let user_before = Baseline::new();
+    let listed: Vec<String> = stories.iter().map(|s| s.story_key.clone()).collect();
+    let stories = order::arrange(stories, env.schedule);
+    if let Some(line) = order::describe_change(&listed, &stories) {
+        env.progress.line(&line);
+    }
     let queue = Mutex::new(Queue::new(
-        order::arrange(stories, env.schedule),
+        stories,
         Stopper::new(env.circuit_breaker, env.max_budget_usd),
     ));
     let cv = Condvar::new();
