@@ -52,7 +52,8 @@ pub use repo::{
 };
 pub use snapshot::snapshot_uncommitted;
 pub use status::{
-    changed_paths, dirty_paths, is_clean, remove_untracked_in_owned_worktree, DIRTY_PATHS_LIMIT,
+    changed_paths, changed_paths_refreshed, dirty_paths, is_clean,
+    remove_untracked_in_owned_worktree, Refreshed, DIRTY_PATHS_LIMIT,
 };
 pub use watch::WorktreeWatch;
 pub use worktree::{

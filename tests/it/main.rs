@@ -38,6 +38,7 @@ mod signing;
 mod slurm;
 mod tracker;
 mod trust;
+mod user_checkout;
 mod watch;
 
 /// A test file added as `tests/<name>.rs` would build and link a binary of its own, and one

@@ -224,6 +224,8 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     // Removed worktrees' files are deleted on threads of their own, while the batch lands.
     let trash = git::TrashBin::default();
     let mut user_after = None;
+    // What the walk before the batch proved of the user's files, for the walk after it.
+    let user_refreshed = Mutex::new(None);
     let park = env
         .keep_worktrees
         .then_some((&manifest, env.worktrees_dir.as_path(), env.pool_max));
@@ -232,8 +234,11 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     thread::scope(|scope| {
         let walk = || {
             let repo = shared.to_thread_local();
-            let walked = panic::catch_unwind(AssertUnwindSafe(|| git::changed_paths(&repo, None)));
-            let paths = walked.ok().and_then(|r| r.ok()).unwrap_or_default();
+            let walked = panic::catch_unwind(AssertUnwindSafe(|| {
+                git::changed_paths_refreshed(&repo, None, true)
+            }));
+            let (paths, refreshed) = walked.ok().and_then(|r| r.ok()).unwrap_or_default();
+            *lock(&user_refreshed) = refreshed;
             user_before.set(paths.into_iter().collect());
         };
         let walking = thread::Builder::new()
@@ -383,7 +388,8 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         // `crash_during_landing` checks this).
         creation::wait_all_left(&queue, &cv);
         if !env.story.cancel.load(Ordering::SeqCst) {
-            user_after = Some(user_changes(env.root));
+            let refreshed = lock(&user_refreshed).take();
+            user_after = Some(user_changes(env.root, refreshed.as_ref()));
         }
     });
     env.progress.finish();
@@ -442,7 +448,12 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
 
     let user_changes_after = match user_after {
         Some(paths) => paths,
-        None => user_changes(env.root),
+        None => {
+            let refreshed = user_refreshed
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner);
+            user_changes(env.root, refreshed.as_ref())
+        }
     };
     let user_changes_before = user_before.into_paths();
     let touched: Vec<&String> = user_changes_after
@@ -526,9 +537,10 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
 }
 
 /// Paths changed in the user's checkout (nothing when it cannot be walked).
-fn user_changes(root: &Path) -> BTreeSet<String> {
+fn user_changes(root: &Path, refreshed: Option<&git::Refreshed>) -> BTreeSet<String> {
     git::discover(root)
-        .and_then(|r| git::changed_paths(&r, None))
+        .and_then(|r| git::changed_paths_refreshed(&r, refreshed, false))
+        .map(|(paths, _)| paths)
         .unwrap_or_default()
         .into_iter()
         .collect()
