@@ -37,11 +37,15 @@ mod manifest {
         names
     }
 
-    /// A pid that belonged to a process that has exited (reuse within the test is unlikely).
+    /// A pid no process can have: above the kernel's `pid_max` (at most 2^22 on Linux). A pid
+    /// of an exited child is not enough: the other tests, running at the same time, start
+    /// processes that can be given it again.
     fn dead_pid() -> i32 {
-        let mut child = Command::new("true").spawn().unwrap();
-        let pid = child.id() as i32;
-        child.wait().unwrap();
+        let pid_max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1 << 22);
+        let pid = pid_max.saturating_add(1);
         assert!(!pid_alive(pid));
         pid
     }
