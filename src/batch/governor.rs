@@ -46,6 +46,13 @@ pub struct GovernorSummary {
     pub events: Vec<GovernorEvent>,
 }
 
+/// What holds a start back: a pause after a rate limit and the stagger since the previous
+/// start (each until when), or, with neither, the limit on agents at once.
+struct Held {
+    paused: Option<Instant>,
+    next_start: Option<Instant>,
+}
+
 struct State {
     limit: usize,
     min_limit: usize,
@@ -159,18 +166,22 @@ impl<'a> Governor<'a> {
     /// place until [`StartGate::release`]).
     pub fn try_acquire(&self) -> bool {
         let mut st = self.lock();
-        let now = Instant::now();
-        self.maybe_raise(&mut st, now);
-        let paused = st.paused_until.is_some_and(|p| p > now);
-        let spacing = self.spacing(&st);
-        let too_soon = st.last_start.is_some_and(|t| t + spacing > now);
-        if paused || too_soon || st.running >= st.limit {
-            return false;
+        self.try_start(&mut st, Instant::now()).is_ok()
+    }
+
+    /// Take a place now if nothing holds the start back; otherwise say what does.
+    fn try_start(&self, st: &mut State, now: Instant) -> std::result::Result<(), Held> {
+        self.maybe_raise(st, now);
+        let paused = st.paused_until.filter(|p| *p > now);
+        let spacing = self.spacing(st);
+        let next_start = st.last_start.map(|t| t + spacing).filter(|t| *t > now);
+        if paused.is_none() && next_start.is_none() && st.running < st.limit {
+            st.running += 1;
+            st.peak = st.peak.max(st.running);
+            st.last_start = Some(now);
+            return Ok(());
         }
-        st.running += 1;
-        st.peak = st.peak.max(st.running);
-        st.last_start = Some(now);
-        true
+        Err(Held { paused, next_start })
     }
 
     /// The record for the debrief; `story_waits` is the sum of the stories' waits.
@@ -193,25 +204,19 @@ impl StartGate for Governor<'_> {
         let mut st = self.lock();
         loop {
             let now = Instant::now();
-            self.maybe_raise(&mut st, now);
             if cancel.load(Ordering::SeqCst) {
                 // The caller stops at once; it still holds a place until it releases.
                 st.running += 1;
                 return waited_on_limits;
             }
-            let paused = st.paused_until.filter(|p| *p > now);
-            let limited = st.limit < self.max;
-            let spacing = self.spacing(&st);
-            let next_start = st.last_start.map(|t| t + spacing).filter(|t| *t > now);
-            if paused.is_none() && next_start.is_none() && st.running < st.limit {
-                st.running += 1;
-                st.peak = st.peak.max(st.running);
-                st.last_start = Some(now);
+            let Err(held) = self.try_start(&mut st, now) else {
                 return waited_on_limits;
-            }
-            let wake = paused
+            };
+            let limited = st.limit < self.max;
+            let wake = held
+                .paused
                 .into_iter()
-                .chain(next_start)
+                .chain(held.next_start)
                 .max()
                 .map_or(TICK, |t| t.duration_since(now))
                 .clamp(Duration::from_millis(5), TICK);
@@ -219,7 +224,7 @@ impl StartGate for Governor<'_> {
                 Ok((g, _)) => g,
                 Err(e) => e.into_inner().0,
             };
-            if paused.is_some() || limited {
+            if held.paused.is_some() || limited {
                 waited_on_limits += now.elapsed();
             }
         }
