@@ -70,19 +70,7 @@ pub(super) fn plan_diff_update(
     let Some(index) = super::quick_status::load_index(repo) else {
         return Ok(None);
     };
-    let old = repo.find_tree(old_tree).map_err(gix_err)?;
-    let new = repo.find_tree(new_tree).map_err(gix_err)?;
-    // The plain tree diff: `diff_tree_to_tree` would also set up a blob-diff cache, which
-    // reads the whole index (for attributes) only to leave it unused without rename tracking.
-    let mut recorder = gix::diff::tree::Recorder::default();
-    gix::diff::tree(
-        gix::objs::TreeRefIter::from_bytes(&old.data, old.id.kind()),
-        gix::objs::TreeRefIter::from_bytes(&new.data, new.id.kind()),
-        gix::diff::tree::State::default(),
-        &repo.objects,
-        &mut recorder,
-    )
-    .map_err(gix_err)?;
+    let records = super::history::tree_changes(repo, old_tree, new_tree)?;
     let mut writes = Vec::new();
     let mut removes = Vec::new();
     // The index must hold exactly the old entry (or none) where the trees differ.
@@ -94,7 +82,7 @@ pub(super) fn plan_diff_update(
             _ => false,
         }
     };
-    for change in recorder.records {
+    for change in records {
         let (location, before, after) = match change {
             Change::Addition {
                 path,

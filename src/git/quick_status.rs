@@ -226,16 +226,14 @@ fn check_since(repo: &Repository, since: Since<'_>) -> Option<bool> {
     };
     let mut paths = since.touched.clone();
     if head != since.base {
-        let old = super::history::commit_tree(repo, since.base).ok()?;
-        let new = super::history::commit_tree(repo, head).ok()?;
-        let changes = repo
-            .diff_tree_to_tree(Some(&old), Some(&new), gix::diff::Options::default())
-            .ok()?;
+        let old = super::history::commit_tree_id(repo, since.base).ok()?;
+        let new = super::history::commit_tree_id(repo, head).ok()?;
+        let changes = super::history::tree_changes(repo, old, new).ok()?;
         paths.extend(
             changes
                 .iter()
-                .filter(|c| !c.entry_mode().is_tree())
-                .map(|c| c.location().to_owned()),
+                .filter_map(super::history::change_file_path)
+                .map(ToOwned::to_owned),
         );
     }
     let walk = Walk {
