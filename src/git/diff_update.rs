@@ -14,6 +14,7 @@ use gix::{ObjectId, Repository};
 
 use super::checkout::{on_disk_as_in_index, remove_file_and_empty_parents};
 use super::gix_err;
+use super::quick_status::KnownIndex;
 use crate::error::Result;
 
 /// What to write and remove, and the index it edits.
@@ -61,14 +62,22 @@ fn valid_path(path: &BStr, mode: Mode) -> bool {
 /// that does not hold `old_tree`'s entries at the changed paths, a submodule, a path replaced
 /// by a folder or the other way round, a changed `.gitattributes` (checkout filters read it),
 /// or a path a checkout must not write.
+/// `known`: the index as a check just read it, used instead of reading it again if the file
+/// is still that one.
 pub(super) fn plan_diff_update(
     repo: &Repository,
     old_tree: ObjectId,
     new_tree: ObjectId,
+    known: Option<KnownIndex>,
 ) -> Result<Option<DiffPlan>> {
-    // Read afresh, our own copy to edit (the repository's shared one would be cloned).
-    let Some(index) = super::quick_status::load_index(repo) else {
-        return Ok(None);
+    // Read afresh unless known, our own copy to edit (the repository's shared one would be
+    // cloned).
+    let index = match known.and_then(|k| k.if_current(repo)) {
+        Some(index) => index,
+        None => match super::quick_status::load_index(repo) {
+            Some(index) => index,
+            None => return Ok(None),
+        },
     };
     let records = super::history::tree_changes(repo, old_tree, new_tree)?;
     let mut writes = Vec::new();
