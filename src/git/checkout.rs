@@ -81,7 +81,8 @@ pub fn land_fast_forward_checkout(
         commit_tree_id(repo, new)?,
         None,
     )? {
-        if super::quick_status::index_is_head(repo)
+        // The index the plan read and will edit: loaded once.
+        if super::quick_status::index_is_head(repo, diff.index())
             && diff.touched_paths_match_index(repo, &root)?
         {
             if update_ref_cas(repo, branch_full, new, Some(old), &log)? == CasOutcome::Conflict {

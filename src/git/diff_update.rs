@@ -164,6 +164,11 @@ pub(super) fn plan_diff_update(
 }
 
 impl DiffPlan {
+    /// The index this plan edits, as read from the worktree's index file.
+    pub(super) fn index(&self) -> &gix::index::File {
+        &self.index
+    }
+
     /// Whether every file this plan writes or removes is exactly as the index says (absent
     /// where the index has no entry): applying it can then lose nothing. A `false` sends the
     /// caller to a full status walk.

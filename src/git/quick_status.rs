@@ -105,13 +105,17 @@ fn modified_at(meta: &std::fs::Metadata, index: &gix::index::File) -> bool {
     }
 }
 
-/// Whether the index certainly holds exactly `HEAD`'s tree (no staged change): through its
-/// cache-tree when valid, else entry by entry. `false` also when it cannot tell.
-pub(super) fn index_is_head(repo: &Repository) -> bool {
+/// Whether `index` (the worktree's, as read from its file) certainly holds exactly `HEAD`'s
+/// tree (no staged change): through its cache-tree when valid, else entry by entry. `false`
+/// also when it cannot tell.
+pub(super) fn index_is_head(repo: &Repository, index: &gix::index::File) -> bool {
     #[cfg(unix)]
-    return ground(repo).is_some();
+    return holds_head(repo, index).is_some();
     #[cfg(not(unix))]
-    return false;
+    {
+        let _ = (repo, index);
+        false
+    }
 }
 
 #[cfg(unix)]
@@ -151,6 +155,18 @@ struct Ground {
 
 #[cfg(unix)]
 fn ground(repo: &Repository) -> Option<Ground> {
+    let index = load_index(repo)?;
+    let (root, head) = holds_head(repo, &index)?;
+    Some(Ground { root, index, head })
+}
+
+#[cfg(unix)]
+/// [`Ground`]'s conditions on an index already read: the worktree's root and `HEAD` if they
+/// hold.
+fn holds_head(
+    repo: &Repository,
+    index: &gix::index::File,
+) -> Option<(std::path::PathBuf, ObjectId)> {
     let config = repo.config_snapshot();
     // Settings under which a file's kind or a name's case is not what it seems on disk.
     if config.boolean("core.ignoreCase") == Some(true)
@@ -161,7 +177,6 @@ fn ground(repo: &Repository) -> Option<Ground> {
         return None;
     }
     let root = work_tree_root(repo)?;
-    let index = load_index(repo)?;
     if index.is_sparse() {
         return None;
     }
@@ -180,10 +195,10 @@ fn ground(repo: &Repository) -> Option<Ground> {
     // Staged changes: the index must hold exactly HEAD's tree.
     let head = head_commit_id(repo).ok()??;
     let head_tree = super::history::commit_tree_id(repo, head).ok()?;
-    if !index_holds_tree(repo, &index, head_tree)? {
+    if !index_holds_tree(repo, index, head_tree)? {
         return None;
     }
-    Some(Ground { root, index, head })
+    Some((root, head))
 }
 
 #[cfg(unix)]
