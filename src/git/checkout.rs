@@ -369,7 +369,10 @@ impl UpdatePlan {
             entries[*index].flags.remove(Flags::SKIP_WORKTREE);
         }
         target
-            .write(gix::index::write::Options::default())
+            .write(gix::index::write::Options {
+                skip_hash: super::diff_update::skip_hash(repo),
+                ..Default::default()
+            })
             .map_err(gix_err)?;
         Ok(target.entries().len() - unchanged.len() + removed.len())
     }

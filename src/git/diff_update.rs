@@ -259,7 +259,7 @@ impl DiffPlan {
                 invalidate_cache_tree(tree, path);
             }
         }
-        write_index(&index)?;
+        write_index(&index, skip_hash(repo))?;
         Ok(writes.len() + removes.len())
     }
 }
@@ -276,18 +276,35 @@ fn invalidate_cache_tree(tree: &mut gix::index::extension::Tree, path: &[u8]) {
     }
 }
 
+/// Whether git would write this repository's index without its trailing checksum (all zeroes
+/// instead): `index.skipHash`, which `feature.manyFiles` turns on unless it is set (git's
+/// `repo-settings.c`). Hashing a large index is a good part of writing it; git has read such
+/// an index since 2.40, and older gits do not check the trailer outside `fsck`.
+pub(super) fn skip_hash(repo: &Repository) -> bool {
+    let config = repo.config_snapshot();
+    config
+        .boolean("index.skipHash")
+        .or_else(|| config.boolean("feature.manyFiles"))
+        .unwrap_or(false)
+}
+
 /// Write `index` to its file under git's lock: serialized in memory first and hashed in one
 /// pass (gix's own writer hashes each field as it goes, several times slower on a large index).
-pub(super) fn write_index(index: &gix::index::File) -> Result<()> {
+/// `skip_hash`: a null checksum, as [`skip_hash`] says git would write.
+pub(super) fn write_index(index: &gix::index::File, skip_hash: bool) -> Result<()> {
     use std::io::Write as _;
     let state: &gix::index::State = index;
     let mut data = Vec::with_capacity(index.entries().len() * 96 + 1024);
     state
         .write_to(&mut data, gix::index::write::Options::default())
         .map_err(gix_err)?;
-    let mut hasher = gix::hash::hasher(index.object_hash());
-    hasher.update(&data);
-    let checksum = hasher.try_finalize().map_err(gix_err)?;
+    let checksum = if skip_hash {
+        index.object_hash().null()
+    } else {
+        let mut hasher = gix::hash::hasher(index.object_hash());
+        hasher.update(&data);
+        hasher.try_finalize().map_err(gix_err)?
+    };
     let path = index.path();
     let mut lock = gix::lock::File::acquire_to_update_resource(
         path,
