@@ -10,7 +10,8 @@
 //! commit (real `git add` and `git commit`, not measured), the verification as a worktree slot
 //! makes it (`git::WorktreeWatch::dirty_paths`, judging what changed since the last proof), the
 //! full verification for comparison (`git::is_clean`, which the quick pass must prove), and bringing the worktree to the next tip
-//! (`git::reset_clean_worktree_to`, here the commit before the agent's: a two-file diff).
+//! (`git::reset_clean_worktree_with`, with the index the verification read, as a slot does;
+//! here the commit before the agent's: a two-file diff).
 //! Prints the CPU time (user + system, all threads of this process) of each step, per round
 //! and the median.
 
@@ -115,7 +116,10 @@ fn main() {
 
         let (t, w) = (cpu(), std::time::Instant::now());
         let repo = gix::open(dir).expect("open");
-        git_teleos::git::reset_clean_worktree_to(&repo, before, &no_cancel).expect("reset");
+        // As a worktree slot does: with the index the watched verification read.
+        let known = watch.take_proven_index();
+        git_teleos::git::reset_clean_worktree_with(&repo, before, known, &no_cancel)
+            .expect("reset");
         update.push(cpu() - t);
         update_wall.push(w.elapsed().as_secs_f64());
         println!(

@@ -10,6 +10,7 @@ use gix::{ObjectId, Repository};
 use super::diff_update::plan_diff_update;
 use super::gix_err;
 use super::history::{commit_tree_id, files_changed, is_ancestor};
+use super::quick_status::KnownIndex;
 use super::refs::{resolve_ref, update_ref_cas, CasOutcome};
 use super::repo::{current_branch, head_commit_id, work_tree_root};
 use super::status::{changes, dirty_paths, DIRTY_PATHS_LIMIT};
@@ -74,10 +75,14 @@ pub fn land_fast_forward_checkout(
     // Most landings: nothing staged (the cache-tree proves it), and the files the update
     // writes or removes are as the index has them. Then only those are read and written, as
     // `git merge --ff-only` would, and the rest of the checkout is left unread.
-    if let Some(diff) =
-        plan_diff_update(repo, commit_tree_id(repo, old)?, commit_tree_id(repo, new)?)?
-    {
-        if super::quick_status::index_is_head(repo)
+    if let Some(diff) = plan_diff_update(
+        repo,
+        commit_tree_id(repo, old)?,
+        commit_tree_id(repo, new)?,
+        None,
+    )? {
+        // The index the plan read and will edit: loaded once.
+        if super::quick_status::index_is_head(repo, diff.index())
             && diff.touched_paths_match_index(repo, &root)?
         {
             if update_ref_cas(repo, branch_full, new, Some(old), &log)? == CasOutcome::Conflict {
@@ -123,7 +128,7 @@ pub fn reset_worktree_to(
     commit: ObjectId,
     cancel: &AtomicBool,
 ) -> Result<()> {
-    reset_guarded(worktree_repo, commit, false, cancel)
+    reset_guarded(worktree_repo, commit, false, None, cancel)
 }
 
 /// [`reset_worktree_to`] for a worktree its caller saw clean (a full status walk) after the last
@@ -136,13 +141,25 @@ pub fn reset_clean_worktree_to(
     commit: ObjectId,
     cancel: &AtomicBool,
 ) -> Result<()> {
-    reset_guarded(worktree_repo, commit, true, cancel)
+    reset_guarded(worktree_repo, commit, true, None, cancel)
+}
+
+/// [`reset_clean_worktree_to`] with the index as the check that saw the worktree clean read
+/// it (`WorktreeWatch::take_proven_index`): not decoded again if the file is still that one.
+pub fn reset_clean_worktree_with(
+    worktree_repo: &Repository,
+    commit: ObjectId,
+    known: Option<KnownIndex>,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    reset_guarded(worktree_repo, commit, true, known, cancel)
 }
 
 fn reset_guarded(
     repo: &Repository,
     commit: ObjectId,
     seen_clean: bool,
+    known: Option<KnownIndex>,
     cancel: &AtomicBool,
 ) -> Result<()> {
     let root = work_tree_root(repo).ok_or_else(|| Error::git("no worktree to reset"))?;
@@ -159,7 +176,7 @@ fn reset_guarded(
     // The worktree matches `HEAD` (seen clean, or walked just above): the files to touch are
     // those the two trees differ in, found without reading the rest of the repository.
     let diff = match old {
-        Some(old) => plan_diff_update(repo, commit_tree_id(repo, old)?, target_tree)?,
+        Some(old) => plan_diff_update(repo, commit_tree_id(repo, old)?, target_tree, known)?,
         None => None,
     };
     let log = format!("reset: moving to {commit}");
@@ -352,7 +369,10 @@ impl UpdatePlan {
             entries[*index].flags.remove(Flags::SKIP_WORKTREE);
         }
         target
-            .write(gix::index::write::Options::default())
+            .write(gix::index::write::Options {
+                skip_hash: super::diff_update::skip_hash(repo),
+                ..Default::default()
+            })
             .map_err(gix_err)?;
         Ok(target.entries().len() - unchanged.len() + removed.len())
     }

@@ -14,6 +14,7 @@ use gix::{ObjectId, Repository};
 
 use super::checkout::{on_disk_as_in_index, remove_file_and_empty_parents};
 use super::gix_err;
+use super::quick_status::KnownIndex;
 use crate::error::Result;
 
 /// What to write and remove, and the index it edits.
@@ -61,28 +62,24 @@ fn valid_path(path: &BStr, mode: Mode) -> bool {
 /// that does not hold `old_tree`'s entries at the changed paths, a submodule, a path replaced
 /// by a folder or the other way round, a changed `.gitattributes` (checkout filters read it),
 /// or a path a checkout must not write.
+/// `known`: the index as a check just read it, used instead of reading it again if the file
+/// is still that one.
 pub(super) fn plan_diff_update(
     repo: &Repository,
     old_tree: ObjectId,
     new_tree: ObjectId,
+    known: Option<KnownIndex>,
 ) -> Result<Option<DiffPlan>> {
-    // Read afresh, our own copy to edit (the repository's shared one would be cloned).
-    let Some(index) = super::quick_status::load_index(repo) else {
-        return Ok(None);
+    // Read afresh unless known, our own copy to edit (the repository's shared one would be
+    // cloned).
+    let index = match known.and_then(|k| k.if_current(repo)) {
+        Some(index) => index,
+        None => match super::quick_status::load_index(repo) {
+            Some(index) => index,
+            None => return Ok(None),
+        },
     };
-    let old = repo.find_tree(old_tree).map_err(gix_err)?;
-    let new = repo.find_tree(new_tree).map_err(gix_err)?;
-    // The plain tree diff: `diff_tree_to_tree` would also set up a blob-diff cache, which
-    // reads the whole index (for attributes) only to leave it unused without rename tracking.
-    let mut recorder = gix::diff::tree::Recorder::default();
-    gix::diff::tree(
-        gix::objs::TreeRefIter::from_bytes(&old.data, old.id.kind()),
-        gix::objs::TreeRefIter::from_bytes(&new.data, new.id.kind()),
-        gix::diff::tree::State::default(),
-        &repo.objects,
-        &mut recorder,
-    )
-    .map_err(gix_err)?;
+    let records = super::history::tree_changes(repo, old_tree, new_tree)?;
     let mut writes = Vec::new();
     let mut removes = Vec::new();
     // The index must hold exactly the old entry (or none) where the trees differ.
@@ -94,7 +91,7 @@ pub(super) fn plan_diff_update(
             _ => false,
         }
     };
-    for change in recorder.records {
+    for change in records {
         let (location, before, after) = match change {
             Change::Addition {
                 path,
@@ -167,6 +164,11 @@ pub(super) fn plan_diff_update(
 }
 
 impl DiffPlan {
+    /// The index this plan edits, as read from the worktree's index file.
+    pub(super) fn index(&self) -> &gix::index::File {
+        &self.index
+    }
+
     /// Whether every file this plan writes or removes is exactly as the index says (absent
     /// where the index has no entry): applying it can then lose nothing. A `false` sends the
     /// caller to a full status walk.
@@ -257,7 +259,7 @@ impl DiffPlan {
                 invalidate_cache_tree(tree, path);
             }
         }
-        write_index(&index)?;
+        write_index(&index, skip_hash(repo))?;
         Ok(writes.len() + removes.len())
     }
 }
@@ -274,18 +276,35 @@ fn invalidate_cache_tree(tree: &mut gix::index::extension::Tree, path: &[u8]) {
     }
 }
 
+/// Whether git would write this repository's index without its trailing checksum (all zeroes
+/// instead): `index.skipHash`, which `feature.manyFiles` turns on unless it is set (git's
+/// `repo-settings.c`). Hashing a large index is a good part of writing it; git has read such
+/// an index since 2.40, and older gits do not check the trailer outside `fsck`.
+pub(super) fn skip_hash(repo: &Repository) -> bool {
+    let config = repo.config_snapshot();
+    config
+        .boolean("index.skipHash")
+        .or_else(|| config.boolean("feature.manyFiles"))
+        .unwrap_or(false)
+}
+
 /// Write `index` to its file under git's lock: serialized in memory first and hashed in one
 /// pass (gix's own writer hashes each field as it goes, several times slower on a large index).
-pub(super) fn write_index(index: &gix::index::File) -> Result<()> {
+/// `skip_hash`: a null checksum, as [`skip_hash`] says git would write.
+pub(super) fn write_index(index: &gix::index::File, skip_hash: bool) -> Result<()> {
     use std::io::Write as _;
     let state: &gix::index::State = index;
     let mut data = Vec::with_capacity(index.entries().len() * 96 + 1024);
     state
         .write_to(&mut data, gix::index::write::Options::default())
         .map_err(gix_err)?;
-    let mut hasher = gix::hash::hasher(index.object_hash());
-    hasher.update(&data);
-    let checksum = hasher.try_finalize().map_err(gix_err)?;
+    let checksum = if skip_hash {
+        index.object_hash().null()
+    } else {
+        let mut hasher = gix::hash::hasher(index.object_hash());
+        hasher.update(&data);
+        hasher.try_finalize().map_err(gix_err)?
+    };
     let path = index.path();
     let mut lock = gix::lock::File::acquire_to_update_resource(
         path,

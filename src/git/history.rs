@@ -1,5 +1,6 @@
 //! Questions about commits: ranges, ancestry, short hashes, changed files.
 
+use gix::bstr::{BStr, ByteSlice};
 use gix::{ObjectId, Repository};
 
 use super::gix_err;
@@ -55,29 +56,67 @@ pub fn is_ancestor(repo: &Repository, a: ObjectId, b: ObjectId) -> Result<bool> 
 /// Paths of files that differ between the trees of `base` and `tip`, sorted, without rename
 /// detection (a rename shows as both paths).
 pub fn files_changed(repo: &Repository, base: ObjectId, tip: ObjectId) -> Result<Vec<String>> {
-    let old = commit_tree(repo, base)?;
-    let new = commit_tree(repo, tip)?;
-    let changes = repo
-        .diff_tree_to_tree(Some(&old), Some(&new), gix::diff::Options::default())
-        .map_err(gix_err)?;
+    let changes = tree_changes(
+        repo,
+        commit_tree_id(repo, base)?,
+        commit_tree_id(repo, tip)?,
+    )?;
     let mut paths: Vec<String> = changes
         .iter()
-        .filter(|change| !change.entry_mode().is_tree())
-        .map(|change| change.location().to_string())
+        .filter_map(change_file_path)
+        .map(ToString::to_string)
         .collect();
     paths.sort();
     paths.dedup();
     Ok(paths)
 }
 
-pub(crate) fn commit_tree(repo: &Repository, commit: ObjectId) -> Result<gix::Tree<'_>> {
-    let commit = repo.find_commit(commit).map_err(|e| {
-        Error::git(format!(
-            "{commit} is not a commit: {}",
-            super::error_chain(&e)
-        ))
-    })?;
-    commit.tree().map_err(gix_err)
+/// What changed from tree `old` to tree `new`, every path in full, without rename detection:
+/// gix's plain tree diff, which skips every subtree whose id is unchanged. Not
+/// `Repository::diff_tree_to_tree`: that also sets up a blob-diff cache, which loads the
+/// whole index and verifies its checksum (for attributes), only to leave it unused when no
+/// rename is tracked; on a large repository that cost more than the diff itself.
+pub(crate) fn tree_changes(
+    repo: &Repository,
+    old: ObjectId,
+    new: ObjectId,
+) -> Result<Vec<gix::diff::tree::recorder::Change>> {
+    let old = repo.find_tree(old).map_err(gix_err)?;
+    let new = repo.find_tree(new).map_err(gix_err)?;
+    let mut recorder = gix::diff::tree::Recorder::default();
+    gix::diff::tree(
+        gix::objs::TreeRefIter::from_bytes(&old.data, old.id.kind()),
+        gix::objs::TreeRefIter::from_bytes(&new.data, new.id.kind()),
+        gix::diff::tree::State::default(),
+        &repo.objects,
+        &mut recorder,
+    )
+    .map_err(gix_err)?;
+    Ok(recorder.records)
+}
+
+/// The path of a change that concerns a file (not a folder) on either side: a folder added or
+/// removed comes with a change for each file in it.
+pub(crate) fn change_file_path(change: &gix::diff::tree::recorder::Change) -> Option<&BStr> {
+    use gix::diff::tree::recorder::Change;
+    let (path, file) = match change {
+        Change::Addition {
+            path, entry_mode, ..
+        }
+        | Change::Deletion {
+            path, entry_mode, ..
+        } => (path, !entry_mode.is_tree()),
+        Change::Modification {
+            path,
+            previous_entry_mode,
+            entry_mode,
+            ..
+        } => (
+            path,
+            !entry_mode.is_tree() || !previous_entry_mode.is_tree(),
+        ),
+    };
+    file.then_some(path.as_bstr())
 }
 
 pub(crate) fn commit_tree_id(repo: &Repository, commit: ObjectId) -> Result<ObjectId> {

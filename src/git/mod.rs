@@ -31,7 +31,8 @@ mod watch;
 mod worktree;
 
 pub use checkout::{
-    land_fast_forward_checkout, reset_clean_worktree_to, reset_worktree_to, LandOutcome,
+    land_fast_forward_checkout, reset_clean_worktree_to, reset_clean_worktree_with,
+    reset_worktree_to, LandOutcome,
 };
 pub use history::{
     commit_exists, commits_between, count_unreachable_from, files_changed, is_ancestor, path_id_at,
@@ -41,6 +42,7 @@ pub use merge::{
     merge_commits_in_memory, merge_commits_in_memory_owning, merge_into_branch,
     merge_into_branch_owning, replay_in_memory, MergeOutcome, OwnedPath, OwnedReport,
 };
+pub use quick_status::KnownIndex;
 pub(crate) use refs::delete_if_at;
 pub use refs::{
     create_branch, create_ref_unique, delete_branch_guarded, local_branches, resolve_ref,

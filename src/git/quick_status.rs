@@ -47,13 +47,75 @@ pub(super) fn load_index(repo: &Repository) -> Option<gix::index::File> {
     .ok()
 }
 
-/// Whether the index certainly holds exactly `HEAD`'s tree (no staged change): through its
-/// cache-tree when valid, else entry by entry. `false` also when it cannot tell.
-pub(super) fn index_is_head(repo: &Repository) -> bool {
+/// An index as one check decoded it, kept for the next step in the same worktree (the update
+/// to the next tip after a story's verification) so that it is not decoded again. It stands in
+/// for a fresh load only while the file is provably the one it was decoded from: same length,
+/// same modification time (gix's racy-clean checks read it), and the same trailing checksum,
+/// which is the SHA-1 of everything before it; anything else, and the file is read afresh.
+pub struct KnownIndex {
+    index: gix::index::File,
+    /// The file's length when its modification time was the decoded one; `None`: not reusable.
+    len: Option<u64>,
+}
+
+impl KnownIndex {
+    fn new(index: gix::index::File) -> Self {
+        let len = std::fs::metadata(index.path())
+            .ok()
+            .filter(|m| modified_at(m, &index))
+            .map(|m| m.len());
+        Self { index, len }
+    }
+
+    /// The index, if `repo`'s index file is still exactly the one it was decoded from.
+    pub(super) fn if_current(self, repo: &Repository) -> Option<gix::index::File> {
+        use std::io::{Read as _, Seek as _, SeekFrom};
+        let checksum = self.index.checksum().filter(|c| !c.is_null())?;
+        let path = repo.index_path();
+        if path != self.index.path() {
+            return None;
+        }
+        let mut file = std::fs::File::open(&path).ok()?;
+        let meta = file.metadata().ok()?;
+        let len = meta.len();
+        if Some(len) != self.len || !modified_at(&meta, &self.index) {
+            return None;
+        }
+        let mut trailer = vec![0; checksum.as_slice().len()];
+        file.seek(SeekFrom::End(-i64::try_from(trailer.len()).ok()?))
+            .ok()?;
+        file.read_exact(&mut trailer).ok()?;
+        (trailer == checksum.as_slice()).then_some(self.index)
+    }
+}
+
+/// Whether the file `meta` describes was last modified when `index` says its file was.
+fn modified_at(meta: &std::fs::Metadata, index: &gix::index::File) -> bool {
     #[cfg(unix)]
-    return ground(repo).is_some();
+    {
+        use std::os::unix::fs::MetadataExt;
+        let t = index.timestamp();
+        t.unix_seconds() == meta.mtime() && i64::from(t.nanoseconds()) == meta.mtime_nsec()
+    }
+    // Only the unix checks make a `KnownIndex`; elsewhere it is never reused.
     #[cfg(not(unix))]
-    return false;
+    {
+        let _ = (meta, index);
+        false
+    }
+}
+
+/// Whether `index` (the worktree's, as read from its file) certainly holds exactly `HEAD`'s
+/// tree (no staged change): through its cache-tree when valid, else entry by entry. `false`
+/// also when it cannot tell.
+pub(super) fn index_is_head(repo: &Repository, index: &gix::index::File) -> bool {
+    #[cfg(unix)]
+    return holds_head(repo, index).is_some();
+    #[cfg(not(unix))]
+    {
+        let _ = (repo, index);
+        false
+    }
 }
 
 #[cfg(unix)]
@@ -93,6 +155,18 @@ struct Ground {
 
 #[cfg(unix)]
 fn ground(repo: &Repository) -> Option<Ground> {
+    let index = load_index(repo)?;
+    let (root, head) = holds_head(repo, &index)?;
+    Some(Ground { root, index, head })
+}
+
+#[cfg(unix)]
+/// [`Ground`]'s conditions on an index already read: the worktree's root and `HEAD` if they
+/// hold.
+fn holds_head(
+    repo: &Repository,
+    index: &gix::index::File,
+) -> Option<(std::path::PathBuf, ObjectId)> {
     let config = repo.config_snapshot();
     // Settings under which a file's kind or a name's case is not what it seems on disk.
     if config.boolean("core.ignoreCase") == Some(true)
@@ -103,7 +177,6 @@ fn ground(repo: &Repository) -> Option<Ground> {
         return None;
     }
     let root = work_tree_root(repo)?;
-    let index = load_index(repo)?;
     if index.is_sparse() {
         return None;
     }
@@ -122,10 +195,10 @@ fn ground(repo: &Repository) -> Option<Ground> {
     // Staged changes: the index must hold exactly HEAD's tree.
     let head = head_commit_id(repo).ok()??;
     let head_tree = super::history::commit_tree_id(repo, head).ok()?;
-    if !index_holds_tree(repo, &index, head_tree)? {
+    if !index_holds_tree(repo, index, head_tree)? {
         return None;
     }
-    Some(Ground { root, index, head })
+    Some((root, head))
 }
 
 #[cfg(unix)]
@@ -207,35 +280,32 @@ pub(crate) struct Since<'a> {
     pub on_dir: &'a mut dyn FnMut(&BStr),
 }
 
-/// `true` only when the worktree is certainly clean, judging only the paths that can have
+/// `Some` only when the worktree is certainly clean, judging only the paths that can have
 /// changed since it was last proven clean: those touched on disk since, and those whose index
 /// entry changed (the tree diff from `base` to `HEAD`; the index is checked to hold `HEAD`'s
 /// tree, and was `base`'s then). Every other file is as it was when it was clean. The cost
-/// follows what changed, not the size of the worktree. `false`: not proven, run the full walk.
-pub(crate) fn proven_clean_since(repo: &Repository, since: Since<'_>) -> bool {
+/// follows what changed, not the size of the worktree. `None`: not proven, run the full walk.
+/// What comes back is the index the proof read, for the next step in the worktree to reuse.
+pub(crate) fn proven_clean_since(repo: &Repository, since: Since<'_>) -> Option<KnownIndex> {
     #[cfg(unix)]
-    return check_since(repo, since).unwrap_or(false);
+    return check_since(repo, since);
     #[cfg(not(unix))]
-    return false;
+    return None;
 }
 
 #[cfg(unix)]
-fn check_since(repo: &Repository, since: Since<'_>) -> Option<bool> {
-    let Some(Ground { root, index, head }) = ground(repo) else {
-        return Some(false);
-    };
+fn check_since(repo: &Repository, since: Since<'_>) -> Option<KnownIndex> {
+    let Ground { root, index, head } = ground(repo)?;
     let mut paths = since.touched.clone();
     if head != since.base {
-        let old = super::history::commit_tree(repo, since.base).ok()?;
-        let new = super::history::commit_tree(repo, head).ok()?;
-        let changes = repo
-            .diff_tree_to_tree(Some(&old), Some(&new), gix::diff::Options::default())
-            .ok()?;
+        let old = super::history::commit_tree_id(repo, since.base).ok()?;
+        let new = super::history::commit_tree_id(repo, head).ok()?;
+        let changes = super::history::tree_changes(repo, old, new).ok()?;
         paths.extend(
             changes
                 .iter()
-                .filter(|c| !c.entry_mode().is_tree())
-                .map(|c| c.location().to_owned()),
+                .filter_map(super::history::change_file_path)
+                .map(ToOwned::to_owned),
         );
     }
     let walk = Walk {
@@ -258,7 +328,7 @@ fn check_since(repo: &Repository, since: Since<'_>) -> Option<bool> {
         // The repository's own files, or rules that decide what is ignored: the full walk.
         let mut parts = bytes.split(|&b| b == b'/');
         if parts.clone().any(|c| c == b".git") || parts.next_back() == Some(b".gitignore") {
-            return Some(false);
+            return None;
         }
         let exact = index.entry_by_path(path.as_bstr());
         let mut prefix = path.clone();
@@ -270,16 +340,16 @@ fn check_since(repo: &Repository, since: Since<'_>) -> Option<bool> {
             // Gone: fine unless it was tracked (a deleted file or folder).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if exact.is_some() || !below.is_empty() {
-                    return Some(false);
+                    return None;
                 }
                 continue;
             }
             // Not there as a folder (`a/b` where `a` is now a file): the full walk decides.
-            Err(_) => return Some(false),
+            Err(_) => return None,
         };
         if meta.is_dir() {
             if exact.is_some() {
-                return Some(false); // a tracked file replaced by a folder
+                return None; // a tracked file replaced by a folder
             }
             if below.is_empty() {
                 untracked.push((path.clone(), true));
@@ -288,21 +358,21 @@ fn check_since(repo: &Repository, since: Since<'_>) -> Option<bool> {
                 let before = walk.seen.load(Ordering::Relaxed);
                 untracked.extend(walk.dir(&full, prefix.len(), below, false)?);
                 if walk.seen.load(Ordering::Relaxed) - before != below.len() {
-                    return Some(false); // a tracked file gone
+                    return None; // a tracked file gone
                 }
             }
             read.push(path.clone());
         } else if let Some(entry) = exact {
             if !walk.unchanged(entry, &meta, || full.clone()) {
-                return Some(false);
+                return None;
             }
         } else if !below.is_empty() {
-            return Some(false); // a tracked folder replaced by a file
+            return None; // a tracked folder replaced by a file
         } else {
             untracked.push((path.clone(), false));
         }
     }
-    judge_untracked(repo, &index, &root, untracked, since.on_dir)
+    judge_untracked(repo, &index, &root, untracked, since.on_dir)?.then(|| KnownIndex::new(index))
 }
 
 #[cfg(unix)]

@@ -58,6 +58,16 @@ impl WorktreeWatch {
         return 0;
     }
 
+    /// The index the last [`Self::dirty_paths`] read to prove the worktree clean from what
+    /// changed (`None` after a full walk), for the update that follows: it is used only if the
+    /// index file is still the one it was decoded from (see [`super::KnownIndex`]).
+    pub fn take_proven_index(&mut self) -> Option<super::KnownIndex> {
+        #[cfg(target_os = "linux")]
+        return self.state.as_mut().and_then(|s| s.proven_index.take());
+        #[cfg(not(target_os = "linux"))]
+        return None;
+    }
+
     /// What [`super::dirty_paths`] says, proven from the paths changed since the last check when
     /// that is conclusive, else by the full walk.
     pub fn dirty_paths(&mut self, repo: &Repository) -> Result<Vec<String>> {
@@ -162,6 +172,8 @@ mod linux {
         /// Events were lost or paths went stale: the record is incomplete.
         broken: bool,
         proof: Option<Proof>,
+        /// The index the last check read, when it proved the worktree clean.
+        pub(super) proven_index: Option<quick_status::KnownIndex>,
         buf: Vec<u8>,
         pub(super) full_walks: usize,
     }
@@ -177,6 +189,7 @@ mod linux {
                 touched: BTreeSet::new(),
                 broken: false,
                 proof: None,
+                proven_index: None,
                 buf: vec![0; 64 * 1024],
                 full_walks: 0,
             };
@@ -334,6 +347,7 @@ mod linux {
 
         pub(super) fn dirty_paths(&mut self, repo: &Repository) -> Result<Vec<String>> {
             self.drain();
+            self.proven_index = None;
             let head = crate::git::head_commit_id(repo).ok().flatten();
             let base = self.proof.as_ref().map(|p| p.head);
             // Read once: compared now, and kept as the new proof's if this check proves it.
@@ -343,7 +357,7 @@ mod linux {
                 let touched = std::mem::take(&mut self.touched);
                 // A folder read in full is watched first, so that nothing written into it
                 // after it was read goes unseen.
-                let clean = quick_status::proven_clean_since(
+                let proven = quick_status::proven_clean_since(
                     repo,
                     Since {
                         base,
@@ -356,7 +370,8 @@ mod linux {
                     },
                 );
                 self.touched = touched;
-                if clean && !self.broken {
+                if proven.is_some() && !self.broken {
+                    self.proven_index = proven;
                     self.touched.clear();
                     self.proof = Some(Proof { head, sources });
                     return Ok(Vec::new());

@@ -808,6 +808,44 @@ fn reset_worktree_rewrites_changed_files_and_leaves_status_clean() {
     git(&root, &["fsck", "--no-progress"]);
 }
 
+/// The index's trailing checksum: all zeroes when written without one.
+fn index_trailer_is_null(dir: &Path) -> bool {
+    let data = std::fs::read(dir.join(".git/index")).unwrap();
+    data[data.len() - 20..].iter().all(|b| *b == 0)
+}
+
+#[test]
+fn an_index_is_written_without_its_checksum_when_git_would_write_it_so() {
+    let (_tmp, root) = repo();
+    let start = rev(&root, "HEAD");
+    write(&root, ".gitattributes", "*.txt text\n");
+    write(&root, "a.txt", "attributes\n");
+    let with_attributes = commit_all(&root, "attributes");
+    write(&root, "a.txt", "plain\n");
+    let plain = commit_all(&root, "plain");
+    assert!(!index_trailer_is_null(&root), "git hashes it by default");
+
+    // `feature.manyFiles` turns `index.skipHash` on, as in git.
+    git(&root, &["config", "feature.manyFiles", "true"]);
+    // A changed `.gitattributes`: the full update, written by gix.
+    git::reset_worktree_to(&open(&root), start, &NO_CANCEL).unwrap();
+    assert!(index_trailer_is_null(&root));
+    assert_eq!(status(&root), "");
+    git::reset_worktree_to(&open(&root), with_attributes, &NO_CANCEL).unwrap();
+    // Only `a.txt`: the update of the changed paths, written here.
+    git::reset_clean_worktree_to(&open(&root), plain, &NO_CANCEL).unwrap();
+    assert!(index_trailer_is_null(&root));
+    assert_eq!(status(&root), "");
+    assert_eq!(read(&root, "a.txt"), "plain\n");
+
+    // Set explicitly, `index.skipHash` wins.
+    git(&root, &["config", "index.skipHash", "false"]);
+    git::reset_clean_worktree_to(&open(&root), with_attributes, &NO_CANCEL).unwrap();
+    assert!(!index_trailer_is_null(&root));
+    assert_eq!(status(&root), "");
+    git(&root, &["fsck", "--no-progress"]);
+}
+
 #[test]
 fn reset_of_a_worktree_seen_clean_checks_what_it_touches_and_loses_nothing() {
     let (tmp, root) = repo();

@@ -240,3 +240,64 @@ fn a_worktree_opened_through_its_main_repository_is_still_proven_by_the_record()
     assert!(watch.dirty_paths(&through_main).unwrap().is_empty());
     assert_eq!(watch.full_walks(), 0, "proven by the record, not walked");
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+fn the_index_a_check_read_is_reused_only_while_the_file_is_that_one() {
+    use std::sync::atomic::AtomicBool;
+    let (_tmp, root) = repo();
+    write(&root, "bin/tool.sh", "echo hi\n");
+    let start = commit_all(&root, "tool");
+    let mut watch = WorktreeWatch::start(&open(&root), true);
+    let index = root.join(".git/index");
+    let no_cancel = AtomicBool::new(false);
+    let mode = |path: &str| git(&root, &["ls-files", "-s", "--", path]);
+
+    // The story's commit, proven clean by the record: its index comes back.
+    write(&root, "story/out.txt", "1\n");
+    commit_all(&root, "story");
+    // Its cached trees made invalid (a mode set and unset), so that a later change of a
+    // mode keeps the file's length.
+    git(&root, &["update-index", "--chmod=+x", "bin/tool.sh"]);
+    git(&root, &["update-index", "--chmod=-x", "bin/tool.sh"]);
+    // Not `check`: `git status` there may write the index again.
+    assert!(watch.dirty_paths(&open(&root)).unwrap().is_empty());
+    assert_eq!(watch.full_walks(), 0);
+    let known = watch
+        .take_proven_index()
+        .expect("the check's index is kept");
+    assert!(watch.take_proven_index().is_none(), "given once");
+
+    // The index changes after the check: the same length (a mode bit), and its modification
+    // time put back, so that only the content, through its checksum, can tell.
+    let mtime = std::fs::metadata(&index).unwrap().modified().unwrap();
+    let len = std::fs::metadata(&index).unwrap().len();
+    git(&root, &["update-index", "--chmod=+x", "bin/tool.sh"]);
+    assert_eq!(std::fs::metadata(&index).unwrap().len(), len);
+    std::fs::File::options()
+        .write(true)
+        .open(&index)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    git::reset_clean_worktree_with(&open(&root), start, Some(known), &no_cancel).unwrap();
+    assert!(
+        mode("bin/tool.sh").starts_with("100755"),
+        "the index was read afresh, with the change made after the check: {}",
+        mode("bin/tool.sh")
+    );
+    assert!(!root.join("story/out.txt").exists());
+
+    // Unchanged since the check: the update uses it and leaves the worktree as git would.
+    git(&root, &["update-index", "--chmod=-x", "bin/tool.sh"]);
+    write(&root, "story/out.txt", "2\n");
+    commit_all(&root, "story again");
+    assert!(watch.dirty_paths(&open(&root)).unwrap().is_empty());
+    let known = watch
+        .take_proven_index()
+        .expect("the check's index is kept");
+    git::reset_clean_worktree_with(&open(&root), start, Some(known), &no_cancel).unwrap();
+    assert!(git(&root, &["status", "--porcelain", "--untracked-files=all"]).is_empty());
+    assert!(mode("bin/tool.sh").starts_with("100644"));
+    assert!(!root.join("story/out.txt").exists());
+}

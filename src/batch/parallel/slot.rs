@@ -220,12 +220,19 @@ impl SlotRunner<'_, '_> {
         };
         // A worktree made or resumed here gets the full check; after a story the walk that
         // verified it is recent enough.
+        // The index the last story's verification read: the update need not decode it again.
+        let known = self
+            .watch
+            .borrow_mut()
+            .as_mut()
+            .and_then(git::WorktreeWatch::take_proven_index);
+        let cancel = self.env.story.cancel;
         let reset = if self.seen_clean.replace(false) {
-            git::reset_clean_worktree_to
+            git::reset_clean_worktree_with(&wt, tip, known, cancel)
         } else {
-            git::reset_worktree_to
+            git::reset_worktree_to(&wt, tip, cancel)
         };
-        if let Err(e) = reset(&wt, tip, self.env.story.cancel) {
+        if let Err(e) = reset {
             return failed(format!("cannot bring the worktree up to date: {e}"));
         }
         self.env
