@@ -15,25 +15,12 @@
 //! Prints the CPU time (user + system, all threads of this process) of each step, per round
 //! and the median.
 
-use std::path::Path;
-use std::process::Command;
-use std::sync::atomic::AtomicBool;
+#[path = "probe/mod.rs"]
+mod probe;
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=probe",
-            "-c",
-            "user.email=probe@example.com",
-        ])
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use probe::{cpu, git};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 fn build(dir: &Path, files: usize) {
     for i in 0..files {
@@ -53,15 +40,6 @@ fn build(dir: &Path, files: usize) {
     git(dir, &["gc", "-q"]);
     // Past the second the index was written in: no racily clean entry from the set-up.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-}
-
-/// CPU seconds (user + system) used by this process so far, all threads.
-fn cpu() -> f64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
-    t(u.ru_utime) + t(u.ru_stime)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -12,32 +12,12 @@
 //! second (a real merge). The repository is opened once, as a batch's slots share one: the
 //! user's index, which gix reads for attributes, is loaded once and kept while unchanged.
 
+#[path = "probe/mod.rs"]
+mod probe;
+
+use probe::{cpu, git};
 use std::path::Path;
 use std::process::Command;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=probe",
-            "-c",
-            "user.email=probe@example.com",
-        ])
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn cpu() -> f64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
-    t(u.ru_utime) + t(u.ru_stime)
-}
 
 /// A commit on a new branch off `base` changing one file, made without touching the checkout.
 fn story(dir: &Path, base: &str, n: usize) -> gix::ObjectId {
