@@ -45,8 +45,9 @@ pub fn changed_paths(repo: &Repository, limit: Option<usize>) -> Result<Vec<Stri
 /// them takes several times as long as comparing their stat data.
 pub struct Refreshed {
     /// The checksum of the on-disk index this was made from: once the index changes, this is
-    /// stale and unused.
-    from: Option<gix::hash::ObjectId>,
+    /// stale and unused. Only an index with a real checksum gets one (with `index.skipHash`
+    /// every version's trailer is zeros, which could not tell them apart).
+    from: gix::hash::ObjectId,
     index: gix::index::File,
 }
 
@@ -87,16 +88,17 @@ fn walk(
     let mut before = None;
     if earlier.is_some() || prove {
         let on_disk = repo.index_or_empty().map_err(gix_err)?;
-        let from = on_disk.checksum();
-        let index = match earlier.filter(|e| e.from.is_some() && e.from == from) {
+        let from = on_disk.checksum().filter(|c| !c.is_null());
+        let index = match earlier.filter(|e| Some(e.from) == from) {
             Some(e) => IndexPersistedOrInMemory::InMemory(e.index.clone()),
             None => IndexPersistedOrInMemory::Persisted(on_disk),
         };
         // The stat data is read before the walk reads the content: a file changed in between
         // is either reported by the walk or has stat data unlike what is kept here.
         if prove && limit.is_none() {
-            before =
-                super::work_tree_root(repo).map(|root| (from, stat_all(&root, as_file(&index))));
+            before = from
+                .zip(super::work_tree_root(repo))
+                .map(|(from, root)| (from, stat_all(&root, as_file(&index))));
         }
         base = Some(index);
     }
@@ -110,9 +112,18 @@ fn walk(
         .index_worktree_rewrites(None)
         .tree_index_track_renames(gix::status::tree_index::TrackRenames::Disabled)
         .index_worktree_submodules(gix::status::Submodule::AsConfigured { check_dirty: true });
-    if let Some(index) = &base {
-        platform = platform.index(index.clone());
-    }
+    // Kept only when this walk's proof is built on it; otherwise it goes to gix as it is.
+    let base = match base {
+        Some(index) if before.is_some() => {
+            platform = platform.index(index.clone());
+            Some(index)
+        }
+        Some(index) => {
+            platform = platform.index(index);
+            None
+        }
+        None => None,
+    };
     let mut iter = platform.into_iter(None).map_err(gix_err)?;
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
@@ -190,7 +201,7 @@ struct Stats {
 /// (`changed` holds the paths it reported), dated to when they were taken.
 fn refresh(
     index: gix::worktree::IndexPersistedOrInMemory,
-    from: Option<gix::hash::ObjectId>,
+    from: gix::hash::ObjectId,
     before: Stats,
     changed: &std::collections::BTreeSet<String>,
     options: gix::index::entry::stat::Options,

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use super::lock;
 use super::queue::Queue;
+use crate::git;
 
 /// Wait until one more worktree is wanted, and claim its making (the slot counts as live and
 /// as being made). `false`: none will be wanted any more (queue empty or stopped, a worktree
@@ -123,26 +124,28 @@ impl Drop for SlotTicket<'_> {
 /// it runs on a thread of its own while the first worktree is made; each slot waits for it
 /// before its first story.
 pub(super) struct Baseline {
-    paths: Mutex<Option<BTreeSet<String>>>,
+    /// The changed paths, and what the walk proved of the other files' stat data (for the walk
+    /// after the batch: see `git::Refreshed`).
+    walked: Mutex<Option<(BTreeSet<String>, Option<git::Refreshed>)>>,
     cv: Condvar,
 }
 
 impl Baseline {
     pub(super) fn new() -> Self {
         Baseline {
-            paths: Mutex::new(None),
+            walked: Mutex::new(None),
             cv: Condvar::new(),
         }
     }
 
-    pub(super) fn set(&self, paths: BTreeSet<String>) {
-        *lock(&self.paths) = Some(paths);
+    pub(super) fn set(&self, paths: BTreeSet<String>, refreshed: Option<git::Refreshed>) {
+        *lock(&self.walked) = Some((paths, refreshed));
         self.cv.notify_all();
     }
 
     /// Wait until [`Baseline::set`] was called.
     pub(super) fn wait(&self) {
-        let mut p = lock(&self.paths);
+        let mut p = lock(&self.walked);
         while p.is_none() {
             p = match self.cv.wait(p) {
                 Ok(g) => g,
@@ -151,11 +154,17 @@ impl Baseline {
         }
     }
 
+    /// What the walk proved, for the walk after the batch (taken: it is used once).
+    pub(super) fn take_refreshed(&self) -> Option<git::Refreshed> {
+        lock(&self.walked).as_mut().and_then(|(_, r)| r.take())
+    }
+
     /// The paths (none if it was never set).
     pub(super) fn into_paths(self) -> BTreeSet<String> {
-        self.paths
+        self.walked
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
+            .map(|(paths, _)| paths)
             .unwrap_or_default()
     }
 }

@@ -224,8 +224,6 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
     // Removed worktrees' files are deleted on threads of their own, while the batch lands.
     let trash = git::TrashBin::default();
     let mut user_after = None;
-    // What the walk before the batch proved of the user's files, for the walk after it.
-    let user_refreshed = Mutex::new(None);
     let park = env
         .keep_worktrees
         .then_some((&manifest, env.worktrees_dir.as_path(), env.pool_max));
@@ -238,8 +236,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
                 git::changed_paths_refreshed(&repo, None, true)
             }));
             let (paths, refreshed) = walked.ok().and_then(|r| r.ok()).unwrap_or_default();
-            *lock(&user_refreshed) = refreshed;
-            user_before.set(paths.into_iter().collect());
+            user_before.set(paths.into_iter().collect(), refreshed);
         };
         let walking = thread::Builder::new()
             .name("teleos-user-status".into())
@@ -388,7 +385,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
         // `crash_during_landing` checks this).
         creation::wait_all_left(&queue, &cv);
         if !env.story.cancel.load(Ordering::SeqCst) {
-            let refreshed = lock(&user_refreshed).take();
+            let refreshed = user_before.take_refreshed();
             user_after = Some(user_changes(env.root, refreshed.as_ref()));
         }
     });
@@ -448,12 +445,7 @@ pub fn run(env: &ParallelEnv, stories: Vec<Story>, report: &mut BatchReport) -> 
 
     let user_changes_after = match user_after {
         Some(paths) => paths,
-        None => {
-            let refreshed = user_refreshed
-                .into_inner()
-                .unwrap_or_else(PoisonError::into_inner);
-            user_changes(env.root, refreshed.as_ref())
-        }
+        None => user_changes(env.root, user_before.take_refreshed().as_ref()),
     };
     let user_changes_before = user_before.into_paths();
     let touched: Vec<&String> = user_changes_after
