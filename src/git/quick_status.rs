@@ -217,7 +217,7 @@ fn check(repo: &Repository) -> Option<bool> {
     if walk.seen.load(Ordering::Relaxed) != index.entries().len() {
         return Some(false);
     }
-    judge_untracked(repo, &index, &root, untracked, &mut |_| {})
+    judge_untracked(repo, &index, &root, untracked, &mut |_, _| {})
 }
 
 /// The ignore rules as status applies them (`.gitignore` files read from the worktree).
@@ -236,13 +236,13 @@ pub(super) fn excludes<'r>(
 #[cfg(unix)]
 /// Whether every untracked name found is ignored, or a folder holding only ignored files (what
 /// status does not report). `on_dir` is told each untracked folder that is not ignored itself,
-/// before it is read.
+/// before it is read (see [`Since::on_dir`]).
 fn judge_untracked(
     repo: &Repository,
     index: &gix::index::File,
     root: &Path,
     untracked: Vec<(BString, bool)>,
-    on_dir: &mut dyn FnMut(&BStr),
+    on_dir: &mut dyn FnMut(&BStr, bool),
 ) -> Option<bool> {
     if untracked.is_empty() {
         return Some(true);
@@ -260,7 +260,7 @@ fn judge_untracked(
         if !is_dir {
             return Some(false); // an untracked file
         }
-        on_dir(path.as_bstr());
+        on_dir(path.as_bstr(), true);
         let rela = gix::path::from_bstr(path.as_bstr()).ok()?;
         let dir = root.join(rela);
         if !untracked_dir_holds_only_ignored(&dir, path, &mut ignored)? {
@@ -272,12 +272,16 @@ fn judge_untracked(
 
 /// What [`proven_clean_since`] needs from the caller: the commit `HEAD` named when the worktree
 /// was last proven clean, and every path written, created, removed or renamed in it since (as
-/// told by the kernel). `on_dir` is told each folder about to be read in full (a new one), so
-/// that the caller can watch it before its content is judged.
+/// told by the kernel). `on_dir` is told the folders to watch before their content is judged.
 pub(crate) struct Since<'a> {
     pub base: ObjectId,
-    pub touched: &'a std::collections::BTreeSet<BString>,
-    pub on_dir: &'a mut dyn FnMut(&BStr),
+    /// Taken: the check adds the commits' paths to it.
+    pub touched: std::collections::BTreeSet<BString>,
+    /// `(folder, true)`: a new folder about to be read in full, with everything below it.
+    /// `(folder, false)`: the folder of a file the commits changed, and the folders above it;
+    /// it may be one nobody watched (a file forced in under an ignored folder), and later
+    /// changes to that file must be seen.
+    pub on_dir: &'a mut dyn FnMut(&BStr, bool),
 }
 
 /// `Some` only when the worktree is certainly clean, judging only the paths that can have
@@ -296,17 +300,17 @@ pub(crate) fn proven_clean_since(repo: &Repository, since: Since<'_>) -> Option<
 #[cfg(unix)]
 fn check_since(repo: &Repository, since: Since<'_>) -> Option<KnownIndex> {
     let Ground { root, index, head } = ground(repo)?;
-    let mut paths = since.touched.clone();
+    let mut paths = since.touched;
     if head != since.base {
         let old = super::history::commit_tree_id(repo, since.base).ok()?;
         let new = super::history::commit_tree_id(repo, head).ok()?;
         let changes = super::history::tree_changes(repo, old, new).ok()?;
-        paths.extend(
-            changes
-                .iter()
-                .filter_map(super::history::change_file_path)
-                .map(ToOwned::to_owned),
-        );
+        for path in changes.iter().filter_map(super::history::change_file_path) {
+            if let Some(slash) = path.iter().rposition(|&b| b == b'/') {
+                (since.on_dir)(path[..slash].as_bstr(), false);
+            }
+            paths.insert(path.to_owned());
+        }
     }
     let walk = Walk {
         index: &index,
@@ -354,7 +358,7 @@ fn check_since(repo: &Repository, since: Since<'_>) -> Option<KnownIndex> {
             if below.is_empty() {
                 untracked.push((path.clone(), true));
             } else {
-                (since.on_dir)(path.as_bstr());
+                (since.on_dir)(path.as_bstr(), true);
                 let before = walk.seen.load(Ordering::Relaxed);
                 untracked.extend(walk.dir(&full, prefix.len(), below, false)?);
                 if walk.seen.load(Ordering::Relaxed) - before != below.len() {

@@ -269,6 +269,21 @@ mod linux {
             Some(())
         }
 
+        /// Watch `rel` and every folder above it (adding a watch that exists is a no-op to
+        /// the kernel), not what lies below.
+        fn watch_chain(&mut self, rel: &BStr) -> Option<()> {
+            let mut dir: &[u8] = rel.as_ref();
+            loop {
+                if self.add(BString::from(dir)).is_none() && self.broken {
+                    return None;
+                }
+                match dir.iter().rposition(|&b| b == b'/') {
+                    Some(slash) => dir = &dir[..slash],
+                    None => return Some(()),
+                }
+            }
+        }
+
         fn add(&mut self, rel: BString) -> Option<i32> {
             if self.dirs.len() >= MAX_WATCHES {
                 self.broken = true;
@@ -354,51 +369,46 @@ mod linux {
             let sources = ignore_sources(repo);
             let sources_same = self.proof.as_ref().is_some_and(|p| p.sources == sources);
             if let (false, true, Some(base), Some(head)) = (self.broken, sources_same, base, head) {
-                let touched = std::mem::take(&mut self.touched);
                 // A folder read in full is watched first, so that nothing written into it
                 // after it was read goes unseen.
                 let proven = quick_status::proven_clean_since(
                     repo,
                     Since {
                         base,
-                        touched: &touched,
-                        on_dir: &mut |d: &BStr| {
-                            if self.watch_tree(d).is_none() {
+                        touched: std::mem::take(&mut self.touched),
+                        on_dir: &mut |d: &BStr, whole: bool| {
+                            let watched = if whole {
+                                self.watch_tree(d)
+                            } else {
+                                self.watch_chain(d)
+                            };
+                            if watched.is_none() {
                                 self.broken = true;
                             }
                         },
                     },
                 );
-                self.touched = touched;
                 if proven.is_some() && !self.broken {
                     self.proven_index = proven;
-                    self.touched.clear();
                     self.proof = Some(Proof { head, sources });
                     return Ok(Vec::new());
                 }
             }
-            // The full walk decides, and the record starts over from what it proves.
-            if self.broken {
-                self.restart(repo);
-            }
+            // The full walk decides, and the record starts over from what it proves, with
+            // every watch made afresh first: whatever sent the check here (lost events, ignore
+            // rules that changed, a touched `.gitignore`) may have left a folder that is no
+            // longer ignored unwatched.
+            self.restart(repo);
             self.touched.clear();
             self.proof = None;
             self.full_walks += 1;
             let dirty = crate::git::dirty_paths(repo)?;
-            if dirty.is_empty() {
-                if let Some(head) = head {
-                    self.proven(repo, head);
-                }
+            if let (true, Some(head)) = (dirty.is_empty(), head) {
+                // The ignore rules as read before the walk: one edited during it no longer
+                // matches, and the next check walks in full again.
+                self.proof = Some(Proof { head, sources });
             }
             Ok(dirty)
-        }
-
-        fn proven(&mut self, repo: &Repository, head: ObjectId) {
-            self.touched.clear();
-            self.proof = Some(Proof {
-                head,
-                sources: ignore_sources(repo),
-            });
         }
 
         /// A new record: every watch made afresh before the full walk runs, so that nothing

@@ -301,3 +301,38 @@ fn the_index_a_check_read_is_reused_only_while_the_file_is_that_one() {
     assert!(mode("bin/tool.sh").starts_with("100644"));
     assert!(!root.join("story/out.txt").exists());
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+fn folders_the_record_did_not_watch_are_watched_once_they_can_hold_changes() {
+    let (_tmp, root) = repo();
+    // An ignored, empty folder: nothing in it is reported, so nothing watches it.
+    std::fs::create_dir_all(root.join("scratch")).unwrap();
+    write(&root, ".git/info/exclude", "scratch/\n");
+    let mut watch = WorktreeWatch::start(&open(&root), true);
+    assert!(check(&mut watch, &root, "untouched"));
+    // The rule goes: the full walk proves the (empty) folder clean, and from then on a file
+    // made in it must be seen.
+    write(&root, ".git/info/exclude", "# nothing\n");
+    assert!(check(&mut watch, &root, "scratch/ no longer ignored"));
+    write(&root, "scratch/new.txt", "n\n");
+    assert!(!check(
+        &mut watch,
+        &root,
+        "a file in the folder no longer ignored"
+    ));
+    std::fs::remove_file(root.join("scratch/new.txt")).unwrap();
+    assert!(check(&mut watch, &root, "gone again"));
+
+    // A commit forces in a file under the ignored `node_modules`: later edits to it count.
+    git(&root, &["add", "-f", "node_modules/pkg/index.js"]);
+    git(&root, &["commit", "-qm", "vendor one file"]);
+    assert!(check(
+        &mut watch,
+        &root,
+        "a file forced in under an ignored folder"
+    ));
+    // Unseen, the record would call this clean and `check` would find it disagreeing.
+    write(&root, "node_modules/pkg/index.js", "module.exports = 3;\n");
+    assert!(!check(&mut watch, &root, "the forced-in file edited"));
+}
