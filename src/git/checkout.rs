@@ -7,7 +7,7 @@ use gix::bstr::BStr;
 use gix::index::entry::Flags;
 use gix::{ObjectId, Repository};
 
-use super::diff_update::plan_diff_update;
+use super::diff_update::{plan_diff_update, skip_hash, write_index, IndexLock};
 use super::gix_err;
 use super::history::{commit_tree_id, files_changed, is_ancestor};
 use super::quick_status::KnownIndex;
@@ -72,15 +72,16 @@ pub fn land_fast_forward_checkout(
     }
 
     let root = work_tree_root(repo).ok_or_else(|| Error::git("no worktree to update"))?;
+    // Held from before the index is read until its new version is written, as `git merge`
+    // holds it: another git command (an editor's `git status`) can neither change the index
+    // under this update nor, by holding the lock, leave the branch moved and the files
+    // written with the old index beside them. Every early return below releases it.
+    let lock = IndexLock::acquire(repo)?;
+    let new_tree = commit_tree_id(repo, new)?;
     // Most landings: nothing staged (the cache-tree proves it), and the files the update
     // writes or removes are as the index has them. Then only those are read and written, as
     // `git merge --ff-only` would, and the rest of the checkout is left unread.
-    if let Some(diff) = plan_diff_update(
-        repo,
-        commit_tree_id(repo, old)?,
-        commit_tree_id(repo, new)?,
-        None,
-    )? {
+    if let Some(diff) = plan_diff_update(repo, commit_tree_id(repo, old)?, new_tree, None)? {
         // The index the plan read and will edit: loaded once.
         if super::quick_status::index_is_head(repo, diff.index())
             && diff.touched_paths_match_index(repo, &root)?
@@ -89,7 +90,7 @@ pub fn land_fast_forward_checkout(
                 return Ok(LandOutcome::Moved);
             }
             // Not interruptible, as below.
-            let files_updated = diff.apply(repo, &root, &AtomicBool::new(false))?;
+            let files_updated = diff.apply(repo, &root, &AtomicBool::new(false), Some(lock))?;
             return Ok(LandOutcome::CheckedOut { files_updated });
         }
     }
@@ -110,11 +111,8 @@ pub fn land_fast_forward_checkout(
     }
     // Not interruptible: the branch has moved, and stopping half way would leave the user's
     // checkout half updated. Only the changed files are written, so this is short.
-    let files_updated = plan_update(repo, commit_tree_id(repo, new)?)?.apply(
-        repo,
-        &root,
-        &AtomicBool::new(false),
-    )?;
+    let files_updated =
+        plan_update(repo, new_tree)?.apply(repo, &root, &AtomicBool::new(false), Some(lock))?;
     Ok(LandOutcome::CheckedOut { files_updated })
 }
 
@@ -194,7 +192,7 @@ fn reset_guarded(
             refuse_if_dirty(repo, &root)?;
         }
         moved()?;
-        diff.apply(repo, &root, cancel)?;
+        diff.apply(repo, &root, cancel, None)?;
         return Ok(());
     }
     let plan = plan_update(repo, target_tree)?;
@@ -202,7 +200,7 @@ fn reset_guarded(
         refuse_if_dirty(repo, &root)?;
     }
     moved()?;
-    plan.apply(repo, &root, cancel)?;
+    plan.apply(repo, &root, cancel, None)?;
     Ok(())
 }
 
@@ -345,7 +343,13 @@ impl UpdatePlan {
     /// (the caller checked). Entries whose id and mode are unchanged keep their file and stat
     /// data; the others are written by gix's checkout; paths no longer in the tree are
     /// deleted. Returns the number of files written or removed.
-    fn apply(self, repo: &Repository, root: &Path, cancel: &AtomicBool) -> Result<usize> {
+    fn apply(
+        self,
+        repo: &Repository,
+        root: &Path,
+        cancel: &AtomicBool,
+        lock: Option<IndexLock>,
+    ) -> Result<usize> {
         let UpdatePlan {
             current,
             mut target,
@@ -368,12 +372,7 @@ impl UpdatePlan {
         for index in &unchanged {
             entries[*index].flags.remove(Flags::SKIP_WORKTREE);
         }
-        target
-            .write(gix::index::write::Options {
-                skip_hash: super::diff_update::skip_hash(repo),
-                ..Default::default()
-            })
-            .map_err(gix_err)?;
+        write_index(&target, skip_hash(repo), lock)?;
         Ok(target.entries().len() - unchanged.len() + removed.len())
     }
 }

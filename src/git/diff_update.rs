@@ -192,11 +192,13 @@ impl DiffPlan {
     /// Remove the files gone from the tree, check out the changed ones with gix (filters and
     /// all), and put their entries, with fresh stat data, into the index. Returns the number
     /// of files written or removed.
+    /// `lock`: the index lock, when the caller took it before planning (see [`IndexLock`]).
     pub(super) fn apply(
         self,
         repo: &Repository,
         root: &Path,
         cancel: &AtomicBool,
+        lock: Option<IndexLock>,
     ) -> Result<usize> {
         let DiffPlan {
             mut index,
@@ -259,7 +261,7 @@ impl DiffPlan {
                 invalidate_cache_tree(tree, path);
             }
         }
-        write_index(&index, skip_hash(repo))?;
+        write_index(&index, skip_hash(repo), lock)?;
         Ok(writes.len() + removes.len())
     }
 }
@@ -288,10 +290,44 @@ pub(super) fn skip_hash(repo: &Repository) -> bool {
         .unwrap_or(false)
 }
 
-/// Write `index` to its file under git's lock: serialized in memory first and hashed in one
-/// pass (gix's own writer hashes each field as it goes, several times slower on a large index).
-/// `skip_hash`: a null checksum, as [`skip_hash`] says git would write.
-pub(super) fn write_index(index: &gix::index::File, skip_hash: bool) -> Result<()> {
+/// git's lock on a worktree's index (`index.lock`), held from before an update reads the index
+/// until its new version is in place, so that no other git command changes the index (or
+/// finds it half written) in between. Dropped unused, it is released and nothing changes.
+pub(super) struct IndexLock(gix::lock::File);
+
+impl IndexLock {
+    /// Take the lock on `repo`'s index, waiting a little for another git command that holds
+    /// it (an editor's `git status`, say) to finish.
+    pub(super) fn acquire(repo: &Repository) -> Result<IndexLock> {
+        Self::acquire_at(&repo.index_path())
+    }
+
+    fn acquire_at(path: &Path) -> Result<IndexLock> {
+        gix::lock::File::acquire_to_update_resource(
+            path,
+            gix::lock::acquire::Fail::AfterDurationWithBackoff(std::time::Duration::from_secs(3)),
+            None,
+            0, // as gix's own index writer: the default permissions
+        )
+        .map(IndexLock)
+        .map_err(|e| {
+            crate::error::Error::git(format!(
+                "cannot lock {}: {e} (another git command is using it; nothing was changed, run the command again once it is done)",
+                path.display()
+            ))
+        })
+    }
+}
+
+/// Write `index` to its file under git's lock (`lock` if the caller holds it already):
+/// serialized in memory first and hashed in one pass (gix's own writer hashes each field as it
+/// goes, several times slower on a large index). `skip_hash`: a null checksum, as
+/// [`skip_hash`] says git would write.
+pub(super) fn write_index(
+    index: &gix::index::File,
+    skip_hash: bool,
+    lock: Option<IndexLock>,
+) -> Result<()> {
     use std::io::Write as _;
     let state: &gix::index::State = index;
     let mut data = Vec::with_capacity(index.entries().len() * 96 + 1024);
@@ -306,13 +342,10 @@ pub(super) fn write_index(index: &gix::index::File, skip_hash: bool) -> Result<(
         hasher.try_finalize().map_err(gix_err)?
     };
     let path = index.path();
-    let mut lock = gix::lock::File::acquire_to_update_resource(
-        path,
-        gix::lock::acquire::Fail::Immediately,
-        None,
-        0, // as gix's own index writer: the default permissions
-    )
-    .map_err(gix_err)?;
+    let IndexLock(mut lock) = match lock {
+        Some(lock) => lock,
+        None => IndexLock::acquire_at(path)?,
+    };
     let written = lock
         .write_all(&data)
         .and_then(|()| lock.write_all(checksum.as_slice()));

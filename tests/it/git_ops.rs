@@ -1023,6 +1023,30 @@ fn reset_of_a_clean_worktree_keeps_the_cached_trees_it_did_not_touch_and_no_stal
 }
 
 #[test]
+fn land_while_another_git_command_holds_the_index_changes_nothing() {
+    let (_tmp, root) = repo();
+    let start = rev(&root, "HEAD");
+    git(&root, &["checkout", "-q", "-b", "integration-abc123"]);
+    write(&root, "a.txt", "landed\n");
+    let tip = commit_all(&root, "integrated work");
+    git(&root, &["checkout", "-q", "main"]);
+    let before = std::fs::read(root.join(".git/index")).unwrap();
+    // Another git command's lock, held for longer than landing waits.
+    std::fs::write(root.join(".git/index.lock"), b"").unwrap();
+    let e = git::land_fast_forward_checkout(&open(&root), "refs/heads/main", tip).unwrap_err();
+    assert!(e.to_string().contains("another git command"), "{e}");
+    // Neither the branch, the files nor the index moved, and the other command's lock stays.
+    assert_eq!(rev(&root, "main"), start);
+    assert_eq!(read(&root, "a.txt"), "one\ntwo\nthree\n");
+    assert_eq!(std::fs::read(root.join(".git/index")).unwrap(), before);
+    assert!(root.join(".git/index.lock").exists());
+    std::fs::remove_file(root.join(".git/index.lock")).unwrap();
+    let out = git::land_fast_forward_checkout(&open(&root), "refs/heads/main", tip).unwrap();
+    assert!(matches!(out, LandOutcome::CheckedOut { .. }), "{out:?}");
+    assert_eq!(status(&root), "");
+}
+
+#[test]
 fn land_updates_a_clean_checkout_and_refuses_a_dirty_one() {
     let (_tmp, root) = repo();
     let start = rev(&root, "HEAD");
