@@ -70,6 +70,8 @@ impl KnownIndex {
     /// The index, if `repo`'s index file is still exactly the one it was decoded from.
     pub(super) fn if_current(self, repo: &Repository) -> Option<gix::index::File> {
         use std::io::{Read as _, Seek as _, SeekFrom};
+        // An index written with `index.skipHash` (`feature.manyFiles`) ends in zeros whatever it
+        // holds: it cannot be recognised, so it is read again each time (reuse is off there).
         let checksum = self.index.checksum().filter(|c| !c.is_null())?;
         let path = repo.index_path();
         if path != self.index.path() {

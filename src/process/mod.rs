@@ -66,6 +66,10 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 
 pub use capture::tail_str;
 
+use capture::{lock, Log, Pipe, Tail};
+pub use error::{CommandLine, Failure, ProcessError, Stop};
+pub use group::{group_alive, pid_alive, signal_group, stop_group, stop_groups};
+
 /// Lower the calling thread's CPU priority (nice +10) for work that only prepares or tidies up
 /// (checking out a worktree no story waits for yet, deleting a removed one's files), so that it
 /// yields the cores to the agents and the verify-and-merge steps between them. Threads it starts
@@ -80,9 +84,6 @@ pub fn background_priority() {
         let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, (now + 10).min(19));
     }
 }
-use capture::{lock, Log, Pipe, Tail};
-pub use error::{CommandLine, Failure, ProcessError, Stop};
-pub use group::{group_alive, pid_alive, signal_group, stop_group, stop_groups};
 
 /// Variables git sets (for hooks, or for `git teleos` run as an extension) that pin a
 /// repository. They are removed from every child's environment, and [`Cmd::env`] cannot put
